@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One set-up for everything: Debian packages, a virtualenv in .venv, the project installed editable.
+# Idempotent: a second run only checks. Run as root on Debian (or with sudo available).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium tesseract-ocr
+              python3-venv build-essential)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.shikaku-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  # face_recognition pins dlib (a 15-minute source build); dlib-bin provides the same module prebuilt.
+  .venv/bin/pip install -q --no-deps "face_recognition==1.3.0"
+  touch "$stamp"
+fi
