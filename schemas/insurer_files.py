@@ -1,0 +1,645 @@
+"""Insurer files (contract: "Insurer files"): reading, column checks and row validation.
+
+One implementation, used by ``hokensha-load --dry-run`` on the insurer's side and by the
+server's upload endpoint, so both sides say the same thing about the same row. Plain functions
+over ``str`` values (not pydantic) because a file may hold millions of rows.
+
+Reading is streaming: bytes chunks in → ``(line, raw dict)`` out, memory flat in file size.
+Line numbers are physical lines of the file (the CSV header is line 1; NDJSON starts at 1).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from schemas.codes import (
+    CARD_CLASSIFICATIONS,
+    COPAY_RATIOS,
+    DISEASE_CATEGORIES,
+    LIMIT_CLASSES,
+    LIMIT_KINDS,
+    PERSONAL_FAMILY_CODES,
+    REASONS_OF_LOSS,
+    SEX_CODES,
+)
+from schemas.identifiers import (
+    contains_my_number,
+    facility_code_problem,
+    insurer_number_problem,
+    normalize_kana,
+    normalize_key_text,
+)
+
+FileKind = Literal["eligibility", "medications", "checkups"]
+FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups")
+
+KEY_COLUMNS = ("insurer_number", "symbol", "number", "branch")
+ELIGIBILITY_COLUMNS = (
+    "action", *KEY_COLUMNS, "name", "name_kana", "sex", "birth_date", "address", "post_number",
+    "personal_family", "card_classification", "valid_from", "valid_to", "copay_ratio", "reason_of_loss",
+)
+ELIGIBILITY_OPTIONAL = (
+    "elderly_ratio", "elderly_valid_from", "elderly_valid_to", "limit_kind", "limit_class",
+    "limit_valid_from", "limit_valid_to", "disease_category", "disease_valid_from", "disease_valid_to",
+    "disease_self_pay",
+)
+MEDICATION_COLUMNS = (
+    *KEY_COLUMNS, "dispensed_on", "facility_code", "drug_code", "drug_name", "quantity", "unit", "days",
+)
+CHECKUP_NUMERIC = (
+    "height_cm", "weight_kg", "waist_cm", "bmi", "systolic", "diastolic", "hba1c", "ldl", "hdl",
+    "triglycerides", "ast", "alt", "ggt", "fasting_glucose",
+)
+CHECKUP_COLUMNS = (*KEY_COLUMNS, "checked_on")
+CHECKUP_OPTIONAL = (*CHECKUP_NUMERIC, "urine_protein")
+
+# required / optional columns of each kind
+COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "eligibility": (ELIGIBILITY_COLUMNS, ELIGIBILITY_OPTIONAL),
+    "medications": (MEDICATION_COLUMNS, ()),
+    "checkups": (CHECKUP_COLUMNS, CHECKUP_OPTIONAL),
+}
+# header names that are, or look like, an individual-number (My Number) column
+_MY_NUMBER_COLUMN = re.compile(r"my_?number|mynumber|個人番号|マイナンバー|kojin_?bango", re.IGNORECASE)
+DISEASE_SEPARATOR = "|"
+MAX_TEXT = 200
+
+
+class FileFormatError(Exception):
+    """The whole file is refused (bad header, undecodable, wrong kind). Nothing is loaded."""
+
+    def __init__(self, code: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line = line
+
+
+@dataclass(slots=True, frozen=True)
+class RowError:
+    line: int
+    field: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "code": self.code, "message": self.message}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def detect_encoding(head: bytes) -> str:
+    """``utf-8-sig`` for a BOM, ``utf-8`` when the head decodes as UTF-8, else ``cp932``."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "cp932"
+    return "utf-8"
+
+
+def _byte_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Split a byte stream on LF. Safe for CP932 too: no trail byte of a double-byte
+    character is 0x0A."""
+    rest = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        rest += chunk
+        parts = rest.split(b"\n")
+        rest = parts.pop()
+        yield from (p + b"\n" for p in parts)
+    if rest:
+        yield rest
+
+
+class _Decoded:
+    """Decodes byte lines; an undecodable line becomes an empty marker recorded in ``bad``."""
+
+    def __init__(self, lines: Iterator[bytes], encoding: str) -> None:
+        self.lines = lines
+        self.encoding = encoding
+        self.number = 0
+        self.bad: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        first = True
+        for raw in self.lines:
+            self.number += 1
+            enc = self.encoding
+            if first and enc == "utf-8-sig":
+                raw = raw[3:]
+            first = False
+            try:
+                yield raw.decode("utf-8" if enc == "utf-8-sig" else enc)
+            except UnicodeDecodeError as exc:
+                self.bad[self.number] = f"line is not valid {enc}: {exc.reason} at byte {exc.start}"
+                yield "\n"
+
+
+def _with_head(chunks: Iterable[bytes], size: int = 65536) -> tuple[bytes, Iterator[bytes]]:
+    it = iter(chunks)
+    head = b""
+    buffered: list[bytes] = []
+    for chunk in it:
+        buffered.append(chunk)
+        head += chunk
+        if len(head) >= size:
+            break
+
+    def replay() -> Iterator[bytes]:
+        yield from buffered
+        yield from it
+
+    return head, replay()
+
+
+def check_header(kind: FileKind, columns: list[str]) -> None:
+    required, optional = COLUMNS[kind]
+    for name in columns:
+        if _MY_NUMBER_COLUMN.search(name):
+            raise FileFormatError(
+                "my_number_detected",
+                f"column {name!r} looks like an individual-number (My Number) column; "
+                "individual numbers are never accepted: remove the column",
+                line=1,
+            )
+    known = set(required) | set(optional)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise FileFormatError(
+            "unknown_column",
+            f"unknown column(s) {', '.join(map(repr, unknown))} for a {kind} file; "
+            f"expected {', '.join(required)} (optional: {', '.join(optional) or 'none'})",
+            line=1,
+        )
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise FileFormatError("duplicate_column", f"column(s) given twice: {', '.join(dupes)}", line=1)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise FileFormatError("missing_column", f"missing column(s): {', '.join(missing)}", line=1)
+
+
+@dataclass(slots=True)
+class RawRow:
+    line: int
+    values: dict[str, str]
+    error: RowError | None = None  # set when the line itself could not be read
+
+
+@dataclass
+class FileReader:
+    """Iterates ``RawRow``s of one file; ``encoding`` is known after the first row."""
+
+    kind: FileKind
+    chunks: Iterable[bytes]
+    fmt: Literal["csv", "ndjson"] = "csv"
+    encoding: str | None = None
+    rows_read: int = 0
+    _columns: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[RawRow]:
+        head, chunks = _with_head(self.chunks)
+        if not head.strip():
+            raise FileFormatError("empty_file", "the file is empty")
+        self.encoding = detect_encoding(head)
+        decoded = _Decoded(_byte_lines(chunks), self.encoding)
+        if self.fmt == "ndjson":
+            yield from self._ndjson(decoded)
+        else:
+            yield from self._csv(decoded)
+
+    def _csv(self, decoded: _Decoded) -> Iterator[RawRow]:
+        reader = csv.reader(decoded, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise FileFormatError("empty_file", "the file has no header row") from None
+        except csv.Error as exc:
+            raise FileFormatError("malformed_csv", f"header row: {exc}", line=1) from None
+        if 1 in decoded.bad:
+            raise FileFormatError("encoding", f"header row: {decoded.bad[1]}", line=1)
+        columns = [unicodedata.normalize("NFKC", h).strip().lower() for h in header]
+        check_header(self.kind, columns)
+        self._columns = columns
+        width = len(columns)
+        while True:
+            start = decoded.number + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield RawRow(start, {}, RowError(start, None, "malformed_csv", str(exc)))
+                continue
+            bad = next((n for n in range(start, decoded.number + 1) if n in decoded.bad), None)
+            if bad is not None:
+                yield RawRow(bad, {}, RowError(bad, None, "encoding", decoded.bad.pop(bad)))
+                continue
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue  # blank line
+            self.rows_read += 1
+            if len(cells) != width:
+                yield RawRow(
+                    start, {},
+                    RowError(start, None, "column_count", f"{len(cells)} values for {width} columns"),
+                )
+                continue
+            yield RawRow(start, dict(zip(columns, cells, strict=True)))
+
+    def _ndjson(self, decoded: _Decoded) -> Iterator[RawRow]:
+        checked: set[str] = set()
+        required = COLUMNS[self.kind][0]
+        for text in decoded:
+            number = decoded.number
+            if number in decoded.bad:
+                yield RawRow(number, {}, RowError(number, None, "encoding", decoded.bad.pop(number)))
+                continue
+            if not text.strip():
+                continue
+            self.rows_read += 1
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawRow(number, {}, RowError(number, None, "malformed_json", exc.msg))
+                continue
+            if not isinstance(obj, dict):
+                yield RawRow(number, {}, RowError(number, None, "malformed_json", "a line must be an object"))
+                continue
+            keys = [unicodedata.normalize("NFKC", str(k)).strip().lower() for k in obj]
+            new = [k for k in keys if k not in checked]
+            if new:
+                # the header check, on each key the first time it is seen (missing keys are row errors)
+                check_header(self.kind, [*new, *(c for c in required if c not in new)])
+                checked.update(new)
+            yield RawRow(number, {k: _json_text(v) for k, v in zip(keys, obj.values(), strict=True)})
+
+
+def _json_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return DISEASE_SEPARATOR.join(_json_text(v) for v in value)
+    return str(value)
+
+
+# ---------------------------------------------------------------- field validation
+
+
+class _RowCheck:
+    """Collects the errors of one row while converting its fields."""
+
+    __slots__ = ("errors", "line", "values")
+
+    def __init__(self, line: int, values: dict[str, str]) -> None:
+        self.line = line
+        self.values = values
+        self.errors: list[RowError] = []
+
+    def fail(self, name: str | None, code: str, message: str) -> None:
+        self.errors.append(RowError(self.line, name, code, message))
+
+    def text(self, name: str, *, required: bool = False, max_len: int = MAX_TEXT) -> str | None:
+        value = self.values.get(name, "").strip()
+        if not value:
+            if required:
+                self.fail(name, "required", f"{name} is required")
+            return None
+        if len(value) > max_len:
+            self.fail(name, "too_long", f"{name} is longer than {max_len} characters")
+            return None
+        if contains_my_number(value):
+            self.fail(name, "my_number_detected",
+                      f"{name} holds a 12-digit individual number (My Number); it is never accepted")
+            return None
+        return value
+
+    def date(self, name: str, *, required: bool = False) -> dt.date | None:
+        value = self.values.get(name, "").strip()
+        if not value:
+            if required:
+                self.fail(name, "required", f"{name} is required")
+            return None
+        return self._parse_date(name, value)
+
+    def _parse_date(self, name: str, value: str) -> dt.date | None:
+        value = unicodedata.normalize("NFKC", value)
+        try:
+            if len(value) == 8 and value.isdigit():
+                return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+            if len(value) == 10 and value[4] == "-" and value[7] == "-":
+                return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+        self.fail(name, "invalid_date", f"{name} {value!r} is not a date (YYYY-MM-DD or YYYYMMDD)")
+        return None
+
+    def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+        value = unicodedata.normalize("NFKC", self.values.get(name, "")).strip()
+        if not value:
+            if required:
+                self.fail(name, "required", f"{name} is required")
+            return None
+        if width and value.isdigit() and len(value) < width:
+            value = value.zfill(width)  # "1" for "01": spreadsheets drop leading zeros
+        if value not in allowed:
+            self.fail(name, "invalid_code", f"{name} {value!r} is not one of {', '.join(sorted(allowed))}")
+            return None
+        return value
+
+    def number(self, name: str, *, required: bool = False, integer: bool = False,
+               low: float | None = None, high: float | None = None) -> float | None:
+        value = unicodedata.normalize("NFKC", self.values.get(name, "")).strip()
+        if not value:
+            if required:
+                self.fail(name, "required", f"{name} is required")
+            return None
+        try:
+            number = float(int(value)) if integer else float(value)
+        except ValueError:
+            self.fail(name, "invalid_number", f"{name} {value!r} is not a{'n integer' if integer else ' number'}")
+            return None
+        if number != number or (low is not None and number < low) or (high is not None and number > high):
+            self.fail(name, "out_of_range", f"{name} {value} is out of range")
+            return None
+        return number
+
+    def ratio(self, name: str, *, required: bool = False) -> int | None:
+        value = self.number(name, required=required, integer=True)
+        if value is None:
+            return None
+        if int(value) not in COPAY_RATIOS:
+            self.fail(name, "invalid_code", f"{name} must be 10, 20 or 30 (percent)")
+            return None
+        return int(value)
+
+    def key(self) -> tuple[str, str, str, str, str, str] | None:
+        """(insurer_number, symbol, number, branch, symbol_norm, number_norm) or None."""
+        before = len(self.errors)
+        insurer = unicodedata.normalize("NFKC", self.values.get("insurer_number", "")).strip()
+        if not insurer:
+            self.fail("insurer_number", "required", "insurer_number is required")
+        else:
+            problem = insurer_number_problem(insurer)
+            if problem:
+                self.fail("insurer_number", "check_digit" if "check digit" in problem else "invalid_format",
+                          f"insurer_number {insurer!r}: {problem}")
+        symbol = self.text("symbol", max_len=40) or ""
+        number = self.text("number", required=True, max_len=40) or ""
+        branch = unicodedata.normalize("NFKC", self.values.get("branch", "")).strip()
+        if not (len(branch) == 2 and branch.isdigit()):
+            self.fail("branch", "invalid_format", f"branch (枝番) {branch!r} must be 2 digits")
+        if len(self.errors) > before:
+            return None
+        return insurer, symbol, number, branch, normalize_key_text(symbol), normalize_key_text(number)
+
+
+def _check_order(check: _RowCheck, start: str, end: str, a: dt.date | None, b: dt.date | None) -> None:
+    if a is not None and b is not None and b < a:
+        check.fail(end, "date_order", f"{end} {b} is before {start} {a}")
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(slots=True)
+class DiseaseEntry:
+    category: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    self_pay: int | None
+
+
+@dataclass(slots=True)
+class EligibilityRecord:
+    """One validated eligibility row. Fields that a ``change``/``loss`` row leaves empty are
+    None and carry over from the state before the change."""
+
+    line: int
+    action: Literal["add", "change", "loss"]
+    insurer_number: str
+    symbol: str
+    number: str
+    branch: str
+    symbol_norm: str
+    number_norm: str
+    name: str | None
+    name_kana: str | None
+    sex: str | None
+    birth_date: dt.date | None
+    address: str | None
+    post_number: str | None
+    personal_family: str | None
+    card_classification: str | None
+    valid_from: dt.date | None
+    valid_to: dt.date | None
+    copay_ratio: int | None
+    reason_of_loss: str | None
+    elderly_ratio: int | None = None
+    elderly_valid_from: dt.date | None = None
+    elderly_valid_to: dt.date | None = None
+    limit_kind: str | None = None
+    limit_class: str | None = None
+    limit_valid_from: dt.date | None = None
+    limit_valid_to: dt.date | None = None
+    diseases: list[DiseaseEntry] | None = None
+
+
+@dataclass(slots=True)
+class MedicationRecord:
+    line: int
+    insurer_number: str
+    symbol: str
+    number: str
+    branch: str
+    symbol_norm: str
+    number_norm: str
+    dispensed_on: dt.date
+    facility_code: str
+    drug_code: str
+    drug_name: str
+    quantity: float
+    unit: str
+    days: int
+
+
+@dataclass(slots=True)
+class CheckupRecord:
+    line: int
+    insurer_number: str
+    symbol: str
+    number: str
+    branch: str
+    symbol_norm: str
+    number_norm: str
+    checked_on: dt.date
+    values: dict[str, float]
+    urine_protein: str | None
+
+
+Record = EligibilityRecord | MedicationRecord | CheckupRecord
+_POST = re.compile(r"^(\d{3})-?(\d{4})$")
+_ACTIONS = frozenset({"add", "change", "loss"})
+
+
+def validate_eligibility(line: int, values: dict[str, str]) -> tuple[EligibilityRecord | None, list[RowError]]:
+    c = _RowCheck(line, values)
+    action = values.get("action", "").strip().lower()
+    if action not in _ACTIONS:
+        c.fail("action", "invalid_code" if action else "required", "action must be add, change or loss")
+    key = c.key()
+    full = action == "add"
+    name = c.text("name", required=full)
+    kana_raw = c.text("name_kana", required=full)
+    kana = normalize_kana(kana_raw) if kana_raw else None
+    sex = c.code("sex", SEX_CODES, required=full)
+    birth = c.date("birth_date", required=full)
+    address = c.text("address")
+    post = None
+    post_raw = unicodedata.normalize("NFKC", values.get("post_number", "")).strip()
+    if post_raw:
+        m = _POST.match(post_raw)
+        if m:
+            post = f"{m.group(1)}-{m.group(2)}"
+        else:
+            c.fail("post_number", "invalid_format", f"post_number {post_raw!r} must be 123-4567 or 1234567")
+    family = c.code("personal_family", PERSONAL_FAMILY_CODES, required=full)
+    card = c.code("card_classification", CARD_CLASSIFICATIONS, required=full, width=2)
+    valid_from = c.date("valid_from", required=action in ("add", "change"))
+    valid_to = c.date("valid_to", required=action == "loss")
+    _check_order(c, "valid_from", "valid_to", valid_from, valid_to)
+    ratio = c.ratio("copay_ratio", required=full)
+    reason = c.code("reason_of_loss", REASONS_OF_LOSS, required=action == "loss", width=2)
+    if birth is not None and valid_from is not None and birth > valid_from and action == "add":
+        # a newborn's eligibility starts at birth at the earliest
+        c.fail("valid_from", "date_order", f"valid_from {valid_from} is before birth_date {birth}")
+    elderly_ratio = c.ratio("elderly_ratio")
+    e_from = c.date("elderly_valid_from", required=elderly_ratio is not None)
+    e_to = c.date("elderly_valid_to")
+    _check_order(c, "elderly_valid_from", "elderly_valid_to", e_from, e_to)
+    l_kind = c.code("limit_kind", LIMIT_KINDS, width=2)
+    l_class = c.code("limit_class", LIMIT_CLASSES, required=l_kind is not None)
+    l_from = c.date("limit_valid_from", required=l_kind is not None)
+    l_to = c.date("limit_valid_to")
+    _check_order(c, "limit_valid_from", "limit_valid_to", l_from, l_to)
+    diseases = _diseases(c)
+    if c.errors or key is None:
+        return None, c.errors
+    insurer, symbol, number, branch, symbol_norm, number_norm = key
+    return EligibilityRecord(
+        line, action, insurer, symbol, number, branch, symbol_norm, number_norm,  # type: ignore[arg-type]
+        name, kana, sex, birth, address, post, family, card, valid_from, valid_to, ratio, reason,
+        elderly_ratio, e_from, e_to, l_kind, l_class, l_from, l_to, diseases,
+    ), []
+
+
+def _diseases(c: _RowCheck) -> list[DiseaseEntry] | None:
+    """``disease_*`` columns; several entries are separated by ``|`` (NDJSON: lists)."""
+    raw = {k: c.values.get(k, "").strip() for k in
+           ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")}
+    if not raw["disease_category"]:
+        if any(raw.values()):
+            c.fail("disease_category", "required", "disease_category is required with the other disease_* columns")
+        return None
+    parts = {k: v.split(DISEASE_SEPARATOR) if v else [] for k, v in raw.items()}
+    n = len(parts["disease_category"])
+    entries: list[DiseaseEntry] = []
+    for i in range(n):
+        sub = _RowCheck(c.line, {k: (v[i] if i < len(v) else "") for k, v in parts.items()})
+        category = sub.code("disease_category", DISEASE_CATEGORIES, required=True)
+        d_from = sub.date("disease_valid_from", required=True)
+        d_to = sub.date("disease_valid_to")
+        _check_order(sub, "disease_valid_from", "disease_valid_to", d_from, d_to)
+        self_pay = sub.number("disease_self_pay", integer=True, low=0, high=1_000_000)
+        c.errors.extend(sub.errors)
+        if category and d_from:
+            entries.append(DiseaseEntry(category, d_from, d_to, None if self_pay is None else int(self_pay)))
+    for k in ("disease_valid_from", "disease_valid_to", "disease_self_pay"):
+        if len(parts[k]) > n:
+            c.fail(k, "invalid_format", f"{k} has more entries than disease_category")
+    return entries
+
+
+def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRecord | None, list[RowError]]:
+    c = _RowCheck(line, values)
+    key = c.key()
+    dispensed = c.date("dispensed_on", required=True)
+    facility = unicodedata.normalize("NFKC", values.get("facility_code", "")).strip()
+    problem = facility_code_problem(facility) if facility else "is required"
+    if problem:
+        c.fail("facility_code", "check_digit" if "check digit" in problem else "invalid_format",
+               f"facility_code {facility!r} {problem}")
+    drug_code = c.text("drug_code", required=True, max_len=20)
+    drug_name = c.text("drug_name", required=True)
+    quantity = c.number("quantity", required=True, low=0, high=1e7)
+    unit = c.text("unit", required=True, max_len=20)
+    days = c.number("days", required=True, integer=True, low=0, high=3660)
+    if c.errors or key is None:
+        return None, c.errors
+    assert dispensed and drug_code and drug_name and quantity is not None and unit and days is not None
+    return MedicationRecord(line, *key, dispensed, facility, drug_code, drug_name, quantity, unit, int(days)), []
+
+
+_CHECKUP_RANGES: dict[str, tuple[float, float]] = {
+    "height_cm": (30, 250), "weight_kg": (1, 400), "waist_cm": (20, 250), "bmi": (5, 100),
+    "systolic": (40, 300), "diastolic": (20, 200), "hba1c": (2, 20), "ldl": (0, 1000), "hdl": (0, 300),
+    "triglycerides": (0, 10000), "ast": (0, 10000), "alt": (0, 10000), "ggt": (0, 10000),
+    "fasting_glucose": (0, 2000),
+}
+URINE_PROTEIN = frozenset({"-", "±", "+", "1+", "2+", "3+", "4+"})
+
+
+def validate_checkup(line: int, values: dict[str, str]) -> tuple[CheckupRecord | None, list[RowError]]:
+    c = _RowCheck(line, values)
+    key = c.key()
+    checked = c.date("checked_on", required=True)
+    numbers: dict[str, float] = {}
+    for name, (low, high) in _CHECKUP_RANGES.items():
+        value = c.number(name, low=low, high=high)
+        if value is not None:
+            numbers[name] = value
+    urine = c.code("urine_protein", URINE_PROTEIN)
+    if c.errors or key is None:
+        return None, c.errors
+    assert checked
+    return CheckupRecord(line, *key, checked, numbers, urine), []
+
+
+VALIDATORS = {
+    "eligibility": validate_eligibility,
+    "medications": validate_medication,
+    "checkups": validate_checkup,
+}
+
+
+@dataclass(slots=True)
+class Checked:
+    """A line of the file after validation: a record, or the reasons it was rejected."""
+
+    line: int
+    record: Record | None
+    errors: list[RowError]
+
+
+def check_rows(reader: FileReader) -> Iterator[Checked]:
+    """Validate every row of ``reader``; raises FileFormatError for file-level problems."""
+    validate = VALIDATORS[reader.kind]
+    for raw in reader:
+        if raw.error is not None:
+            yield Checked(raw.line, None, [raw.error])
+            continue
+        record, errors = validate(raw.line, raw.values)  # type: ignore[operator]
+        yield Checked(raw.line, record, errors)
