@@ -1,0 +1,132 @@
+"""``shikaku-admin``: the operator's CLI. Thin commands over the services."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from shikaku_server.config import get_settings
+from shikaku_server.database import make_engine, make_session_factory, transaction
+from shikaku_server.errors import DomainError
+
+
+def _factory():  # type: ignore[no-untyped-def]
+    return make_session_factory(make_engine(get_settings().database_url))
+
+
+@click.group()
+def cli() -> None:
+    """Operate the central server (database from SHIKAKU_DATABASE_URL)."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the schema (alembic upgrade head)."""
+    from shikaku_server.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    click.echo("database is at the latest schema")
+
+
+@cli.group()
+def facility() -> None:
+    """Clinics and pharmacies."""
+
+
+@facility.command("add")
+@click.option("--code", required=True, help="10-digit 医療機関コード")
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["reception", "physician", "dentist", "pharmacist"]), default="reception")
+@click.option("--label", default=None, help="who holds the token (for the operator's records)")
+def facility_add(code: str, name: str, role: str, label: str | None) -> None:
+    """Register a facility (if new) and print a new facility-user token for ROLE."""
+    from shikaku_server.auth.service import add_facility
+
+    with transaction(_factory()) as session:
+        token = add_facility(session, code=code, name=name, role=role, label=label)
+    click.echo(token)
+
+
+@cli.group()
+def insurer() -> None:
+    """Insurers (保険者)."""
+
+
+@insurer.command("add")
+@click.option("--number", "numbers", required=True, multiple=True, help="insurer number (repeatable)")
+@click.option("--name", required=True)
+@click.option("--label", default=None)
+def insurer_add(numbers: tuple[str, ...], name: str, label: str | None) -> None:
+    """Register insurer number(s) and print an upload token that may write them."""
+    from shikaku_server.auth.service import add_insurer
+
+    with transaction(_factory()) as session:
+        token = add_insurer(session, numbers=list(numbers), name=name, label=label)
+    click.echo(token)
+
+
+@cli.group()
+def terminal() -> None:
+    """Kiosk terminals (face attestations are signed with their keys)."""
+
+
+@terminal.command("add")
+@click.option("--id", "terminal_id", required=True)
+@click.option("--facility", "facility_code", required=True)
+@click.option("--public-key", "public_key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM file of the terminal's EC P-256 public key")
+def terminal_add(terminal_id: str, facility_code: str, public_key: Path) -> None:
+    """Register (or re-key) a terminal's public key."""
+    from shikaku_server.auth.service import add_terminal
+
+    with transaction(_factory()) as session:
+        add_terminal(session, terminal_id=terminal_id, facility_code=facility_code,
+                     public_key_pem=public_key.read_text())
+    click.echo(f"terminal {terminal_id} registered for facility {facility_code}")
+
+
+@cli.group()
+def revocations() -> None:
+    """Certificate revocation lists."""
+
+
+@revocations.command("import")
+@click.argument("crl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def revocations_import(crl_file: Path) -> None:
+    """Import a CRL (DER or PEM) published by the identity authority."""
+    from shikaku_server.card.service import import_crl
+
+    with transaction(_factory()) as session:
+        count = import_crl(session, crl_file.read_bytes())
+    click.echo(f"{count} revoked certificate(s) imported")
+
+
+@cli.group()
+def trust() -> None:
+    """Trusted JPKI user-authentication CA certificates."""
+
+
+@trust.command("add")
+@click.argument("ca_cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def trust_add(ca_cert: Path) -> None:
+    """Trust a CA certificate (PEM or DER) for card certificates."""
+    from shikaku_server.card.service import add_trust_anchor
+
+    with transaction(_factory()) as session:
+        subject = add_trust_anchor(session, ca_cert.read_bytes())
+    click.echo(f"trusted: {subject}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DomainError as exc:
+        click.echo(f"error ({exc.code}): {exc.detail}", err=True)
+        sys.exit(2)

@@ -1,0 +1,15 @@
+"""Every router, mounted in one place."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shikaku_server import health
+from shikaku_server.batch import views as batch
+from shikaku_server.eligibility import views as eligibility
+from shikaku_server.upload import views as upload
+
+
+def mount(app: FastAPI) -> None:
+    for router in (health.router, eligibility.router, batch.router, upload.router):
+        app.include_router(router)

@@ -1,0 +1,163 @@
+"""The ASGI app: built by ``create_app(settings)``; engine and cache live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shikaku_server import api
+from shikaku_server.cache import make_cache
+from shikaku_server.config import Settings, get_settings
+from shikaku_server.database import make_engine, make_session_factory
+from shikaku_server.errors import DomainError, MyNumberDetectedError
+from shikaku_server.metrics import Metrics
+from shikaku_server.state import AppState
+
+log = logging.getLogger("shikaku_server.request")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": f"urn:shikaku:problem:{code}", "title": title, "status": status, "detail": detail or title,
+            "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    my_number = False
+    for err in exc.errors():
+        message = str(err.get("msg", ""))
+        my_number = my_number or "my_number_detected" in message
+        # never echo the input: it may be personal data
+        errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": message, "type": err.get("type")})
+    if my_number:
+        return problem(MyNumberDetectedError.status, MyNumberDetectedError.code, MyNumberDetectedError.title,
+                       errors=errors)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem(400, "validation_error", "Malformed JSON", "the request body is not valid JSON", errors=errors)
+    detail = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:10])
+    return problem(422, "validation_error", "The request is not valid", detail, errors=errors)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    code = codes.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail))
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, state_getter: Any) -> None:
+        self.app = app
+        self.state_getter = state_getter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: AppState = self.state_getter()
+        start = time.perf_counter()
+        request_id = uuid.uuid4().hex[:16]
+        limit = None if scope["path"].startswith("/v1/uploads") else state.settings.max_json_body_bytes
+        status_holder = {"status": 500, "started": False}
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        if limit is not None:
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > limit:
+                    await self._too_large(scope, receive, tracking_send, limit)
+                    self._finish(state, scope, status_holder["status"], start, request_id)
+                    return
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not status_holder["started"]:
+                await self._too_large(scope, receive, tracking_send, limit or 0)
+        self._finish(state, scope, status_holder["status"], start, request_id)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem(413, "payload_too_large", "The request body is too large",
+                           f"JSON bodies are limited to {limit} bytes")
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _finish(state: AppState, scope: Scope, status: int, start: float, request_id: str) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        elapsed = time.perf_counter() - start
+        state.metrics.observe(scope["method"], template, status, elapsed)
+        log.info("request", extra={"request_id": request_id, "method": scope["method"], "route": template,
+                                   "status": status, "duration_ms": round(elapsed * 1000, 2)})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    holder: dict[str, AppState] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        cache = make_cache(settings.redis_url)
+        state = AppState(settings=settings, engine=engine, session_factory=make_session_factory(engine),
+                         cache=cache, metrics=Metrics())
+        app.state.shikaku = state
+        holder["state"] = state
+        try:
+            yield
+        finally:
+            cache.close()
+            engine.dispose()
+
+    app = FastAPI(title="shikaku central server", version="1", lifespan=lifespan)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
+    api.mount(app)
+    return app

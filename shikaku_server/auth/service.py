@@ -1,0 +1,138 @@
+"""Tokens: issued once (the plain token is shown to the operator and never stored), kept as
+SHA-256, resolved to a ``Principal`` on every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas.identifiers import facility_code_problem, insurer_number_problem
+from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
+from shikaku_server.errors import ForbiddenRoleError, UnauthorizedError, ValidationFailedError
+
+FACILITY_ROLES = ("reception", "physician", "dentist", "pharmacist")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: int
+    kind: str  # facility / insurer
+    facility_code: str | None
+    role: str | None
+    insurer_numbers: frozenset[str]
+
+    def require_facility(self, *roles: str) -> str:
+        """The facility code, when this is a facility token (of one of ``roles``, if given)."""
+        if self.kind != "facility" or self.facility_code is None:
+            raise ForbiddenRoleError("a facility token is required")
+        if roles and self.role not in roles:
+            raise ForbiddenRoleError(f"role {self.role!r} may not do this (needs {' or '.join(roles)})")
+        return self.facility_code
+
+    def require_insurer(self) -> frozenset[str]:
+        if self.kind != "insurer":
+            raise ForbiddenRoleError("an insurer token is required")
+        return self.insurer_numbers
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token(kind: str) -> str:
+    return f"shk_{kind[:3]}_{secrets.token_urlsafe(32)}"
+
+
+def add_facility(session: Session, *, code: str, name: str, role: str, label: str | None = None) -> str:
+    problem = facility_code_problem(code)
+    if problem:
+        raise ValidationFailedError(f"facility code {code!r}: {problem}")
+    if role not in FACILITY_ROLES:
+        raise ValidationFailedError(f"role must be one of {', '.join(FACILITY_ROLES)}")
+    if session.get(Facility, code) is None:
+        session.add(Facility(code=code, name=name))
+        session.flush()
+    token = _new_token("facility")
+    session.add(ApiToken(token_hash=hash_token(token), kind="facility", facility_code=code, role=role, label=label))
+    session.flush()
+    return token
+
+
+def add_insurer(session: Session, *, numbers: list[str], name: str, label: str | None = None) -> str:
+    for number in numbers:
+        problem = insurer_number_problem(number)
+        if problem:
+            raise ValidationFailedError(f"insurer number {number!r}: {problem}")
+        existing = session.get(Insurer, number)
+        if existing is None:
+            session.add(Insurer(number=number, name=name))
+        elif name:
+            existing.name = name
+    token = _new_token("insurer")
+    session.add(ApiToken(token_hash=hash_token(token), kind="insurer", insurer_numbers=sorted(numbers), label=label))
+    session.flush()
+    return token
+
+
+def add_terminal(session: Session, *, terminal_id: str, facility_code: str, public_key_pem: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if session.get(Facility, facility_code) is None:
+        raise ValidationFailedError(f"unknown facility {facility_code!r}: add it first")
+    try:
+        key = load_pem_public_key(public_key_pem.encode())
+    except ValueError as exc:
+        raise ValidationFailedError("the terminal key is not a PEM public key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValidationFailedError("the terminal key must be an EC P-256 public key (ES256)")
+    existing = session.get(Terminal, terminal_id)
+    if existing is not None:
+        existing.facility_code, existing.public_key_pem, existing.revoked_at = facility_code, public_key_pem, None
+    else:
+        session.add(Terminal(id=terminal_id, facility_code=facility_code, public_key_pem=public_key_pem))
+    session.flush()
+
+
+class PrincipalCache:
+    """Resolved tokens, kept ``ttl`` seconds per process (a revocation takes effect within it)."""
+
+    def __init__(self, ttl: float = 30.0, size: int = 10_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._items: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> Principal | None:
+        item = self._items.get(token_hash)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1]
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.clear()
+            self._items[token_hash] = (time.monotonic() + self._ttl, principal)
+
+
+def resolve_token(session: Session, token: str) -> Principal:
+    token_hash = hash_token(token)
+    row = session.execute(
+        select(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if row is None:
+        raise UnauthorizedError("the token is unknown or revoked")
+    return Principal(
+        token_id=row.id,
+        kind=row.kind,
+        facility_code=row.facility_code,
+        role=row.role,
+        insurer_numbers=frozenset(row.insurer_numbers or ()),
+    )

@@ -1,0 +1,1 @@
+"""Card certificates and signatures: pure verification functions (no database, no HTTP)."""

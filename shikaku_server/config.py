@@ -1,0 +1,40 @@
+"""Server settings: environment variables with the ``SHIKAKU_`` prefix (contract: Settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE = "sqlite:///./shikaku.sqlite3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIKAKU_", extra="ignore")
+
+    database_url: str = DEFAULT_SQLITE
+    redis_url: str | None = None
+    trust_anchors: str | None = None  # PEM file(s), separated by os.pathsep
+    # operational knobs (not in the contract; documented in docs/operations.md)
+    challenge_ttl_seconds: int = 60
+    eligibility_cache_ttl_seconds: int = 300
+    certificate_cache_size: int = 10_000
+    max_json_body_bytes: int = 4 * 1024 * 1024  # a 10,000-query batch fits
+    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    upload_error_limit: int = 10_000  # errors listed in an upload answer (all are counted)
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+    metrics_token: str | None = None  # when set, /metrics needs this bearer token
+
+    def trust_anchor_paths(self) -> list[Path]:
+        import os
+
+        if not self.trust_anchors:
+            return []
+        return [Path(p) for p in self.trust_anchors.split(os.pathsep) if p]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

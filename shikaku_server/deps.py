@@ -1,0 +1,71 @@
+"""Every FastAPI dependency alias in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from shikaku_server.auth.service import Principal, hash_token, resolve_token
+from shikaku_server.cache import Cache
+from shikaku_server.config import Settings
+from shikaku_server.errors import UnauthorizedError
+from shikaku_server.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.shikaku
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings_dep(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_cache(state: StateDep) -> Cache:
+    return state.cache
+
+
+def get_db(state: StateDep) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error."""
+    session = state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+CacheDep = Annotated[Cache, Depends(get_cache)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthorizedError("an Authorization: Bearer <token> header is required")
+    return token.strip()
+
+
+def get_principal(request: Request, state: StateDep) -> Principal:
+    token = bearer_token(request)
+    token_hash = hash_token(token)
+    principal = state.principals.get(token_hash)
+    if principal is None:
+        with state.session_factory() as session:
+            principal = resolve_token(session, token)
+        state.principals.put(token_hash, principal)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

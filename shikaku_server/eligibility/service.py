@@ -1,0 +1,248 @@
+"""Eligibility as of a date, from the full history (contract: "Eligibility result").
+
+The hot path: all rows of one (insurer number, symbol, number) — every branch with its current
+periods — form a *bundle*, cached as JSON under the insurer's cache version; the answer for a
+given date, branch and birth date is computed from the bundle in memory. Uploads bump the
+insurer's version after they commit, so a lookup never sees pre-upload data afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from schemas.codes import Validity
+from schemas.eligibility import (
+    ByNumberQuery,
+    Elderly,
+    EligibilityResult,
+    Insured,
+    LimitCertificate,
+    SpecificDisease,
+)
+from schemas.identifiers import normalize_key_text
+from shikaku_server.auth.models import Insurer
+from shikaku_server.cache import Cache, CacheError
+from shikaku_server.eligibility.models import EligibilityPeriod
+from shikaku_server.eligibility.models import Insured as InsuredRow
+
+log = logging.getLogger(__name__)
+JST = ZoneInfo("Asia/Tokyo")
+
+PERIOD_FIELDS = (
+    "valid_from", "valid_to", "reason_of_loss", "name", "name_kana", "name_norm", "sex", "birth_date",
+    "address", "address_norm", "post_number", "personal_family", "card_classification", "copay_ratio",
+    "elderly_ratio", "elderly_valid_from", "elderly_valid_to", "limit_kind", "limit_class",
+    "limit_valid_from", "limit_valid_to", "diseases",
+)
+
+
+def today_jst() -> dt.date:
+    return dt.datetime.now(JST).date()
+
+
+def cache_namespace(insurer_number: str) -> str:
+    return f"elig:{insurer_number}"
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def period_dict(period: EligibilityPeriod) -> dict[str, Any]:
+    return {f: _iso(getattr(period, f)) for f in PERIOD_FIELDS}
+
+
+def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
+    """Every branch of one card number with its current periods (dates as ISO strings)."""
+    rows = session.execute(
+        select(InsuredRow, EligibilityPeriod)
+        .join(EligibilityPeriod, EligibilityPeriod.insured_id == InsuredRow.id)
+        .where(
+            InsuredRow.insurer_number == insurer_number,
+            InsuredRow.symbol_norm == symbol_norm,
+            InsuredRow.number_norm == number_norm,
+            EligibilityPeriod.superseded_by.is_(None),
+        )
+        .order_by(InsuredRow.branch, EligibilityPeriod.valid_from)
+    ).all()
+    insureds: dict[int, dict[str, Any]] = {}
+    for insured, period in rows:
+        entry = insureds.setdefault(insured.id, {
+            "id": insured.id, "insurer_number": insured.insurer_number, "symbol": insured.symbol,
+            "number": insured.number, "branch": insured.branch, "periods": [],
+        })
+        entry["periods"].append(period_dict(period))
+    name = session.execute(select(Insurer.name).where(Insurer.number == insurer_number)).scalar_one_or_none()
+    return {"insurer_name": name, "insureds": list(insureds.values())}
+
+
+def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:
+    """The bundle holding exactly one insured person (card path)."""
+    insured = session.get(InsuredRow, insured_id)
+    assert insured is not None
+    bundle = load_bundle(session, insured.insurer_number, insured.symbol_norm, insured.number_norm)
+    bundle["insureds"] = [i for i in bundle["insureds"] if i["id"] == insured_id]
+    return bundle
+
+
+def cached_bundle(
+    session: Session, cache: Cache, ttl: int, insurer_number: str, symbol_norm: str, number_norm: str
+) -> dict[str, Any]:
+    namespace = cache_namespace(insurer_number)
+    key = f"{symbol_norm}\x1f{number_norm}"
+    try:
+        version, raw = cache.get_versioned(namespace, key)
+    except CacheError:
+        log.warning("cache read failed; answering from the database", exc_info=True)
+        return load_bundle(session, insurer_number, symbol_norm, number_norm)
+    if raw is not None:
+        bundle: dict[str, Any] = orjson.loads(raw)
+        return bundle
+    bundle = load_bundle(session, insurer_number, symbol_norm, number_norm)
+    try:
+        cache.set_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
+    except CacheError:
+        log.warning("cache write failed", exc_info=True)
+    return bundle
+
+
+@dataclass(slots=True)
+class Evaluation:
+    validity: Validity
+    insured_id: int | None
+    insured: dict[str, Any] | None
+    period: dict[str, Any] | None
+
+
+def _relevant_period(periods: list[dict[str, Any]], day: str) -> tuple[Validity, dict[str, Any] | None]:
+    """The period that answers for ``day``: the one covering it (valid), else the latest one
+    that started before it (invalid), else none."""
+    covering = None
+    started = None
+    for p in periods:  # ordered by valid_from
+        if p["valid_from"] > day:
+            break
+        started = p
+        if p["valid_to"] is None or day <= p["valid_to"]:
+            covering = p
+    if covering is not None:
+        return Validity.VALID, covering
+    if started is not None:
+        return Validity.INVALID, started
+    return Validity.NONE, None
+
+
+def evaluate(bundle: dict[str, Any], *, branch: str | None, birth_date: dt.date, as_of: dt.date) -> Evaluation:
+    day = as_of.isoformat()
+    birth = birth_date.isoformat()
+    matches: list[Evaluation] = []
+    for insured in bundle["insureds"]:
+        if branch is not None and insured["branch"] != branch:
+            continue
+        validity, period = _relevant_period(insured["periods"], day)
+        if period is None or period["birth_date"] != birth:
+            continue
+        matches.append(Evaluation(validity, insured["id"], insured, period))
+    if not matches:
+        return Evaluation(Validity.NONE, None, None, None)
+    if len(matches) > 1:
+        return Evaluation(Validity.MULTIPLE, None, None, None)
+    return matches[0]
+
+
+def newer_eligibility_exists(session: Session, evaluation: Evaluation, as_of: dt.date) -> bool:
+    """For an invalid (lost) record: does exactly one *other* insured record, valid on ``as_of``,
+    carry the same four facts (normalised name, birth date, sex, address)? Then the person has
+    moved to newer eligibility (validity 3). Nothing of that record is disclosed."""
+    p = evaluation.period
+    if p is None or not p.get("address_norm"):
+        return False
+    count = session.execute(
+        select(func.count(func.distinct(EligibilityPeriod.insured_id))).where(
+            EligibilityPeriod.superseded_by.is_(None),
+            EligibilityPeriod.birth_date == dt.date.fromisoformat(p["birth_date"]),
+            EligibilityPeriod.name_norm == p["name_norm"],
+            EligibilityPeriod.sex == p["sex"],
+            EligibilityPeriod.address_norm == p["address_norm"],
+            EligibilityPeriod.insured_id != evaluation.insured_id,
+            EligibilityPeriod.valid_from <= as_of,
+            (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= as_of),
+        )
+    ).scalar_one()
+    return count == 1
+
+
+def _covers(start: str | None, end: str | None, day: str) -> bool:
+    return start is not None and start <= day and (end is None or day <= end)
+
+
+def build_result(
+    evaluation: Evaluation,
+    *,
+    insurer_name: str | None,
+    as_of: dt.date,
+    query_kind: str,
+    share_limit_certificate: bool,
+    visit_id: str | None = None,
+    certificate_notice: str | None = None,
+) -> EligibilityResult:
+    result = EligibilityResult(
+        validity=int(evaluation.validity), query_kind=query_kind, as_of=as_of,  # type: ignore[arg-type]
+        visit_id=visit_id, certificate_notice=certificate_notice,  # type: ignore[arg-type]
+    )
+    insured, p = evaluation.insured, evaluation.period
+    if insured is None or p is None:
+        return result
+    day = as_of.isoformat()
+    result.insured = Insured(
+        insurer_number=insured["insurer_number"], insurer_name=insurer_name, symbol=insured["symbol"],
+        number=insured["number"], branch=insured["branch"], card_classification=p["card_classification"],
+        personal_family=p["personal_family"], name=p["name"], name_kana=p["name_kana"], sex=p["sex"],
+        birth_date=p["birth_date"], address=p["address"], post_number=p["post_number"],
+        valid_from=p["valid_from"], valid_to=p["valid_to"], reason_of_loss=p["reason_of_loss"],
+        copay_ratio=p["copay_ratio"],
+    )
+    if p["elderly_ratio"] is not None and _covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
+        result.elderly = Elderly(
+            certificate_date=p["elderly_valid_from"], valid_from=p["elderly_valid_from"],
+            valid_to=p["elderly_valid_to"], copay_ratio=p["elderly_ratio"],
+        )
+    if share_limit_certificate:
+        if p["limit_kind"] is not None and _covers(p["limit_valid_from"], p["limit_valid_to"], day):
+            result.limit_certificate = LimitCertificate(
+                kind=p["limit_kind"], classification=p["limit_class"],
+                valid_from=p["limit_valid_from"], valid_to=p["limit_valid_to"],
+            )
+        result.specific_diseases = [
+            SpecificDisease(category=d["category"], valid_from=d["valid_from"], valid_to=d["valid_to"],
+                            self_pay=d["self_pay"])
+            for d in p["diseases"] or ()
+            if _covers(d["valid_from"], d["valid_to"], day)
+        ]
+    return result
+
+
+def query_by_number(
+    session: Session, cache: Cache, ttl: int, query: ByNumberQuery
+) -> tuple[EligibilityResult, int | None]:
+    """The eligibility result for a by-number query and the insured id it disclosed (if any)."""
+    as_of = query.as_of or today_jst()
+    bundle = cached_bundle(
+        session, cache, ttl, query.insurer_number, normalize_key_text(query.symbol), normalize_key_text(query.number)
+    )
+    evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
+    if evaluation.validity == Validity.INVALID and newer_eligibility_exists(session, evaluation, as_of):
+        evaluation.validity = Validity.INVALID_NEWER_EXISTS
+    result = build_result(
+        evaluation, insurer_name=bundle["insurer_name"], as_of=as_of, query_kind="number",
+        share_limit_certificate=query.include_limit_certificate,
+    )
+    return result, evaluation.insured_id

@@ -1,0 +1,17 @@
+"""Every table, imported once so Alembic and the app see the whole metadata."""
+
+from shikaku_server.access_log.models import AccessLogEntry
+from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
+from shikaku_server.batch.models import Batch
+from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
+from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.consent.models import Consent, Visit
+from shikaku_server.database import Base
+from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.upload.models import Upload
+
+__all__ = [
+    "AccessLogEntry", "ApiToken", "Base", "Batch", "CardLink", "CardLinkAudit", "Checkup", "Consent",
+    "EligibilityPeriod", "Facility", "Insured", "Insurer", "Medication", "RevokedCertificate", "Terminal",
+    "TrustAnchor", "Upload", "Visit",
+]

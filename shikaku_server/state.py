@@ -1,0 +1,23 @@
+"""What the running app holds: built in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shikaku_server.auth.service import PrincipalCache
+from shikaku_server.cache import Cache
+from shikaku_server.config import Settings
+from shikaku_server.metrics import Metrics
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    cache: Cache
+    metrics: Metrics
+    principals: PrincipalCache = field(default_factory=PrincipalCache)

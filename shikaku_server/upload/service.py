@@ -1,0 +1,536 @@
+"""Applying an insurer's file.
+
+Atomicity (documented in docs/uploads.md): **one transaction per file, validation per record**.
+Every valid record of the file is applied and the file commits as a whole; a rejected record
+changes nothing; a file-level problem (bad header, My Number column) or a crash / dropped
+connection rolls the whole file back. Re-sending a file with the same bytes is recognised by its
+SHA-256 and changes nothing (``duplicate: true``); re-applying the same records in another file
+is a no-op per record (``unchanged``).
+
+Records are applied in batches: the current state of every key in the batch is read in one
+query, the batch's records are applied in file order in memory, and the differences are written
+in bulk (superseded rows marked, new rows inserted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas.identifiers import normalize_person_text
+from schemas.insurer_files import (
+    Checked,
+    CheckupRecord,
+    EligibilityRecord,
+    FileFormatError,
+    FileKind,
+    FileReader,
+    MedicationRecord,
+    RowError,
+    check_rows,
+)
+from shikaku_server.auth.service import Principal
+from shikaku_server.cache import Cache, CacheError
+from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.database import utcnow
+from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
+from shikaku_server.errors import DomainError
+from shikaku_server.upload.models import Upload
+
+log = logging.getLogger(__name__)
+BATCH = 2000
+ONE_DAY = dt.timedelta(days=1)
+Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
+
+
+class FileRefusedError(DomainError):
+    """The whole file is refused; ``code`` comes from the file check."""
+
+    status = 422
+    title = "The file was refused"
+
+    def __init__(self, exc: FileFormatError) -> None:
+        super().__init__(exc.message, line=exc.line)
+        self.code = exc.code  # type: ignore[misc]
+
+
+@dataclass
+class UploadOutcome:
+    upload_id: str
+    accepted: int = 0
+    rejected: int = 0
+    unchanged: int = 0
+    duplicate: bool = False
+    encoding: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors_truncated: bool = False
+    insurers: set[str] = field(default_factory=set)
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "upload_id": self.upload_id, "accepted": self.accepted, "rejected": self.rejected,
+            "unchanged": self.unchanged, "duplicate": self.duplicate, "errors": self.errors,
+            "errors_truncated": self.errors_truncated,
+        }
+
+
+class _Hashing:
+    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
+        self.chunks = chunks
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise FileRefusedError(FileFormatError("payload_too_large", f"the file is larger than {self.limit} bytes"))
+            self.sha.update(chunk)
+            yield chunk
+
+
+def process_upload(
+    factory: sessionmaker[Session],
+    cache: Cache,
+    principal: Principal,
+    *,
+    kind: FileKind,
+    fmt: str,
+    chunks: Iterable[bytes],
+    error_limit: int,
+    max_bytes: int,
+) -> UploadOutcome:
+    permitted = principal.require_insurer()
+    outcome = UploadOutcome(upload_id=str(uuid.uuid4()))
+    hashing = _Hashing(chunks, max_bytes)
+    reader = FileReader(kind, hashing, fmt)  # type: ignore[arg-type]
+    session = factory()
+    try:
+        session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind))
+        session.flush()
+        applier = _APPLIERS[kind](session, outcome.upload_id)
+
+        def reject(error: RowError) -> None:
+            if len(outcome.errors) < error_limit:
+                outcome.errors.append(error.as_dict())
+            else:
+                outcome.errors_truncated = True
+
+        batch: list[Any] = []
+        try:
+            for checked in check_rows(reader):
+                if not _admit(checked, permitted, outcome, reject):
+                    continue
+                batch.append(checked.record)
+                if len(batch) >= BATCH:
+                    applier.apply(batch, outcome, reject)
+                    batch = []
+            if batch:
+                applier.apply(batch, outcome, reject)
+        except FileFormatError as exc:
+            raise FileRefusedError(exc) from None
+        outcome.encoding = reader.encoding
+        digest = hashing.sha.hexdigest()
+        previous = session.execute(
+            select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
+        ).scalar_one_or_none()
+        if previous is not None:
+            session.rollback()
+            return _duplicate(previous)
+        session.execute(
+            update(Upload).where(Upload.id == outcome.upload_id).values(
+                sha256=digest, encoding=reader.encoding, accepted=outcome.accepted, rejected=outcome.rejected,
+                unchanged=outcome.unchanged, errors=outcome.errors, errors_truncated=outcome.errors_truncated,
+                finished_at=utcnow(),
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:
+            # the same file committed concurrently by another request
+            session.rollback()
+            previous = session.execute(
+                select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
+            ).scalar_one()
+            return _duplicate(previous)
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+    for insurer in outcome.insurers:
+        try:
+            cache.bump(cache_namespace(insurer))
+        except CacheError:
+            log.error("cache invalidation failed for an insurer; entries expire by TTL", exc_info=True)
+    log.info("upload applied", extra={"upload_id": outcome.upload_id, "kind": kind, "accepted": outcome.accepted,
+                                      "rejected": outcome.rejected, "unchanged": outcome.unchanged})
+    return outcome
+
+
+def _duplicate(previous: Upload) -> UploadOutcome:
+    return UploadOutcome(
+        upload_id=previous.id, accepted=0, rejected=previous.rejected, unchanged=previous.accepted + previous.unchanged,
+        duplicate=True, errors=list(previous.errors or []), errors_truncated=previous.errors_truncated,
+    )
+
+
+def _admit(checked: Checked, permitted: frozenset[str], outcome: UploadOutcome, reject: Any) -> bool:
+    if checked.errors:
+        outcome.rejected += 1
+        for error in checked.errors:
+            reject(error)
+        return False
+    record = checked.record
+    assert record is not None
+    if record.insurer_number not in permitted:
+        outcome.rejected += 1
+        reject(RowError(checked.line, "insurer_number", "insurer_not_permitted",
+                        f"this token may not write records of insurer {record.insurer_number}"))
+        return False
+    return True
+
+
+def _key(record: EligibilityRecord | MedicationRecord | CheckupRecord) -> Key:
+    return (record.insurer_number, record.symbol_norm, record.number_norm, record.branch)
+
+
+def _existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
+    found: dict[Key, int] = {}
+    key_list = list(keys)
+    for i in range(0, len(key_list), 500):
+        part = key_list[i : i + 500]
+        rows = session.execute(
+            select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
+            .where(tuple_(Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).in_(part))
+        ).all()
+        for row in rows:
+            found[(row.insurer_number, row.symbol_norm, row.number_norm, row.branch)] = row.id
+    return found
+
+
+# ---------------------------------------------------------------- eligibility
+
+_STATE_FIELDS = tuple(f for f in PERIOD_FIELDS if f not in ("valid_from", "valid_to", "reason_of_loss"))
+
+
+@dataclass(slots=True)
+class _Period:
+    values: dict[str, Any]  # PERIOD_FIELDS (dates as dt.date, diseases as JSON-able list)
+    row_id: int | None = None  # None: new in this upload
+    line: int = 0
+
+    @property
+    def valid_from(self) -> dt.date:
+        v: dt.date = self.values["valid_from"]
+        return v
+
+    @property
+    def valid_to(self) -> dt.date | None:
+        v: dt.date | None = self.values["valid_to"]
+        return v
+
+    def covers(self, day: dt.date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+@dataclass
+class _KeyState:
+    record: EligibilityRecord  # the first record seen: symbol/number as sent
+    insured_id: int | None
+    periods: list[_Period]
+
+
+class _RecordError(Exception):
+    def __init__(self, field: str | None, code: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.code, self.message = field, code, message
+
+
+def _diseases_json(record: EligibilityRecord) -> list[dict[str, Any]] | None:
+    if record.diseases is None:
+        return None
+    return [
+        {"category": d.category, "valid_from": d.valid_from.isoformat(),
+         "valid_to": d.valid_to.isoformat() if d.valid_to else None, "self_pay": d.self_pay}
+        for d in record.diseases
+    ]
+
+
+def _record_values(record: EligibilityRecord) -> dict[str, Any]:
+    """The state fields a record sets (None: not given, carry over)."""
+    values: dict[str, Any] = {
+        "name": record.name, "name_kana": record.name_kana, "sex": record.sex, "birth_date": record.birth_date,
+        "address": record.address, "post_number": record.post_number, "personal_family": record.personal_family,
+        "card_classification": record.card_classification, "copay_ratio": record.copay_ratio,
+        "elderly_ratio": record.elderly_ratio, "elderly_valid_from": record.elderly_valid_from,
+        "elderly_valid_to": record.elderly_valid_to, "limit_kind": record.limit_kind,
+        "limit_class": record.limit_class, "limit_valid_from": record.limit_valid_from,
+        "limit_valid_to": record.limit_valid_to, "diseases": _diseases_json(record),
+    }
+    if record.name is not None:
+        values["name_norm"] = normalize_person_text(record.name)
+    if record.address is not None:
+        values["address_norm"] = normalize_person_text(record.address)
+    return values
+
+
+class _EligibilityApplier:
+    def __init__(self, session: Session, upload_id: str) -> None:
+        self.session = session
+        self.upload_id = upload_id
+
+    def _load(self, records: list[EligibilityRecord]) -> dict[Key, _KeyState]:
+        keys = {_key(r) for r in records}
+        ids = _existing_insureds(self.session, keys)
+        states: dict[Key, _KeyState] = {}
+        first: dict[Key, EligibilityRecord] = {}
+        for r in records:
+            first.setdefault(_key(r), r)
+        for key in keys:
+            states[key] = _KeyState(first[key], ids.get(key), [])
+        by_id = {v: k for k, v in ids.items()}
+        id_list = list(by_id)
+        for i in range(0, len(id_list), 1000):
+            rows = self.session.execute(
+                select(EligibilityPeriod)
+                .where(EligibilityPeriod.insured_id.in_(id_list[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None))
+                .order_by(EligibilityPeriod.valid_from)
+            ).scalars()
+            for row in rows:
+                values = {f: getattr(row, f) for f in PERIOD_FIELDS}
+                states[by_id[row.insured_id]].periods.append(_Period(values, row.id, row.line))
+        return states
+
+    def apply(self, records: list[EligibilityRecord], outcome: UploadOutcome, reject: Any) -> None:
+        states = self._load(records)
+        superseded: set[int] = set()
+        for record in records:
+            state = states[_key(record)]
+            try:
+                changed = self._apply_one(record, state, superseded)
+            except _RecordError as exc:
+                outcome.rejected += 1
+                reject(RowError(record.line, exc.field, exc.code, exc.message))
+                continue
+            if changed:
+                outcome.accepted += 1
+                outcome.insurers.add(record.insurer_number)
+            else:
+                outcome.unchanged += 1
+        self._write(states, superseded)
+
+    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: set[int]) -> bool:
+        periods = state.periods
+        if record.action == "add":
+            assert record.valid_from is not None
+            new = _Period(_record_values(record) | {
+                "valid_from": record.valid_from, "valid_to": record.valid_to, "reason_of_loss": record.reason_of_loss,
+            }, line=record.line)
+            for p in periods:
+                if p.values == new.values:
+                    return False  # the same period again: nothing to do
+            for p in periods:
+                if _overlaps(p, new.valid_from, new.valid_to):
+                    raise _RecordError("valid_from", "overlap",
+                                       f"an eligibility period of this person already covers {max(p.valid_from, new.valid_from)}"
+                                       " (use action change, or loss first)")
+            _insert_sorted(periods, new)
+            return True
+        if record.action == "change":
+            day = record.valid_from
+            assert day is not None
+            base = next((p for p in reversed(periods) if p.covers(day)), None)
+            if base is None:
+                raise _RecordError("valid_from", "not_found",
+                                   f"no eligibility of this person covers {day}: a change needs an existing period")
+            overlay = {k: v for k, v in _record_values(record).items() if v is not None}
+            values = base.values | overlay | {"valid_from": day}
+            if record.valid_to is not None:
+                values["valid_to"] = record.valid_to
+            if record.reason_of_loss is not None:
+                values["reason_of_loss"] = record.reason_of_loss
+            if values == base.values:
+                return False
+            new_end = values["valid_to"]
+            for p in periods:
+                if p is not base and _overlaps(p, day, new_end):
+                    raise _RecordError("valid_to", "overlap", f"the changed period would overlap the one from {p.valid_from}")
+            self._retire(state, base, superseded)
+            if base.valid_from < day:
+                _insert_sorted(periods, _Period(base.values | {"valid_to": day - ONE_DAY}, line=record.line))
+            _insert_sorted(periods, _Period(values, line=record.line))
+            return True
+        # loss: valid_to is the last day covered
+        last = record.valid_to
+        assert last is not None
+        base = next((p for p in reversed(periods) if p.valid_from <= last), None)
+        if base is None:
+            raise _RecordError("valid_to", "not_found", f"no eligibility of this person starts on or before {last}")
+        if base.valid_to is not None and base.valid_to < last:
+            raise _RecordError("valid_to", "not_found",
+                               f"the eligibility of this person already ended on {base.valid_to}, before {last}")
+        values = base.values | {"valid_to": last, "reason_of_loss": record.reason_of_loss}
+        later = [p for p in periods if p.valid_from > last]
+        if values == base.values and not later:
+            return False
+        self._retire(state, base, superseded)
+        for p in later:
+            self._retire(state, p, superseded)
+        _insert_sorted(periods, _Period(values, line=record.line))
+        return True
+
+    @staticmethod
+    def _retire(state: _KeyState, period: _Period, superseded: set[int]) -> None:
+        state.periods.remove(period)
+        if period.row_id is not None:
+            superseded.add(period.row_id)
+
+    def _write(self, states: dict[Key, _KeyState], superseded: set[int]) -> None:
+        session = self.session
+        if superseded:
+            ids = sorted(superseded)
+            for i in range(0, len(ids), 1000):
+                session.execute(
+                    update(EligibilityPeriod).where(EligibilityPeriod.id.in_(ids[i : i + 1000]))
+                    .values(superseded_by=self.upload_id)
+                )
+        new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
+        if new_keys:
+            rows = session.execute(
+                insert(Insured).returning(Insured.id, Insured.insurer_number, Insured.symbol_norm,
+                                          Insured.number_norm, Insured.branch, sort_by_parameter_order=True),
+                [
+                    {"insurer_number": k[0], "symbol": states[k].record.symbol, "number": states[k].record.number,
+                     "branch": k[3], "symbol_norm": k[1], "number_norm": k[2]}
+                    for k in new_keys
+                ],
+            ).all()
+            for key, row in zip(new_keys, rows, strict=True):
+                states[key].insured_id = row.id
+        new_rows = [
+            p.values | {"insured_id": s.insured_id, "upload_id": self.upload_id, "line": p.line, "superseded_by": None}
+            for s in states.values() for p in s.periods if p.row_id is None
+        ]
+        if new_rows:
+            session.execute(insert(EligibilityPeriod), new_rows)
+
+
+def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
+    return (end is None or p.valid_from <= end) and (p.valid_to is None or start <= p.valid_to)
+
+
+def _insert_sorted(periods: list[_Period], new: _Period) -> None:
+    periods.append(new)
+    periods.sort(key=lambda p: p.valid_from)
+
+
+# ---------------------------------------------------------------- medications and checkups
+
+
+class _ClinicalApplier:
+    model: type[Medication] | type[Checkup]
+
+    def __init__(self, session: Session, upload_id: str) -> None:
+        self.session = session
+        self.upload_id = upload_id
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        raise NotImplementedError
+
+    def apply(self, records: list[MedicationRecord | CheckupRecord], outcome: UploadOutcome, reject: Any) -> None:
+        ids = _existing_insureds(self.session, {_key(r) for r in records})
+        known = self.existing(sorted(set(ids.values())))
+        inserts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for record in records:
+            insured_id = ids.get(_key(record))
+            if insured_id is None:
+                outcome.rejected += 1
+                reject(RowError(record.line, "number", "unknown_person",
+                                "no insured person with this insurer number, symbol, number and branch"))
+                continue
+            nkey = self.natural_key(insured_id, record)
+            row = self.row(insured_id, record)
+            current = known.get(nkey)
+            if current is not None:
+                if all(getattr(current, k) == v for k, v in row.items() if k not in ("upload_id",)):
+                    outcome.unchanged += 1
+                    continue
+                for k, v in row.items():
+                    setattr(current, k, v)
+            elif nkey in inserts:
+                if inserts[nkey] == row:
+                    outcome.unchanged += 1
+                    continue
+                inserts[nkey] = row
+            else:
+                inserts[nkey] = row
+            outcome.accepted += 1
+        if inserts:
+            self.session.execute(insert(self.model), list(inserts.values()))
+        self.session.flush()
+
+
+class _MedicationApplier(_ClinicalApplier):
+    model = Medication
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.dispensed_on, record.facility_code, record.drug_code)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {"insured_id": insured_id, "upload_id": self.upload_id, "dispensed_on": record.dispensed_on,
+                "facility_code": record.facility_code, "drug_code": record.drug_code, "drug_name": record.drug_name,
+                "quantity": record.quantity, "unit": record.unit, "days": record.days}
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for m in self.session.execute(
+                select(Medication).where(Medication.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(m.insured_id, m.dispensed_on, m.facility_code, m.drug_code)] = m
+        return out
+
+
+class _CheckupApplier(_ClinicalApplier):
+    model = Checkup
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.checked_on)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {"insured_id": insured_id, "upload_id": self.upload_id, "checked_on": record.checked_on,
+                "results": record.values, "urine_protein": record.urine_protein}
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for c in self.session.execute(
+                select(Checkup).where(Checkup.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(c.insured_id, c.checked_on)] = c
+        return out
+
+
+_APPLIERS: dict[str, Any] = {
+    "eligibility": _EligibilityApplier,
+    "medications": _MedicationApplier,
+    "checkups": _CheckupApplier,
+}

@@ -1,0 +1,130 @@
+"""Shared fixtures: the server on both backends.
+
+``backend`` runs each server test twice: on the embedded default (SQLite file + in-process
+cache) and on PostgreSQL + Redis. Schemas are built by the Alembic migrations, never by
+``create_all``. PostgreSQL and Redis must be reachable: a missing service FAILS the run (never
+skips). Override with SHIKAKU_TEST_PG_URL / SHIKAKU_TEST_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from shikaku_server.app import create_app
+from shikaku_server.auth.service import add_facility, add_insurer
+from shikaku_server.config import Settings
+from shikaku_server.database import make_engine, make_session_factory, transaction
+from shikaku_server.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("SHIKAKU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("SHIKAKU_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+FACILITY_CODE = "0110113719"  # 医科, Luhn-valid
+PHARMACY_CODE = "1341234563"
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"shikaku_test_{_worker_index()}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for the test suite and is not reachable: {exc}", pytrace=False)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = f"{REDIS_BASE_URL}/{1 + _worker_index() % 15}"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required for the test suite and is not reachable: {exc}", pytrace=False)
+    return url
+
+
+def _truncate_pg(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+        ))]
+        conn.execute(sa.text("SET session_replication_role = replica"))  # lets the test reset access_log
+        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        db = tmp_path / "shikaku.sqlite3"
+        shutil.copy(template, db)
+        return Settings(database_url=f"sqlite:///{db}", redis_url=None)
+    url: str = request.getfixturevalue("pg_url")
+    rurl: str = request.getfixturevalue("redis_url")
+    _truncate_pg(url)
+    redis.Redis.from_url(rurl).flushdb()
+    return Settings(database_url=url, redis_url=rurl)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def tokens(session_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A token per role at one clinic, one pharmacist token, and insurer tokens."""
+    from tests.factories import INSURER_A, INSURER_B, INSURER_KOKUHO
+
+    out: dict[str, str] = {}
+    with transaction(session_factory) as s:
+        for role in ("reception", "physician", "dentist"):
+            out[role] = add_facility(s, code=FACILITY_CODE, name="しかく内科クリニック", role=role)
+        out["pharmacist"] = add_facility(s, code=PHARMACY_CODE, name="さくら薬局", role="pharmacist")
+        out["insurer"] = add_insurer(s, numbers=[INSURER_A, INSURER_KOKUHO], name="全国健康保険協会 東京支部")
+        out["insurer_b"] = add_insurer(s, numbers=[INSURER_B], name="しかく健康保険組合")
+    return out
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
