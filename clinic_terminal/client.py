@@ -12,6 +12,16 @@ from typing import Any
 
 import httpx
 
+from schemas.card import (
+    AccessLog,
+    BasicFacts,
+    Challenge,
+    Checkups,
+    ConsentRecord,
+    ConsentRequest,
+    Medications,
+    Registered,
+)
 from schemas.eligibility import (
     BatchCreate,
     BatchCreated,
@@ -80,3 +90,48 @@ class ServerClient:
 
     def get_batch(self, batch_id: str) -> BatchResult:
         return BatchResult.model_validate(self.request("GET", f"/v1/eligibility/batches/{batch_id}"))
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+class CardClient(ServerClient):
+    """The card, consent and data-access calls of the contract."""
+
+    def challenge(self) -> Challenge:
+        return Challenge.model_validate(self.request("POST", "/v1/card/challenges"))
+
+    def register(self, challenge_id: str, certificate: bytes, signature: bytes, facts: BasicFacts) -> Registered:
+        body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature),
+                "basic_facts": facts.model_dump(mode="json")}
+        return Registered.model_validate(self.request("POST", "/v1/card/registrations", body))
+
+    def by_card(
+        self, challenge_id: str, certificate: bytes, *, signature: bytes | None = None,
+        attestation: str | None = None, as_of: str | None = None,
+    ) -> EligibilityResult:
+        body: dict[str, Any] = {"challenge_id": challenge_id, "certificate": _b64(certificate),
+                                "auth_method": "pin" if signature is not None else "face"}
+        if signature is not None:
+            body["signature"] = _b64(signature)
+        if attestation is not None:
+            body["attestation"] = attestation
+        if as_of is not None:
+            body["as_of"] = as_of
+        return EligibilityResult.model_validate(self.request("POST", "/v1/eligibility/by-card", body))
+
+    def consent(self, request: ConsentRequest) -> ConsentRecord:
+        return ConsentRecord.model_validate(self.request("POST", "/v1/consents", request.model_dump(mode="json")))
+
+    def medications(self, visit_id: str) -> Medications:
+        return Medications.model_validate(self.request("GET", f"/v1/visits/{visit_id}/medications"))
+
+    def checkups(self, visit_id: str) -> Checkups:
+        return Checkups.model_validate(self.request("GET", f"/v1/visits/{visit_id}/checkups"))
+
+    def access_log(self, challenge_id: str, certificate: bytes, signature: bytes) -> AccessLog:
+        body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature)}
+        return AccessLog.model_validate(self.request("POST", "/v1/me/access-log", body))

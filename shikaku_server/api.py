@@ -6,10 +6,15 @@ from fastapi import FastAPI
 
 from shikaku_server import health
 from shikaku_server.batch import views as batch
+from shikaku_server.card import views as card
+from shikaku_server.clinical import views as clinical
+from shikaku_server.consent import views as consent
 from shikaku_server.eligibility import views as eligibility
 from shikaku_server.upload import views as upload
 
 
 def mount(app: FastAPI) -> None:
-    for router in (health.router, eligibility.router, batch.router, upload.router):
+    for router in (
+        health.router, eligibility.router, batch.router, upload.router, card.router, consent.router, clinical.router,
+    ):
         app.include_router(router)

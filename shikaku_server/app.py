@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shikaku_server import api
 from shikaku_server.cache import make_cache
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.errors import DomainError, MyNumberDetectedError
@@ -144,7 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         cache = make_cache(settings.redis_url)
         state = AppState(settings=settings, engine=engine, session_factory=make_session_factory(engine),
-                         cache=cache, metrics=Metrics())
+                         cache=cache, metrics=Metrics(),
+                         verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size))
         app.state.shikaku = state
         holder["state"] = state
         try:

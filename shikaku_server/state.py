@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.auth.service import PrincipalCache
 from shikaku_server.cache import Cache
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.metrics import Metrics
 
@@ -20,4 +21,5 @@ class AppState:
     session_factory: sessionmaker[Session]
     cache: Cache
     metrics: Metrics
+    verifier: CertificateVerifier
     principals: PrincipalCache = field(default_factory=PrincipalCache)

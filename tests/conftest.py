@@ -23,6 +23,7 @@ from shikaku_server.auth.service import add_facility, add_insurer
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
+from testbed.pki import TestCA
 
 PG_ADMIN_URL = os.environ.get("SHIKAKU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("SHIKAKU_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -79,23 +80,34 @@ def _truncate_pg(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def test_ca() -> TestCA:
+    return TestCA.create()
+
+
+@pytest.fixture(scope="session")
+def trust_anchor_file(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return test_ca.write_trust_anchor(tmp_path_factory.mktemp("pki") / "jpki-root.pem")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def settings(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings(backend: str, request: pytest.FixtureRequest, tmp_path: Path, trust_anchor_file: Path) -> Settings:
+    anchors = trust_anchor_file
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         db = tmp_path / "shikaku.sqlite3"
         shutil.copy(template, db)
-        return Settings(database_url=f"sqlite:///{db}", redis_url=None)
+        return Settings(database_url=f"sqlite:///{db}", redis_url=None, trust_anchors=str(anchors))
     url: str = request.getfixturevalue("pg_url")
     rurl: str = request.getfixturevalue("redis_url")
     _truncate_pg(url)
     redis.Redis.from_url(rurl).flushdb()
-    return Settings(database_url=url, redis_url=rurl)
+    return Settings(database_url=url, redis_url=rurl, trust_anchors=str(anchors))
 
 
 @pytest.fixture

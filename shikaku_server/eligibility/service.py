@@ -158,6 +158,16 @@ def evaluate(bundle: dict[str, Any], *, branch: str | None, birth_date: dt.date,
     return matches[0]
 
 
+def evaluate_insured(bundle: dict[str, Any], insured_id: int, as_of: dt.date) -> Evaluation:
+    """The card path: the linked person, no birth-date check (the card authenticated them)."""
+    for insured in bundle["insureds"]:
+        if insured["id"] == insured_id:
+            validity, period = _relevant_period(insured["periods"], as_of.isoformat())
+            if period is not None:
+                return Evaluation(validity, insured_id, insured, period)
+    return Evaluation(Validity.NONE, None, None, None)
+
+
 def newer_eligibility_exists(session: Session, evaluation: Evaluation, as_of: dt.date) -> bool:
     """For an invalid (lost) record: does exactly one *other* insured record, valid on ``as_of``,
     carry the same four facts (normalised name, birth date, sex, address)? Then the person has

@@ -1,0 +1,122 @@
+"""Card challenges, first-use registration, by-card queries, consent and the patient's log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import Base64Bytes, Field
+
+from schemas.base import RequestModel, ResponseModel
+from schemas.identifiers import FreeText
+
+
+class Challenge(ResponseModel):
+    challenge_id: str
+    nonce: str  # base64 of 32 random bytes
+    expires_at: dt.datetime
+
+
+class BasicFacts(RequestModel):
+    """The four basic facts read from the card's 券面事項入力補助AP (EF 0002)."""
+
+    name: Annotated[FreeText, Field(min_length=1, max_length=200)]
+    birth_date: dt.date
+    sex: Literal["1", "2", "3"]
+    address: Annotated[FreeText, Field(min_length=1, max_length=300)]
+
+
+class Registration(RequestModel):
+    challenge_id: Annotated[str, Field(max_length=100)]
+    certificate: Base64Bytes
+    signature: Base64Bytes
+    basic_facts: BasicFacts
+
+
+class Registered(ResponseModel):
+    status: Literal["linked", "already_linked"]
+    insurer_number: str
+    branch: str
+
+
+class ByCardQuery(RequestModel):
+    challenge_id: Annotated[str, Field(max_length=100)]
+    certificate: Base64Bytes
+    auth_method: Literal["pin", "face"]
+    signature: Base64Bytes | None = None
+    attestation: Annotated[str, Field(max_length=8192)] | None = None
+    as_of: dt.date | None = None
+
+
+Setting = Literal["outpatient", "inpatient", "home"]
+
+
+class ConsentRequest(RequestModel):
+    visit_id: Annotated[str, Field(max_length=100)]
+    drug: bool = False
+    checkup: bool = False
+    clinical: bool = False
+    limit_certificate: bool = False
+    setting: Setting = "outpatient"
+
+
+class ConsentRecord(ResponseModel):
+    consent_id: int
+    visit_id: str
+    drug: bool
+    checkup: bool
+    clinical: bool
+    limit_certificate: bool
+    setting: Setting
+    given_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+class MedicationItem(ResponseModel):
+    dispensed_on: dt.date
+    facility_code: str
+    drug_code: str
+    drug_name: str
+    quantity: float
+    unit: str
+    days: int
+
+
+class Medications(ResponseModel):
+    visit_id: str
+    since: dt.date
+    consent_id: int
+    items: list[MedicationItem]
+
+
+class CheckupItem(ResponseModel):
+    checked_on: dt.date
+    results: dict[str, float]
+    urine_protein: str | None
+
+
+class Checkups(ResponseModel):
+    visit_id: str
+    since: dt.date
+    consent_id: int
+    items: list[CheckupItem]
+
+
+class AccessLogRequest(RequestModel):
+    challenge_id: Annotated[str, Field(max_length=100)]
+    certificate: Base64Bytes
+    signature: Base64Bytes
+
+
+class AccessLogItem(ResponseModel):
+    at: dt.datetime
+    facility_code: str | None
+    facility_name: str | None
+    role: str
+    what: str
+    query_kind: str | None
+    consent_id: int | None
+
+
+class AccessLog(ResponseModel):
+    entries: list[AccessLogItem]

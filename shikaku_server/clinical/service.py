@@ -1,0 +1,57 @@
+"""Drug history (3 years) and checkups (5 years) of a consenting patient, by role."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas.card import CheckupItem, Checkups, MedicationItem, Medications
+from shikaku_server.access_log import service as access_log
+from shikaku_server.auth.service import Principal
+from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.consent.service import consent_for, visit_of
+
+DRUG_ROLES = ("physician", "dentist", "pharmacist")
+CHECKUP_ROLES = ("physician", "dentist")
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def medications(session: Session, principal: Principal, visit_id: str) -> Medications:
+    facility = principal.require_facility(*DRUG_ROLES)
+    visit = visit_of(session, visit_id, facility)
+    consent = consent_for(session, visit, "drug")
+    since = _years_before(visit.as_of, 3)
+    rows = session.execute(
+        select(Medication)
+        .where(Medication.insured_id == visit.insured_id, Medication.dispensed_on >= since)
+        .order_by(Medication.dispensed_on.desc(), Medication.id)
+    ).scalars()
+    items = [MedicationItem(dispensed_on=m.dispensed_on, facility_code=m.facility_code, drug_code=m.drug_code,
+                            drug_name=m.drug_name, quantity=m.quantity, unit=m.unit, days=m.days) for m in rows]
+    access_log.record(session, insured_id=visit.insured_id, facility_code=facility, role=principal.role or "",
+                      what="medications", query_kind="card", consent_id=consent.id, visit_id=visit.id)
+    return Medications(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
+
+
+def checkups(session: Session, principal: Principal, visit_id: str) -> Checkups:
+    facility = principal.require_facility(*CHECKUP_ROLES)
+    visit = visit_of(session, visit_id, facility)
+    consent = consent_for(session, visit, "checkup")
+    since = _years_before(visit.as_of, 5)
+    rows = session.execute(
+        select(Checkup)
+        .where(Checkup.insured_id == visit.insured_id, Checkup.checked_on >= since)
+        .order_by(Checkup.checked_on.desc())
+    ).scalars()
+    items = [CheckupItem(checked_on=c.checked_on, results=c.results, urine_protein=c.urine_protein) for c in rows]
+    access_log.record(session, insured_id=visit.insured_id, facility_code=facility, role=principal.role or "",
+                      what="checkups", query_kind="card", consent_id=consent.id, visit_id=visit.id)
+    return Checkups(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
