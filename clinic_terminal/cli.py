@@ -11,7 +11,10 @@ import importlib
 import click
 
 # module name under clinic_terminal.commands -> attribute holding the click command
-_COMMANDS: tuple[tuple[str, str], ...] = ()
+_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("watch", "watch"),
+    ("face_check", "face_check"),
+)
 
 
 @click.group(invoke_without_command=True)

@@ -105,16 +105,28 @@ class CardClient(ServerClient):
         return Challenge.model_validate(self.request("POST", "/v1/card/challenges"))
 
     def register(self, challenge_id: str, certificate: bytes, signature: bytes, facts: BasicFacts) -> Registered:
-        body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature),
-                "basic_facts": facts.model_dump(mode="json")}
+        body = {
+            "challenge_id": challenge_id,
+            "certificate": _b64(certificate),
+            "signature": _b64(signature),
+            "basic_facts": facts.model_dump(mode="json"),
+        }
         return Registered.model_validate(self.request("POST", "/v1/card/registrations", body))
 
     def by_card(
-        self, challenge_id: str, certificate: bytes, *, signature: bytes | None = None,
-        attestation: str | None = None, as_of: str | None = None,
+        self,
+        challenge_id: str,
+        certificate: bytes,
+        *,
+        signature: bytes | None = None,
+        attestation: str | None = None,
+        as_of: str | None = None,
     ) -> EligibilityResult:
-        body: dict[str, Any] = {"challenge_id": challenge_id, "certificate": _b64(certificate),
-                                "auth_method": "pin" if signature is not None else "face"}
+        body: dict[str, Any] = {
+            "challenge_id": challenge_id,
+            "certificate": _b64(certificate),
+            "auth_method": "pin" if signature is not None else "face",
+        }
         if signature is not None:
             body["signature"] = _b64(signature)
         if attestation is not None:

@@ -116,9 +116,7 @@ def _load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
 # ----------------------------------------------------------------------------------- sign/verify
 
 
-def sign_attestation(
-    claims: FaceAttestationClaims, private_key: ec.EllipticCurvePrivateKey, terminal_id: str
-) -> str:
+def sign_attestation(claims: FaceAttestationClaims, private_key: ec.EllipticCurvePrivateKey, terminal_id: str) -> str:
     """Compact JWS (ES256, ``kid`` = ``terminal_id``) over the claims."""
     if claims.terminal_id != terminal_id:
         raise ValueError("claims.terminal_id must be the signing terminal")

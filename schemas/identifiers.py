@@ -80,7 +80,7 @@ def normalize_key_text(value: str) -> str:
     return _SPACES.sub("", unicodedata.normalize("NFKC", value)).strip()
 
 
-_HYPHENS = str.maketrans({c: "-" for c in "‐‑‒–—―−ーｰ－"})
+_HYPHENS = str.maketrans(dict.fromkeys("‐‑‒–—―−ーｰ－", "-"))
 
 
 def normalize_person_text(value: str) -> str:

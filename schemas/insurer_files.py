@@ -43,20 +43,59 @@ FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups")
 
 KEY_COLUMNS = ("insurer_number", "symbol", "number", "branch")
 ELIGIBILITY_COLUMNS = (
-    "action", *KEY_COLUMNS, "name", "name_kana", "sex", "birth_date", "address", "post_number",
-    "personal_family", "card_classification", "valid_from", "valid_to", "copay_ratio", "reason_of_loss",
+    "action",
+    *KEY_COLUMNS,
+    "name",
+    "name_kana",
+    "sex",
+    "birth_date",
+    "address",
+    "post_number",
+    "personal_family",
+    "card_classification",
+    "valid_from",
+    "valid_to",
+    "copay_ratio",
+    "reason_of_loss",
 )
 ELIGIBILITY_OPTIONAL = (
-    "elderly_ratio", "elderly_valid_from", "elderly_valid_to", "limit_kind", "limit_class",
-    "limit_valid_from", "limit_valid_to", "disease_category", "disease_valid_from", "disease_valid_to",
+    "elderly_ratio",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_kind",
+    "limit_class",
+    "limit_valid_from",
+    "limit_valid_to",
+    "disease_category",
+    "disease_valid_from",
+    "disease_valid_to",
     "disease_self_pay",
 )
 MEDICATION_COLUMNS = (
-    *KEY_COLUMNS, "dispensed_on", "facility_code", "drug_code", "drug_name", "quantity", "unit", "days",
+    *KEY_COLUMNS,
+    "dispensed_on",
+    "facility_code",
+    "drug_code",
+    "drug_name",
+    "quantity",
+    "unit",
+    "days",
 )
 CHECKUP_NUMERIC = (
-    "height_cm", "weight_kg", "waist_cm", "bmi", "systolic", "diastolic", "hba1c", "ldl", "hdl",
-    "triglycerides", "ast", "alt", "ggt", "fasting_glucose",
+    "height_cm",
+    "weight_kg",
+    "waist_cm",
+    "bmi",
+    "systolic",
+    "diastolic",
+    "hba1c",
+    "ldl",
+    "hdl",
+    "triglycerides",
+    "ast",
+    "alt",
+    "ggt",
+    "fasting_glucose",
 )
 CHECKUP_COLUMNS = (*KEY_COLUMNS, "checked_on")
 CHECKUP_OPTIONAL = (*CHECKUP_NUMERIC, "urine_protein")
@@ -252,7 +291,8 @@ class FileReader:
             self.rows_read += 1
             if len(cells) != width:
                 yield RawRow(
-                    start, {},
+                    start,
+                    {},
                     RowError(start, None, "column_count", f"{len(cells)} values for {width} columns"),
                 )
                 continue
@@ -322,8 +362,11 @@ class _RowCheck:
             self.fail(name, "too_long", f"{name} is longer than {max_len} characters")
             return None
         if contains_my_number(value):
-            self.fail(name, "my_number_detected",
-                      f"{name} holds a 12-digit individual number (My Number); it is never accepted")
+            self.fail(
+                name,
+                "my_number_detected",
+                f"{name} holds a 12-digit individual number (My Number); it is never accepted",
+            )
             return None
         return value
 
@@ -360,8 +403,15 @@ class _RowCheck:
             return None
         return value
 
-    def number(self, name: str, *, required: bool = False, integer: bool = False,
-               low: float | None = None, high: float | None = None) -> float | None:
+    def number(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        integer: bool = False,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> float | None:
         value = unicodedata.normalize("NFKC", self.values.get(name, "")).strip()
         if not value:
             if required:
@@ -395,8 +445,11 @@ class _RowCheck:
         else:
             problem = insurer_number_problem(insurer)
             if problem:
-                self.fail("insurer_number", "check_digit" if "check digit" in problem else "invalid_format",
-                          f"insurer_number {insurer!r}: {problem}")
+                self.fail(
+                    "insurer_number",
+                    "check_digit" if "check digit" in problem else "invalid_format",
+                    f"insurer_number {insurer!r}: {problem}",
+                )
         symbol = self.text("symbol", max_len=40) or ""
         number = self.text("number", required=True, max_len=40) or ""
         branch = unicodedata.normalize("NFKC", self.values.get("branch", "")).strip()
@@ -540,16 +593,43 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
         return None, c.errors
     insurer, symbol, number, branch, symbol_norm, number_norm = key
     return EligibilityRecord(
-        line, action, insurer, symbol, number, branch, symbol_norm, number_norm,  # type: ignore[arg-type]
-        name, kana, sex, birth, address, post, family, card, valid_from, valid_to, ratio, reason,
-        elderly_ratio, e_from, e_to, l_kind, l_class, l_from, l_to, diseases,
+        line,
+        action,  # type: ignore[arg-type]
+        insurer,
+        symbol,
+        number,
+        branch,
+        symbol_norm,
+        number_norm,
+        name,
+        kana,
+        sex,
+        birth,
+        address,
+        post,
+        family,
+        card,
+        valid_from,
+        valid_to,
+        ratio,
+        reason,
+        elderly_ratio,
+        e_from,
+        e_to,
+        l_kind,
+        l_class,
+        l_from,
+        l_to,
+        diseases,
     ), []
 
 
 def _diseases(c: _RowCheck) -> list[DiseaseEntry] | None:
     """``disease_*`` columns; several entries are separated by ``|`` (NDJSON: lists)."""
-    raw = {k: c.values.get(k, "").strip() for k in
-           ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")}
+    raw = {
+        k: c.values.get(k, "").strip()
+        for k in ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")
+    }
     if not raw["disease_category"]:
         if any(raw.values()):
             c.fail("disease_category", "required", "disease_category is required with the other disease_* columns")
@@ -580,8 +660,11 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
     facility = unicodedata.normalize("NFKC", values.get("facility_code", "")).strip()
     problem = facility_code_problem(facility) if facility else "is required"
     if problem:
-        c.fail("facility_code", "check_digit" if "check digit" in problem else "invalid_format",
-               f"facility_code {facility!r} {problem}")
+        c.fail(
+            "facility_code",
+            "check_digit" if "check digit" in problem else "invalid_format",
+            f"facility_code {facility!r} {problem}",
+        )
     drug_code = c.text("drug_code", required=True, max_len=20)
     drug_name = c.text("drug_name", required=True)
     quantity = c.number("quantity", required=True, low=0, high=1e7)
@@ -594,9 +677,19 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
 
 
 _CHECKUP_RANGES: dict[str, tuple[float, float]] = {
-    "height_cm": (30, 250), "weight_kg": (1, 400), "waist_cm": (20, 250), "bmi": (5, 100),
-    "systolic": (40, 300), "diastolic": (20, 200), "hba1c": (2, 20), "ldl": (0, 1000), "hdl": (0, 300),
-    "triglycerides": (0, 10000), "ast": (0, 10000), "alt": (0, 10000), "ggt": (0, 10000),
+    "height_cm": (30, 250),
+    "weight_kg": (1, 400),
+    "waist_cm": (20, 250),
+    "bmi": (5, 100),
+    "systolic": (40, 300),
+    "diastolic": (20, 200),
+    "hba1c": (2, 20),
+    "ldl": (0, 1000),
+    "hdl": (0, 300),
+    "triglycerides": (0, 10000),
+    "ast": (0, 10000),
+    "alt": (0, 10000),
+    "ggt": (0, 10000),
     "fasting_glucose": (0, 2000),
 }
 URINE_PROTEIN = frozenset({"-", "±", "+", "1+", "2+", "3+", "4+"})
@@ -641,5 +734,5 @@ def check_rows(reader: FileReader) -> Iterator[Checked]:
         if raw.error is not None:
             yield Checked(raw.line, None, [raw.error])
             continue
-        record, errors = validate(raw.line, raw.values)  # type: ignore[operator]
+        record, errors = validate(raw.line, raw.values)
         yield Checked(raw.line, record, errors)

@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.config import get_settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.errors import DomainError
 
 
-def _factory():  # type: ignore[no-untyped-def]
+def _factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(get_settings().database_url))
 
 
@@ -75,15 +76,21 @@ def terminal() -> None:
 @terminal.command("add")
 @click.option("--id", "terminal_id", required=True)
 @click.option("--facility", "facility_code", required=True)
-@click.option("--public-key", "public_key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="PEM file of the terminal's EC P-256 public key")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM file of the terminal's EC P-256 public key",
+)
 def terminal_add(terminal_id: str, facility_code: str, public_key: Path) -> None:
     """Register (or re-key) a terminal's public key."""
     from shikaku_server.auth.service import add_terminal
 
     with transaction(_factory()) as session:
-        add_terminal(session, terminal_id=terminal_id, facility_code=facility_code,
-                     public_key_pem=public_key.read_text())
+        add_terminal(
+            session, terminal_id=terminal_id, facility_code=facility_code, public_key_pem=public_key.read_text()
+        )
     click.echo(f"terminal {terminal_id} registered for facility {facility_code}")
 
 

@@ -15,6 +15,12 @@ from shikaku_server.upload import views as upload
 
 def mount(app: FastAPI) -> None:
     for router in (
-        health.router, eligibility.router, batch.router, upload.router, card.router, consent.router, clinical.router,
+        health.router,
+        eligibility.router,
+        batch.router,
+        upload.router,
+        card.router,
+        consent.router,
+        clinical.router,
     ):
         app.include_router(router)

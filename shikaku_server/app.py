@@ -29,8 +29,14 @@ PROBLEM = "application/problem+json"
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"urn:shikaku:problem:{code}", "title": title, "status": status, "detail": detail or title,
-            "code": code, **extra}
+    body = {
+        "type": f"urn:shikaku:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
@@ -49,8 +55,9 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         # never echo the input: it may be personal data
         errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": message, "type": err.get("type")})
     if my_number:
-        return problem(MyNumberDetectedError.status, MyNumberDetectedError.code, MyNumberDetectedError.title,
-                       errors=errors)
+        return problem(
+            MyNumberDetectedError.status, MyNumberDetectedError.code, MyNumberDetectedError.title, errors=errors
+        )
     if any(e["type"] == "json_invalid" for e in errors):
         return problem(400, "validation_error", "Malformed JSON", "the request body is not valid JSON", errors=errors)
     detail = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:10])
@@ -122,8 +129,9 @@ class RequestMiddleware:
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = problem(413, "payload_too_large", "The request body is too large",
-                           f"JSON bodies are limited to {limit} bytes")
+        response = problem(
+            413, "payload_too_large", "The request body is too large", f"JSON bodies are limited to {limit} bytes"
+        )
         await response(scope, receive, send)
 
     @staticmethod
@@ -132,8 +140,16 @@ class RequestMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         elapsed = time.perf_counter() - start
         state.metrics.observe(scope["method"], template, status, elapsed)
-        log.info("request", extra={"request_id": request_id, "method": scope["method"], "route": template,
-                                   "status": status, "duration_ms": round(elapsed * 1000, 2)})
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": template,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -144,9 +160,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         cache = make_cache(settings.redis_url)
-        state = AppState(settings=settings, engine=engine, session_factory=make_session_factory(engine),
-                         cache=cache, metrics=Metrics(),
-                         verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size))
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            cache=cache,
+            metrics=Metrics(),
+            verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
+        )
         app.state.shikaku = state
         holder["state"] = state
         try:

@@ -28,7 +28,9 @@ def readyz(state: StateDep) -> JSONResponse:
         checks["database"] = "unavailable"
     checks["cache"] = "ok" if state.cache.ping() else "unavailable"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -8,8 +8,20 @@ import logging
 import sys
 from typing import Any
 
-SAFE_EXTRAS = ("request_id", "method", "route", "status", "duration_ms", "upload_id", "kind", "accepted",
-               "rejected", "unchanged", "batch_id", "code")
+SAFE_EXTRAS = (
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "upload_id",
+    "kind",
+    "accepted",
+    "rejected",
+    "unchanged",
+    "batch_id",
+    "code",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,8 +12,13 @@ from shikaku_server.logging_setup import configure
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="processes; more than one needs SHIKAKU_REDIS_URL (shared challenges and cache)")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="processes; more than one needs SHIKAKU_REDIS_URL (shared challenges and cache)",
+)
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="apply migrations before serving")
 def main(host: str, port: int, workers: int, migrate: bool) -> None:
     settings = get_settings()
@@ -24,5 +29,12 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
         from shikaku_server.migrate import upgrade
 
         upgrade(settings.database_url)
-    uvicorn.run("shikaku_server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        "shikaku_server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )

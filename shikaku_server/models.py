@@ -11,7 +11,22 @@ from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.upload.models import Upload
 
 __all__ = [
-    "AccessLogEntry", "ApiToken", "Base", "Batch", "CardLink", "CardLinkAudit", "Checkup", "Consent",
-    "EligibilityPeriod", "Facility", "Insured", "Insurer", "Medication", "RevokedCertificate", "Terminal",
-    "TrustAnchor", "Upload", "Visit",
+    "AccessLogEntry",
+    "ApiToken",
+    "Base",
+    "Batch",
+    "CardLink",
+    "CardLinkAudit",
+    "Checkup",
+    "Consent",
+    "EligibilityPeriod",
+    "Facility",
+    "Insured",
+    "Insurer",
+    "Medication",
+    "RevokedCertificate",
+    "Terminal",
+    "TrustAnchor",
+    "Upload",
+    "Visit",
 ]

@@ -72,9 +72,12 @@ def redis_url() -> str:
 def _truncate_pg(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
-        ))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                sa.text("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
+            )
+        ]
         conn.execute(sa.text("SET session_replication_role = replica"))  # lets the test reset access_log
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
@@ -140,3 +143,11 @@ def tokens(session_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """There is one virtual reader and one vpcd port: every PC/SC (and browser, which drives the
+    kiosk's card) test runs on the same xdist worker, one after another."""
+    for item in items:
+        if item.get_closest_marker("pcsc") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.xdist_group("hardware"))

@@ -21,10 +21,22 @@ INSURER_KOKUHO = with_check("13805")  # 国保, 6 digits
 
 def person(**over: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "action": "add", "insurer_number": INSURER_A, "symbol": "１２３", "number": "４５６７", "branch": "00",
-        "name": "山田 太郎", "name_kana": "ヤマダ タロウ", "sex": "1", "birth_date": "1980-04-01",
-        "address": "東京都千代田区霞が関1-2-2", "post_number": "100-8916", "personal_family": "1",
-        "card_classification": "01", "valid_from": "2024-04-01", "valid_to": "", "copay_ratio": "30",
+        "action": "add",
+        "insurer_number": INSURER_A,
+        "symbol": "１２３",
+        "number": "４５６７",
+        "branch": "00",
+        "name": "山田 太郎",
+        "name_kana": "ヤマダ タロウ",
+        "sex": "1",
+        "birth_date": "1980-04-01",
+        "address": "東京都千代田区霞が関1-2-2",
+        "post_number": "100-8916",
+        "personal_family": "1",
+        "card_classification": "01",
+        "valid_from": "2024-04-01",
+        "valid_to": "",
+        "copay_ratio": "30",
         "reason_of_loss": "",
     }
     row.update(over)

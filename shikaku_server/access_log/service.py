@@ -25,10 +25,18 @@ def record(
     visit_id: str | None = None,
     at: dt.datetime | None = None,
 ) -> None:
-    session.add(AccessLogEntry(
-        insured_id=insured_id, facility_code=facility_code, role=role, what=what, query_kind=query_kind,
-        consent_id=consent_id, visit_id=visit_id, at=at or utcnow(),
-    ))
+    session.add(
+        AccessLogEntry(
+            insured_id=insured_id,
+            facility_code=facility_code,
+            role=role,
+            what=what,
+            query_kind=query_kind,
+            consent_id=consent_id,
+            visit_id=visit_id,
+            at=at or utcnow(),
+        )
+    )
 
 
 def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
@@ -46,7 +54,14 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
         .limit(limit)
     ).all()
     return [
-        {"at": e.at.isoformat(), "facility_code": e.facility_code, "facility_name": name, "role": e.role,
-         "what": e.what, "query_kind": e.query_kind, "consent_id": e.consent_id}
+        {
+            "at": e.at.isoformat(),
+            "facility_code": e.facility_code,
+            "facility_name": name,
+            "role": e.role,
+            "what": e.what,
+            "query_kind": e.query_kind,
+            "consent_id": e.consent_id,
+        }
         for e, name in rows
     ]

@@ -26,8 +26,13 @@ STALE_PENDING = dt.timedelta(seconds=30)
 def create_batch(session: Session, principal: Principal, body: BatchCreate) -> BatchCreated:
     facility = principal.require_facility()
     batch = Batch(
-        id=str(uuid.uuid4()), facility_code=facility, token_id=principal.token_id, role=principal.role or "",
-        label=body.label, count=len(body.queries), queries=[q.model_dump(mode="json") for q in body.queries],
+        id=str(uuid.uuid4()),
+        facility_code=facility,
+        token_id=principal.token_id,
+        role=principal.role or "",
+        label=body.label,
+        count=len(body.queries),
+        queries=[q.model_dump(mode="json") for q in body.queries],
         status="pending",
     )
     session.add(batch)
@@ -54,8 +59,15 @@ def run_batch(factory: sessionmaker[Session], cache: Cache, ttl: int, batch_id: 
                 result, insured_id = query_by_number(session, cache, ttl, query)
                 results.append(result.model_dump(mode="json"))
                 if insured_id is not None:
-                    entries.append({"insured_id": insured_id, "facility_code": batch.facility_code,
-                                    "role": batch.role, "what": "eligibility", "query_kind": "batch"})
+                    entries.append(
+                        {
+                            "insured_id": insured_id,
+                            "facility_code": batch.facility_code,
+                            "role": batch.role,
+                            "what": "eligibility",
+                            "query_kind": "batch",
+                        }
+                    )
                 if index % 1000 == 999:
                     record_many(session, entries)
                     entries = []
@@ -85,6 +97,10 @@ def get_batch(session: Session, principal: Principal, batch_id: str) -> tuple[Ba
         ]
     stale = batch.status == "pending" and utcnow() - batch.created_at > STALE_PENDING
     return BatchResult(
-        batch_id=batch.id, status="done" if done else "pending", count=batch.count, created_at=batch.created_at,
-        completed_at=batch.completed_at, results=items,
+        batch_id=batch.id,
+        status="done" if done else "pending",
+        count=batch.count,
+        created_at=batch.created_at,
+        completed_at=batch.completed_at,
+        results=items,
     ), stale

@@ -10,12 +10,18 @@ router = APIRouter(prefix="/v1/eligibility/batches", tags=["batch"])
 
 
 @router.post("", response_model=BatchCreated, status_code=status.HTTP_202_ACCEPTED)
-def create(body: BatchCreate, principal: PrincipalDep, session: SessionDep, state: StateDep,
-           background: BackgroundTasks) -> BatchCreated:
+def create(
+    body: BatchCreate, principal: PrincipalDep, session: SessionDep, state: StateDep, background: BackgroundTasks
+) -> BatchCreated:
     created = service.create_batch(session, principal, body)
     session.commit()
-    background.add_task(service.run_batch, state.session_factory, state.cache,
-                        state.settings.eligibility_cache_ttl_seconds, created.batch_id)
+    background.add_task(
+        service.run_batch,
+        state.session_factory,
+        state.cache,
+        state.settings.eligibility_cache_ttl_seconds,
+        created.batch_id,
+    )
     return created
 
 

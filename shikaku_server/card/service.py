@@ -68,7 +68,11 @@ def create_challenge(cache: Cache, facility_code: str, ttl: int) -> Challenge:
     challenge_id = secrets.token_urlsafe(18)
     nonce = secrets.token_bytes(32)
     expires_at = utcnow() + dt.timedelta(seconds=ttl)
-    record = {"nonce": base64.b64encode(nonce).decode(), "facility": facility_code, "expires_at": expires_at.isoformat()}
+    record = {
+        "nonce": base64.b64encode(nonce).decode(),
+        "facility": facility_code,
+        "expires_at": expires_at.isoformat(),
+    }
     # kept twice as long as it is valid, so a late answer says "expired" rather than "unknown"
     cache.put_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
     return Challenge(challenge_id=challenge_id, nonce=base64.b64encode(nonce).decode(), expires_at=expires_at)
@@ -149,14 +153,18 @@ class CertificateVerifier:
             raise CertificateExpiredError()
         serial_hex = format(verified.serial_number, "x")
         revoked = session.execute(
-            select(RevokedCertificate.id).where(RevokedCertificate.issuer == verified.issuer,
-                                                RevokedCertificate.serial == serial_hex)
+            select(RevokedCertificate.id).where(
+                RevokedCertificate.issuer == verified.issuer, RevokedCertificate.serial == serial_hex
+            )
         ).first()
         if revoked is not None:
             raise CertificateRevokedError()
         return CheckedCertificate(
-            issuer=verified.issuer, serial_hex=serial_hex, fingerprint=fingerprint,
-            certificate=verified.certificate, expires_on=verified.expires_on,
+            issuer=verified.issuer,
+            serial_hex=serial_hex,
+            fingerprint=fingerprint,
+            certificate=verified.certificate,
+            expires_on=verified.expires_on,
             notice=verify.certificate_notice(verified.expires_on, today),
         )
 
@@ -171,7 +179,9 @@ def import_crl(session: Session, crl_bytes: bytes) -> int:
         der = x509.load_pem_x509_crl(crl_bytes).public_bytes(serialization.Encoding.DER)
     anchors = CertificateVerifier(get_settings().trust_anchor_paths(), 1)._anchors_for(session)
     issuer, serials = verify.revoked_serials_from_crl(der, anchors)
-    known = {s for (s,) in session.execute(select(RevokedCertificate.serial).where(RevokedCertificate.issuer == issuer))}
+    known = {
+        s for (s,) in session.execute(select(RevokedCertificate.serial).where(RevokedCertificate.issuer == issuer))
+    }
     new = [format(s, "x") for s in serials if format(s, "x") not in known]
     for serial in new:
         session.add(RevokedCertificate(issuer=issuer, serial=serial))
@@ -186,8 +196,13 @@ def add_trust_anchor(session: Session, data: bytes) -> str:
         raise ValidationFailedError("not a PEM or DER certificate") from exc
     fingerprint = verify.certificate_fingerprint(cert.public_bytes(serialization.Encoding.DER))
     if session.get(TrustAnchor, fingerprint) is None:
-        session.add(TrustAnchor(fingerprint=fingerprint, subject=cert.subject.rfc4514_string(),
-                                pem=cert.public_bytes(serialization.Encoding.PEM).decode()))
+        session.add(
+            TrustAnchor(
+                fingerprint=fingerprint,
+                subject=cert.subject.rfc4514_string(),
+                pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            )
+        )
         session.flush()
     return cert.subject.rfc4514_string()
 
@@ -196,7 +211,11 @@ def add_trust_anchor(session: Session, data: bytes) -> str:
 
 
 def authenticate_pin(
-    session: Session, verifier: CertificateVerifier, nonce: bytes, cert_der: bytes, signature: bytes | None,
+    session: Session,
+    verifier: CertificateVerifier,
+    nonce: bytes,
+    cert_der: bytes,
+    signature: bytes | None,
 ) -> CheckedCertificate:
     checked = verifier.check(session, cert_der, today_jst())
     if signature is None:
@@ -206,7 +225,12 @@ def authenticate_pin(
 
 
 def authenticate_face(
-    session: Session, verifier: CertificateVerifier, *, challenge_id: str, facility_code: str, cert_der: bytes,
+    session: Session,
+    verifier: CertificateVerifier,
+    *,
+    challenge_id: str,
+    facility_code: str,
+    cert_der: bytes,
     attestation: str | None,
 ) -> CheckedCertificate:
     import jwt
@@ -225,8 +249,12 @@ def authenticate_face(
         raise AttestationInvalidError("the attestation is not from a terminal registered to this facility")
     try:
         att.verify_attestation(
-            attestation, terminal.public_key_pem.encode(), expected_challenge_id=challenge_id,
-            expected_fingerprint=checked.fingerprint, expected_facility_code=facility_code, now=utcnow(),
+            attestation,
+            terminal.public_key_pem.encode(),
+            expected_challenge_id=challenge_id,
+            expected_fingerprint=checked.fingerprint,
+            expected_facility_code=facility_code,
+            now=utcnow(),
         )
     except att.AttestationInvalidError as exc:
         raise AttestationInvalidError(str(exc)) from exc
@@ -243,7 +271,12 @@ def _linked_insured(session: Session, checked: CheckedCertificate) -> int:
 
 
 def eligibility_by_card(
-    session: Session, cache: Cache, principal: Principal, checked: CheckedCertificate, *, auth_method: str,
+    session: Session,
+    cache: Cache,
+    principal: Principal,
+    checked: CheckedCertificate,
+    *,
+    auth_method: str,
     as_of: dt.date | None,
 ) -> EligibilityResult:
     facility = principal.require_facility()
@@ -255,23 +288,44 @@ def eligibility_by_card(
         evaluation.validity = 3  # type: ignore[assignment]
     consent = live_consent(session, insured_id=insured_id, facility_code=facility)
     card_class = evaluation.period["card_classification"] if evaluation.period else "01"
-    visit = Visit(id=secrets.token_urlsafe(24), facility_code=facility, insured_id=insured_id, auth_method=auth_method,
-                  card_classification=card_class, as_of=as_of)
+    visit = Visit(
+        id=secrets.token_urlsafe(24),
+        facility_code=facility,
+        insured_id=insured_id,
+        auth_method=auth_method,
+        card_classification=card_class,
+        as_of=as_of,
+    )
     session.add(visit)
     result = build_result(
-        evaluation, insurer_name=bundle["insurer_name"], as_of=as_of, query_kind="card",
-        share_limit_certificate=bool(consent and consent.limit_certificate), visit_id=visit.id,
+        evaluation,
+        insurer_name=bundle["insurer_name"],
+        as_of=as_of,
+        query_kind="card",
+        share_limit_certificate=bool(consent and consent.limit_certificate),
+        visit_id=visit.id,
         certificate_notice=checked.notice,
     )
     session.flush()
-    access_log.record(session, insured_id=insured_id, facility_code=facility, role=principal.role or "",
-                      what="eligibility", query_kind="card", visit_id=visit.id,
-                      consent_id=consent.id if consent else None)
+    access_log.record(
+        session,
+        insured_id=insured_id,
+        facility_code=facility,
+        role=principal.role or "",
+        what="eligibility",
+        query_kind="card",
+        visit_id=visit.id,
+        consent_id=consent.id if consent else None,
+    )
     return result
 
 
 def by_card(
-    session: Session, cache: Cache, verifier: CertificateVerifier, principal: Principal, query: ByCardQuery,
+    session: Session,
+    cache: Cache,
+    verifier: CertificateVerifier,
+    principal: Principal,
+    query: ByCardQuery,
     challenge_ttl: int,
 ) -> EligibilityResult:
     facility = principal.require_facility()
@@ -279,8 +333,14 @@ def by_card(
     if query.auth_method == "pin":
         checked = authenticate_pin(session, verifier, nonce, query.certificate, query.signature)
     else:
-        checked = authenticate_face(session, verifier, challenge_id=query.challenge_id, facility_code=facility,
-                                    cert_der=query.certificate, attestation=query.attestation)
+        checked = authenticate_face(
+            session,
+            verifier,
+            challenge_id=query.challenge_id,
+            facility_code=facility,
+            cert_der=query.certificate,
+            attestation=query.attestation,
+        )
     return eligibility_by_card(session, cache, principal, checked, auth_method=query.auth_method, as_of=query.as_of)
 
 
@@ -294,27 +354,38 @@ def _audit(factory: sessionmaker[Session], **values: object) -> None:
 
 
 def register(
-    session: Session, factory: sessionmaker[Session], cache: Cache, verifier: CertificateVerifier,
-    principal: Principal, *, challenge_id: str, cert_der: bytes, signature: bytes, facts: BasicFacts,
+    session: Session,
+    factory: sessionmaker[Session],
+    cache: Cache,
+    verifier: CertificateVerifier,
+    principal: Principal,
+    *,
+    challenge_id: str,
+    cert_der: bytes,
+    signature: bytes,
+    facts: BasicFacts,
     challenge_ttl: int,
 ) -> Registered:
     facility = principal.require_facility()
     nonce = redeem_challenge(cache, challenge_id, facility, challenge_ttl)
     checked = authenticate_pin(session, verifier, nonce, cert_der, signature)
     today = today_jst()
-    candidates = sorted({
-        insured_id for (insured_id,) in session.execute(
-            select(EligibilityPeriod.insured_id).where(
-                EligibilityPeriod.superseded_by.is_(None),
-                EligibilityPeriod.birth_date == facts.birth_date,
-                EligibilityPeriod.name_norm == normalize_person_text(facts.name),
-                EligibilityPeriod.sex == facts.sex,
-                EligibilityPeriod.address_norm == normalize_person_text(facts.address),
-                EligibilityPeriod.valid_from <= today,
-                (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= today),
+    candidates = sorted(
+        {
+            insured_id
+            for (insured_id,) in session.execute(
+                select(EligibilityPeriod.insured_id).where(
+                    EligibilityPeriod.superseded_by.is_(None),
+                    EligibilityPeriod.birth_date == facts.birth_date,
+                    EligibilityPeriod.name_norm == normalize_person_text(facts.name),
+                    EligibilityPeriod.sex == facts.sex,
+                    EligibilityPeriod.address_norm == normalize_person_text(facts.address),
+                    EligibilityPeriod.valid_from <= today,
+                    (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= today),
+                )
             )
-        )
-    })
+        }
+    )
     audit = {"facility_code": facility, "fingerprint": checked.fingerprint, "candidates": len(candidates)}
     if not candidates:
         _audit(factory, outcome="no_match", insured_id=None, **audit)
@@ -328,8 +399,15 @@ def register(
     ).scalar_one_or_none()
     if link is None:
         outcome = "linked"
-        session.add(CardLink(issuer=checked.issuer, serial=checked.serial_hex, fingerprint=checked.fingerprint,
-                             insured_id=insured_id, not_after=checked.certificate.not_valid_after_utc))
+        session.add(
+            CardLink(
+                issuer=checked.issuer,
+                serial=checked.serial_hex,
+                fingerprint=checked.fingerprint,
+                insured_id=insured_id,
+                not_after=checked.certificate.not_valid_after_utc,
+            )
+        )
     elif link.insured_id == insured_id:
         outcome = "already_linked"
     else:
@@ -348,14 +426,26 @@ def register(
 
 
 def my_access_log(
-    session: Session, cache: Cache, verifier: CertificateVerifier, *, challenge_id: str, cert_der: bytes,
-    signature: bytes, facility_code: str | None, challenge_ttl: int,
+    session: Session,
+    cache: Cache,
+    verifier: CertificateVerifier,
+    *,
+    challenge_id: str,
+    cert_der: bytes,
+    signature: bytes,
+    facility_code: str | None,
+    challenge_ttl: int,
 ) -> list[dict[str, object]]:
     nonce = redeem_challenge(cache, challenge_id, facility_code, challenge_ttl)
     checked = authenticate_pin(session, verifier, nonce, cert_der, signature)
     insured_id = _linked_insured(session, checked)
     entries = access_log.entries_for(session, insured_id)
-    access_log.record(session, insured_id=insured_id, facility_code=facility_code, role="patient",
-                      what="access_log", query_kind="card")
+    access_log.record(
+        session,
+        insured_id=insured_id,
+        facility_code=facility_code,
+        role="patient",
+        what="access_log",
+        query_kind="card",
+    )
     return entries
-

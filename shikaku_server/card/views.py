@@ -19,15 +19,24 @@ def challenge(principal: PrincipalDep, state: StateDep) -> Challenge:
 @router.post("/v1/card/registrations", response_model=Registered, status_code=status.HTTP_201_CREATED)
 def registration(body: Registration, principal: PrincipalDep, session: SessionDep, state: StateDep) -> Registered:
     return service.register(
-        session, state.session_factory, state.cache, state.verifier, principal, challenge_id=body.challenge_id,
-        cert_der=body.certificate, signature=body.signature, facts=body.basic_facts,
+        session,
+        state.session_factory,
+        state.cache,
+        state.verifier,
+        principal,
+        challenge_id=body.challenge_id,
+        cert_der=body.certificate,
+        signature=body.signature,
+        facts=body.basic_facts,
         challenge_ttl=state.settings.challenge_ttl_seconds,
     )
 
 
 @router.post("/v1/eligibility/by-card", response_model=EligibilityResult)
 def by_card(body: ByCardQuery, principal: PrincipalDep, session: SessionDep, state: StateDep) -> EligibilityResult:
-    result = service.by_card(session, state.cache, state.verifier, principal, body, state.settings.challenge_ttl_seconds)
+    result = service.by_card(
+        session, state.cache, state.verifier, principal, body, state.settings.challenge_ttl_seconds
+    )
     state.metrics.event(f"card_check_{body.auth_method}")
     return result
 
@@ -40,7 +49,13 @@ def my_access_log(body: AccessLogRequest, request: Request, session: SessionDep,
     if request.headers.get("authorization"):
         facility = get_principal(request, state).require_facility()
     entries = service.my_access_log(
-        session, state.cache, state.verifier, challenge_id=body.challenge_id, cert_der=body.certificate,
-        signature=body.signature, facility_code=facility, challenge_ttl=state.settings.challenge_ttl_seconds,
+        session,
+        state.cache,
+        state.verifier,
+        challenge_id=body.challenge_id,
+        cert_der=body.certificate,
+        signature=body.signature,
+        facility_code=facility,
+        challenge_ttl=state.settings.challenge_ttl_seconds,
     )
     return AccessLog.model_validate({"entries": entries})

@@ -34,10 +34,28 @@ def medications(session: Session, principal: Principal, visit_id: str) -> Medica
         .where(Medication.insured_id == visit.insured_id, Medication.dispensed_on >= since)
         .order_by(Medication.dispensed_on.desc(), Medication.id)
     ).scalars()
-    items = [MedicationItem(dispensed_on=m.dispensed_on, facility_code=m.facility_code, drug_code=m.drug_code,
-                            drug_name=m.drug_name, quantity=m.quantity, unit=m.unit, days=m.days) for m in rows]
-    access_log.record(session, insured_id=visit.insured_id, facility_code=facility, role=principal.role or "",
-                      what="medications", query_kind="card", consent_id=consent.id, visit_id=visit.id)
+    items = [
+        MedicationItem(
+            dispensed_on=m.dispensed_on,
+            facility_code=m.facility_code,
+            drug_code=m.drug_code,
+            drug_name=m.drug_name,
+            quantity=m.quantity,
+            unit=m.unit,
+            days=m.days,
+        )
+        for m in rows
+    ]
+    access_log.record(
+        session,
+        insured_id=visit.insured_id,
+        facility_code=facility,
+        role=principal.role or "",
+        what="medications",
+        query_kind="card",
+        consent_id=consent.id,
+        visit_id=visit.id,
+    )
     return Medications(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
 
 
@@ -52,6 +70,14 @@ def checkups(session: Session, principal: Principal, visit_id: str) -> Checkups:
         .order_by(Checkup.checked_on.desc())
     ).scalars()
     items = [CheckupItem(checked_on=c.checked_on, results=c.results, urine_protein=c.urine_protein) for c in rows]
-    access_log.record(session, insured_id=visit.insured_id, facility_code=facility, role=principal.role or "",
-                      what="checkups", query_kind="card", consent_id=consent.id, visit_id=visit.id)
+    access_log.record(
+        session,
+        insured_id=visit.insured_id,
+        facility_code=facility,
+        role=principal.role or "",
+        what="checkups",
+        query_kind="card",
+        consent_id=consent.id,
+        visit_id=visit.id,
+    )
     return Checkups(visit_id=visit.id, since=since, consent_id=consent.id, items=items)

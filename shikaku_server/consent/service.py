@@ -65,16 +65,29 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
         raise ValidationFailedError("holders of a 資格証明書-type card cannot share information")
     expires = now + dt.timedelta(hours=OUTPATIENT_HOURS) if body.setting == "outpatient" else None
     consent = Consent(
-        visit_id=visit.id, insured_id=visit.insured_id, facility_code=facility, drug=body.drug, checkup=body.checkup,
-        clinical=body.clinical, limit_certificate=body.limit_certificate, setting=body.setting, given_at=now,
+        visit_id=visit.id,
+        insured_id=visit.insured_id,
+        facility_code=facility,
+        drug=body.drug,
+        checkup=body.checkup,
+        clinical=body.clinical,
+        limit_certificate=body.limit_certificate,
+        setting=body.setting,
+        given_at=now,
         expires_at=expires,
     )
     session.add(consent)
     session.flush()
     return ConsentRecord(
-        consent_id=consent.id, visit_id=visit.id, drug=consent.drug, checkup=consent.checkup,
-        clinical=consent.clinical, limit_certificate=consent.limit_certificate, setting=body.setting,
-        given_at=now, expires_at=expires,
+        consent_id=consent.id,
+        visit_id=visit.id,
+        drug=consent.drug,
+        checkup=consent.checkup,
+        clinical=consent.clinical,
+        limit_certificate=consent.limit_certificate,
+        setting=body.setting,
+        given_at=now,
+        expires_at=expires,
     )
 
 

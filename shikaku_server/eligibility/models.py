@@ -17,9 +17,7 @@ from shikaku_server.database import Base
 
 class Insured(Base):
     __tablename__ = "insured"
-    __table_args__ = (
-        UniqueConstraint("insurer_number", "symbol_norm", "number_norm", "branch"),
-    )
+    __table_args__ = (UniqueConstraint("insurer_number", "symbol_norm", "number_norm", "branch"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     insurer_number: Mapped[str] = mapped_column(String(8))

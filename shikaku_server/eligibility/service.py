@@ -37,10 +37,28 @@ log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
 
 PERIOD_FIELDS = (
-    "valid_from", "valid_to", "reason_of_loss", "name", "name_kana", "name_norm", "sex", "birth_date",
-    "address", "address_norm", "post_number", "personal_family", "card_classification", "copay_ratio",
-    "elderly_ratio", "elderly_valid_from", "elderly_valid_to", "limit_kind", "limit_class",
-    "limit_valid_from", "limit_valid_to", "diseases",
+    "valid_from",
+    "valid_to",
+    "reason_of_loss",
+    "name",
+    "name_kana",
+    "name_norm",
+    "sex",
+    "birth_date",
+    "address",
+    "address_norm",
+    "post_number",
+    "personal_family",
+    "card_classification",
+    "copay_ratio",
+    "elderly_ratio",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_kind",
+    "limit_class",
+    "limit_valid_from",
+    "limit_valid_to",
+    "diseases",
 )
 
 
@@ -75,10 +93,17 @@ def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_
     ).all()
     insureds: dict[int, dict[str, Any]] = {}
     for insured, period in rows:
-        entry = insureds.setdefault(insured.id, {
-            "id": insured.id, "insurer_number": insured.insurer_number, "symbol": insured.symbol,
-            "number": insured.number, "branch": insured.branch, "periods": [],
-        })
+        entry = insureds.setdefault(
+            insured.id,
+            {
+                "id": insured.id,
+                "insurer_number": insured.insurer_number,
+                "symbol": insured.symbol,
+                "number": insured.number,
+                "branch": insured.branch,
+                "periods": [],
+            },
+        )
         entry["periods"].append(period_dict(period))
     name = session.execute(select(Insurer.name).where(Insurer.number == insurer_number)).scalar_one_or_none()
     return {"insurer_name": name, "insureds": list(insureds.values())}
@@ -205,35 +230,54 @@ def build_result(
     certificate_notice: str | None = None,
 ) -> EligibilityResult:
     result = EligibilityResult(
-        validity=int(evaluation.validity), query_kind=query_kind, as_of=as_of,  # type: ignore[arg-type]
-        visit_id=visit_id, certificate_notice=certificate_notice,  # type: ignore[arg-type]
+        validity=int(evaluation.validity),
+        query_kind=query_kind,
+        as_of=as_of,
+        visit_id=visit_id,
+        certificate_notice=certificate_notice,
     )
     insured, p = evaluation.insured, evaluation.period
     if insured is None or p is None:
         return result
     day = as_of.isoformat()
     result.insured = Insured(
-        insurer_number=insured["insurer_number"], insurer_name=insurer_name, symbol=insured["symbol"],
-        number=insured["number"], branch=insured["branch"], card_classification=p["card_classification"],
-        personal_family=p["personal_family"], name=p["name"], name_kana=p["name_kana"], sex=p["sex"],
-        birth_date=p["birth_date"], address=p["address"], post_number=p["post_number"],
-        valid_from=p["valid_from"], valid_to=p["valid_to"], reason_of_loss=p["reason_of_loss"],
+        insurer_number=insured["insurer_number"],
+        insurer_name=insurer_name,
+        symbol=insured["symbol"],
+        number=insured["number"],
+        branch=insured["branch"],
+        card_classification=p["card_classification"],
+        personal_family=p["personal_family"],
+        name=p["name"],
+        name_kana=p["name_kana"],
+        sex=p["sex"],
+        birth_date=p["birth_date"],
+        address=p["address"],
+        post_number=p["post_number"],
+        valid_from=p["valid_from"],
+        valid_to=p["valid_to"],
+        reason_of_loss=p["reason_of_loss"],
         copay_ratio=p["copay_ratio"],
     )
     if p["elderly_ratio"] is not None and _covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
         result.elderly = Elderly(
-            certificate_date=p["elderly_valid_from"], valid_from=p["elderly_valid_from"],
-            valid_to=p["elderly_valid_to"], copay_ratio=p["elderly_ratio"],
+            certificate_date=p["elderly_valid_from"],
+            valid_from=p["elderly_valid_from"],
+            valid_to=p["elderly_valid_to"],
+            copay_ratio=p["elderly_ratio"],
         )
     if share_limit_certificate:
         if p["limit_kind"] is not None and _covers(p["limit_valid_from"], p["limit_valid_to"], day):
             result.limit_certificate = LimitCertificate(
-                kind=p["limit_kind"], classification=p["limit_class"],
-                valid_from=p["limit_valid_from"], valid_to=p["limit_valid_to"],
+                kind=p["limit_kind"],
+                classification=p["limit_class"],
+                valid_from=p["limit_valid_from"],
+                valid_to=p["limit_valid_to"],
             )
         result.specific_diseases = [
-            SpecificDisease(category=d["category"], valid_from=d["valid_from"], valid_to=d["valid_to"],
-                            self_pay=d["self_pay"])
+            SpecificDisease(
+                category=d["category"], valid_from=d["valid_from"], valid_to=d["valid_to"], self_pay=d["self_pay"]
+            )
             for d in p["diseases"] or ()
             if _covers(d["valid_from"], d["valid_to"], day)
         ]
@@ -252,7 +296,10 @@ def query_by_number(
     if evaluation.validity == Validity.INVALID and newer_eligibility_exists(session, evaluation, as_of):
         evaluation.validity = Validity.INVALID_NEWER_EXISTS
     result = build_result(
-        evaluation, insurer_name=bundle["insurer_name"], as_of=as_of, query_kind="number",
+        evaluation,
+        insurer_name=bundle["insurer_name"],
+        as_of=as_of,
+        query_kind="number",
         share_limit_certificate=query.include_limit_certificate,
     )
     return result, evaluation.insured_id

@@ -17,7 +17,13 @@ def by_number(query: ByNumberQuery, principal: PrincipalDep, session: SessionDep
         session, state.cache, state.settings.eligibility_cache_ttl_seconds, query
     )
     if insured_id is not None:
-        access_log.record(session, insured_id=insured_id, facility_code=facility, role=principal.role or "",
-                          what="eligibility", query_kind="number")
+        access_log.record(
+            session,
+            insured_id=insured_id,
+            facility_code=facility,
+            role=principal.role or "",
+            what="eligibility",
+            query_kind="number",
+        )
     state.metrics.event(f"eligibility_validity_{result.validity}")
     return result

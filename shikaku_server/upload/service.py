@@ -78,8 +78,12 @@ class UploadOutcome:
 
     def answer(self) -> dict[str, Any]:
         return {
-            "upload_id": self.upload_id, "accepted": self.accepted, "rejected": self.rejected,
-            "unchanged": self.unchanged, "duplicate": self.duplicate, "errors": self.errors,
+            "upload_id": self.upload_id,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "unchanged": self.unchanged,
+            "duplicate": self.duplicate,
+            "errors": self.errors,
             "errors_truncated": self.errors_truncated,
         }
 
@@ -95,7 +99,9 @@ class _Hashing:
         for chunk in self.chunks:
             self.size += len(chunk)
             if self.size > self.limit:
-                raise FileRefusedError(FileFormatError("payload_too_large", f"the file is larger than {self.limit} bytes"))
+                raise FileRefusedError(
+                    FileFormatError("payload_too_large", f"the file is larger than {self.limit} bytes")
+                )
             self.sha.update(chunk)
             yield chunk
 
@@ -149,9 +155,16 @@ def process_upload(
             session.rollback()
             return _duplicate(previous)
         session.execute(
-            update(Upload).where(Upload.id == outcome.upload_id).values(
-                sha256=digest, encoding=reader.encoding, accepted=outcome.accepted, rejected=outcome.rejected,
-                unchanged=outcome.unchanged, errors=outcome.errors, errors_truncated=outcome.errors_truncated,
+            update(Upload)
+            .where(Upload.id == outcome.upload_id)
+            .values(
+                sha256=digest,
+                encoding=reader.encoding,
+                accepted=outcome.accepted,
+                rejected=outcome.rejected,
+                unchanged=outcome.unchanged,
+                errors=outcome.errors,
+                errors_truncated=outcome.errors_truncated,
                 finished_at=utcnow(),
             )
         )
@@ -160,9 +173,7 @@ def process_upload(
         except IntegrityError:
             # the same file committed concurrently by another request
             session.rollback()
-            previous = session.execute(
-                select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
-            ).scalar_one()
+            previous = session.execute(select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)).scalar_one()
             return _duplicate(previous)
     except BaseException:
         session.rollback()
@@ -174,15 +185,28 @@ def process_upload(
             cache.bump(cache_namespace(insurer))
         except CacheError:
             log.error("cache invalidation failed for an insurer; entries expire by TTL", exc_info=True)
-    log.info("upload applied", extra={"upload_id": outcome.upload_id, "kind": kind, "accepted": outcome.accepted,
-                                      "rejected": outcome.rejected, "unchanged": outcome.unchanged})
+    log.info(
+        "upload applied",
+        extra={
+            "upload_id": outcome.upload_id,
+            "kind": kind,
+            "accepted": outcome.accepted,
+            "rejected": outcome.rejected,
+            "unchanged": outcome.unchanged,
+        },
+    )
     return outcome
 
 
 def _duplicate(previous: Upload) -> UploadOutcome:
     return UploadOutcome(
-        upload_id=previous.id, accepted=0, rejected=previous.rejected, unchanged=previous.accepted + previous.unchanged,
-        duplicate=True, errors=list(previous.errors or []), errors_truncated=previous.errors_truncated,
+        upload_id=previous.id,
+        accepted=0,
+        rejected=previous.rejected,
+        unchanged=previous.accepted + previous.unchanged,
+        duplicate=True,
+        errors=list(previous.errors or []),
+        errors_truncated=previous.errors_truncated,
     )
 
 
@@ -196,8 +220,14 @@ def _admit(checked: Checked, permitted: frozenset[str], outcome: UploadOutcome, 
     assert record is not None
     if record.insurer_number not in permitted:
         outcome.rejected += 1
-        reject(RowError(checked.line, "insurer_number", "insurer_not_permitted",
-                        f"this token may not write records of insurer {record.insurer_number}"))
+        reject(
+            RowError(
+                checked.line,
+                "insurer_number",
+                "insurer_not_permitted",
+                f"this token may not write records of insurer {record.insurer_number}",
+            )
+        )
         return False
     return True
 
@@ -212,8 +242,9 @@ def _existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
     for i in range(0, len(key_list), 500):
         part = key_list[i : i + 500]
         rows = session.execute(
-            select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
-            .where(tuple_(Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).in_(part))
+            select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).where(
+                tuple_(Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).in_(part)
+            )
         ).all()
         for row in rows:
             found[(row.insurer_number, row.symbol_norm, row.number_norm, row.branch)] = row.id
@@ -262,8 +293,12 @@ def _diseases_json(record: EligibilityRecord) -> list[dict[str, Any]] | None:
     if record.diseases is None:
         return None
     return [
-        {"category": d.category, "valid_from": d.valid_from.isoformat(),
-         "valid_to": d.valid_to.isoformat() if d.valid_to else None, "self_pay": d.self_pay}
+        {
+            "category": d.category,
+            "valid_from": d.valid_from.isoformat(),
+            "valid_to": d.valid_to.isoformat() if d.valid_to else None,
+            "self_pay": d.self_pay,
+        }
         for d in record.diseases
     ]
 
@@ -271,13 +306,23 @@ def _diseases_json(record: EligibilityRecord) -> list[dict[str, Any]] | None:
 def _record_values(record: EligibilityRecord) -> dict[str, Any]:
     """The state fields a record sets (None: not given, carry over)."""
     values: dict[str, Any] = {
-        "name": record.name, "name_kana": record.name_kana, "sex": record.sex, "birth_date": record.birth_date,
-        "address": record.address, "post_number": record.post_number, "personal_family": record.personal_family,
-        "card_classification": record.card_classification, "copay_ratio": record.copay_ratio,
-        "elderly_ratio": record.elderly_ratio, "elderly_valid_from": record.elderly_valid_from,
-        "elderly_valid_to": record.elderly_valid_to, "limit_kind": record.limit_kind,
-        "limit_class": record.limit_class, "limit_valid_from": record.limit_valid_from,
-        "limit_valid_to": record.limit_valid_to, "diseases": _diseases_json(record),
+        "name": record.name,
+        "name_kana": record.name_kana,
+        "sex": record.sex,
+        "birth_date": record.birth_date,
+        "address": record.address,
+        "post_number": record.post_number,
+        "personal_family": record.personal_family,
+        "card_classification": record.card_classification,
+        "copay_ratio": record.copay_ratio,
+        "elderly_ratio": record.elderly_ratio,
+        "elderly_valid_from": record.elderly_valid_from,
+        "elderly_valid_to": record.elderly_valid_to,
+        "limit_kind": record.limit_kind,
+        "limit_class": record.limit_class,
+        "limit_valid_from": record.limit_valid_from,
+        "limit_valid_to": record.limit_valid_to,
+        "diseases": _diseases_json(record),
     }
     if record.name is not None:
         values["name_norm"] = normalize_person_text(record.name)
@@ -305,7 +350,9 @@ class _EligibilityApplier:
         for i in range(0, len(id_list), 1000):
             rows = self.session.execute(
                 select(EligibilityPeriod)
-                .where(EligibilityPeriod.insured_id.in_(id_list[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None))
+                .where(
+                    EligibilityPeriod.insured_id.in_(id_list[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None)
+                )
                 .order_by(EligibilityPeriod.valid_from)
             ).scalars()
             for row in rows:
@@ -335,17 +382,26 @@ class _EligibilityApplier:
         periods = state.periods
         if record.action == "add":
             assert record.valid_from is not None
-            new = _Period(_record_values(record) | {
-                "valid_from": record.valid_from, "valid_to": record.valid_to, "reason_of_loss": record.reason_of_loss,
-            }, line=record.line)
+            new = _Period(
+                _record_values(record)
+                | {
+                    "valid_from": record.valid_from,
+                    "valid_to": record.valid_to,
+                    "reason_of_loss": record.reason_of_loss,
+                },
+                line=record.line,
+            )
             for p in periods:
                 if p.values == new.values:
                     return False  # the same period again: nothing to do
             for p in periods:
                 if _overlaps(p, new.valid_from, new.valid_to):
-                    raise _RecordError("valid_from", "overlap",
-                                       f"an eligibility period of this person already covers {max(p.valid_from, new.valid_from)}"
-                                       " (use action change, or loss first)")
+                    raise _RecordError(
+                        "valid_from",
+                        "overlap",
+                        f"an eligibility period of this person already covers {max(p.valid_from, new.valid_from)}"
+                        " (use action change, or loss first)",
+                    )
             _insert_sorted(periods, new)
             return True
         if record.action == "change":
@@ -353,8 +409,11 @@ class _EligibilityApplier:
             assert day is not None
             base = next((p for p in reversed(periods) if p.covers(day)), None)
             if base is None:
-                raise _RecordError("valid_from", "not_found",
-                                   f"no eligibility of this person covers {day}: a change needs an existing period")
+                raise _RecordError(
+                    "valid_from",
+                    "not_found",
+                    f"no eligibility of this person covers {day}: a change needs an existing period",
+                )
             overlay = {k: v for k, v in _record_values(record).items() if v is not None}
             values = base.values | overlay | {"valid_from": day}
             if record.valid_to is not None:
@@ -366,7 +425,9 @@ class _EligibilityApplier:
             new_end = values["valid_to"]
             for p in periods:
                 if p is not base and _overlaps(p, day, new_end):
-                    raise _RecordError("valid_to", "overlap", f"the changed period would overlap the one from {p.valid_from}")
+                    raise _RecordError(
+                        "valid_to", "overlap", f"the changed period would overlap the one from {p.valid_from}"
+                    )
             self._retire(state, base, superseded)
             if base.valid_from < day:
                 _insert_sorted(periods, _Period(base.values | {"valid_to": day - ONE_DAY}, line=record.line))
@@ -379,8 +440,11 @@ class _EligibilityApplier:
         if base is None:
             raise _RecordError("valid_to", "not_found", f"no eligibility of this person starts on or before {last}")
         if base.valid_to is not None and base.valid_to < last:
-            raise _RecordError("valid_to", "not_found",
-                               f"the eligibility of this person already ended on {base.valid_to}, before {last}")
+            raise _RecordError(
+                "valid_to",
+                "not_found",
+                f"the eligibility of this person already ended on {base.valid_to}, before {last}",
+            )
         values = base.values | {"valid_to": last, "reason_of_loss": record.reason_of_loss}
         later = [p for p in periods if p.valid_from > last]
         if values == base.values and not later:
@@ -403,17 +467,30 @@ class _EligibilityApplier:
             ids = sorted(superseded)
             for i in range(0, len(ids), 1000):
                 session.execute(
-                    update(EligibilityPeriod).where(EligibilityPeriod.id.in_(ids[i : i + 1000]))
+                    update(EligibilityPeriod)
+                    .where(EligibilityPeriod.id.in_(ids[i : i + 1000]))
                     .values(superseded_by=self.upload_id)
                 )
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
         if new_keys:
             rows = session.execute(
-                insert(Insured).returning(Insured.id, Insured.insurer_number, Insured.symbol_norm,
-                                          Insured.number_norm, Insured.branch, sort_by_parameter_order=True),
+                insert(Insured).returning(
+                    Insured.id,
+                    Insured.insurer_number,
+                    Insured.symbol_norm,
+                    Insured.number_norm,
+                    Insured.branch,
+                    sort_by_parameter_order=True,
+                ),
                 [
-                    {"insurer_number": k[0], "symbol": states[k].record.symbol, "number": states[k].record.number,
-                     "branch": k[3], "symbol_norm": k[1], "number_norm": k[2]}
+                    {
+                        "insurer_number": k[0],
+                        "symbol": states[k].record.symbol,
+                        "number": states[k].record.number,
+                        "branch": k[3],
+                        "symbol_norm": k[1],
+                        "number_norm": k[2],
+                    }
                     for k in new_keys
                 ],
             ).all()
@@ -421,7 +498,9 @@ class _EligibilityApplier:
                 states[key].insured_id = row.id
         new_rows = [
             p.values | {"insured_id": s.insured_id, "upload_id": self.upload_id, "line": p.line, "superseded_by": None}
-            for s in states.values() for p in s.periods if p.row_id is None
+            for s in states.values()
+            for p in s.periods
+            if p.row_id is None
         ]
         if new_rows:
             session.execute(insert(EligibilityPeriod), new_rows)
@@ -463,8 +542,14 @@ class _ClinicalApplier:
             insured_id = ids.get(_key(record))
             if insured_id is None:
                 outcome.rejected += 1
-                reject(RowError(record.line, "number", "unknown_person",
-                                "no insured person with this insurer number, symbol, number and branch"))
+                reject(
+                    RowError(
+                        record.line,
+                        "number",
+                        "unknown_person",
+                        "no insured person with this insurer number, symbol, number and branch",
+                    )
+                )
                 continue
             nkey = self.natural_key(insured_id, record)
             row = self.row(insured_id, record)
@@ -495,9 +580,17 @@ class _MedicationApplier(_ClinicalApplier):
         return (insured_id, record.dispensed_on, record.facility_code, record.drug_code)
 
     def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {"insured_id": insured_id, "upload_id": self.upload_id, "dispensed_on": record.dispensed_on,
-                "facility_code": record.facility_code, "drug_code": record.drug_code, "drug_name": record.drug_name,
-                "quantity": record.quantity, "unit": record.unit, "days": record.days}
+        return {
+            "insured_id": insured_id,
+            "upload_id": self.upload_id,
+            "dispensed_on": record.dispensed_on,
+            "facility_code": record.facility_code,
+            "drug_code": record.drug_code,
+            "drug_name": record.drug_name,
+            "quantity": record.quantity,
+            "unit": record.unit,
+            "days": record.days,
+        }
 
     def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
         out: dict[tuple[Any, ...], Any] = {}
@@ -516,8 +609,13 @@ class _CheckupApplier(_ClinicalApplier):
         return (insured_id, record.checked_on)
 
     def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {"insured_id": insured_id, "upload_id": self.upload_id, "checked_on": record.checked_on,
-                "results": record.values, "urine_protein": record.urine_protein}
+        return {
+            "insured_id": insured_id,
+            "upload_id": self.upload_id,
+            "checked_on": record.checked_on,
+            "results": record.values,
+            "urine_protein": record.urine_protein,
+        }
 
     def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
         out: dict[tuple[Any, ...], Any] = {}

@@ -15,8 +15,13 @@ from shikaku_server.upload.service import process_upload
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
-_FORMATS = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "ndjson",
-            "application/ndjson": "ndjson", "application/jsonl": "ndjson"}
+_FORMATS = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+}
 
 
 class UnsupportedMediaTypeError(DomainError):
@@ -45,7 +50,7 @@ async def upload(
         raise UnsupportedMediaTypeError(
             f"content type {media or '(none)'!r}: send text/csv (UTF-8 or Shift_JIS/CP932) or application/x-ndjson"
         )
-    chunks: queue.Queue[bytes | None | BaseException] = queue.Queue(maxsize=32)
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=32)
 
     def consume() -> Iterator[bytes]:
         while True:
@@ -58,12 +63,21 @@ async def upload(
 
     settings = state.settings
     loop = asyncio.get_running_loop()
-    worker = loop.run_in_executor(None, lambda: process_upload(
-        state.session_factory, state.cache, principal, kind=kind, fmt=fmt, chunks=consume(),
-        error_limit=settings.upload_error_limit, max_bytes=settings.max_upload_bytes,
-    ))
+    worker = loop.run_in_executor(
+        None,
+        lambda: process_upload(
+            state.session_factory,
+            state.cache,
+            principal,
+            kind=kind,
+            fmt=fmt,
+            chunks=consume(),
+            error_limit=settings.upload_error_limit,
+            max_bytes=settings.max_upload_bytes,
+        ),
+    )
 
-    async def put(item: bytes | None | BaseException) -> bool:
+    async def put(item: bytes | BaseException | None) -> bool:
         while not worker.done():
             try:
                 chunks.put_nowait(item)

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
 
-from shikaku_server.card.service import import_crl
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.database import transaction
+from shikaku_server.card.service import import_crl
 from shikaku_server.config import Settings
+from shikaku_server.database import transaction
 from testbed.pki import IssuedCertificate, TestCA, rsa_key
 from tests.conftest import auth
 from tests.factories import eligibility_csv, person
@@ -41,19 +41,39 @@ def challenge(client: TestClient, token: str) -> dict[str, Any]:
 
 def register(client: TestClient, token: str, card: IssuedCertificate, facts: dict[str, str] = FACTS) -> Any:
     ch = challenge(client, token)
-    return client.post("/v1/card/registrations", headers=auth(token), json={
-        "challenge_id": ch["challenge_id"], "certificate": b64(card.der),
-        "signature": sign(card.private_key, ch["nonce"]), "basic_facts": facts,
-    })
+    return client.post(
+        "/v1/card/registrations",
+        headers=auth(token),
+        json={
+            "challenge_id": ch["challenge_id"],
+            "certificate": b64(card.der),
+            "signature": sign(card.private_key, ch["nonce"]),
+            "basic_facts": facts,
+        },
+    )
 
 
-def by_card(client: TestClient, token: str, card: IssuedCertificate, *, ch: dict[str, Any] | None = None,
-            key: rsa.RSAPrivateKey | None = None, **extra: Any) -> Any:
+def by_card(
+    client: TestClient,
+    token: str,
+    card: IssuedCertificate,
+    *,
+    ch: dict[str, Any] | None = None,
+    key: rsa.RSAPrivateKey | None = None,
+    **extra: Any,
+) -> Any:
     ch = ch or challenge(client, token)
-    return client.post("/v1/eligibility/by-card", headers=auth(token), json={
-        "challenge_id": ch["challenge_id"], "certificate": b64(card.der), "auth_method": "pin",
-        "signature": sign(key or card.private_key, ch["nonce"]), **extra,
-    })
+    return client.post(
+        "/v1/eligibility/by-card",
+        headers=auth(token),
+        json={
+            "challenge_id": ch["challenge_id"],
+            "certificate": b64(card.der),
+            "auth_method": "pin",
+            "signature": sign(key or card.private_key, ch["nonce"]),
+            **extra,
+        },
+    )
 
 
 @pytest.fixture
@@ -63,11 +83,24 @@ def card(test_ca: TestCA) -> IssuedCertificate:
 
 @pytest.fixture
 def loaded(client: TestClient, tokens: dict[str, str]) -> None:
-    upload(client, tokens["insurer"], eligibility_csv([
-        person(limit_kind="01", limit_class="A03", limit_valid_from="2024-04-01"),
-        person(branch="01", name="山田 花子", name_kana="ヤマダ ハナコ", sex="2", birth_date="1982-02-02",
-               personal_family="2"),
-    ], optional=True))
+    upload(
+        client,
+        tokens["insurer"],
+        eligibility_csv(
+            [
+                person(limit_kind="01", limit_class="A03", limit_valid_from="2024-04-01"),
+                person(
+                    branch="01",
+                    name="山田 花子",
+                    name_kana="ヤマダ ハナコ",
+                    sex="2",
+                    birth_date="1982-02-02",
+                    personal_family="2",
+                ),
+            ],
+            optional=True,
+        ),
+    )
 
 
 def problem_code(response: Any) -> str:
@@ -75,9 +108,12 @@ def problem_code(response: Any) -> str:
     return str(response.json()["code"])
 
 
-def test_register_then_check_by_card_with_pin(client: TestClient, tokens: dict[str, str], card: IssuedCertificate,
-                                              loaded: None) -> None:
-    r = register(client, tokens["reception"], card, {**FACTS, "name": "山田　太郎", "address": "東京都千代田区霞が関１－２－２"})
+def test_register_then_check_by_card_with_pin(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None
+) -> None:
+    r = register(
+        client, tokens["reception"], card, {**FACTS, "name": "山田　太郎", "address": "東京都千代田区霞が関１－２－２"}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "linked"
     r = by_card(client, tokens["reception"], card, as_of="2025-01-01")
@@ -89,8 +125,9 @@ def test_register_then_check_by_card_with_pin(client: TestClient, tokens: dict[s
     assert result["limit_certificate"] is None  # not without consent
 
 
-def test_partial_match_never_links(client: TestClient, tokens: dict[str, str], card: IssuedCertificate,
-                                   loaded: None, session_factory: Any) -> None:
+def test_partial_match_never_links(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None, session_factory: Any
+) -> None:
     r = register(client, tokens["reception"], card, {**FACTS, "address": "東京都千代田区霞が関1-2-3"})
     assert r.status_code == 409 and problem_code(r) == "registration_no_match"
     assert problem_code(by_card(client, tokens["reception"], card)) == "card_not_registered"
@@ -105,19 +142,24 @@ def test_ambiguous_four_facts_never_link(client: TestClient, tokens: dict[str, s
     assert problem_code(r) == "registration_ambiguous"
 
 
-def test_challenge_is_single_use_and_bound_to_facility(client: TestClient, tokens: dict[str, str],
-                                                       card: IssuedCertificate, loaded: None) -> None:
+def test_challenge_is_single_use_and_bound_to_facility(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None
+) -> None:
     assert register(client, tokens["reception"], card).status_code == 201
     ch = challenge(client, tokens["reception"])
     assert by_card(client, tokens["reception"], card, ch=ch).status_code == 200
     assert problem_code(by_card(client, tokens["reception"], card, ch=ch)) == "challenge_reused"
-    assert problem_code(by_card(client, tokens["reception"], card, ch={**ch, "challenge_id": "nope"})) == "challenge_unknown"
+    assert (
+        problem_code(by_card(client, tokens["reception"], card, ch={**ch, "challenge_id": "nope"}))
+        == "challenge_unknown"
+    )
     other = challenge(client, tokens["pharmacist"])
     assert problem_code(by_card(client, tokens["reception"], card, ch=other)) == "challenge_unknown"
 
 
-def test_signature_by_another_key(client: TestClient, tokens: dict[str, str], card: IssuedCertificate,
-                                  loaded: None) -> None:
+def test_signature_by_another_key(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None
+) -> None:
     register(client, tokens["reception"], card)
     r = by_card(client, tokens["reception"], card, key=rsa_key(7 if card.serial_number % 16 != 7 else 8))
     assert r.status_code == 401 and problem_code(r) == "signature_invalid"
@@ -128,9 +170,15 @@ def test_untrusted_certificate(client: TestClient, tokens: dict[str, str], loade
     assert problem_code(by_card(client, tokens["reception"], rogue)) == "certificate_untrusted"
 
 
-def test_revoked_certificate_after_crl_import(client: TestClient, tokens: dict[str, str], test_ca: TestCA,
-                                             loaded: None, session_factory: Any, settings: Settings,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_revoked_certificate_after_crl_import(
+    client: TestClient,
+    tokens: dict[str, str],
+    test_ca: TestCA,
+    loaded: None,
+    session_factory: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     card = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], card).status_code == 201
     assert by_card(client, tokens["reception"], card).status_code == 200  # verified (and cached)
@@ -147,8 +195,9 @@ def test_revoked_certificate_after_crl_import(client: TestClient, tokens: dict[s
     assert problem_code(by_card(client, tokens["reception"], card)) == "certificate_revoked"
 
 
-def test_expired_certificate_and_notices(client: TestClient, tokens: dict[str, str], test_ca: TestCA,
-                                         loaded: None) -> None:
+def test_expired_certificate_and_notices(
+    client: TestClient, tokens: dict[str, str], test_ca: TestCA, loaded: None
+) -> None:
     today = dt.date.today()
     expired = test_ca.issue_auth_certificate(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=200))
     assert problem_code(by_card(client, tokens["reception"], expired)) == "certificate_expired"
@@ -160,8 +209,9 @@ def test_expired_certificate_and_notices(client: TestClient, tokens: dict[str, s
     assert by_card(client, tokens["reception"], soon).json()["certificate_notice"] == "expires_soon"
 
 
-def test_renewed_certificate_links_the_same_way(client: TestClient, tokens: dict[str, str], test_ca: TestCA,
-                                                loaded: None) -> None:
+def test_renewed_certificate_links_the_same_way(
+    client: TestClient, tokens: dict[str, str], test_ca: TestCA, loaded: None
+) -> None:
     old = test_ca.issue_auth_certificate()
     new = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], old).status_code == 201

@@ -17,32 +17,92 @@ from tests.integration.test_card_api import b64, by_card, challenge, problem_cod
 from tests.integration.test_eligibility_api import upload
 
 TODAY = dt.date.today()
-MED_COLUMNS = ["insurer_number", "symbol", "number", "branch", "dispensed_on", "facility_code", "drug_code",
-               "drug_name", "quantity", "unit", "days"]
+MED_COLUMNS = [
+    "insurer_number",
+    "symbol",
+    "number",
+    "branch",
+    "dispensed_on",
+    "facility_code",
+    "drug_code",
+    "drug_name",
+    "quantity",
+    "unit",
+    "days",
+]
 
 
 def med(**over: Any) -> dict[str, Any]:
-    return {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00",
-            "dispensed_on": (TODAY - dt.timedelta(days=30)).isoformat(), "facility_code": PHARMACY_CODE,
-            "drug_code": "620004422", "drug_name": "ロキソプロフェンNa錠60mg", "quantity": "3", "unit": "錠",
-            "days": "7"} | over
+    return {
+        "insurer_number": INSURER_A,
+        "symbol": "123",
+        "number": "4567",
+        "branch": "00",
+        "dispensed_on": (TODAY - dt.timedelta(days=30)).isoformat(),
+        "facility_code": PHARMACY_CODE,
+        "drug_code": "620004422",
+        "drug_name": "ロキソプロフェンNa錠60mg",
+        "quantity": "3",
+        "unit": "錠",
+        "days": "7",
+    } | over
 
 
 @pytest.fixture
 def card(test_ca: TestCA, client: TestClient, tokens: dict[str, str]) -> IssuedCertificate:
-    upload(client, tokens["insurer"], eligibility_csv([
-        person(limit_kind="01", limit_class="A03", limit_valid_from="2024-04-01",
-               disease_category="1|2", disease_valid_from="2024-04-01|2024-05-01", disease_self_pay="10000|20000"),
-    ], optional=True))
-    upload(client, tokens["insurer"], csv_bytes(MED_COLUMNS, [
-        med(), med(drug_code="610443047", drug_name="アムロジピン錠5mg", dispensed_on=(TODAY - dt.timedelta(days=4 * 365)).isoformat()),
-    ]), kind="medications")
-    upload(client, tokens["insurer"], csv_bytes(
-        ["insurer_number", "symbol", "number", "branch", "checked_on", "hba1c", "systolic", "urine_protein"],
-        [{"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00",
-          "checked_on": (TODAY - dt.timedelta(days=200)).isoformat(), "hba1c": "5.6", "systolic": "128",
-          "urine_protein": "-"}],
-    ), kind="checkups")
+    upload(
+        client,
+        tokens["insurer"],
+        eligibility_csv(
+            [
+                person(
+                    limit_kind="01",
+                    limit_class="A03",
+                    limit_valid_from="2024-04-01",
+                    disease_category="1|2",
+                    disease_valid_from="2024-04-01|2024-05-01",
+                    disease_self_pay="10000|20000",
+                ),
+            ],
+            optional=True,
+        ),
+    )
+    upload(
+        client,
+        tokens["insurer"],
+        csv_bytes(
+            MED_COLUMNS,
+            [
+                med(),
+                med(
+                    drug_code="610443047",
+                    drug_name="アムロジピン錠5mg",
+                    dispensed_on=(TODAY - dt.timedelta(days=4 * 365)).isoformat(),
+                ),
+            ],
+        ),
+        kind="medications",
+    )
+    upload(
+        client,
+        tokens["insurer"],
+        csv_bytes(
+            ["insurer_number", "symbol", "number", "branch", "checked_on", "hba1c", "systolic", "urine_protein"],
+            [
+                {
+                    "insurer_number": INSURER_A,
+                    "symbol": "123",
+                    "number": "4567",
+                    "branch": "00",
+                    "checked_on": (TODAY - dt.timedelta(days=200)).isoformat(),
+                    "hba1c": "5.6",
+                    "systolic": "128",
+                    "urine_protein": "-",
+                }
+            ],
+        ),
+        kind="checkups",
+    )
     issued = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], issued).status_code == 201
     return issued
@@ -64,7 +124,9 @@ def test_no_consent_no_drugs(client: TestClient, tokens: dict[str, str], card: I
     assert r.status_code == 403 and problem_code(r) == "consent_required"
 
 
-def test_consented_drug_history_three_years(client: TestClient, tokens: dict[str, str], card: IssuedCertificate) -> None:
+def test_consented_drug_history_three_years(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate
+) -> None:
     v = visit(client, tokens["physician"], card)
     assert consent(client, tokens["physician"], v, drug=True).status_code == 201
     r = client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"]))
@@ -92,8 +154,9 @@ def test_roles(client: TestClient, tokens: dict[str, str], card: IssuedCertifica
     assert r.status_code == 404
 
 
-def test_outpatient_consent_lapses_after_24h(client: TestClient, tokens: dict[str, str], card: IssuedCertificate,
-                                             session_factory: Any) -> None:
+def test_outpatient_consent_lapses_after_24h(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, session_factory: Any
+) -> None:
     v = visit(client, tokens["physician"], card)
     consent(client, tokens["physician"], v, drug=True)
     with session_factory.begin() as s:
@@ -102,24 +165,32 @@ def test_outpatient_consent_lapses_after_24h(client: TestClient, tokens: dict[st
     assert problem_code(r) == "consent_expired"
 
 
-def test_inpatient_consent_has_no_expiry_and_new_check_changes_it(client: TestClient, tokens: dict[str, str],
-                                                                  card: IssuedCertificate) -> None:
+def test_inpatient_consent_has_no_expiry_and_new_check_changes_it(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate
+) -> None:
     v = visit(client, tokens["physician"], card)
     body = consent(client, tokens["physician"], v, drug=True, setting="inpatient").json()
     assert body["expires_at"] is None
     v2 = visit(client, tokens["physician"], card)
     consent(client, tokens["physician"], v2, drug=False)
-    assert problem_code(client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"]))) == "consent_required"
+    assert (
+        problem_code(client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"]))) == "consent_required"
+    )
 
 
-def test_limit_certificate_and_diseases_only_with_consent(client: TestClient, tokens: dict[str, str],
-                                                          card: IssuedCertificate) -> None:
+def test_limit_certificate_and_diseases_only_with_consent(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate
+) -> None:
     first = by_card(client, tokens["reception"], card).json()
     assert first["limit_certificate"] is None and first["specific_diseases"] == []
     consent(client, tokens["reception"], first["visit_id"], limit_certificate=True)
     second = by_card(client, tokens["reception"], card).json()
-    assert second["limit_certificate"] == {"kind": "01", "classification": "A03", "valid_from": "2024-04-01",
-                                           "valid_to": None}
+    assert second["limit_certificate"] == {
+        "kind": "01",
+        "classification": "A03",
+        "valid_from": "2024-04-01",
+        "valid_to": None,
+    }
     assert [d["category"] for d in second["specific_diseases"]] == ["1", "2"]
 
 
@@ -133,16 +204,33 @@ def test_certificate_type_card_cannot_share(client: TestClient, tokens: dict[str
     assert consent(client, tokens["reception"], v).status_code == 201  # sharing nothing is fine
 
 
-def test_access_log_records_every_read_and_patient_reads_it(client: TestClient, tokens: dict[str, str],
-                                                            card: IssuedCertificate) -> None:
+def test_access_log_records_every_read_and_patient_reads_it(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate
+) -> None:
     v = visit(client, tokens["physician"], card)
     consent(client, tokens["physician"], v, drug=True)
     client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"]))
-    client.post("/v1/eligibility/by-number", headers=auth(tokens["reception"]), json={
-        "insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00", "birth_date": "1980-04-01"})
+    client.post(
+        "/v1/eligibility/by-number",
+        headers=auth(tokens["reception"]),
+        json={
+            "insurer_number": INSURER_A,
+            "symbol": "123",
+            "number": "4567",
+            "branch": "00",
+            "birth_date": "1980-04-01",
+        },
+    )
     ch = challenge(client, tokens["reception"])
-    r = client.post("/v1/me/access-log", headers=auth(tokens["reception"]), json={
-        "challenge_id": ch["challenge_id"], "certificate": b64(card.der), "signature": sign(card.private_key, ch["nonce"])})
+    r = client.post(
+        "/v1/me/access-log",
+        headers=auth(tokens["reception"]),
+        json={
+            "challenge_id": ch["challenge_id"],
+            "certificate": b64(card.der),
+            "signature": sign(card.private_key, ch["nonce"]),
+        },
+    )
     assert r.status_code == 200, r.text
     entries = r.json()["entries"]
     seen = {(e["what"], e["role"], e["query_kind"]) for e in entries}
@@ -154,8 +242,9 @@ def test_access_log_records_every_read_and_patient_reads_it(client: TestClient, 
     assert meds["consent_id"] is not None
 
 
-def test_access_log_is_append_only(client: TestClient, tokens: dict[str, str], card: IssuedCertificate,
-                                   session_factory: Any) -> None:
+def test_access_log_is_append_only(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, session_factory: Any
+) -> None:
     visit(client, tokens["reception"], card)
     for statement in ("UPDATE access_log SET role = 'x'", "DELETE FROM access_log"):
         with pytest.raises(sa.exc.DBAPIError), session_factory.begin() as s:

@@ -10,16 +10,22 @@ from tests.conftest import auth
 from tests.factories import INSURER_A, INSURER_B, eligibility_csv, person
 
 
-def upload(client: TestClient, token: str, body: bytes, kind: str = "eligibility",
-           content_type: str = "text/csv") -> dict[str, Any]:
+def upload(
+    client: TestClient, token: str, body: bytes, kind: str = "eligibility", content_type: str = "text/csv"
+) -> dict[str, Any]:
     r = client.post(f"/v1/uploads?kind={kind}", content=body, headers={**auth(token), "Content-Type": content_type})
     assert r.status_code == 200, r.text
     return dict(r.json())
 
 
 def query(client: TestClient, token: str, **body: Any) -> dict[str, Any]:
-    payload = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00",
-               "birth_date": "1980-04-01"} | body
+    payload = {
+        "insurer_number": INSURER_A,
+        "symbol": "123",
+        "number": "4567",
+        "branch": "00",
+        "birth_date": "1980-04-01",
+    } | body
     r = client.post("/v1/eligibility/by-number", json=payload, headers=auth(token))
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -50,8 +56,17 @@ def test_wrong_birth_date_answers_none_and_discloses_nothing(client: TestClient,
 
 def test_change_of_copay_keeps_history(client: TestClient, tokens: dict[str, str]) -> None:
     upload(client, tokens["insurer"], eligibility_csv([person()]))
-    change = person(action="change", valid_from="2025-08-01", copay_ratio="20", name="", name_kana="", sex="",
-                    birth_date="", personal_family="", card_classification="")
+    change = person(
+        action="change",
+        valid_from="2025-08-01",
+        copay_ratio="20",
+        name="",
+        name_kana="",
+        sex="",
+        birth_date="",
+        personal_family="",
+        card_classification="",
+    )
     out = upload(client, tokens["insurer"], eligibility_csv([change]))
     assert out["accepted"] == 1, out
     assert query(client, tokens["reception"], as_of="2025-07-31")["insured"]["copay_ratio"] == 30
@@ -62,8 +77,9 @@ def test_change_of_copay_keeps_history(client: TestClient, tokens: dict[str, str
 
 def test_loss_makes_later_queries_invalid_with_reason(client: TestClient, tokens: dict[str, str]) -> None:
     upload(client, tokens["insurer"], eligibility_csv([person()]))
-    upload(client, tokens["insurer"], eligibility_csv([person(action="loss", valid_to="2025-03-31",
-                                                              reason_of_loss="03")]))
+    upload(
+        client, tokens["insurer"], eligibility_csv([person(action="loss", valid_to="2025-03-31", reason_of_loss="03")])
+    )
     assert query(client, tokens["reception"], as_of="2025-03-31")["validity"] == 1
     lost = query(client, tokens["reception"], as_of="2025-04-01")
     assert lost["validity"] == 2
@@ -72,18 +88,33 @@ def test_loss_makes_later_queries_invalid_with_reason(client: TestClient, tokens
 
 
 def test_newer_eligibility_elsewhere_answers_3(client: TestClient, tokens: dict[str, str]) -> None:
-    upload(client, tokens["insurer"], eligibility_csv([
-        person(), person(action="loss", valid_to="2025-03-31", reason_of_loss="03"),
-    ]))
-    upload(client, tokens["insurer_b"], eligibility_csv([
-        person(insurer_number=INSURER_B, symbol="77", number="1", valid_from="2025-04-01"),
-    ]))
+    upload(
+        client,
+        tokens["insurer"],
+        eligibility_csv(
+            [
+                person(),
+                person(action="loss", valid_to="2025-03-31", reason_of_loss="03"),
+            ]
+        ),
+    )
+    upload(
+        client,
+        tokens["insurer_b"],
+        eligibility_csv(
+            [
+                person(insurer_number=INSURER_B, symbol="77", number="1", valid_from="2025-04-01"),
+            ]
+        ),
+    )
     assert query(client, tokens["reception"], as_of="2025-05-01")["validity"] == 3
 
 
 def test_no_branch_with_two_matching_family_members_is_multiple(client: TestClient, tokens: dict[str, str]) -> None:
-    twins = [person(branch="01", name="山田 一郎", birth_date="2010-05-05", personal_family="2"),
-             person(branch="02", name="山田 二郎", birth_date="2010-05-05", personal_family="2")]
+    twins = [
+        person(branch="01", name="山田 一郎", birth_date="2010-05-05", personal_family="2"),
+        person(branch="02", name="山田 二郎", birth_date="2010-05-05", personal_family="2"),
+    ]
     upload(client, tokens["insurer"], eligibility_csv([person(), *twins]))
     result = query(client, tokens["reception"], branch=None, birth_date="2010-05-05", as_of="2025-01-01")
     assert result["validity"] == 5 and result["insured"] is None
@@ -127,8 +158,9 @@ def test_bad_rows_rejected_with_lines_good_rows_loaded(client: TestClient, token
 def test_my_number_column_refuses_the_whole_file(client: TestClient, tokens: dict[str, str]) -> None:
     body = eligibility_csv([person()]).replace(b"reason_of_loss", b"reason_of_loss,my_number", 1)
     body = body.replace(b"\n", b",\n").replace(b"reason_of_loss,my_number,", b"reason_of_loss,my_number")
-    r = client.post("/v1/uploads?kind=eligibility", content=body,
-                    headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility", content=body, headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"}
+    )
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "my_number_detected"
@@ -157,6 +189,7 @@ def test_rare_characters_survive(client: TestClient, tokens: dict[str, str]) -> 
 def test_cache_never_stale_after_upload_commits(client: TestClient, tokens: dict[str, str]) -> None:
     upload(client, tokens["insurer"], eligibility_csv([person()]))
     assert query(client, tokens["reception"], as_of="2025-06-01")["insured"]["copay_ratio"] == 30  # now cached
-    upload(client, tokens["insurer"], eligibility_csv([person(action="change", valid_from="2025-01-01",
-                                                              copay_ratio="10")]))
+    upload(
+        client, tokens["insurer"], eligibility_csv([person(action="change", valid_from="2025-01-01", copay_ratio="10")])
+    )
     assert query(client, tokens["reception"], as_of="2025-06-01")["insured"]["copay_ratio"] == 10

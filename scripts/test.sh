@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: set-up, services, lint, types, tests.
+#   scripts/test.sh            everything (what CI runs)
+#   scripts/test.sh -k card    extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/services.sh
+echo "== ruff"; .venv/bin/ruff check .
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/pytest -n 2 --dist loadgroup "$@"
