@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BeforeValidator
 _DIGITS = re.compile(r"[0-9]+")
 _TWELVE_DIGITS = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
 _SPACES = re.compile(r"\s+")
+_ANY_DIGIT = re.compile(r"\d")  # Unicode digits: full-width ones count too
 
 
 def luhn_check_digit(digits: str) -> int:
@@ -63,11 +64,9 @@ def is_my_number(digits: str) -> bool:
 def contains_my_number(text: str) -> bool:
     """True when free text holds a 12-digit run (after NFKC, ignoring spaces and hyphens
     between digits) that has a valid My Number check digit."""
-    if not text:
+    if not text or len(_ANY_DIGIT.findall(text)) < 12:
         return False
     folded = unicodedata.normalize("NFKC", text)
-    if sum(ch.isdigit() for ch in folded) < 12:
-        return False
     candidates = set(_TWELVE_DIGITS.findall(folded))
     # "1234 5678 9012" / "1234-5678-9012": digits separated by spaces or hyphens
     squeezed = re.sub(r"(?<=[0-9])[\s\-‐－ー―−]+(?=[0-9])", "", folded)

@@ -48,3 +48,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True  # our own request line replaces it (no paths)
+    # SQL statement logging would print bound parameters (personal data) at INFO/DEBUG
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -45,10 +45,11 @@ from shikaku_server.database import utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError
+from shikaku_server.upload.bulk import existing_insureds, insert_insureds, insert_rows
 from shikaku_server.upload.models import Upload
 
 log = logging.getLogger(__name__)
-BATCH = 2000
+BATCH = 5000
 ONE_DAY = dt.timedelta(days=1)
 Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
 
@@ -236,21 +237,6 @@ def _key(record: EligibilityRecord | MedicationRecord | CheckupRecord) -> Key:
     return (record.insurer_number, record.symbol_norm, record.number_norm, record.branch)
 
 
-def _existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
-    found: dict[Key, int] = {}
-    key_list = list(keys)
-    for i in range(0, len(key_list), 500):
-        part = key_list[i : i + 500]
-        rows = session.execute(
-            select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).where(
-                tuple_(Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch).in_(part)
-            )
-        ).all()
-        for row in rows:
-            found[(row.insurer_number, row.symbol_norm, row.number_norm, row.branch)] = row.id
-    return found
-
-
 # ---------------------------------------------------------------- eligibility
 
 _STATE_FIELDS = tuple(f for f in PERIOD_FIELDS if f not in ("valid_from", "valid_to", "reason_of_loss"))
@@ -338,7 +324,7 @@ class _EligibilityApplier:
 
     def _load(self, records: list[EligibilityRecord]) -> dict[Key, _KeyState]:
         keys = {_key(r) for r in records}
-        ids = _existing_insureds(self.session, keys)
+        ids = existing_insureds(self.session, keys)
         states: dict[Key, _KeyState] = {}
         first: dict[Key, EligibilityRecord] = {}
         for r in records:
@@ -472,38 +458,21 @@ class _EligibilityApplier:
                     .values(superseded_by=self.upload_id)
                 )
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        if new_keys:
-            rows = session.execute(
-                insert(Insured).returning(
-                    Insured.id,
-                    Insured.insurer_number,
-                    Insured.symbol_norm,
-                    Insured.number_norm,
-                    Insured.branch,
-                    sort_by_parameter_order=True,
-                ),
-                [
-                    {
-                        "insurer_number": k[0],
-                        "symbol": states[k].record.symbol,
-                        "number": states[k].record.number,
-                        "branch": k[3],
-                        "symbol_norm": k[1],
-                        "number_norm": k[2],
-                    }
-                    for k in new_keys
-                ],
-            ).all()
-            for key, row in zip(new_keys, rows, strict=True):
-                states[key].insured_id = row.id
-        new_rows = [
-            p.values | {"insured_id": s.insured_id, "upload_id": self.upload_id, "line": p.line, "superseded_by": None}
+        ids = insert_insureds(session, [
+            {"insurer_number": k[0], "symbol": states[k].record.symbol, "number": states[k].record.number,
+             "branch": k[3], "symbol_norm": k[1], "number_norm": k[2]}
+            for k in new_keys
+        ])
+        for key, insured_id in zip(new_keys, ids, strict=True):
+            states[key].insured_id = insured_id
+        columns = (*PERIOD_FIELDS, "insured_id", "upload_id", "line")
+        rows = [
+            (*(p.values[f] for f in PERIOD_FIELDS), s.insured_id, self.upload_id, p.line)
             for s in states.values()
             for p in s.periods
             if p.row_id is None
         ]
-        if new_rows:
-            session.execute(insert(EligibilityPeriod), new_rows)
+        insert_rows(session, EligibilityPeriod.__table__, columns, rows)  # type: ignore[arg-type]
 
 
 def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
@@ -535,7 +504,7 @@ class _ClinicalApplier:
         raise NotImplementedError
 
     def apply(self, records: list[MedicationRecord | CheckupRecord], outcome: UploadOutcome, reject: Any) -> None:
-        ids = _existing_insureds(self.session, {_key(r) for r in records})
+        ids = existing_insureds(self.session, {_key(r) for r in records})
         known = self.existing(sorted(set(ids.values())))
         inserts: dict[tuple[Any, ...], dict[str, Any]] = {}
         for record in records:
@@ -568,9 +537,11 @@ class _ClinicalApplier:
             else:
                 inserts[nkey] = row
             outcome.accepted += 1
-        if inserts:
-            self.session.execute(insert(self.model), list(inserts.values()))
         self.session.flush()
+        if inserts:
+            columns = list(next(iter(inserts.values())))
+            rows = [tuple(r[c] for c in columns) for r in inserts.values()]
+            insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
 
 
 class _MedicationApplier(_ClinicalApplier):

@@ -1,0 +1,121 @@
+"""Bulk reads and writes for uploads, inside the upload's transaction.
+
+PostgreSQL: ``COPY`` (keys into a temporary table joined against ``insured``; new rows streamed
+in text format; ids of new insured persons taken from the sequence up front). Other databases
+(SQLite, the embedded default): ``executemany``. One interface, so the applier does not care.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import String, Table, insert, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from shikaku_server.eligibility.models import Insured
+
+Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
+
+
+_JSON_COLUMNS = frozenset({"diseases", "results", "insurer_numbers", "errors", "queries"})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _copy(
+    session: Session, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], not_null: Sequence[str]
+) -> None:
+    """``COPY … FORMAT csv``: the csv module (C) does the quoting. None is written unquoted-empty
+    (NULL); for the NOT NULL text columns FORCE_NOT_NULL reads an empty value as ''."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    json_at = [i for i, v in enumerate(rows[0]) if isinstance(v, (list, dict))]
+    json_at += [i for i, c in enumerate(columns) if c in _JSON_COLUMNS and i not in json_at]
+    if json_at:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for i in json_at:
+                row[i] = _csv_value(row[i])  # type: ignore[index]
+    writer.writerows(rows)
+    buf.seek(0)
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    force = f", FORCE_NOT_NULL ({', '.join(not_null)})" if not_null else ""
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{force})", buf)
+
+
+def _not_null_text(table: Table, columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if not table.c[c].nullable and isinstance(table.c[c].type, String)]
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
+    """Ids of the insured persons among ``keys``."""
+    if not keys:
+        return {}
+    found: dict[Key, int] = {}
+    if is_postgres(session):
+        session.execute(text(
+            "CREATE TEMP TABLE IF NOT EXISTS upload_keys (insurer_number text, symbol_norm text, number_norm text, "
+            "branch text) ON COMMIT DROP"
+        ))
+        session.execute(text("TRUNCATE upload_keys"))
+        key_columns = ("insurer_number", "symbol_norm", "number_norm", "branch")
+        _copy(session, "upload_keys", key_columns, list(keys), key_columns)
+        rows = session.execute(text(
+            "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "
+            "JOIN upload_keys k USING (insurer_number, symbol_norm, number_norm, branch)"
+        )).all()
+    else:
+        rows = []
+        key_list = list(keys)
+        cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
+        for i in range(0, len(key_list), 200):
+            rows += session.execute(
+                select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))
+            ).all()
+    for row in rows:
+        found[(row[1], row[2], row[3], row[4])] = row[0]
+    return found
+
+
+def insert_insureds(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert insured persons; their ids in the order given."""
+    if not rows:
+        return []
+    if is_postgres(session):
+        ids = list(session.execute(
+            text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
+        ).scalars())
+        columns = ("id", "insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+        table = Insured.__table__
+        _copy(session, "insured", columns, [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)],
+              _not_null_text(table, columns))  # type: ignore[arg-type]
+        return ids
+    result = session.execute(
+        insert(Insured).returning(Insured.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    return list(result)
+
+
+def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert plain rows (no ids needed back), values in ``columns`` order."""
+    if not rows:
+        return
+    if is_postgres(session):
+        _copy(session, table.name, columns, rows, _not_null_text(table, columns))
+    else:
+        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
