@@ -120,14 +120,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def session_factory(settings: Settings):  # type: ignore[no-untyped-def]
+def session_factory(settings: Settings):
     engine = make_engine(settings.database_url)
     yield make_session_factory(engine)
     engine.dispose()
 
 
 @pytest.fixture
-def tokens(session_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def tokens(session_factory) -> dict[str, str]:
     """A token per role at one clinic, one pharmacist token, and insurer tokens."""
     from tests.factories import INSURER_A, INSURER_B, INSURER_KOKUHO
 

@@ -7,7 +7,6 @@ in text format; ids of new insured persons taken from the sequence up front). Ot
 
 from __future__ import annotations
 
-import datetime as dt
 import csv
 import io
 import json
@@ -68,25 +67,27 @@ def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
         return {}
     found: dict[Key, int] = {}
     if is_postgres(session):
-        session.execute(text(
-            "CREATE TEMP TABLE IF NOT EXISTS upload_keys (insurer_number text, symbol_norm text, number_norm text, "
-            "branch text) ON COMMIT DROP"
-        ))
+        session.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS upload_keys (insurer_number text, symbol_norm text, number_norm text, "
+                "branch text) ON COMMIT DROP"
+            )
+        )
         session.execute(text("TRUNCATE upload_keys"))
         key_columns = ("insurer_number", "symbol_norm", "number_norm", "branch")
         _copy(session, "upload_keys", key_columns, list(keys), key_columns)
-        rows = session.execute(text(
-            "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "
-            "JOIN upload_keys k USING (insurer_number, symbol_norm, number_norm, branch)"
-        )).all()
+        rows = session.execute(
+            text(
+                "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "
+                "JOIN upload_keys k USING (insurer_number, symbol_norm, number_norm, branch)"
+            )
+        ).all()
     else:
         rows = []
         key_list = list(keys)
         cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
         for i in range(0, len(key_list), 200):
-            rows += session.execute(
-                select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))
-            ).all()
+            rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
     for row in rows:
         found[(row[1], row[2], row[3], row[4])] = row[0]
     return found
@@ -97,17 +98,22 @@ def insert_insureds(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     if is_postgres(session):
-        ids = list(session.execute(
-            text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
-        ).scalars())
+        ids = list(
+            session.execute(
+                text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
+            ).scalars()
+        )
         columns = ("id", "insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
-        table = Insured.__table__
-        _copy(session, "insured", columns, [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)],
-              _not_null_text(table, columns))  # type: ignore[arg-type]
+        table: Table = Insured.__table__  # type: ignore[assignment]
+        _copy(
+            session,
+            "insured",
+            columns,
+            [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)],
+            _not_null_text(table, columns),
+        )
         return ids
-    result = session.execute(
-        insert(Insured).returning(Insured.id, sort_by_parameter_order=True), rows
-    ).scalars()
+    result = session.execute(insert(Insured).returning(Insured.id, sort_by_parameter_order=True), rows).scalars()
     return list(result)
 
 

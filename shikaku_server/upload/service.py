@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,7 +42,7 @@ from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.database import utcnow
-from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError
 from shikaku_server.upload.bulk import existing_insureds, insert_insureds, insert_rows
@@ -458,11 +458,20 @@ class _EligibilityApplier:
                     .values(superseded_by=self.upload_id)
                 )
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        ids = insert_insureds(session, [
-            {"insurer_number": k[0], "symbol": states[k].record.symbol, "number": states[k].record.number,
-             "branch": k[3], "symbol_norm": k[1], "number_norm": k[2]}
-            for k in new_keys
-        ])
+        ids = insert_insureds(
+            session,
+            [
+                {
+                    "insurer_number": k[0],
+                    "symbol": states[k].record.symbol,
+                    "number": states[k].record.number,
+                    "branch": k[3],
+                    "symbol_norm": k[1],
+                    "number_norm": k[2],
+                }
+                for k in new_keys
+            ],
+        )
         for key, insured_id in zip(new_keys, ids, strict=True):
             states[key].insured_id = insured_id
         columns = (*PERIOD_FIELDS, "insured_id", "upload_id", "line")

@@ -36,26 +36,40 @@ def test_missing_or_wrong_token_is_401(client: TestClient, tokens: dict[str, str
 
 def test_insurer_token_cannot_query_and_facility_cannot_upload(client: TestClient, tokens: dict[str, str]) -> None:
     assert_problem(post(client, tokens["insurer"], "/v1/eligibility/by-number", json=QUERY), 403, "forbidden_role")
-    r = client.post("/v1/uploads?kind=eligibility", content=eligibility_csv([person()]),
-                    headers={**auth(tokens["reception"]), "Content-Type": "text/csv"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility",
+        content=eligibility_csv([person()]),
+        headers={**auth(tokens["reception"]), "Content-Type": "text/csv"},
+    )
     assert_problem(r, 403, "forbidden_role")
 
 
 def test_malformed_json_wrong_types_unknown_fields(client: TestClient, tokens: dict[str, str]) -> None:
     token = tokens["reception"]
-    r = post(client, token, "/v1/eligibility/by-number", content=b"{not json",
-             headers={**auth(token), "Content-Type": "application/json"})
+    r = post(
+        client,
+        token,
+        "/v1/eligibility/by-number",
+        content=b"{not json",
+        headers={**auth(token), "Content-Type": "application/json"},
+    )
     assert_problem(r, 400, "validation_error")
-    body = assert_problem(post(client, token, "/v1/eligibility/by-number", json={**QUERY, "birth_date": 12}),
-                          422, "validation_error")
+    body = assert_problem(
+        post(client, token, "/v1/eligibility/by-number", json={**QUERY, "birth_date": 12}), 422, "validation_error"
+    )
     assert "birth_date" in body["detail"]
-    body = assert_problem(post(client, token, "/v1/eligibility/by-number", json={**QUERY, "surprise": 1}),
-                          422, "validation_error")
+    body = assert_problem(
+        post(client, token, "/v1/eligibility/by-number", json={**QUERY, "surprise": 1}), 422, "validation_error"
+    )
     assert "surprise" in body["detail"]
-    assert_problem(post(client, token, "/v1/eligibility/by-number", json={**QUERY, "insurer_number": "01130019"}),
-                   422, "validation_error")
-    assert_problem(post(client, token, "/v1/eligibility/by-number", json={**QUERY, "branch": "1"}),
-                   422, "validation_error")
+    assert_problem(
+        post(client, token, "/v1/eligibility/by-number", json={**QUERY, "insurer_number": "01130019"}),
+        422,
+        "validation_error",
+    )
+    assert_problem(
+        post(client, token, "/v1/eligibility/by-number", json={**QUERY, "branch": "1"}), 422, "validation_error"
+    )
     assert_problem(post(client, token, "/v1/eligibility/by-number", json=[1, 2]), 422, "validation_error")
 
 
@@ -67,8 +81,13 @@ def test_my_number_in_a_query_is_refused_and_not_echoed(client: TestClient, toke
 
 def test_oversize_body_is_413(client: TestClient, tokens: dict[str, str]) -> None:
     big = b'{"insurer_number": "' + b"1" * (5 * 1024 * 1024) + b'"}'
-    r = post(client, tokens["reception"], "/v1/eligibility/by-number", content=big,
-             headers={**auth(tokens["reception"]), "Content-Type": "application/json"})
+    r = post(
+        client,
+        tokens["reception"],
+        "/v1/eligibility/by-number",
+        content=big,
+        headers={**auth(tokens["reception"]), "Content-Type": "application/json"},
+    )
     assert_problem(r, 413, "payload_too_large")
 
 
@@ -78,17 +97,25 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 
 
 def test_upload_content_type_and_kind(client: TestClient, tokens: dict[str, str]) -> None:
-    r = client.post("/v1/uploads?kind=eligibility", content=b"x", headers={**auth(tokens["insurer"]),
-                                                                            "Content-Type": "application/pdf"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility",
+        content=b"x",
+        headers={**auth(tokens["insurer"]), "Content-Type": "application/pdf"},
+    )
     assert_problem(r, 415, "validation_error")
-    r = client.post("/v1/uploads?kind=people", content=b"x", headers={**auth(tokens["insurer"]),
-                                                                       "Content-Type": "text/csv"})
+    r = client.post(
+        "/v1/uploads?kind=people", content=b"x", headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"}
+    )
     assert_problem(r, 422, "validation_error")
-    r = client.post("/v1/uploads?kind=eligibility", content=b"", headers={**auth(tokens["insurer"]),
-                                                                           "Content-Type": "text/csv"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility", content=b"", headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"}
+    )
     assert_problem(r, 422, "empty_file")
-    r = client.post("/v1/uploads?kind=eligibility", content=b"action,foo\nadd,1\n",
-                    headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility",
+        content=b"action,foo\nadd,1\n",
+        headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"},
+    )
     body = assert_problem(r, 422, "unknown_column")
     assert "'foo'" in body["detail"]
 
@@ -97,12 +124,20 @@ def test_ndjson_upload(client: TestClient, tokens: dict[str, str]) -> None:
     import json
 
     lines = [json.dumps(person()), json.dumps(person(branch="01", sex="x"))]
-    r = client.post("/v1/uploads?kind=eligibility", content="\n".join(lines).encode(),
-                    headers={**auth(tokens["insurer"]), "Content-Type": "application/x-ndjson"})
+    r = client.post(
+        "/v1/uploads?kind=eligibility",
+        content="\n".join(lines).encode(),
+        headers={**auth(tokens["insurer"]), "Content-Type": "application/x-ndjson"},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["accepted"] == 1 and out["rejected"] == 1
-    assert out["errors"][0] == {"line": 2, "field": "sex", "code": "invalid_code", "message": out["errors"][0]["message"]}
+    assert out["errors"][0] == {
+        "line": 2,
+        "field": "sex",
+        "code": "invalid_code",
+        "message": out["errors"][0]["message"],
+    }
 
 
 def test_health_ready_metrics(client: TestClient, tokens: dict[str, str]) -> None:
@@ -117,10 +152,18 @@ def test_health_ready_metrics(client: TestClient, tokens: dict[str, str]) -> Non
 
 
 def test_batch_of_by_number_queries(client: TestClient, tokens: dict[str, str]) -> None:
-    upload(client, tokens["insurer"], eligibility_csv([person(), person(branch="01", name="山田 花子", sex="2",
-                                                                        birth_date="1985-01-01", personal_family="2")]))
-    queries = [QUERY | {"as_of": "2025-01-01"}, QUERY | {"branch": "01", "birth_date": "1985-01-01", "as_of": "2025-01-01"},
-               QUERY | {"birth_date": "1999-09-09"}]
+    upload(
+        client,
+        tokens["insurer"],
+        eligibility_csv(
+            [person(), person(branch="01", name="山田 花子", sex="2", birth_date="1985-01-01", personal_family="2")]
+        ),
+    )
+    queries = [
+        QUERY | {"as_of": "2025-01-01"},
+        QUERY | {"branch": "01", "birth_date": "1985-01-01", "as_of": "2025-01-01"},
+        QUERY | {"birth_date": "1999-09-09"},
+    ]
     r = post(client, tokens["reception"], "/v1/eligibility/batches", json={"queries": queries})
     assert r.status_code == 202, r.text
     batch_id = r.json()["batch_id"]
@@ -138,7 +181,8 @@ def test_batch_of_by_number_queries(client: TestClient, tokens: dict[str, str]) 
 
 
 def test_batch_limits(client: TestClient, tokens: dict[str, str]) -> None:
-    assert_problem(post(client, tokens["reception"], "/v1/eligibility/batches", json={"queries": []}),
-                   422, "validation_error")
+    assert_problem(
+        post(client, tokens["reception"], "/v1/eligibility/batches", json={"queries": []}), 422, "validation_error"
+    )
     r = post(client, tokens["reception"], "/v1/eligibility/batches", json={"queries": [QUERY] * 10_001})
     assert_problem(r, 422, "validation_error")

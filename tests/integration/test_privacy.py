@@ -31,7 +31,7 @@ def dump_database(settings: Settings) -> str:
         with engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None
-            text = "\n".join(raw.iterdump())  # type: ignore[attr-defined]
+            text = "\n".join(raw.iterdump())
         engine.dispose()
         return text
     dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -50,16 +50,20 @@ def scenario(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> Non
     assert all(e["code"] == "my_number_detected" for e in out["errors"])
     assert MY_NUMBER not in str(out)
     query(client, tokens["reception"], as_of="2025-01-01")
-    r = client.post("/v1/eligibility/by-number", headers=auth(tokens["reception"]),
-                    json={"insurer_number": rows[0]["insurer_number"], "number": MY_NUMBER, "birth_date": "1980-04-01"})
+    r = client.post(
+        "/v1/eligibility/by-number",
+        headers=auth(tokens["reception"]),
+        json={"insurer_number": rows[0]["insurer_number"], "number": MY_NUMBER, "birth_date": "1980-04-01"},
+    )
     assert r.json()["code"] == "my_number_detected" and MY_NUMBER not in r.text
     card = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], card).status_code == 201
     assert by_card(client, tokens["reception"], card).status_code == 200
 
 
-def test_no_my_number_and_no_plain_tokens_in_the_database(client: TestClient, tokens: dict[str, str],
-                                                           test_ca: TestCA, settings: Settings) -> None:
+def test_no_my_number_and_no_plain_tokens_in_the_database(
+    client: TestClient, tokens: dict[str, str], test_ca: TestCA, settings: Settings
+) -> None:
     scenario(client, tokens, test_ca)
     dump = dump_database(settings)
     assert "山田 太郎" in dump  # the dump is real and holds the accepted person
@@ -70,8 +74,9 @@ def test_no_my_number_and_no_plain_tokens_in_the_database(client: TestClient, to
         assert token.split("_", 2)[2] not in dump
 
 
-def test_logs_and_metrics_hold_no_personal_data(client: TestClient, tokens: dict[str, str], test_ca: TestCA,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_and_metrics_hold_no_personal_data(
+    client: TestClient, tokens: dict[str, str], test_ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure("DEBUG")  # the server's own log set-up, at its most talkative
     try:
         scenario(client, tokens, test_ca)
