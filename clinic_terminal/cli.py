@@ -13,6 +13,7 @@ import click
 # module name under clinic_terminal.commands -> attribute holding the click command
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("watch", "watch"),
+    ("kiosk", "kiosk"),
     ("face_check", "face_check"),
 )
 

@@ -321,7 +321,11 @@ class FileReader:
             new = [k for k in keys if k not in checked]
             if new:
                 # the header check, on each key the first time it is seen (missing keys are row errors)
-                check_header(self.kind, [*new, *(c for c in required if c not in new)])
+                try:
+                    check_header(self.kind, [*new, *(c for c in required if c not in new)])
+                except FileFormatError as exc:
+                    exc.line = number  # the line where the key first appears, not always line 1
+                    raise
                 checked.update(new)
             yield RawRow(number, {k: _json_text(v) for k, v in zip(keys, obj.values(), strict=True)})
 

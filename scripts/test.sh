@@ -9,4 +9,6 @@ bash scripts/services.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
-exec .venv/bin/pytest -n 2 --dist loadgroup "$@"
+# loadscope: a module runs on one worker (the browser module walks one kiosk through its screens);
+# PC/SC tests in different modules take turns on the one virtual reader through the bridge's lock
+exec .venv/bin/pytest -n 2 --dist loadscope "$@"

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shikaku_server import api
+from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.cache import make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
@@ -160,19 +161,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         cache = make_cache(settings.redis_url)
+        factory = make_session_factory(engine)
         state = AppState(
             settings=settings,
             engine=engine,
-            session_factory=make_session_factory(engine),
+            session_factory=factory,
             cache=cache,
             metrics=Metrics(),
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
+            access_log=AccessLogWriter(factory),
         )
         app.state.shikaku = state
         holder["state"] = state
         try:
             yield
         finally:
+            state.access_log.close()
             cache.close()
             engine.dispose()
 

@@ -62,7 +62,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         return engine
     # hide_parameters: SQL errors never carry personal data into logs
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, hide_parameters=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

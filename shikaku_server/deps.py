@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from shikaku_server.auth.service import Principal, hash_token, resolve_token
 from shikaku_server.cache import Cache
@@ -15,7 +16,7 @@ from shikaku_server.errors import UnauthorizedError
 from shikaku_server.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:  # async: no thread hop for a dict lookup
     state: AppState = request.app.state.shikaku
     return state
 
@@ -23,11 +24,11 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_cache(state: StateDep) -> Cache:
+async def get_cache(state: StateDep) -> Cache:
     return state.cache
 
 
@@ -57,13 +58,18 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def get_principal(request: Request, state: StateDep) -> Principal:
+def _resolve(state: AppState, token: str) -> Principal:
+    with state.session_factory() as session:
+        return resolve_token(session, token)
+
+
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    """Resolved tokens are cached per process (async: the hit path costs no thread hop)."""
     token = bearer_token(request)
     token_hash = hash_token(token)
     principal = state.principals.get(token_hash)
     if principal is None:
-        with state.session_factory() as session:
-            principal = resolve_token(session, token)
+        principal = await run_in_threadpool(_resolve, state, token)
         state.principals.put(token_hash, principal)
     return principal
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.service import PrincipalCache
 from shikaku_server.cache import Cache
 from shikaku_server.card.service import CertificateVerifier
@@ -22,4 +23,5 @@ class AppState:
     cache: Cache
     metrics: Metrics
     verifier: CertificateVerifier
+    access_log: AccessLogWriter
     principals: PrincipalCache = field(default_factory=PrincipalCache)

@@ -143,11 +143,3 @@ def tokens(session_factory) -> dict[str, str]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """There is one virtual reader and one vpcd port: every PC/SC (and browser, which drives the
-    kiosk's card) test runs on the same xdist worker, one after another."""
-    for item in items:
-        if item.get_closest_marker("pcsc") or item.get_closest_marker("browser"):
-            item.add_marker(pytest.mark.xdist_group("hardware"))

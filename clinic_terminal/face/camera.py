@@ -18,6 +18,7 @@ import numpy.typing as npt
 from clinic_terminal.face.errors import CameraError
 
 Frame = npt.NDArray[np.uint8]
+DEVICE_WARMUP_FRAMES = 5
 
 
 @runtime_checkable
@@ -59,8 +60,11 @@ def _parse_source(source: str | int) -> str | int:
 class OpenCVCamera:
     """``cv2.VideoCapture`` on a device index (``0`` or ``"0"``), a video file or a stream URL."""
 
-    def __init__(self, source: str | int, *, warmup_frames: int = 0) -> None:
+    def __init__(self, source: str | int, *, warmup_frames: int | None = None) -> None:
         self._source = _parse_source(source)
+        # a device's first frames are dark while auto-exposure settles; files and streams are not
+        if warmup_frames is None:
+            warmup_frames = DEVICE_WARMUP_FRAMES if isinstance(self._source, int) else 0
         self._warmup_frames = warmup_frames
         self._capture: cv2.VideoCapture | None = None
 

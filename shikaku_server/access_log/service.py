@@ -65,3 +65,63 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
         }
         for e, name in rows
     ]
+
+
+class AccessLogWriter:
+    """Group-commits the access-log entries of by-number lookups (the hot path).
+
+    A lookup hands its entry to this writer and returns; a background thread inserts the queued
+    entries in one statement every ``interval`` seconds (or at ``max_batch``). The app flushes on
+    shutdown and before the patient reads their log, so a graceful restart loses nothing; a crash
+    of the process can lose at most the entries of the last interval (documented in
+    docs/operations.md). Card checks and drug/checkup reads write their entries in the request's
+    own transaction instead (atomic with the visit they create).
+    """
+
+    def __init__(self, factory: Any, *, interval: float = 0.05, max_batch: int = 2000) -> None:
+        import queue
+        import threading
+
+        self._factory = factory
+        self._interval = interval
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="access-log-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: dict[str, Any]) -> None:
+        self._queue.put({"at": utcnow(), "consent_id": None, "visit_id": None, **entry})
+
+    def flush(self) -> None:
+        import logging
+        import queue
+
+        with self._lock:
+            while True:
+                batch: list[dict[str, Any]] = []
+                try:
+                    while len(batch) < self._max_batch:
+                        batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                if not batch:
+                    return
+                try:
+                    with self._factory.begin() as session:
+                        session.execute(insert(AccessLogEntry), batch)
+                except Exception:
+                    logging.getLogger(__name__).exception("access log write failed; retrying")
+                    for entry in batch:  # keep them: nothing is dropped on a transient error
+                        self._queue.put(entry)
+                    return
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from schemas.card import AccessLog, AccessLogRequest, ByCardQuery, Challenge, Registered, Registration
 from schemas.eligibility import EligibilityResult
@@ -42,20 +43,26 @@ def by_card(body: ByCardQuery, principal: PrincipalDep, session: SessionDep, sta
 
 
 @router.post("/v1/me/access-log", response_model=AccessLog)
-def my_access_log(body: AccessLogRequest, request: Request, session: SessionDep, state: StateDep) -> AccessLog:
+async def my_access_log(body: AccessLogRequest, request: Request, state: StateDep) -> AccessLog:
     """The patient authenticates with the card (challenge + PIN signature). A facility token, when
     the kiosk sends one, binds the challenge to that facility."""
     facility = None
     if request.headers.get("authorization"):
-        facility = get_principal(request, state).require_facility()
-    entries = service.my_access_log(
-        session,
-        state.cache,
-        state.verifier,
-        challenge_id=body.challenge_id,
-        cert_der=body.certificate,
-        signature=body.signature,
-        facility_code=facility,
-        challenge_ttl=state.settings.challenge_ttl_seconds,
-    )
+        facility = (await get_principal(request, state)).require_facility()
+
+    def read() -> list[dict[str, object]]:
+        state.access_log.flush()  # the patient sees every entry, including those still queued
+        with state.session_factory.begin() as session:
+            return service.my_access_log(
+                session,
+                state.cache,
+                state.verifier,
+                challenge_id=body.challenge_id,
+                cert_der=body.certificate,
+                signature=body.signature,
+                facility_code=facility,
+                challenge_ttl=state.settings.challenge_ttl_seconds,
+            )
+
+    entries = await run_in_threadpool(read)
     return AccessLog.model_validate({"entries": entries})

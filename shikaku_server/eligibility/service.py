@@ -105,8 +105,22 @@ def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_
             },
         )
         entry["periods"].append(period_dict(period))
-    name = session.execute(select(Insurer.name).where(Insurer.number == insurer_number)).scalar_one_or_none()
-    return {"insurer_name": name, "insureds": list(insureds.values())}
+    return {"insurer_name": insurer_name(session, insurer_number), "insureds": list(insureds.values())}
+
+
+_INSURER_NAMES: dict[str, tuple[float, str | None]] = {}
+
+
+def insurer_name(session: Session, number: str) -> str | None:
+    """Insurer names change rarely: kept a minute per process."""
+    import time
+
+    hit = _INSURER_NAMES.get(number)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    name = session.execute(select(Insurer.name).where(Insurer.number == number)).scalar_one_or_none()
+    _INSURER_NAMES[number] = (time.monotonic() + 60, name)
+    return name
 
 
 def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:

@@ -1,29 +1,32 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from schemas.eligibility import ByNumberQuery, EligibilityResult
-from shikaku_server.access_log import service as access_log
-from shikaku_server.deps import PrincipalDep, SessionDep, StateDep
+from shikaku_server.deps import PrincipalDep, StateDep
 from shikaku_server.eligibility import service
 
 router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 
 
-@router.post("/by-number", response_model=EligibilityResult, response_model_exclude_none=False)
-def by_number(query: ByNumberQuery, principal: PrincipalDep, session: SessionDep, state: StateDep) -> EligibilityResult:
+@router.post("/by-number", response_model=EligibilityResult)
+def by_number(query: ByNumberQuery, principal: PrincipalDep, state: StateDep) -> Response:
     facility = principal.require_facility()
-    result, insured_id = service.query_by_number(
-        session, state.cache, state.settings.eligibility_cache_ttl_seconds, query
-    )
+    # read-only, and usually answered from the cache: the session connects only on a miss
+    with state.session_factory() as session:
+        result, insured_id = service.query_by_number(
+            session, state.cache, state.settings.eligibility_cache_ttl_seconds, query
+        )
     if insured_id is not None:
-        access_log.record(
-            session,
-            insured_id=insured_id,
-            facility_code=facility,
-            role=principal.role or "",
-            what="eligibility",
-            query_kind="number",
+        state.access_log.submit(
+            {
+                "insured_id": insured_id,
+                "facility_code": facility,
+                "role": principal.role or "",
+                "what": "eligibility",
+                "query_kind": "number",
+            }
         )
     state.metrics.event(f"eligibility_validity_{result.validity}")
-    return result
+    # the model is already validated: serialise once (response_model stays for the OpenAPI schema)
+    return Response(result.model_dump_json(), media_type="application/json")

@@ -76,6 +76,8 @@ def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
         session.execute(text("TRUNCATE upload_keys"))
         key_columns = ("insurer_number", "symbol_norm", "number_norm", "branch")
         _copy(session, "upload_keys", key_columns, list(keys), key_columns)
+        # statistics for the temp table, so the join uses the insured key index (not a scan of all insured)
+        session.execute(text("ANALYZE upload_keys"))
         rows = session.execute(
             text(
                 "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from shikaku_server.errors import DomainError
 from shikaku_server.upload.service import process_upload
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+log = logging.getLogger(__name__)
 
 _FORMATS = {
     "text/csv": "csv",
@@ -32,6 +34,12 @@ class UnsupportedMediaTypeError(DomainError):
 
 class _Disconnected(Exception):
     pass
+
+
+class ClientGoneError(DomainError):
+    code = "validation_error"
+    title = "The upload was interrupted; nothing was applied"
+    status = 400
 
 
 @router.post("")
@@ -96,7 +104,12 @@ async def upload(
     except BaseException as exc:
         await put(_Disconnected(str(exc)))
         raise
-    outcome = await worker
+    try:
+        outcome = await worker
+    except _Disconnected:
+        # nothing was committed; the client is gone, so nobody reads this answer
+        log.info("upload aborted: the client went away; rolled back")
+        raise ClientGoneError() from None
     for name, n in (("upload_rows_accepted", outcome.accepted), ("upload_rows_rejected", outcome.rejected)):
         state.metrics.add(name, n)
     return outcome.answer()

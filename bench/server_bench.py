@@ -1,0 +1,234 @@
+"""Server benchmarks (issue: central server; card path).
+
+lookup: by-number lookups/s through the full stack (auth, validation, cache, access log, commit)
+        vs the bare ``/healthz`` endpoint of the same server process, same run, same wrk settings,
+        on PostgreSQL + Redis with N insured loaded (default 1,000,000).
+card:   card checks/s (challenge + by-card with a PIN signature over the nonce, certificate chain
+        cached) vs by-number lookups/s, both driven by the same Python client in the same run.
+
+    .venv/bin/python bench/server_bench.py --people 1000000
+Prints one JSON document; figures go into bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from bench.common import REDIS, fresh_database, percentile, server, wrk
+from shikaku_server.auth.service import add_facility, add_insurer
+from shikaku_server.database import make_engine, make_session_factory, transaction
+from shikaku_server.migrate import upgrade
+from testbed.pki import TestCA
+from testbed.population import default_insurers, iter_people, write_eligibility_csv
+
+FACILITY = "0110113719"
+
+
+def load(url: str, people: int, workdir: Path) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
+    upgrade(url)
+    factory = make_session_factory(make_engine(url))
+    with transaction(factory) as s:
+        insurer_token = add_insurer(s, numbers=[i.number for i in default_insurers()], name="bench insurer")
+        facility_token = add_facility(s, code=FACILITY, name="bench clinic", role="reception")
+    csv_path = workdir / "eligibility.csv"
+    rows = write_eligibility_csv(csv_path, iter_people(people, seed=7))
+    today = dt.date.today()
+    sample = [p for p in iter_people(min(people, 200_000), seed=7) if p.is_valid_on(today)]
+    random.Random(1).shuffle(sample)
+    queries = [
+        {
+            "insurer_number": p.insurer_number,
+            "symbol": p.symbol,
+            "number": p.number,
+            "branch": p.branch,
+            "birth_date": p.birth_date.isoformat(),
+        }
+        for p in sample[:20_000]
+    ]
+    people_for_cards = sample[20_000:20_200]
+    return facility_token, queries, {"rows": rows, "insurer_token": insurer_token, "cards": people_for_cards}  # type: ignore[dict-item]
+
+
+def upload(base: str, token: str, path: Path) -> dict[str, Any]:
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as fh:
+            while chunk := fh.read(256 * 1024):
+                yield chunk
+
+    start = time.perf_counter()
+    r = httpx.post(
+        f"{base}/v1/uploads?kind=eligibility",
+        content=chunks(),
+        timeout=3600,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+    )
+    r.raise_for_status()
+    elapsed = time.perf_counter() - start
+    body = r.json()
+    return {
+        "accepted": body["accepted"],
+        "rejected": body["rejected"],
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round((body["accepted"] + body["rejected"] + body["unchanged"]) / elapsed),
+    }
+
+
+def wrk_script(path: Path, token: str, queries: list[dict[str, Any]]) -> Path:
+    bodies = ",\n".join(json.dumps(json.dumps(q)) for q in queries)
+    path.write_text(
+        "local bodies = {\n" + bodies + "\n}\n"
+        "math.randomseed(42)\n"
+        "request = function()\n"
+        "  return wrk.format('POST', '/v1/eligibility/by-number', {['Content-Type']='application/json',"
+        f" ['Authorization']='Bearer {token}'}}, bodies[math.random(#bodies)])\n"
+        "end\n"
+    )
+    return path
+
+
+async def _drive(n_tasks: int, seconds: float, one: Any) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await one()
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(n_tasks)))
+    elapsed = time.perf_counter() - start
+    return {
+        "per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+        "n": len(latencies),
+    }
+
+
+def card_bench(
+    base: str, token: str, queries: list[dict[str, Any]], cards: list[Any], seconds: float
+) -> dict[str, Any]:
+    ca = TestCA.create()
+    anchors = Path(tempfile.mkdtemp()) / "root.pem"
+    ca.write_trust_anchor(anchors)
+    from shikaku_server.card.service import add_trust_anchor
+    from shikaku_server.config import get_settings
+
+    factory = make_session_factory(make_engine(get_settings().database_url))
+    with transaction(factory) as s:
+        add_trust_anchor(s, ca.pem)
+    headers = {"Authorization": f"Bearer {token}"}
+    issued = []
+    with httpx.Client(base_url=base, headers=headers) as client:
+        for i, p in enumerate(cards[:50]):
+            card = ca.issue_auth_certificate(key_index=i % 8)
+            ch = client.post("/v1/card/challenges").json()
+            sig = card.private_key.sign(base64.b64decode(ch["nonce"]), padding.PKCS1v15(), hashes.SHA256())
+            r = client.post(
+                "/v1/card/registrations",
+                json={
+                    "challenge_id": ch["challenge_id"],
+                    "certificate": base64.b64encode(card.der).decode(),
+                    "signature": base64.b64encode(sig).decode(),
+                    "basic_facts": {
+                        "name": p.name,
+                        "birth_date": p.birth_date.isoformat(),
+                        "sex": p.sex,
+                        "address": p.address_on(dt.date.today()),
+                    },
+                },
+            )
+            if r.status_code == 201:
+                issued.append(card)
+    rng = random.Random(3)
+
+    async def run() -> dict[str, Any]:
+        async with httpx.AsyncClient(
+            base_url=base, headers=headers, timeout=30, limits=httpx.Limits(max_connections=16)
+        ) as client:
+
+            async def lookup() -> None:
+                r = await client.post("/v1/eligibility/by-number", json=rng.choice(queries))
+                assert r.status_code == 200
+
+            async def card_check() -> None:
+                card = rng.choice(issued)
+                ch = (await client.post("/v1/card/challenges")).json()
+                sig = card.private_key.sign(base64.b64decode(ch["nonce"]), padding.PKCS1v15(), hashes.SHA256())
+                r = await client.post(
+                    "/v1/eligibility/by-card",
+                    json={
+                        "challenge_id": ch["challenge_id"],
+                        "certificate": base64.b64encode(card.der).decode(),
+                        "auth_method": "pin",
+                        "signature": base64.b64encode(sig).decode(),
+                    },
+                )
+                assert r.status_code == 200, r.text
+
+            await _drive(8, 2, lookup)  # warm-up
+            by_number = await _drive(8, seconds, lookup)
+            await _drive(8, 2, card_check)
+            cards_result = await _drive(8, seconds, card_check)
+            return {"by_number": by_number, "card_checks": cards_result}
+
+    result = asyncio.run(run())
+    result["registered_cards"] = len(issued)
+    result["ratio_card_vs_number"] = round(result["card_checks"]["per_s"] / result["by_number"]["per_s"], 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    url = fresh_database("shikaku_bench_lookup")
+    redis.Redis.from_url(REDIS).flushdb()
+    import os
+
+    os.environ["SHIKAKU_DATABASE_URL"] = url
+    work = Path(tempfile.mkdtemp(prefix="shikaku-bench-"))
+    facility_token, queries, extra = load(url, args.people, work)
+    report: dict[str, Any] = {
+        "people": args.people,
+        "eligibility_rows": extra["rows"],
+        "workers": args.workers,
+        "connections": args.connections,
+        "duration_s": args.duration,
+    }
+    with server(url, REDIS, workers=args.workers) as base:
+        report["upload"] = upload(base, str(extra["insurer_token"]), work / "eligibility.csv")
+        script = wrk_script(work / "lookup.lua", facility_token, queries)
+        wrk(f"{base}/healthz", duration=3, connections=args.connections)  # warm-up
+        report["bare_healthz"] = wrk(f"{base}/healthz", duration=args.duration, connections=args.connections)
+        wrk(base, duration=5, connections=args.connections, script=script)  # warm-up (fills the cache)
+        report["by_number"] = wrk(base, duration=args.duration, connections=args.connections, script=script)
+        report["ratio_lookup_vs_bare"] = round(
+            report["by_number"]["requests_per_s"] / report["bare_healthz"]["requests_per_s"], 3
+        )
+        report["card"] = card_bench(base, facility_token, queries, extra["cards"], args.duration)  # type: ignore[arg-type]
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Compare the card-face photo with live camera frames, in memory, and judge liveness.
+
+Pipeline for one check: decode the card photo (JPEG 2000 or any format Pillow reads) -> HOG
+detection, largest face -> 128-d encoding; read N camera frames -> scale to <= ``max_width`` ->
+HOG detection on the whole frame every ``full_detection_every`` frames and only around the
+previous face in between -> refuse when comparable faces appear -> 68 landmarks per frame for
+liveness -> encode a few open-eyed frames -> the largest distance to the card encoding decides.
+
+Nothing here writes files or logs image data or encodings; the result holds scalars only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import dlib
+import face_recognition
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+
+from clinic_terminal.face.camera import CameraSource, Frame, frames
+from clinic_terminal.face.config import FaceSettings, get_face_settings
+from clinic_terminal.face.errors import CameraError, CardPhotoError, FaceReason
+from clinic_terminal.face.liveness import LivenessReport, assess_liveness
+
+logger = logging.getLogger(__name__)
+
+RGBImage = npt.NDArray[np.uint8]
+Encoding = npt.NDArray[np.float64]
+# face_recognition's (top, right, bottom, left)
+Box = tuple[int, int, int, int]
+
+_MAX_CARD_PIXELS = 4000 * 4000
+
+
+@dataclass(frozen=True, slots=True)
+class FaceCheckResult:
+    """Outcome of one face check. Scalars only: no image, frame or encoding is kept."""
+
+    match: bool
+    distance: float | None
+    threshold: float
+    liveness: bool
+    reason: FaceReason | None
+    elapsed_ms: int
+    frames_used: int
+    eye_change: float = field(default=0.0, compare=False)
+
+    @property
+    def accepted(self) -> bool:
+        """The face path succeeded: the same person, and alive."""
+        return self.match and self.liveness and self.reason is None
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {
+            "match": self.match,
+            "distance": None if self.distance is None else round(self.distance, 4),
+            "threshold": self.threshold,
+            "liveness": self.liveness,
+            "elapsed_ms": self.elapsed_ms,
+            "reason": self.reason,
+            "frames_used": self.frames_used,
+        }
+
+
+def decode_card_photo(data: bytes) -> RGBImage:
+    """Card photo bytes (greyscale JPEG 2000 on the card; any Pillow format) -> RGB array."""
+    if not data:
+        raise CardPhotoError("card photo is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > _MAX_CARD_PIXELS:
+                raise CardPhotoError("card photo is too large")
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except CardPhotoError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        # deliberately not chained: decoder errors may quote the input
+        raise CardPhotoError("card photo cannot be decoded") from None
+    return np.ascontiguousarray(rgb)
+
+
+def _scale(rgb: RGBImage, max_width: int) -> RGBImage:
+    height, width = rgb.shape[:2]
+    if width <= max_width:
+        return rgb
+    factor = max_width / width
+    size = (max_width, max(1, round(height * factor)))
+    scaled: RGBImage = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return scaled
+
+
+def _area(box: Box) -> int:
+    top, right, bottom, left = box
+    return max(0, bottom - top) * max(0, right - left)
+
+
+def find_faces(rgb: RGBImage, *, upsample: int = 0) -> list[Box]:
+    """HOG face boxes, largest first."""
+    boxes: list[Box] = [tuple(b) for b in face_recognition.face_locations(rgb, upsample, model="hog")]
+    return sorted(boxes, key=_area, reverse=True)
+
+
+def _find_near(rgb: RGBImage, box: Box, *, upsample: int) -> list[Box]:
+    """HOG detection in a window around ``box`` (the face rarely moves far in 1/30 s)."""
+    top, right, bottom, left = box
+    height, width = rgb.shape[:2]
+    margin_x, margin_y = (right - left) // 3, (bottom - top) // 3
+    x0, y0 = max(0, left - margin_x), max(0, top - margin_y)
+    x1, y1 = min(width, right + margin_x), min(height, bottom + margin_y)
+    window = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    return [(t + y0, r + x0, b + y0, lft + x0) for t, r, b, lft in find_faces(window, upsample=upsample)]
+
+
+def _encode(rgb: RGBImage, box: Box) -> Encoding:
+    encodings = face_recognition.face_encodings(rgb, [box], num_jitters=1, model="small")
+    result: Encoding = np.asarray(encodings[0], dtype=np.float64)
+    return result
+
+
+def encode_card_photo(data: bytes, *, max_width: int = 640) -> Encoding:
+    """Decode the card photo and encode its largest face; :class:`CardPhotoError` when none."""
+    rgb = _scale(decode_card_photo(data), max_width)
+    boxes = find_faces(rgb, upsample=1)
+    if not boxes:
+        boxes = find_faces(rgb, upsample=2)
+    if not boxes:
+        raise CardPhotoError("no face found in the card photo")
+    return _encode(rgb, boxes[0])
+
+
+def landmarks_68(rgb: RGBImage, box: Box) -> npt.NDArray[np.float64]:
+    """dlib's 68 landmarks of one face as a (68, 2) array."""
+    top, right, bottom, left = box
+    shape = face_recognition.api.pose_predictor_68_point(rgb, dlib.rectangle(left, top, right, bottom))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+@dataclass(slots=True)
+class _FaceFrame:
+    index: int
+    rgb: RGBImage = field(repr=False)
+    box: Box
+    landmarks: npt.NDArray[np.float64] = field(repr=False)
+    grey: npt.NDArray[np.uint8] = field(repr=False)
+
+
+def _several_comparable(boxes: Sequence[Box], ratio: float) -> bool:
+    if len(boxes) < 2:
+        return False
+    width0 = boxes[0][1] - boxes[0][3]
+    width1 = boxes[1][1] - boxes[1][3]
+    return width1 >= ratio * width0
+
+
+def _pick_encode_frames(faces: Sequence[_FaceFrame], report: LivenessReport, n: int) -> list[_FaceFrame]:
+    """Up to ``n`` frames spread over the clip, skipping frames with closed eyes."""
+    calm = report.eye_change / 2 if report.live else float("inf")
+    open_faces = [f for f, c in zip(faces, report.per_frame, strict=True) if c < calm] or list(faces)
+    if len(open_faces) <= n:
+        return open_faces
+    step = (len(open_faces) - 1) / max(1, n - 1)
+    return [open_faces[round(i * step)] for i in range(n)]
+
+
+def compare_frames(
+    card_encoding: Encoding,
+    camera_frames: Iterable[Frame],
+    *,
+    settings: FaceSettings,
+    threshold: float,
+    started: float | None = None,
+) -> FaceCheckResult:
+    """Judge camera frames (BGR) against an already encoded card photo."""
+    t0 = time.perf_counter() if started is None else started
+    faces: list[_FaceFrame] = []
+    several = 0
+    read = 0
+    previous: Box | None = None
+    for index, bgr in enumerate(camera_frames):
+        read += 1
+        rgb = _scale(np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8), settings.max_width)
+        if previous is None or index % settings.full_detection_every == 0:
+            boxes = find_faces(rgb, upsample=settings.upsample)
+            if boxes and _several_comparable(boxes, settings.several_faces_ratio):
+                several += 1
+                previous = None
+                continue
+        else:
+            # between full detections, look again only around the face of the previous frame
+            boxes = _find_near(rgb, previous, upsample=settings.upsample)
+        if not boxes:
+            previous = None
+            continue
+        previous = boxes[0]
+        grey = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+        faces.append(_FaceFrame(index, rgb, boxes[0], landmarks_68(rgb, boxes[0]), grey))
+    if read == 0:
+        raise CameraError("camera delivered no frame")
+
+    def result(
+        *, match: bool, distance: float | None, live: bool, reason: FaceReason | None, blink: float = 0.0
+    ) -> FaceCheckResult:
+        elapsed = round((time.perf_counter() - t0) * 1000)
+        return FaceCheckResult(match, distance, threshold, live, reason, elapsed, read, blink)
+
+    if several and several * 4 >= several + len(faces):
+        logger.info("face check refused: several faces (frames=%d, with several=%d)", read, several)
+        return result(match=False, distance=None, live=False, reason="several_faces")
+    if len(faces) < max(3, math.ceil(read / 2)):
+        logger.info("face check refused: no face (frames=%d, with a face=%d)", read, len(faces))
+        return result(match=False, distance=None, live=False, reason="no_face")
+
+    report = assess_liveness(
+        [f.grey for f in faces], [f.landmarks for f in faces], eye_change_min=settings.eye_change_min
+    )
+    distances = [
+        float(np.linalg.norm(_encode(f.rgb, f.box) - card_encoding))
+        for f in _pick_encode_frames(faces, report, settings.encode_frames)
+    ]
+    distance = max(distances)
+    match = distance <= threshold
+    reason: FaceReason | None = None
+    if not report.live:
+        reason = "liveness_failed"
+    elif not match:
+        reason = "no_match"
+    outcome = result(match=match, distance=distance, live=report.live, reason=reason, blink=report.eye_change)
+    logger.debug(
+        "face check: frames=%d faces=%d distance=%.3f threshold=%.3f eye_change=%.3f nonrigid=%.4f reason=%s ms=%d",
+        read,
+        len(faces),
+        distance,
+        threshold,
+        report.eye_change,
+        report.nonrigid,
+        reason,
+        outcome.elapsed_ms,
+    )
+    return outcome
+
+
+def check_face(
+    card_photo: bytes,
+    camera: CameraSource,
+    *,
+    threshold: float | None = None,
+    frames_n: int | None = None,
+    settings: FaceSettings | None = None,
+) -> FaceCheckResult:
+    """One complete face check: card photo bytes against frames read from ``camera``.
+
+    Raises :class:`CardPhotoError` (``card_photo_unreadable``) or :class:`CameraError`
+    (``camera_unavailable``); every other outcome is a :class:`FaceCheckResult`.
+    """
+    settings = settings or get_face_settings()
+    limit = threshold if threshold is not None else settings.threshold
+    n = frames_n if frames_n is not None else settings.frames
+    started = time.perf_counter()
+    card_encoding = encode_card_photo(card_photo, max_width=settings.max_width)
+    with camera:
+        # frames are analysed as they arrive: detection (~25 ms) keeps up with a 30 fps camera
+        return compare_frames(card_encoding, frames(camera, n), settings=settings, threshold=limit, started=started)

@@ -1,0 +1,268 @@
+"""The kiosk's local web app: the patient screen (``/``), the staff screen (``/staff``), a thin JSON API.
+
+Thin by design: every route calls :class:`~clinic_terminal.kiosk.flow.CheckFlow` or
+:class:`~clinic_terminal.kiosk.staff.StaffService` and renders what they return. Every response
+carries ``Cache-Control: no-store``; validation errors never echo the request body (it may hold
+the PIN); nothing logs a body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from clinic_terminal.client import ServerError
+from clinic_terminal.kiosk import messages as msg
+from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
+from clinic_terminal.kiosk.staff import (
+    BatchEntry,
+    BatchInputError,
+    ReceptionBoard,
+    StaffService,
+    parse_batch_csv,
+    queries_from_rows,
+    record_json,
+    result_json,
+)
+
+_STATIC = {
+    "kiosk.js": "text/javascript; charset=utf-8",
+    "kiosk.css": "text/css; charset=utf-8",
+    "staff.js": "text/javascript; charset=utf-8",
+    "staff.css": "text/css; charset=utf-8",
+    "common.css": "text/css; charset=utf-8",
+}
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store, max-age=0",
+    "Pragma": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+}
+
+STAFF_ERRORS = {
+    "unavailable": "中央のサーバーに接続できません。",
+    "forbidden_role": "この端末の権限では閲覧できません。",
+    "consent_required": "患者さんの同意がありません。",
+    "consent_expired": "患者さんの同意の有効期限が切れています。",
+    "validation_error": "入力に誤りがあります。",
+    "unauthorized": "端末のトークンが無効です。",
+    "rate_limited": "混み合っています。しばらくしてからお試しください。",
+}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MethodIn(_In):
+    method: Literal["pin", "face"]
+
+
+class PinIn(_In):
+    pin: Annotated[str, Field(max_length=16)]
+
+
+class ConsentIn(_In):
+    drug: bool = False
+    checkup: bool = False
+    clinical: bool = False
+    limit_certificate: bool = False
+
+
+class BatchIn(_In):
+    csv: Annotated[str, Field(max_length=1_000_000)] | None = None
+    rows: list[dict[str, str]] | None = None
+    label: Annotated[str, Field(max_length=100)] | None = None
+    as_of: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class KioskInfo:
+    """Shown on the screens (no secrets)."""
+
+    demo: bool = False
+    facility_name: str | None = None
+
+
+def _page(name: str) -> str:
+    return resources.files("clinic_terminal.kiosk").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def create_kiosk_app(
+    flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None
+) -> FastAPI:
+    info = info or KioskInfo()
+    app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
+    pages = {"kiosk": _page("kiosk.html"), "staff": _page("staff.html")}
+    static = {name: _page(name) for name in _STATIC}
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Never echo the input: it may hold the PIN.
+        fields = sorted({str(e.get("loc", ("", ""))[-1]) for e in exc.errors()})
+        return JSONResponse({"code": "validation_error", "message": msg.PIN_FORMAT if fields == ["pin"]
+                             else "入力に誤りがあります。", "fields": fields}, status_code=422)
+
+    @app.exception_handler(FlowBusyError)
+    async def _busy(_: Request, exc: FlowBusyError) -> JSONResponse:
+        return JSONResponse(_screen(flow.screen()) | {"code": "busy"}, status_code=409)
+
+    @app.exception_handler(ServerError)
+    async def _server(_: Request, exc: ServerError) -> JSONResponse:
+        status = 502 if exc.code == "unavailable" else 400 if exc.status is None else min(exc.status, 499)
+        return JSONResponse(
+            {"code": exc.code, "message": STAFF_ERRORS.get(exc.code, "照会できませんでした。"), "detail": exc.message},
+            status_code=status,
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    def kiosk_page() -> HTMLResponse:
+        return HTMLResponse(pages["kiosk"])
+
+    @app.get("/staff", response_class=HTMLResponse)
+    def staff_page() -> HTMLResponse:
+        return HTMLResponse(pages["staff"])
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in static:
+            return JSONResponse({"code": "not_found"}, status_code=404)
+        return Response(static[name], media_type=_STATIC[name])
+
+    def _screen(screen: Screen) -> dict[str, Any]:
+        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo}
+
+    kiosk = APIRouter(prefix="/api/kiosk")
+
+    @kiosk.get("/state")
+    def state() -> dict[str, Any]:
+        return _screen(flow.screen())
+
+    @kiosk.post("/read")
+    def read() -> dict[str, Any]:
+        return _screen(flow.read_card())
+
+    @kiosk.post("/method")
+    def method(body: MethodIn) -> dict[str, Any]:
+        return _screen(flow.choose(body.method))
+
+    @kiosk.post("/pin")
+    def pin(body: PinIn) -> dict[str, Any]:
+        return _screen(flow.submit_pin(body.pin))
+
+    @kiosk.post("/register")
+    def register(body: PinIn) -> dict[str, Any]:
+        return _screen(flow.submit_registration(body.pin))
+
+    @kiosk.post("/consent")
+    def consent(body: ConsentIn) -> dict[str, Any]:
+        choice = ConsentChoice(drug=body.drug, checkup=body.checkup, clinical=body.clinical,
+                               limit_certificate=body.limit_certificate)
+        return _screen(flow.submit_consent(choice))
+
+    @kiosk.post("/skip-consent")
+    def skip_consent() -> dict[str, Any]:
+        return _screen(flow.skip_consent())
+
+    @kiosk.post("/reset")
+    def reset() -> dict[str, Any]:
+        return _screen(flow.reset())
+
+    staff_api = APIRouter(prefix="/api/staff")
+
+    @staff_api.get("/config")
+    def config() -> dict[str, Any]:
+        return {"role": staff.role, "medications": staff.can_see_medications, "checkups": staff.can_see_checkups,
+                "demo": info.demo, "facility_name": info.facility_name}
+
+    @staff_api.get("/checks")
+    def checks() -> list[dict[str, Any]]:
+        return [record_json(r) for r in board.records()]
+
+    @staff_api.post("/by-number")
+    def by_number(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            (query,) = queries_from_rows([body])
+        except BatchInputError as exc:
+            return _bad(exc)  # type: ignore[return-value]
+        return record_json(staff.by_number(query))
+
+    def _bad(exc: BatchInputError) -> JSONResponse:
+        return JSONResponse({"code": "validation_error", "message": str(exc),
+                             "problems": [{"row": r, "message": m} for r, m in exc.problems]}, status_code=422)
+
+    def _entry(entry: BatchEntry) -> dict[str, Any]:
+        return {"batch_id": entry.batch_id, "label": entry.label, "count": entry.count,
+                "created_at": entry.created_at.isoformat()}
+
+    @staff_api.post("/batches")
+    def create_batch(body: BatchIn) -> Any:
+        try:
+            if body.csv:
+                queries = parse_batch_csv(body.csv, default_as_of=body.as_of)
+            else:
+                queries = queries_from_rows(body.rows or [], default_as_of=body.as_of)
+        except BatchInputError as exc:
+            return _bad(exc)
+        return _entry(staff.create_batch(queries, body.label))
+
+    @staff_api.get("/batches")
+    def batches() -> list[dict[str, Any]]:
+        return [_entry(e) for e in board.batches()]
+
+    @staff_api.get("/batches/{batch_id}")
+    def batch(batch_id: str) -> Any:
+        if batch_id not in {e.batch_id for e in board.batches()}:
+            return JSONResponse({"code": "not_found", "message": "本日の一括照会ではありません。"}, status_code=404)
+        result = staff.batch(batch_id)
+        return {
+            "batch_id": result.batch_id, "status": result.status, "count": result.count,
+            "results": None if result.results is None else [
+                {"index": item.index, "query": item.query.model_dump(mode="json"), "result": result_json(item.result)}
+                for item in result.results
+            ],
+        }
+
+    def _visit_or_404(visit_id: str) -> JSONResponse | None:
+        if board.visit(visit_id) is None:
+            return JSONResponse({"code": "not_found", "message": "本日の受付にない来院です。"}, status_code=404)
+        return None
+
+    @staff_api.get("/visits/{visit_id}/medications")
+    def medications(visit_id: str) -> Any:
+        if not staff.can_see_medications:
+            return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
+        return _visit_or_404(visit_id) or staff.medications(visit_id).model_dump(mode="json")
+
+    @staff_api.get("/visits/{visit_id}/checkups")
+    def checkups(visit_id: str) -> Any:
+        if not staff.can_see_checkups:
+            return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
+        return _visit_or_404(visit_id) or staff.checkups(visit_id).model_dump(mode="json")
+
+    app.include_router(kiosk)
+    app.include_router(staff_api)
+    return app
+
+
+__all__ = ["KioskInfo", "create_kiosk_app"]

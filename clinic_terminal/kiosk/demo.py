@@ -1,0 +1,141 @@
+"""Demo mode: a virtual My Number card in process (no PC/SC) loaded from a profile folder.
+
+A profile folder holds what was written into one test card::
+
+    profile.json     {"pin": "1234", "collation_b": "14 digits", "card_expiry": "YYYY-MM-DD"|null,
+                      "facts": {"name", "address", "birth_date": "YYYY-MM-DD", "sex": "1"|"2"|"3"}}
+    certificate.der  the user-authentication certificate
+    ca.der           its CA certificate
+    key.pem          the card's authentication private key (PKCS#8, unencrypted: test keys only)
+    photo.jp2        the card-face photo (optional; without it there is no 顔認証)
+
+The emulator comes from ``testbed`` (installed with the project); this module imports it only
+when demo mode is used, so production code paths never load it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from clinic_terminal.card.inprocess import EmulatedCard, InProcessReader, InProcessTransport
+
+if TYPE_CHECKING:
+    from testbed.card_emulator import CardProfile
+
+
+@dataclass
+class DemoCard:
+    """A virtual card that sits on an in-process reader; ``connect`` puts it back if removed."""
+
+    card: EmulatedCard
+    reader: InProcessReader
+    collation_b: str
+    has_photo: bool
+
+    def connect(self) -> InProcessTransport:
+        if self.reader.card is None:
+            self.reader.insert(self.card)
+        return self.reader.connect()
+
+
+def write_profile(folder: Path, profile: CardProfile) -> Path:
+    """Save a testbed ``CardProfile`` as a demo profile folder (tests and docs use this)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    facts = profile.facts
+    meta: dict[str, Any] = {
+        "pin": profile.pin,
+        "collation_b": profile.collation_b,
+        "card_expiry": profile.card_expiry.isoformat() if profile.card_expiry else None,
+        "facts": {"name": facts.name, "address": facts.address, "birth_date": facts.birth_date.isoformat(),
+                  "sex": facts.sex},
+    }
+    (folder / "profile.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (folder / "certificate.der").write_bytes(profile.certificate_der)
+    (folder / "ca.der").write_bytes(profile.ca_certificate_der)
+    (folder / "key.pem").write_bytes(profile.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    if profile.photo_jp2:
+        (folder / "photo.jp2").write_bytes(profile.photo_jp2)
+    return folder
+
+
+def load_demo_card(folder: Path) -> DemoCard:
+    """Build the emulated card of a profile folder and place it on a fresh in-process reader."""
+    from testbed.card_emulator import BasicFactsRecord, CardProfile, MyNumberCardEmulator
+
+    meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+    key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{folder / 'key.pem'}: not an RSA private key")
+    photo_path = folder / "photo.jp2"
+    facts = meta["facts"]
+    expiry = meta.get("card_expiry")
+    profile = CardProfile(
+        certificate_der=(folder / "certificate.der").read_bytes(),
+        ca_certificate_der=(folder / "ca.der").read_bytes(),
+        private_key=key,
+        pin=str(meta["pin"]),
+        facts=BasicFactsRecord(name=facts["name"], address=facts["address"],
+                               birth_date=dt.date.fromisoformat(facts["birth_date"]), sex=str(facts["sex"])),
+        collation_b=str(meta["collation_b"]),
+        photo_jp2=photo_path.read_bytes() if photo_path.exists() else None,
+        card_expiry=dt.date.fromisoformat(expiry) if expiry else None,
+    )
+    reader = InProcessReader("Demo reader 00 00")
+    card = MyNumberCardEmulator(profile)
+    reader.insert(card)
+    return DemoCard(card=card, reader=reader, collation_b=profile.collation_b, has_photo=photo_path.exists())
+
+
+def make_demo(folder: Path, *, pin: str = "1234", photo: Path | None = None) -> tuple[Path, Path]:
+    """A demo card profile in ``folder/card`` and the trust anchor its CA needs (``folder/jpki-root.pem``).
+
+    The card holds the four facts of ``tests/factories.person()`` (山田 太郎), so a server loaded with
+    that row links it at first use. ``photo`` (any image Pillow reads) becomes the card-face photo.
+    """
+    from testbed.card_emulator import BasicFactsRecord, build_card
+    from testbed.pki import TestCA
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = TestCA.create(common_name="JPKI Demo User Authentication CA")
+    anchor = ca.write_trust_anchor(folder / "jpki-root.pem")
+    photo_jp2 = None
+    if photo is not None:
+        import io
+
+        from PIL import Image
+
+        with Image.open(photo) as image:
+            buffer = io.BytesIO()
+            image.convert("L").save(buffer, "JPEG2000")
+            photo_jp2 = buffer.getvalue()
+    facts = BasicFactsRecord(name="山田 太郎", address="東京都千代田区霞が関1-2-2", birth_date=dt.date(1980, 4, 1),
+                             sex="1")
+    card = build_card(ca, pin=pin, facts=facts, photo_jp2=photo_jp2)
+    return write_profile(folder / "card", card.profile), anchor
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clinic_terminal.kiosk.demo FOLDER [--photo IMAGE]``: make a demo card."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m clinic_terminal.kiosk.demo", description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--photo", type=Path, help="card-face photo (enables 顔認証 in demo mode)")
+    parser.add_argument("--pin", default="1234")
+    args = parser.parse_args(argv)
+    profile, anchor = make_demo(args.folder, pin=args.pin, photo=args.photo)
+    print(f"card profile: {profile}\ntrust anchor (SHIKAKU_TRUST_ANCHORS): {anchor}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""What the patient screen says, in plain Japanese, for every outcome (one place for the wording)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+ASK_STAFF: Final = "受付にお声がけください。"
+
+CARD_ERRORS: Final[dict[str, str]] = {
+    "no_reader": "カードリーダーに接続できません。" + ASK_STAFF,
+    "no_card": "カードが読み取れませんでした。カードを置き直してください。",
+    "card_removed": "読み取り中にカードが外れました。もう一度カードを置いてください。",
+    "not_my_number_card": "マイナンバーカードではないようです。マイナンバーカードを置いてください。",
+    "card_protocol": "カードが読み取れませんでした。カードを置き直してください。",
+    "card_error": "カードが読み取れませんでした。カードを置き直してください。",
+    "forbidden_file": "カードが読み取れませんでした。" + ASK_STAFF,
+    "collation_b_wrong": "顔認証の準備ができませんでした。暗証番号で確認してください。",
+    "collation_b_locked": "このカードでは顔認証をご利用いただけません。暗証番号で確認してください。",
+    "collation_b_format": "顔認証の準備ができませんでした。暗証番号で確認してください。",
+}
+
+PIN_FORMAT: Final = "暗証番号は数字4桁です。"
+PIN_BLOCKED: Final = (
+    "暗証番号がロックされています。" + ASK_STAFF + "（ロックの解除はお住まいの市区町村の窓口で行えます）"
+)
+PIN_BLOCKED_FACE: Final = "暗証番号がロックされています。顔認証をご利用いただくか、" + ASK_STAFF
+
+
+def pin_wrong(tries_left: int) -> str:
+    return f"暗証番号が違います。あと{tries_left}回間違えるとロックされます。"
+
+
+FACE_UNAVAILABLE: Final = "顔認証は現在ご利用いただけません。暗証番号で確認してください。"
+FACE_STATUS_PREPARING: Final = "準備中です…"
+FACE_STATUS_DETECTING: Final = "顔を検出中です。カメラを見てください。"
+FACE_STATUS_MATCHING: Final = "照合中です。そのままお待ちください。"
+FACE_STATUS_ASKING: Final = "資格情報を確認しています…"
+
+FACE_FAILED: Final[dict[str, str]] = {
+    "no_face": "お顔が検出できませんでした。",
+    "several_faces": "複数のお顔が写っています。お一人でカメラの前に立ってください。",
+    "no_match": "カードの写真と一致しませんでした。",
+    "liveness_failed": "お顔が確認できませんでした（まばたきが確認できませんでした）。",
+    "camera_unavailable": "カメラが使えません。",
+    "card_photo_unreadable": "カードの写真が読み取れませんでした。",
+}
+FACE_FAILED_TAIL: Final = "暗証番号で確認してください。"
+
+SERVER_ERRORS: Final[dict[str, str]] = {
+    "unavailable": "ただいま資格確認ができません。" + ASK_STAFF,
+    "rate_limited": "ただいま混み合っています。" + ASK_STAFF,
+    "certificate_expired": "カードの電子証明書の有効期限が切れています。" + ASK_STAFF,
+    "certificate_revoked": "カードの電子証明書が失効しています。" + ASK_STAFF,
+    "certificate_untrusted": "カードの電子証明書を確認できませんでした。" + ASK_STAFF,
+    "signature_invalid": "カードの確認ができませんでした。もう一度お試しいただくか、" + ASK_STAFF,
+    "attestation_invalid": "顔認証の結果を確認できませんでした。暗証番号で確認してください。",
+    "challenge_expired": "時間がかかりすぎました。もう一度お試しください。",
+    "challenge_unknown": "時間がかかりすぎました。もう一度お試しください。",
+    "challenge_reused": "もう一度お試しください。",
+    "registration_no_match": (
+        "カードの情報（氏名・生年月日・性別・住所）と保険者に登録された情報が一致しませんでした。" + ASK_STAFF
+    ),
+    "registration_ambiguous": "ご本人を特定できませんでした。" + ASK_STAFF,
+}
+SERVER_DEFAULT: Final = "資格確認ができませんでした。" + ASK_STAFF
+
+REGISTER_EXPLAIN: Final = (
+    "このカードは健康保険証としての利用登録がまだです。"
+    "登録のため、カードに記録された氏名・生年月日・性別・住所を読み取り、保険者の情報と照合します。"
+    "カードの暗証番号（数字4桁）を入力してください。"
+)
+
+VALIDITY: Final[dict[int, str]] = {
+    1: "有効",
+    2: "資格喪失",
+    3: "資格喪失（新しい資格があります）",
+    4: "該当する資格がありません",
+    5: "複数の資格が該当します",
+}
+NOT_USABLE: Final = "保険の資格が確認できませんでした。" + ASK_STAFF
+CANNOT_SHARE: Final = (
+    "お持ちの資格（資格証明書）では、薬剤情報などの提供はご利用いただけません。このまま受付を完了します。"
+)
+DONE: Final = "受付が完了しました。カードをお取りください。"
+CONSENT_FAILED: Final = "同意の登録ができませんでした。" + ASK_STAFF
+INTERNAL: Final = "エラーが発生しました。" + ASK_STAFF
+CERT_EXPIRES_SOON: Final = "カードの電子証明書の有効期限が近づいています。お住まいの市区町村で更新してください。"
+CERT_GRACE: Final = "カードの電子証明書の有効期限が切れています。お住まいの市区町村で更新してください。"

@@ -1,0 +1,212 @@
+// Patient screen. State lives in the kiosk backend; this page only renders it and sends taps.
+// Nothing is written to browser storage of any kind (web storage, databases, cookies); the PIN is held in a
+// local variable only until it is sent to this kiosk's own backend, then cleared.
+(function () {
+  "use strict";
+
+  const POLL_MS = 400;
+  const DONE_RESET_MS = 8000;
+  let current = null;
+  let pin = "";
+  let inFlight = false;
+  let doneTimer = null;
+  const consent = { drug: false, checkup: false, clinical: false, limit_certificate: false };
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  async function call(method, path, body) {
+    const response = await fetch(path, {
+      method: method,
+      cache: "no-store",
+      credentials: "omit",
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    return { ok: response.ok, status: response.status, data: data };
+  }
+
+  function setBusy(on) {
+    $("#busy").hidden = !on;
+  }
+
+  async function act(path, body) {
+    if (inFlight) return;
+    inFlight = true;
+    setBusy(true);
+    try {
+      const r = await call("POST", path, body);
+      if (r.data && r.data.screen) {
+        render(r.data, true);
+      } else if (r.status === 422 && r.data && r.data.message) {
+        showMessage(r.data.message);
+      } else {
+        showOffline();
+      }
+    } catch (e) {
+      showOffline();
+    } finally {
+      inFlight = false;
+      setBusy(false);
+    }
+  }
+
+  function showMessage(text) {
+    const section = visibleSection();
+    if (section) {
+      const el = $("[data-field=message]", section);
+      if (el) el.textContent = text;
+    }
+  }
+
+  function showOffline() {
+    render({ screen: "error", seq: -1, message: "端末でエラーが発生しました。受付にお声がけください。",
+      actions: ["restart"], methods: [] }, true);
+  }
+
+  function visibleSection() {
+    return $$("section[data-screen]").find((s) => !s.hidden) || null;
+  }
+
+  function sectionFor(name) {
+    return $$("section[data-screen]").find((s) => s.dataset.screen.split(" ").includes(name));
+  }
+
+  function clearPin() {
+    pin = "";
+    drawPin();
+  }
+
+  function drawPin() {
+    $$(".pin-dots span").forEach((dot, i) => dot.classList.toggle("on", i < pin.length));
+    $$("[data-pin=ok]").forEach((b) => { b.disabled = pin.length !== 4; });
+  }
+
+  function resetConsent() {
+    Object.keys(consent).forEach((k) => { consent[k] = false; });
+    drawConsent();
+  }
+
+  function drawConsent() {
+    $$(".consent").forEach((row) => {
+      const on = consent[row.dataset.category];
+      $$(".toggle button", row).forEach((b) => {
+        const selected = (b.dataset.value === "yes") === on;
+        b.classList.toggle("selected", selected);
+        b.setAttribute("aria-checked", selected ? "true" : "false");
+        b.setAttribute("role", "radio");
+      });
+    });
+  }
+
+  function fill(section, state) {
+    $$("[data-field]", section).forEach((el) => {
+      const key = el.dataset.field;
+      if (key === "tries") {
+        el.textContent = state.tries_left == null ? "" : "残り入力回数：" + state.tries_left + "回";
+        return;
+      }
+      if (key === "explain") {
+        el.textContent = state.screen === "register" && state.code === "card_not_registered" ? state.message : "";
+        el.hidden = !el.textContent;
+        return;
+      }
+      if (key === "message" && state.screen === "register" && state.code === "card_not_registered") {
+        el.textContent = "";
+        el.hidden = true;
+        return;
+      }
+      const value = state[key];
+      el.textContent = value == null ? "" : value;
+      el.hidden = !el.textContent && key !== "face_status";
+    });
+  }
+
+  function render(state, force) {
+    if (!force && current && state.seq === current.seq) return;
+    const previous = current ? current.screen : null;
+    current = state;
+    $("#demo-badge").hidden = !state.demo;
+    $$("section[data-screen]").forEach((s) => { s.hidden = true; });
+    const section = sectionFor(state.screen);
+    if (!section) return;
+    fill(section, state);
+    section.hidden = false;
+
+    if (state.screen === "pin" || state.screen === "register") {
+      const title = $("h1", section);
+      title.textContent = state.screen === "pin" ? title.dataset.titlePin : title.dataset.titleRegister;
+      clearPin();
+    } else {
+      pin = "";
+    }
+    if (state.screen === "choose_method") {
+      $("#choose-face").hidden = !state.methods.includes("face");
+      $("#choose-pin").hidden = !state.methods.includes("pin");
+    }
+    if (state.screen === "consent" && previous !== "consent") resetConsent();
+    $$("[data-action]", section).forEach((b) => {
+      const a = b.dataset.action;
+      if (a === "restart") return;
+      if (section.dataset.screen === "place_card") return;
+      b.hidden = !(state.actions || []).includes(a);
+    });
+    if (doneTimer) { clearTimeout(doneTimer); doneTimer = null; }
+    if (state.screen === "done") {
+      doneTimer = setTimeout(() => act("/api/kiosk/reset"), DONE_RESET_MS);
+    }
+    if (state.screen === "place_card") resetConsent();
+    document.body.dataset.screen = state.screen;
+  }
+
+  async function poll() {
+    if (!inFlight) {
+      try {
+        const r = await call("GET", "/api/kiosk/state");
+        if (r.data && r.data.screen) render(r.data, false);
+      } catch (e) { /* the backend restarts: keep polling */ }
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest("button");
+    if (!target || target.disabled) return;
+    if (target.dataset.digit !== undefined) {
+      if (pin.length < 4) pin += target.dataset.digit;
+      drawPin();
+      return;
+    }
+    if (target.dataset.pin === "clear") { clearPin(); return; }
+    if (target.dataset.pin === "ok") {
+      if (pin.length !== 4) return;
+      const value = pin;
+      clearPin();
+      act(current && current.screen === "register" ? "/api/kiosk/register" : "/api/kiosk/pin", { pin: value });
+      return;
+    }
+    if (target.dataset.method) { act("/api/kiosk/method", { method: target.dataset.method }); return; }
+    if (target.dataset.value && target.closest(".consent")) {
+      consent[target.closest(".consent").dataset.category] = target.dataset.value === "yes";
+      drawConsent();
+      return;
+    }
+    if (target.id === "consent-ok") { act("/api/kiosk/consent", Object.assign({}, consent)); return; }
+    if (target.id === "skip-consent") { act("/api/kiosk/skip-consent"); return; }
+    const action = target.dataset.action;
+    if (action === "read_card") act("/api/kiosk/read");
+    else if (action === "restart") act("/api/kiosk/reset");
+    else if (action === "pin" || action === "face") act("/api/kiosk/method", { method: action });
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (!current || (current.screen !== "pin" && current.screen !== "register")) return;
+    if (/^[0-9]$/.test(event.key) && pin.length < 4) { pin += event.key; drawPin(); }
+    else if (event.key === "Backspace") { pin = pin.slice(0, -1); drawPin(); }
+  });
+
+  drawConsent();
+  poll();
+})();

@@ -1,0 +1,265 @@
+"""Assemble the kiosk from its configuration: card reader, camera, face check, server client, XML files.
+
+The only place that chooses implementations (PC/SC or demo card, OpenCV camera, the face module,
+the attestation key). :func:`build_kiosk` returns everything with a ``close()``; the command
+module only parses options and runs uvicorn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import httpx
+from fastapi import FastAPI
+
+from clinic_terminal.card.transport import CardTransport
+from clinic_terminal.client import CardClient
+from clinic_terminal.kiosk.app import KioskInfo, create_kiosk_app
+from clinic_terminal.kiosk.flow import (
+    AttestationSigner,
+    CheckFlow,
+    FaceChecker,
+    FaceFileWriter,
+    FaceOutcome,
+    FacePath,
+)
+from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
+from schemas.card import Challenge, ConsentRecord, Setting
+from schemas.eligibility import EligibilityResult
+
+if TYPE_CHECKING:
+    from clinic_terminal.face.camera import CameraSource
+    from clinic_terminal.kiosk.demo import DemoCard
+
+logger = logging.getLogger(__name__)
+
+XmlEncoding = Literal["utf-8", "shift_jis"]
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    server_url: str
+    token: str | None
+    reader: str | None = None
+    demo_card: Path | None = None
+    camera: str | None = None
+    terminal_key: Path | None = None
+    terminal_id: str | None = None
+    facility_code: str | None = None
+    xml_root: Path | None = None
+    xml_encoding: str = "utf-8"
+    role: Role = "reception"
+    setting: Setting = "outpatient"
+    facility_name: str | None = None
+    idle_timeout: float = 120.0
+    done_timeout: float = 15.0
+
+
+@dataclass
+class KioskRuntime:
+    app: FastAPI
+    flow: CheckFlow
+    board: ReceptionBoard
+    client: CardClient
+    face_enabled: bool
+    demo_card: DemoCard | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing must go on
+                logger.exception("kiosk: error while closing")
+
+
+# --- adapters to the other packages ----------------------------------------------------------------
+
+
+def make_face_checker(camera_factory: Callable[[], CameraSource]) -> FaceChecker:
+    """The face module's check, split in its steps so the screen can say 顔を検出中 / 照合中."""
+    from clinic_terminal.face import compare_frames, encode_card_photo, frames, get_face_settings
+
+    def check(card_photo: bytes, on_status: Callable[[str], None]) -> FaceOutcome:
+        settings = get_face_settings()
+        started = time.perf_counter()
+        card_encoding = encode_card_photo(card_photo, max_width=settings.max_width)
+        on_status("detecting")
+        with camera_factory() as camera:
+            captured = list(frames(camera, settings.frames))
+        on_status("matching")
+        try:
+            return compare_frames(card_encoding, captured, settings=settings, threshold=settings.threshold,
+                                  started=started)
+        finally:
+            captured.clear()
+
+    return check
+
+
+def make_attestation_signer(key_pem: bytes, terminal_id: str, facility_code: str) -> AttestationSigner:
+    """Signs ``schemas.attestation`` claims with the terminal's own P-256 key."""
+    from schemas.attestation import (
+        FaceAttestationClaims,
+        certificate_fingerprint,
+        load_private_key_pem,
+        sign_attestation,
+    )
+
+    key = load_private_key_pem(key_pem)
+
+    def sign(*, challenge: Challenge, certificate: bytes, outcome: FaceOutcome) -> str:
+        if outcome.distance is None:
+            raise ValueError("an accepted face check has a distance")
+        claims = FaceAttestationClaims(
+            challenge_id=challenge.challenge_id,
+            certificate_fingerprint=certificate_fingerprint(certificate),
+            distance=outcome.distance,
+            threshold=outcome.threshold,
+            liveness=outcome.liveness,
+            match=outcome.match,
+            iat=int(time.time()),
+            facility_code=facility_code,
+            terminal_id=terminal_id,
+        )
+        return sign_attestation(claims, key, terminal_id)
+
+    return sign
+
+
+def make_face_file_writer(root: Path, facility_code: str, encoding: str) -> FaceFileWriter:
+    """Writes the XML face file of each card check into ``root/face`` (clinic software reads it)."""
+    from clinic_terminal.xmlif.face import write_face_result
+    from clinic_terminal.xmlif.model import ConsentChoices
+
+    enc: XmlEncoding = "shift_jis" if encoding.lower() == "shift_jis" else "utf-8"
+
+    def write(result: EligibilityResult, consent: ConsentRecord | None) -> None:
+        choices = None
+        if consent is not None:
+            choices = ConsentChoices(
+                consent_time=consent.given_at, drug=consent.drug, checkup=consent.checkup,
+                clinical=consent.clinical, limit_certificate=consent.limit_certificate, setting=consent.setting,
+            )
+        write_face_result(root, result, choices, facility_code, encoding=enc)
+
+    return write
+
+
+# --- assembly ---------------------------------------------------------------------------------------
+
+
+def build_kiosk(
+    config: KioskConfig,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    connect_card: Callable[[], CardTransport] | None = None,
+    camera_factory: Callable[[], CameraSource] | None = None,
+    face_checker: FaceChecker | None = None,
+    collation_b: Callable[[], str | None] | None = None,
+    watch_card: bool = True,
+    now: Callable[[], dt.datetime] | None = None,
+) -> KioskRuntime:
+    """Everything the kiosk needs; injected arguments win over the configuration (tests, demos)."""
+    closers: list[Callable[[], None]] = []
+    client = CardClient(config.server_url, config.token, transport=transport)
+    closers.append(client.close)
+
+    demo_reader = None
+    demo: DemoCard | None = None
+    if connect_card is None:
+        if config.demo_card is not None:
+            from clinic_terminal.kiosk.demo import load_demo_card
+
+            demo = load_demo_card(config.demo_card)
+            connect_card = demo.connect
+            demo_reader = demo.reader
+            if collation_b is None and demo.has_photo:
+                code = demo.collation_b
+                collation_b = lambda: code  # noqa: E731 - the demo card's printed 照合番号B
+        else:
+            from clinic_terminal.card.pyscard_transport import PyscardTransport
+
+            reader_name = config.reader
+
+            def connect_pcsc() -> CardTransport:
+                return PyscardTransport(reader_name)
+
+            connect_card = connect_pcsc
+
+    if camera_factory is None and config.camera is not None:
+        from clinic_terminal.face.camera import OpenCVCamera
+
+        source = config.camera
+
+        def open_camera() -> CameraSource:
+            return OpenCVCamera(source)
+
+        camera_factory = open_camera
+
+    face: FacePath | None = None
+    signer: AttestationSigner | None = None
+    if config.terminal_key is not None and config.terminal_id and config.facility_code:
+        signer = make_attestation_signer(config.terminal_key.read_bytes(), config.terminal_id, config.facility_code)
+    if face_checker is None and camera_factory is not None:
+        face_checker = make_face_checker(camera_factory)
+    if face_checker is not None and signer is not None and collation_b is not None:
+        face = FacePath(checker=face_checker, signer=signer, collation_b=collation_b)
+    elif face_checker is not None or camera_factory is not None:
+        logger.warning("kiosk: 顔認証 is off (it needs --camera, --terminal-key, --terminal-id, --facility-code "
+                       "and a 照合番号B source)")
+
+    face_file: FaceFileWriter | None = None
+    if config.xml_root is not None:
+        if not config.facility_code:
+            raise ValueError("--xml-root needs the facility code (--facility-code or SHIKAKU_FACILITY_CODE)")
+        face_file = make_face_file_writer(config.xml_root, config.facility_code, config.xml_encoding)
+
+    clock_now = now or (lambda: dt.datetime.now(dt.UTC))
+    board = ReceptionBoard(now=clock_now)
+    flow = CheckFlow(
+        connect_card=connect_card, server=client, face=face, on_check=board.add, face_file=face_file,
+        setting=config.setting, idle_timeout=config.idle_timeout, done_timeout=config.done_timeout, now=clock_now,
+    )
+    staff = StaffService(client, board, role=config.role)
+    app = create_kiosk_app(flow, staff, board, info=KioskInfo(demo=config.demo_card is not None,
+                                                             facility_name=config.facility_name))
+    if watch_card:
+        closers.extend(_watch_card(flow, demo_reader, config.reader))
+    return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
+                        demo_card=demo, closers=closers)
+
+
+def _watch_card(flow: CheckFlow, demo_reader: object | None, reader_name: str | None) -> list[Callable[[], None]]:
+    """Start reading when a card is placed and start over when it is taken away."""
+    from clinic_terminal.card.inprocess import InProcessReader
+    from clinic_terminal.card.monitor import CardEvent, CardEventKind, CardMonitor, CardWatcher, InProcessCardMonitor
+
+    def on_event(event: CardEvent) -> None:
+        try:
+            if event.kind is CardEventKind.INSERTED and flow.screen().name == "place_card":
+                flow.read_card()
+            elif event.kind is CardEventKind.REMOVED:
+                flow.card_removed()
+        except Exception:
+            logger.exception("kiosk: card event handling failed")
+
+    monitor: CardMonitor
+    if isinstance(demo_reader, InProcessReader):
+        monitor = InProcessCardMonitor(demo_reader)
+    else:
+        try:
+            from clinic_terminal.card.pyscard_monitor import PyscardCardMonitor
+
+            monitor = PyscardCardMonitor(reader_name)
+        except Exception as exc:  # no pcscd / no reader yet: the 読み取る button still works
+            logger.warning("kiosk: no card monitor (%s); use the 読み取る button", exc)
+            return []
+    watcher = CardWatcher(monitor, on_event).start()
+    return [watcher.stop]

@@ -1,0 +1,267 @@
+"""The terminal's result model: one model, rendered as JSON (new software) and as XML (clinic software).
+
+Everything the folder interface answers is one of four result types, each carrying a
+``ResultHeader``. ``render.to_json`` and ``render.render_xml`` read the same objects; nothing
+about a result exists in only one of the two renderings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from schemas.eligibility import ByNumberQuery, EligibilityResult, Insured
+
+RequestKind = Literal["single", "bulk_registration", "bulk_download", "reference_registration"]
+ConsentSetting = Literal["outpatient", "inpatient", "home"]
+XmlEncoding = Literal["utf-8", "shift_jis"]
+
+OUTPATIENT_CONSENT_LIFETIME = dt.timedelta(hours=24)
+
+# SegmentOfResult
+SEGMENT_NORMAL = 1
+SEGMENT_IN_PROGRESS = 2
+SEGMENT_ABNORMAL = 9
+
+
+def person_key(insurer_number: str, symbol: str, number: str, branch: str | None) -> str:
+    """The normalised 4-part insurance number (個人単位被保険者番号) as one string."""
+
+    def norm(value: str | None) -> str:
+        return "".join(unicodedata.normalize("NFKC", value or "").split())
+
+    return "|".join((norm(insurer_number), norm(symbol), norm(number), norm(branch)))
+
+
+@dataclass(frozen=True)
+class SearchInfo:
+    """``QualificationConfirmSearchInfo`` of a request, as sent (echoed back unchanged)."""
+
+    insurer_number: str  # stripped of the space padding
+    number: str
+    birth_date: dt.date
+    symbol: str = ""
+    branch: str | None = None
+    limit_consent: bool = False  # LimitApplicationCertificateRelatedConsFlg
+    arbitrary_identifier: str | None = None
+
+    def to_query(self, as_of: dt.date | None) -> ByNumberQuery:
+        return ByNumberQuery(
+            insurer_number=self.insurer_number,
+            symbol=self.symbol,
+            number=self.number,
+            branch=self.branch,
+            birth_date=self.birth_date,
+            as_of=as_of,
+            include_limit_certificate=self.limit_consent,
+        )
+
+    @property
+    def key(self) -> str:
+        return person_key(self.insurer_number, self.symbol, self.number, self.branch)
+
+
+@dataclass(frozen=True)
+class ConsentChoices:
+    """The patient's choices at the kiosk after a card check (filled by the consent screen).
+
+    Flags: drug → PharmacistsInfo, checkup → SpecificHealthCheckupsInfo, clinical → DiagnosisInfo
+    and OperationInfo, limit_certificate → LimitApplicationCertificate (and SpecificDiseases unless
+    ``specific_diseases`` says otherwise). ``AvailableTime`` is ``consent_time + 24 h`` for
+    outpatients; inpatient and home-care consent lasts until revoked, so it has none.
+    """
+
+    consent_time: dt.datetime
+    drug: bool = False
+    checkup: bool = False
+    clinical: bool = False
+    limit_certificate: bool = False
+    specific_diseases: bool | None = None
+    setting: ConsentSetting = "outpatient"
+
+    @property
+    def available_time(self) -> dt.datetime | None:
+        if self.setting == "outpatient":
+            return self.consent_time + OUTPATIENT_CONSENT_LIFETIME
+        return None
+
+    @property
+    def specific_diseases_consent(self) -> bool:
+        return self.limit_certificate if self.specific_diseases is None else self.specific_diseases
+
+
+@dataclass(frozen=True)
+class ResultHeader:
+    """``MessageHeader`` of every result."""
+
+    execution_time: dt.datetime  # ProcessExecutionTime
+    confirmation_date: dt.date  # QualificationConfirmationDate
+    facility_code: str  # MedicalInstitutionCode
+    arbitrary_file_identifier: str | None = None
+    segment: int = SEGMENT_NORMAL  # SegmentOfResult: 1 normal, 2 in progress, 9 abnormal
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Processing:
+    """ProcessingResultStatus (1 normal, 2 error) with its code and message."""
+
+    status: int = 1
+    code: str | None = None
+    message: str | None = None
+
+
+def processing_of(result: EligibilityResult | None, header: ResultHeader) -> Processing:
+    """The processing block as rendered: an abnormal end carries the header's error."""
+    if result is None:
+        return Processing(2, header.error_code, header.error_message)
+    if result.processing.status == "error":
+        return Processing(2, result.processing.code, result.processing.message)
+    notice = {
+        "expires_soon": "マイナ保険証の電子証明書の有効期限が3か月以内に切れます",
+        "grace_period": "マイナ保険証の電子証明書の有効期限が切れています(資格確認は可能です)",
+    }
+    if result.certificate_notice is not None:
+        return Processing(1, result.certificate_notice, notice[result.certificate_notice])
+    return Processing(1, result.processing.code, result.processing.message)
+
+
+@dataclass(frozen=True)
+class TerminalResult:
+    """A single eligibility result: by number (``res/``) or after a card check (``face/``)."""
+
+    file_id: str  # the result file's name without ``.xml``
+    header: ResultHeader
+    reference_classification: Literal[1, 2]  # 1 card, 2 by number
+    eligibility: EligibilityResult | None  # None when the query could not be made (segment 9)
+    search_info: SearchInfo | None = None  # echoed for by-number results only
+    consents: ConsentChoices | None = None  # face results
+    reference_number: str | None = None  # 照会番号
+    kind: Literal["single", "face"] = "single"
+
+    @property
+    def processing(self) -> Processing:
+        return processing_of(self.eligibility, self.header)
+
+    @property
+    def insured(self) -> Insured | None:
+        return None if self.eligibility is None else self.eligibility.insured
+
+
+@dataclass(frozen=True)
+class BulkUnit:
+    """One person of a 一括照会 download (``BulkConfirmUnit``)."""
+
+    search_info: SearchInfo
+    eligibility: EligibilityResult
+    reference_number: str | None = None
+    limit_certificate_changed: bool = False
+
+
+@dataclass(frozen=True)
+class BulkRegistrationResult:
+    """Answer to ``OQSmuquc01req``: the ``ReceptionNumber`` to download the results with."""
+
+    file_id: str
+    header: ResultHeader
+    reception_number: str | None
+    count: int = 0
+    kind: Literal["bulk_registration"] = "bulk_registration"
+
+    @property
+    def processing(self) -> Processing:
+        if self.header.segment == SEGMENT_ABNORMAL:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+
+@dataclass(frozen=True)
+class BulkDownloadResult:
+    """Answer to ``OQSmuquc02req``: one unit per person; no units while in progress."""
+
+    file_id: str
+    header: ResultHeader
+    reception_number: str
+    units: tuple[BulkUnit, ...] = ()
+    kind: Literal["bulk_download"] = "bulk_download"
+
+    @property
+    def processing(self) -> Processing:
+        if self.header.segment == SEGMENT_ABNORMAL:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+    @property
+    def error_count(self) -> int:
+        return sum(1 for u in self.units if u.eligibility.processing.status == "error")
+
+
+@dataclass(frozen=True)
+class ReferenceRegistrationResult:
+    """Answer to ``OQSsiimm01req``: the 照会番号 is kept on the terminal."""
+
+    file_id: str
+    header: ResultHeader
+    reference_number: str | None
+    kind: Literal["reference_registration"] = "reference_registration"
+
+    @property
+    def processing(self) -> Processing:
+        if self.header.segment == SEGMENT_ABNORMAL:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+
+AnyResult = TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult
+
+
+# --- parsed requests
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    facility_code: str
+    confirmation_date: dt.date | None
+    arbitrary_file_identifier: str | None
+
+
+@dataclass(frozen=True)
+class SingleRequest:
+    header: RequestHeader
+    search_info: SearchInfo
+    kind: Literal["single"] = "single"
+
+
+@dataclass(frozen=True)
+class BulkRegistrationRequest:
+    header: RequestHeader
+    search_infos: tuple[SearchInfo, ...]
+    kind: Literal["bulk_registration"] = "bulk_registration"
+
+
+@dataclass(frozen=True)
+class BulkDownloadRequest:
+    header: RequestHeader
+    reception_number: str
+    kind: Literal["bulk_download"] = "bulk_download"
+
+
+@dataclass(frozen=True)
+class ReferenceRegistrationRequest:
+    header: RequestHeader
+    reference_number: str
+    insurer_number: str
+    number: str
+    symbol: str = ""
+    branch: str | None = None
+    kind: Literal["reference_registration"] = "reference_registration"
+
+    @property
+    def key(self) -> str:
+        return person_key(self.insurer_number, self.symbol, self.number, self.branch)
+
+
+AnyRequest = SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest

@@ -1,0 +1,245 @@
+"""The terminal's own state under ``<root>/state/``: one SQLite file.
+
+- ``journal``: answered request names with their content hash (exactly-once across restarts);
+- ``reference_numbers``: 照会番号 registered by the clinic, keyed by the normalised 4-part number;
+- ``receptions``: 一括照会 reception numbers → server batch id and the search infos to echo;
+- ``limits``: the last limit certificate seen per person (LimitApplicationCertificateChanged);
+- ``results``: the JSON rendering of every result written (served by ``json_routes``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+STATE_DIR = "state"
+DB_NAME = "terminal.sqlite3"
+
+JournalState = Literal["rendered", "done", "error"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    output TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS reference_numbers (
+    person_key TEXT PRIMARY KEY,
+    reference_number TEXT NOT NULL,
+    facility_code TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS receptions (
+    reception_number TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    facility_code TEXT NOT NULL,
+    search_infos TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS limits (
+    person_key TEXT PRIMARY KEY,
+    reception_number TEXT NOT NULL,
+    current_json TEXT NOT NULL,
+    previous_json TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    file_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    body TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    name: str
+    sha256: str
+    state: JournalState
+    output: str  # the result (or .err) file name
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+class TerminalState:
+    """SQLite-backed state; one connection, safe to share between the threads of one process."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(directory / DB_NAME, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def for_root(cls, root: Path) -> TerminalState:
+        return cls(state_dir(root))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> TerminalState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    # --- journal
+    def journal_get(self, name: str) -> JournalEntry | None:
+        row = self._one("SELECT name, sha256, state, output FROM journal WHERE name = ?", name)
+        return None if row is None else JournalEntry(row[0], row[1], row[2], row[3])
+
+    def journal_set(self, name: str, sha256: str, state: JournalState, output: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO journal (name, sha256, state, output) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET sha256 = excluded.sha256, state = excluded.state, "
+                "output = excluded.output, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (name, sha256, state, output),
+            )
+
+    def journal_rendered(
+        self, name: str, sha256: str, output: str, *, file_id: str, kind: str, body: dict[str, Any]
+    ) -> None:
+        """One transaction: the result's JSON is kept and the request is journalled ``rendered``."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results (file_id, kind, body) VALUES (?, ?, ?)",
+                (file_id, kind, json.dumps(body, ensure_ascii=False)),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO journal (name, sha256, state, output) VALUES (?, ?, 'rendered', ?)",
+                (name, sha256, output),
+            )
+
+    def journal_pending(self) -> list[JournalEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, sha256, state, output FROM journal WHERE state = 'rendered'"
+            ).fetchall()
+        return [JournalEntry(*r) for r in rows]
+
+    def journal_mark_done(self, names: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE journal SET state = 'done' WHERE name = ?", [(n,) for n in names])
+
+    def answered_count(self) -> int:
+        row = self._one("SELECT count(*) FROM journal WHERE state IN ('rendered', 'done')")
+        return 0 if row is None else int(row[0])
+
+    # --- reference numbers (照会番号)
+    def set_reference_number(self, key: str, reference_number: str, facility_code: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO reference_numbers (person_key, reference_number, facility_code) "
+                "VALUES (?, ?, ?) "
+                "ON CONFLICT(person_key) DO UPDATE SET reference_number = excluded.reference_number, "
+                "facility_code = excluded.facility_code, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (key, reference_number, facility_code),
+            )
+
+    def reference_number(self, key: str) -> str | None:
+        """The 照会番号 for a person; a registration made without 枝番 matches any branch."""
+        row = self._one("SELECT reference_number FROM reference_numbers WHERE person_key = ?", key)
+        if row is None and not key.endswith("|"):
+            branchless = key.rsplit("|", 1)[0] + "|"
+            row = self._one("SELECT reference_number FROM reference_numbers WHERE person_key = ?", branchless)
+        return None if row is None else str(row[0])
+
+    # --- 一括照会 receptions
+    def add_reception(self, prefix: str, batch_id: str, facility_code: str, search_infos: list[dict[str, Any]]) -> str:
+        """Register a 一括照会 and return its new reception number: ``prefix`` + a 6-digit sequence."""
+        with self._tx() as db:
+            count = int(db.execute("SELECT count(*) FROM receptions").fetchone()[0])
+            reception_number = f"{prefix}{count + 1:06d}"
+            db.execute(
+                "INSERT INTO receptions (reception_number, batch_id, facility_code, search_infos) VALUES (?, ?, ?, ?)",
+                (reception_number, batch_id, facility_code, json.dumps(search_infos, ensure_ascii=False)),
+            )
+        return reception_number
+
+    def reception(self, reception_number: str) -> tuple[str, str, list[dict[str, Any]]] | None:
+        """(batch id, facility code, search infos) of a reception number."""
+        row = self._one(
+            "SELECT batch_id, facility_code, search_infos FROM receptions WHERE reception_number = ?",
+            reception_number,
+        )
+        if row is None:
+            return None
+        infos: list[dict[str, Any]] = json.loads(row[2])
+        return str(row[0]), str(row[1]), infos
+
+    # --- limit certificate history
+    def swap_limit(self, key: str, reception_number: str, limit_json: str) -> str | None:
+        """Record the person's limit certificate as seen in ``reception_number``; return the one
+        seen in the person's previous 一括照会 (None if none). Downloading the same reception again
+        compares with the same previous value."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT reception_number, current_json, previous_json FROM limits WHERE person_key = ?",
+                (key,),
+            ).fetchone()
+            if row is not None and row[0] == reception_number:
+                return None if row[2] is None else str(row[2])
+            previous = None if row is None else str(row[1])
+            db.execute(
+                "INSERT OR REPLACE INTO limits (person_key, reception_number, current_json, previous_json) "
+                "VALUES (?, ?, ?, ?)",
+                (key, reception_number, limit_json, previous),
+            )
+        return previous
+
+    # --- JSON results
+    def save_result(self, file_id: str, kind: str, body: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO results (file_id, kind, body) VALUES (?, ?, ?)",
+                (file_id, kind, json.dumps(body, ensure_ascii=False)),
+            )
+
+    def result(self, file_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT body FROM results WHERE file_id = ?", file_id)
+        if row is None:
+            return None
+        body: dict[str, Any] = json.loads(row[0])
+        return body
+
+    def list_results(self, *, limit: int = 100, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT file_id, kind, created_at FROM results"
+        args: tuple[object, ...] = ()
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            args = (kind,)
+        sql += " ORDER BY created_at DESC, file_id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [{"file_id": r[0], "kind": r[1], "created_at": r[2]} for r in rows]

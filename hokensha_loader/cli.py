@@ -1,0 +1,64 @@
+"""``hokensha-load``: the insurer's bulk loader (contract: Commands, Insurer files).
+
+Assembles the sub-commands and holds the one top-level error handler: known errors become one
+clear message and a named exit code (``status_codes.ExitCode``); a traceback only with --verbose.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from hokensha_loader.commands.load import commands
+from hokensha_loader.errors import LoaderError
+from hokensha_loader.status_codes import ExitCode
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Upload (or --dry-run validate) an insurer file: eligibility, medications or checkups.
+
+    \b
+    exit codes: 0 ok, 1 some rows rejected, 2 file refused,
+                3 server/auth/network error, 4 usage error, 5 unexpected error
+    """
+
+
+for _command in commands:
+    cli.add_command(_command)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (``main`` exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args or "-v" in args
+    try:
+        result = cli.main(args=args, prog_name="hokensha-load", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        print("hokensha-load: interrupted", file=sys.stderr)
+        return int(ExitCode.SERVER_ERROR)
+    except click.ClickException as exc:  # bad option, missing file, ...
+        exc.show(file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR)
+    except LoaderError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"hokensha-load: error: {exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            print("hokensha-load: unexpected error (rerun with --verbose for details)", file=sys.stderr)
+        print(f"hokensha-load: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return int(ExitCode.INTERNAL_ERROR)
+    return int(result) if isinstance(result, int) else int(ExitCode.OK)
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,226 @@
+"""The loader's work, knowing nothing of the command line: read → validate (dry run) or read →
+stream to the server (upload) → summary and reject report.
+
+Everything is an iterable over 256 KiB chunks of the file, so memory is flat in file size: rows
+are never collected, rejects are written to the report as they come.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal
+
+from hokensha_loader.client import UploadClient
+from hokensha_loader.errors import FileRefusedError, UsageError
+from hokensha_loader.progress import NullProgress, Progress
+from hokensha_loader.status_codes import ExitCode
+from schemas.insurer_files import FileFormatError, FileKind, FileReader, RowError, check_rows
+
+Format = Literal["csv", "ndjson"]
+CHUNK_SIZE = 256 * 1024
+REPORT_COLUMNS = ("line", "field", "code", "message")
+_REPORT_HEAD = "\ufeff" + ",".join(REPORT_COLUMNS)
+SAMPLE_ERRORS = 10  # rejects kept in memory to show in the summary; the rest only go to the report
+_EXTENSIONS: dict[str, Format] = {".csv": "csv", ".txt": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+
+
+def format_for(path: Path, explicit: Format | None = None) -> Format:
+    """``explicit`` when given, else from the file name's extension."""
+    if explicit is not None:
+        return explicit
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"cannot tell the format of {path.name!r} from its extension: "
+                         "use --format csv|ndjson")
+    return fmt
+
+
+def default_report_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.csv")
+
+
+def read_chunks(path: Path, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The file's raw bytes, ``size`` at a time (no decoding: the reader or the server does it)."""
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(size):
+                yield chunk
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+class RejectReport:
+    """``line,field,code,message`` CSV in UTF-8 with BOM (Excel opens it as such).
+
+    Opened on the first reject only; when a run has no rejects, a stale report of an earlier run
+    of the same file (recognised by its header) is removed so it cannot mislead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._fh: IO[str] | None = None
+        self._writer: csv.DictWriter[str] | None = None
+
+    def write(self, error: RowError) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8-sig", newline="")
+            self._writer = csv.DictWriter(self._fh, fieldnames=REPORT_COLUMNS, lineterminator="\r\n")
+            self._writer.writeheader()
+        self._writer.writerow(error.as_dict())
+        self.count += 1
+
+    def write_all(self, errors: Iterable[RowError]) -> None:
+        for error in errors:
+            self.write(error)
+
+    @property
+    def written(self) -> bool:
+        return self.count > 0
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        elif self.path.is_file():
+            with self.path.open("r", encoding="utf-8", errors="replace") as fh:
+                stale = fh.readline().rstrip("\r\n") == _REPORT_HEAD
+            if stale:
+                self.path.unlink()
+
+    def __enter__(self) -> RejectReport:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.close()
+        elif self._fh is not None:  # a refused or failed run leaves no half report
+            self._fh.close()
+            self._fh = None
+            self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Summary:
+    kind: FileKind
+    path: Path
+    mode: Literal["dry-run", "upload"]
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    unchanged: int = 0
+    duplicate: bool = False
+    bytes: int = 0
+    elapsed_s: float = 0.0
+    encoding: str | None = None
+    upload_id: str | None = None
+    errors_truncated: bool = False
+    report_path: Path | None = None  # set when a report was written
+    report_lines: int = 0
+    sample_errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.ROWS_REJECTED if self.rejected else ExitCode.OK
+
+
+def _refused(exc: FileFormatError) -> FileRefusedError:
+    where = f" (line {exc.line})" if exc.line else ""
+    return FileRefusedError(f"file refused{where}: {exc.message}", code=exc.code, line=exc.line)
+
+
+def validate_file(path: Path, kind: FileKind, fmt: Format, *, report_path: Path,
+                  progress: Progress | None = None) -> Summary:
+    """Dry run: validate every row locally with the shared ``check_rows``; nothing is sent."""
+    progress = progress or NullProgress()
+    started = time.perf_counter()
+    summary = Summary(kind, path, "dry-run", bytes=file_size(path))
+    reader = FileReader(kind, progress.chunks(read_chunks(path)), fmt=fmt)
+    try:
+        with RejectReport(report_path) as report:
+            for checked in progress.rows(check_rows(reader)):
+                if checked.errors:
+                    summary.rejected += 1
+                    report.write_all(checked.errors)
+                    room = SAMPLE_ERRORS - len(summary.sample_errors)
+                    if room > 0:
+                        summary.sample_errors.extend(checked.errors[:room])
+                else:
+                    summary.accepted += 1
+    except FileFormatError as exc:
+        raise _refused(exc) from exc
+    finally:
+        progress.close()
+    summary.rows = summary.accepted + summary.rejected
+    summary.encoding = reader.encoding
+    summary.elapsed_s = time.perf_counter() - started
+    if report.written:
+        summary.report_path, summary.report_lines = report_path, report.count
+    return summary
+
+
+def check_header(path: Path, kind: FileKind, fmt: Format) -> None:
+    """Refuse locally what the server would refuse as a whole (unknown or My Number-like column,
+    missing column, empty file) before a single byte is sent: a My Number column must never
+    leave the insurer. Reads only the head of the file."""
+    reader = FileReader(kind, read_chunks(path), fmt=fmt)
+    try:
+        next(iter(reader), None)
+    except FileFormatError as exc:
+        raise _refused(exc) from exc
+
+
+def upload_file(path: Path, kind: FileKind, fmt: Format, *, client: UploadClient, report_path: Path,
+                progress: Progress | None = None) -> Summary:
+    """Stream the file's raw bytes to the server; the server validates and commits, and its
+    answer (counts and per-row errors) becomes the summary and the reject report."""
+    progress = progress or NullProgress()
+    check_header(path, kind, fmt)
+    started = time.perf_counter()
+    size = file_size(path)
+    summary = Summary(kind, path, "upload", bytes=size)
+    lines = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal lines
+        for chunk in progress.chunks(read_chunks(path), count_lines=True):
+            lines += chunk.count(b"\n")
+            yield chunk
+
+    try:
+        answer = client.upload(kind, fmt, body(), size=size)
+    finally:
+        progress.close()
+    summary.elapsed_s = time.perf_counter() - started
+    summary.upload_id = answer.upload_id
+    summary.accepted, summary.rejected, summary.unchanged = answer.accepted, answer.rejected, answer.unchanged
+    summary.duplicate = answer.duplicate
+    summary.errors_truncated = answer.errors_truncated
+    summary.rows = answer.accepted + answer.rejected + answer.unchanged
+    if not summary.rows:  # a duplicate answers zeros: count the lines we sent instead
+        summary.rows = max(lines - (1 if fmt == "csv" else 0), 0)
+    errors = [RowError(e.line, e.field, e.code, e.message) for e in answer.errors]
+    summary.sample_errors = errors[:SAMPLE_ERRORS]
+    with RejectReport(report_path) as report:
+        report.write_all(errors)
+    if report.written:
+        summary.report_path, summary.report_lines = report_path, report.count
+    return summary

@@ -1,0 +1,216 @@
+"""Headless Chromium through the patient screen and the staff screen, against the real server.
+
+The tests run in file order on one kiosk (one demo card): the PIN check links the card at first use,
+the face check then finds it linked. Each screen is saved to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+
+from tests.e2e.browser.conftest import PIN, Stack
+
+pytestmark = pytest.mark.browser
+
+LANDSCAPE = ViewportSize(width=1280, height=800)
+PORTRAIT = ViewportSize(width=1080, height=1920)
+STAFF = ViewportSize(width=1600, height=1000)
+TIMEOUT = 15_000
+
+
+def _screen(page: Page, name: str) -> None:
+    expect(page.locator(f"body[data-screen='{name}']")).to_have_count(1, timeout=TIMEOUT)
+
+
+def _tap_pin(page: Page, digits: str) -> None:
+    section = page.locator("section[data-screen='pin register']")
+    for digit in digits:
+        section.locator(f"button[data-digit='{digit}']").click()
+    section.locator("button[data-pin='ok']").click()
+
+
+def _no_storage(page: Page) -> None:
+    counts = page.evaluate("""async () => ({
+        local: localStorage.length, session: sessionStorage.length, cookies: document.cookie.length,
+        dbs: (indexedDB.databases ? (await indexedDB.databases()).length : 0),
+    })""")
+    assert counts == {"local": 0, "session": 0, "cookies": 0, "dbs": 0}
+
+
+def test_pin_first_use_consent_done(browser: Browser, stack: Stack, screenshots: Path) -> None:
+    context = browser.new_context(viewport=LANDSCAPE, locale="ja-JP")
+    page = context.new_page()
+    page.goto(stack.kiosk_url + "/")
+    _screen(page, "place_card")
+    expect(page.get_by_role("heading", name="マイナンバーカードを")).to_be_visible()
+    page.screenshot(path=str(screenshots / "kiosk-place-card.png"))
+
+    page.get_by_role("button", name="読み取る").click()
+    _screen(page, "choose_method")
+    expect(page.locator("#choose-face")).to_be_visible()
+    expect(page.locator("#choose-pin")).to_be_visible()
+    page.screenshot(path=str(screenshots / "kiosk-choose-method.png"))
+
+    page.locator("#choose-pin").click()
+    _screen(page, "pin")
+    _tap_pin(page, "9999")
+    expect(page.locator("section[data-screen='pin register'] [data-field=message]")).to_have_text(
+        "暗証番号が違います。あと2回間違えるとロックされます。", timeout=TIMEOUT)
+    expect(page.locator("[data-field=tries]")).to_have_text("残り入力回数：2回")
+    page.locator(".pinpad button[data-digit='1']").click()
+    page.locator(".pinpad button[data-digit='2']").click()
+    page.screenshot(path=str(screenshots / "kiosk-pin-wrong.png"))
+    page.locator(".pinpad button[data-pin='clear']").click()
+
+    _tap_pin(page, PIN)
+    _screen(page, "register")  # first use: the card is not linked yet
+    expect(page.locator("[data-field=explain]")).to_contain_text("利用登録がまだです")
+    page.screenshot(path=str(screenshots / "kiosk-register.png"))
+    _tap_pin(page, PIN)
+
+    _screen(page, "consent")
+    expect(page.locator("section[data-screen=consent] h1")).to_have_text("山田 太郎 様")
+    # Every category starts at 提供しない.
+    for category in ("drug", "checkup", "clinical", "limit_certificate"):
+        expect(page.locator(f".consent[data-category={category}] button.selected")).to_have_text("提供しない")
+    page.locator(".consent[data-category=drug] button[data-value=yes]").click()
+    page.locator(".consent[data-category=checkup] button[data-value=yes]").click()
+    page.locator(".consent[data-category=limit_certificate] button[data-value=yes]").click()
+    page.screenshot(path=str(screenshots / "kiosk-consent.png"))
+
+    portrait = context.new_page()  # the same state, on the portrait kiosk screen
+    portrait.set_viewport_size(PORTRAIT)
+    portrait.goto(stack.kiosk_url + "/")
+    _screen(portrait, "consent")
+    portrait.screenshot(path=str(screenshots / "kiosk-consent-portrait.png"))
+    portrait.close()
+
+    page.locator("#consent-ok").click()
+    _screen(page, "done")
+    expect(page.locator("section[data-screen=done] h1")).to_have_text("受付が完了しました。カードをお取りください。")
+    page.screenshot(path=str(screenshots / "kiosk-done.png"))
+    _no_storage(page)
+    face_files = list((stack.xml_root / "face").glob("OQSsiquc01res_face_*.xml"))
+    assert len(face_files) == 1  # the clinic software's copy of this check (XML folder interface)
+    assert "山田" in face_files[0].read_text(encoding="utf-8")
+
+    # The screen resets to the start by itself.
+    _screen_after_reset = page.locator("body[data-screen='place_card']")
+    expect(_screen_after_reset).to_have_count(1, timeout=12_000)
+    portrait = context.new_page()
+    portrait.set_viewport_size(PORTRAIT)
+    portrait.goto(stack.kiosk_url + "/")
+    _screen(portrait, "place_card")
+    portrait.screenshot(path=str(screenshots / "kiosk-place-card-portrait.png"))
+    context.close()
+
+
+def test_staff_screen_shows_the_check_and_the_drug_history(browser: Browser, stack: Stack, screenshots: Path) -> None:
+    context = browser.new_context(viewport=STAFF, locale="ja-JP")
+    page = context.new_page()
+    page.goto(stack.kiosk_url + "/staff")
+    row = page.locator("#checks tbody tr").first
+    expect(row).to_contain_text("山田 太郎", timeout=TIMEOUT)
+    expect(row).to_contain_text("ヤマダ タロウ")
+    expect(row).to_contain_text("3割")
+    expect(row).to_contain_text("有効")
+    expect(row).to_contain_text("区分 ウ（A03）")  # shared with consent
+    expect(row.locator(".pill.on")).to_have_text(["薬剤", "健診", "限度額"])
+    page.screenshot(path=str(screenshots / "staff-checks.png"))
+
+    row.get_by_role("button", name="薬剤情報").click()
+    history = page.locator("#history")
+    expect(history).to_contain_text("アムロジピン錠5mg", timeout=TIMEOUT)
+    expect(history).to_contain_text("ロキソプロフェンNa錠60mg")
+    page.screenshot(path=str(screenshots / "staff-drug-history.png"))
+
+    row.get_by_role("button", name="健診情報").click()
+    expect(history).to_contain_text("24.1", timeout=TIMEOUT)
+    page.locator("#history-close").click()
+
+    # 資格確認書: by number (an invalid birth date → no match, shown with its reason).
+    form = page.locator("#number-form")
+    form.locator("[name=insurer_number]").fill("01130012")
+    form.locator("[name=symbol]").fill("１２３")
+    form.locator("[name=number]").fill("４５６７")
+    form.locator("[name=branch]").fill("01")
+    form.locator("[name=birth_date]").fill("1982-02-02")
+    form.get_by_role("button", name="照会する").click()
+    expect(page.locator("#checks tbody tr").first).to_contain_text("山田 花子", timeout=TIMEOUT)
+    expect(page.locator("#checks tbody tr").first).to_contain_text("番号")
+
+    # 一括照会: two rows by CSV, results when ready.
+    batch = page.locator("#batch-form")
+    batch.locator("[name=label]").fill("明日の予約")
+    batch.locator("[name=csv]").fill(
+        "保険者番号,記号,番号,枝番,生年月日\n01130012,１２３,４５６７,00,1980-04-01\n01130012,１２３,９９９９,00,1970-01-01\n"
+    )
+    batch.get_by_role("button", name="一括照会を送信").click()
+    item = page.locator("#batches li").first
+    expect(item).to_contain_text("明日の予約（2件）", timeout=TIMEOUT)
+    results = page.locator("#batch-results tbody tr[data-index]")
+    for _ in range(30):
+        item.get_by_role("button", name="結果を見る").click()
+        page.wait_for_timeout(300)
+        if results.count() == 2:
+            break
+    expect(results).to_have_count(2)
+    expect(results.nth(0)).to_contain_text("有効")
+    expect(results.nth(1)).to_contain_text("該当する資格がありません")
+    page.screenshot(path=str(screenshots / "staff-batch.png"), full_page=True)
+    _no_storage(page)
+    context.close()
+
+
+def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screenshots: Path) -> None:
+    context = browser.new_context(viewport=LANDSCAPE, locale="ja-JP")
+    page = context.new_page()
+    page.goto(stack.kiosk_url + "/")
+    _screen(page, "place_card")
+    page.get_by_role("button", name="読み取る").click()
+    _screen(page, "choose_method")
+    page.locator("#choose-face").click()
+    status = page.locator("#face-status")
+    expect(status).to_contain_text("中", timeout=TIMEOUT)  # 準備中 / 顔を検出中 / 照合中
+    expect(status).to_have_text(re.compile("顔を検出中|照合中|資格情報を確認"), timeout=TIMEOUT)
+    page.screenshot(path=str(screenshots / "kiosk-face.png"))
+    page.wait_for_selector("body[data-screen='consent'], body[data-screen='register']", timeout=30_000)
+    if page.locator("body[data-screen='register']").count():  # when run alone: link the card first
+        _tap_pin(page, PIN)
+    _screen(page, "consent")
+    page.locator("#consent-ok").click()
+    _screen(page, "done")
+    context.close()
+
+    staff = browser.new_page(viewport=STAFF)
+    staff.goto(stack.kiosk_url + "/staff")
+    expect(staff.locator("#checks tbody tr").first).to_contain_text("顔認証", timeout=TIMEOUT)
+    staff.close()
+
+
+def test_blocked_pin_asks_for_staff_and_offers_face(browser: Browser, stack: Stack, screenshots: Path) -> None:
+    """Last on purpose: it blocks the demo card's PIN for the rest of the session."""
+    page = browser.new_page(viewport=LANDSCAPE)
+    page.goto(stack.kiosk_url + "/")
+    _screen(page, "place_card")
+    page.get_by_role("button", name="読み取る").click()
+    _screen(page, "choose_method")
+    page.locator("#choose-pin").click()
+    _screen(page, "pin")
+    for tries_left, wrong in ((2, "0000"), (1, "0001")):
+        _tap_pin(page, wrong)
+        expect(page.locator("[data-field=tries]")).to_have_text(f"残り入力回数：{tries_left}回", timeout=TIMEOUT)
+    _tap_pin(page, "0002")
+    _screen(page, "error")
+    message = page.locator("section[data-screen=error] [data-field=message]")
+    expect(message).to_have_text("暗証番号がロックされています。顔認証をご利用いただくか、受付にお声がけください。")
+    error = page.locator("section[data-screen=error]")
+    expect(error.get_by_role("button", name="顔認証で確認する")).to_be_visible()
+    expect(error.get_by_role("button", name="暗証番号で確認する")).to_be_hidden()
+    expect(error.get_by_role("button", name="もう一度読み取る")).to_be_hidden()
+    page.screenshot(path=str(screenshots / "kiosk-pin-blocked.png"))
+    page.close()

@@ -1,0 +1,57 @@
+"""End-to-end fixtures for the PC/SC card path: pyscard → pcscd → vpcd → emulated card.
+
+``pcscd`` starts the daemon when none runs and waits for the vpcd reader; it FAILS (never skips)
+when that is impossible. ``vpcd_bridge`` is an empty slot on that reader; insert cards with
+``vpcd_bridge.insert(card)``. Cards from ``make_pcsc_card`` are checked for My Number EF access
+after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from testbed.card_emulator import MyNumberCardEmulator, assert_no_violations, build_card
+from testbed.pcscd import ensure_pcscd, wait_for_card_state
+from testbed.pki import TestCA
+from testbed.vpcd_bridge import DEFAULT_READER, VpcdBridge
+
+MakePcscCard = Callable[..., MyNumberCardEmulator]
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> str:
+    """The name of the vpcd reader, once pcscd runs and lists it."""
+    ensure_pcscd(DEFAULT_READER)
+    return DEFAULT_READER
+
+
+@pytest.fixture
+def vpcd_bridge(pcscd: str) -> Iterator[VpcdBridge]:
+    """An empty virtual slot (the reader ``pcscd``); the card is removed after the test."""
+    with VpcdBridge() as bridge:
+        assert bridge.reader_name == pcscd
+        # A card removed by the previous test may still look present until pcscd's next poll.
+        wait_for_card_state(pcscd, present=False)
+        yield bridge
+    assert bridge.errors == []
+
+
+@pytest.fixture(scope="session")
+def pcsc_ca() -> TestCA:
+    return TestCA.create(common_name="JPKI Test E2E CA")
+
+
+@pytest.fixture
+def make_pcsc_card(pcsc_ca: TestCA) -> Iterator[MakePcscCard]:
+    made: list[MyNumberCardEmulator] = []
+
+    def factory(**kwargs: Any) -> MyNumberCardEmulator:
+        card = build_card(pcsc_ca, **kwargs)
+        made.append(card)
+        return card
+
+    yield factory
+    assert_no_violations(*made)

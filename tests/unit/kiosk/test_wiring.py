@@ -1,0 +1,75 @@
+"""The kiosk's assembly: the card monitor starts a read, the attestation verifies at the server side."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+from pathlib import Path
+
+import httpx
+
+from clinic_terminal.kiosk.demo import make_demo
+from clinic_terminal.kiosk.wiring import KioskConfig, build_kiosk, make_attestation_signer
+from schemas.attestation import (
+    certificate_fingerprint,
+    generate_terminal_key,
+    private_key_pem,
+    public_key_pem,
+    verify_attestation,
+)
+from schemas.card import Challenge
+from tests.unit.kiosk.conftest import FakeFaceOutcome
+
+
+def _unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+def test_placing_the_demo_card_starts_the_read_and_taking_it_resets(tmp_path: Path) -> None:
+    profile, _ = make_demo(tmp_path / "demo")
+    runtime = build_kiosk(KioskConfig(server_url="http://central.invalid", token="t", demo_card=profile),
+                          transport=httpx.MockTransport(_unreachable))
+    try:
+        assert runtime.flow.screen().name == "place_card"
+        demo = runtime.demo_card
+        assert demo is not None
+        reader = demo.reader
+        reader.remove()
+        reader.insert(demo.card)
+        deadline = time.monotonic() + 5
+        while runtime.flow.screen().name != "choose_method" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runtime.flow.screen().name == "choose_method"
+        reader.remove()
+        deadline = time.monotonic() + 5
+        while runtime.flow.screen().name != "place_card" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runtime.flow.screen().name == "place_card"
+    finally:
+        runtime.close()
+
+
+def test_face_path_is_off_without_the_terminal_key(tmp_path: Path) -> None:
+    profile, _ = make_demo(tmp_path / "demo", photo=None)
+    runtime = build_kiosk(KioskConfig(server_url="http://central.invalid", token="t", demo_card=profile,
+                                      camera="missing.avi"), watch_card=False)
+    try:
+        assert runtime.face_enabled is False
+        assert runtime.flow.read_card().methods == ("pin",)
+    finally:
+        runtime.close()
+
+
+def test_attestation_verifies_with_the_registered_public_key() -> None:
+    key = generate_terminal_key()
+    signer = make_attestation_signer(private_key_pem(key), "kiosk-1", "0110113719")
+    certificate = b"\x30\x03\x02\x01\x01"
+    challenge = Challenge(challenge_id="ch-1", nonce=base64.b64encode(b"n" * 32).decode(),
+                          expires_at=dt.datetime.now(dt.UTC))
+    token = signer(challenge=challenge, certificate=certificate,
+                   outcome=FakeFaceOutcome(match=True, liveness=True, distance=0.31, threshold=0.5))
+    claims = verify_attestation(token, public_key_pem(key), expected_challenge_id="ch-1",
+                                expected_fingerprint=certificate_fingerprint(certificate),
+                                expected_facility_code="0110113719")
+    assert (claims.terminal_id, claims.distance, claims.liveness) == ("kiosk-1", 0.31, True)
