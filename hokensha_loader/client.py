@@ -50,14 +50,25 @@ class UploadClient:
     the ``http`` client it is handed (e.g. a test client of the app), which it then does not close.
     """
 
-    def __init__(self, server_url: str, token: str, *, transport: httpx.BaseTransport | None = None,
-                 timeout_s: float = 3600.0, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        server_url: str,
+        token: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 3600.0,
+        http: httpx.Client | None = None,
+    ) -> None:
         self._owned = http is None
-        self._client = http if http is not None else httpx.Client(
-            base_url=server_url.rstrip("/"),
-            # connect fast or fail; the answer comes after the server has committed the whole file
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            transport=transport,
+        self._client = (
+            http
+            if http is not None
+            else httpx.Client(
+                base_url=server_url.rstrip("/"),
+                # connect fast or fail; the answer comes after the server has committed the whole file
+                timeout=httpx.Timeout(timeout_s, connect=10.0),
+                transport=transport,
+            )
         )
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "hokensha-load/1"}
         self.server_url = server_url
@@ -65,18 +76,29 @@ class UploadClient:
     def __enter__(self) -> UploadClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
         if self._owned:
             self._client.close()
 
-    def upload(self, kind: FileKind, fmt: Literal["csv", "ndjson"], body: Iterator[bytes],
-               *, size: int | None = None) -> UploadAnswer:
-        """Stream ``body`` (the file's raw bytes) to the server; memory stays flat."""
+    def upload(
+        self,
+        kind: FileKind,
+        fmt: Literal["csv", "ndjson"],
+        body: Iterator[bytes],
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+    ) -> UploadAnswer:
+        """Stream ``body`` (the file's raw bytes) to the server; memory stays flat. With
+        ``sha256`` (the file's digest) the server recognises a re-sent file without applying it."""
         headers = {**self._headers, "Content-Type": CONTENT_TYPES[fmt]}
+        if sha256 is not None:
+            headers["X-Content-SHA256"] = sha256
         if size is not None:
             headers["Content-Length"] = str(size)  # lets the server refuse an oversize file early
         try:

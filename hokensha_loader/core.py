@@ -8,6 +8,7 @@ are never collected, rejects are written to the report as they come.
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,8 +36,7 @@ def format_for(path: Path, explicit: Format | None = None) -> Format:
         return explicit
     fmt = _EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"cannot tell the format of {path.name!r} from its extension: "
-                         "use --format csv|ndjson")
+        raise UsageError(f"cannot tell the format of {path.name!r} from its extension: use --format csv|ndjson")
     return fmt
 
 
@@ -52,6 +52,14 @@ def read_chunks(path: Path, size: int = CHUNK_SIZE) -> Iterator[bytes]:
                 yield chunk
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """The file's digest (one quick pass): lets the server answer a re-sent file at once."""
+    digest = hashlib.sha256()
+    for chunk in read_chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def file_size(path: Path) -> int:
@@ -104,8 +112,9 @@ class RejectReport:
     def __enter__(self) -> RejectReport:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc is None:
             self.close()
         elif self._fh is not None:  # a refused or failed run leaves no half report
@@ -147,8 +156,9 @@ def _refused(exc: FileFormatError) -> FileRefusedError:
     return FileRefusedError(f"file refused{where}: {exc.message}", code=exc.code, line=exc.line)
 
 
-def validate_file(path: Path, kind: FileKind, fmt: Format, *, report_path: Path,
-                  progress: Progress | None = None) -> Summary:
+def validate_file(
+    path: Path, kind: FileKind, fmt: Format, *, report_path: Path, progress: Progress | None = None
+) -> Summary:
     """Dry run: validate every row locally with the shared ``check_rows``; nothing is sent."""
     progress = progress or NullProgress()
     started = time.perf_counter()
@@ -188,8 +198,15 @@ def check_header(path: Path, kind: FileKind, fmt: Format) -> None:
         raise _refused(exc) from exc
 
 
-def upload_file(path: Path, kind: FileKind, fmt: Format, *, client: UploadClient, report_path: Path,
-                progress: Progress | None = None) -> Summary:
+def upload_file(
+    path: Path,
+    kind: FileKind,
+    fmt: Format,
+    *,
+    client: UploadClient,
+    report_path: Path,
+    progress: Progress | None = None,
+) -> Summary:
     """Stream the file's raw bytes to the server; the server validates and commits, and its
     answer (counts and per-row errors) becomes the summary and the reject report."""
     progress = progress or NullProgress()
@@ -206,7 +223,7 @@ def upload_file(path: Path, kind: FileKind, fmt: Format, *, client: UploadClient
             yield chunk
 
     try:
-        answer = client.upload(kind, fmt, body(), size=size)
+        answer = client.upload(kind, fmt, body(), size=size, sha256=file_sha256(path))
     finally:
         progress.close()
     summary.elapsed_s = time.perf_counter() - started

@@ -76,7 +76,7 @@ def contains_my_number(text: str) -> bool:
 
 def normalize_key_text(value: str) -> str:
     """記号・番号 as compared: NFKC (full-width digits → ASCII), trimmed, inner spaces removed."""
-    return _SPACES.sub("", unicodedata.normalize("NFKC", value)).strip()
+    return _SPACES.sub("", value if value.isascii() else unicodedata.normalize("NFKC", value))
 
 
 _HYPHENS = str.maketrans(dict.fromkeys("‐‑‒–—―−ーｰ－", "-"))

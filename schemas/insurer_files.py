@@ -343,6 +343,12 @@ def _json_text(value: object) -> str:
 # ---------------------------------------------------------------- field validation
 
 
+def _nfkc(value: str) -> str:
+    """NFKC (full-width digits → ASCII …), skipped for plain ASCII: the common case, and NFKC
+    leaves ASCII unchanged."""
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 class _RowCheck:
     """Collects the errors of one row while converting its fields."""
 
@@ -383,7 +389,7 @@ class _RowCheck:
         return self._parse_date(name, value)
 
     def _parse_date(self, name: str, value: str) -> dt.date | None:
-        value = unicodedata.normalize("NFKC", value)
+        value = _nfkc(value)
         try:
             if len(value) == 8 and value.isdigit():
                 return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
@@ -395,7 +401,7 @@ class _RowCheck:
         return None
 
     def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
-        value = unicodedata.normalize("NFKC", self.values.get(name, "")).strip()
+        value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
                 self.fail(name, "required", f"{name} is required")
@@ -416,7 +422,7 @@ class _RowCheck:
         low: float | None = None,
         high: float | None = None,
     ) -> float | None:
-        value = unicodedata.normalize("NFKC", self.values.get(name, "")).strip()
+        value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
                 self.fail(name, "required", f"{name} is required")
@@ -443,7 +449,7 @@ class _RowCheck:
     def key(self) -> tuple[str, str, str, str, str, str] | None:
         """(insurer_number, symbol, number, branch, symbol_norm, number_norm) or None."""
         before = len(self.errors)
-        insurer = unicodedata.normalize("NFKC", self.values.get("insurer_number", "")).strip()
+        insurer = _nfkc(self.values.get("insurer_number", "")).strip()
         if not insurer:
             self.fail("insurer_number", "required", "insurer_number is required")
         else:
@@ -456,7 +462,7 @@ class _RowCheck:
                 )
         symbol = self.text("symbol", max_len=40) or ""
         number = self.text("number", required=True, max_len=40) or ""
-        branch = unicodedata.normalize("NFKC", self.values.get("branch", "")).strip()
+        branch = _nfkc(self.values.get("branch", "")).strip()
         if not (len(branch) == 2 and branch.isdigit()):
             self.fail("branch", "invalid_format", f"branch (枝番) {branch!r} must be 2 digits")
         if len(self.errors) > before:
@@ -566,7 +572,7 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
     birth = c.date("birth_date", required=full)
     address = c.text("address")
     post = None
-    post_raw = unicodedata.normalize("NFKC", values.get("post_number", "")).strip()
+    post_raw = _nfkc(values.get("post_number", "")).strip()
     if post_raw:
         m = _POST.match(post_raw)
         if m:
@@ -628,8 +634,14 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
     ), []
 
 
+_DISEASE_COLUMNS = ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")
+
+
 def _diseases(c: _RowCheck) -> list[DiseaseEntry] | None:
     """``disease_*`` columns; several entries are separated by ``|`` (NDJSON: lists)."""
+    get = c.values.get
+    if not (get("disease_category") or get("disease_valid_from") or get("disease_valid_to") or get("disease_self_pay")):
+        return None  # the common case, decided without building anything
     raw = {
         k: c.values.get(k, "").strip()
         for k in ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")
@@ -661,7 +673,7 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
     c = _RowCheck(line, values)
     key = c.key()
     dispensed = c.date("dispensed_on", required=True)
-    facility = unicodedata.normalize("NFKC", values.get("facility_code", "")).strip()
+    facility = _nfkc(values.get("facility_code", "")).strip()
     problem = facility_code_problem(facility) if facility else "is required"
     if problem:
         c.fail(

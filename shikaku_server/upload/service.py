@@ -54,6 +54,9 @@ ONE_DAY = dt.timedelta(days=1)
 Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
 
 
+_DIGEST_MISMATCH = "the body does not match its X-Content-SHA256 header; nothing was applied"
+
+
 class FileRefusedError(DomainError):
     """The whole file is refused; ``code`` comes from the file check."""
 
@@ -117,10 +120,24 @@ def process_upload(
     chunks: Iterable[bytes],
     error_limit: int,
     max_bytes: int,
+    declared_sha256: str | None = None,
 ) -> UploadOutcome:
     permitted = principal.require_insurer()
     outcome = UploadOutcome(upload_id=str(uuid.uuid4()))
     hashing = _Hashing(chunks, max_bytes)
+    if declared_sha256:
+        declared_sha256 = declared_sha256.strip().lower()
+        with factory() as session:
+            previous = session.execute(
+                select(Upload).where(Upload.kind == kind, Upload.sha256 == declared_sha256)
+            ).scalar_one_or_none()
+        if previous is not None:
+            # a re-send announced by its digest: read the body only to confirm it, apply nothing
+            for _ in hashing:
+                pass
+            if hashing.sha.hexdigest() != declared_sha256:
+                raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
+            return _duplicate(previous)
     reader = FileReader(kind, hashing, fmt)  # type: ignore[arg-type]
     session = factory()
     try:
@@ -149,6 +166,8 @@ def process_upload(
             raise FileRefusedError(exc) from None
         outcome.encoding = reader.encoding
         digest = hashing.sha.hexdigest()
+        if declared_sha256 and digest != declared_sha256:
+            raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
         previous = session.execute(
             select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
         ).scalar_one_or_none()

@@ -82,6 +82,7 @@ async def upload(
             chunks=consume(),
             error_limit=settings.upload_error_limit,
             max_bytes=settings.max_upload_bytes,
+            declared_sha256=request.headers.get("x-content-sha256"),
         ),
     )
 

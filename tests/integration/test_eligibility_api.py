@@ -193,3 +193,23 @@ def test_cache_never_stale_after_upload_commits(client: TestClient, tokens: dict
         client, tokens["insurer"], eligibility_csv([person(action="change", valid_from="2025-01-01", copay_ratio="10")])
     )
     assert query(client, tokens["reception"], as_of="2025-06-01")["insured"]["copay_ratio"] == 10
+
+
+def test_resend_announced_by_digest_is_answered_without_applying(client: TestClient, tokens: dict[str, str]) -> None:
+    import hashlib
+
+    body = eligibility_csv([person()])
+    digest = hashlib.sha256(body).hexdigest()
+    headers = {**auth(tokens["insurer"]), "Content-Type": "text/csv", "X-Content-SHA256": digest}
+    first = client.post("/v1/uploads?kind=eligibility", content=body, headers=headers).json()
+    assert first["accepted"] == 1 and first["duplicate"] is False
+    again = client.post("/v1/uploads?kind=eligibility", content=body, headers=headers).json()
+    assert again["duplicate"] is True and again["upload_id"] == first["upload_id"]
+    # a digest that does not match the body: refused, nothing applied
+    other = eligibility_csv([person(branch="01", name="山田 花子", sex="2", personal_family="2")])
+    r = client.post("/v1/uploads?kind=eligibility", content=other, headers=headers)
+    assert r.status_code == 422 and r.json()["code"] == "digest_mismatch"
+    wrong = {**headers, "X-Content-SHA256": "0" * 64}
+    r = client.post("/v1/uploads?kind=eligibility", content=other, headers=wrong)
+    assert r.status_code == 422 and r.json()["code"] == "digest_mismatch"
+    assert query(client, tokens["reception"], branch="01", as_of="2025-01-01")["validity"] == 4
