@@ -3,7 +3,6 @@ SHA-256, resolved to a ``Principal`` on every request."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from schemas.identifiers import facility_code_problem, insurer_number_problem
 from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
+from shikaku_server.digests import sha256_text
 from shikaku_server.errors import ForbiddenRoleError, UnauthorizedError, ValidationFailedError
 
 FACILITY_ROLES = ("reception", "physician", "dentist", "pharmacist")
@@ -42,7 +42,7 @@ class Principal:
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return sha256_text(token.encode())
 
 
 def _new_token(kind: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
+import secrets
 from typing import Any
 
 from sqlalchemy import update
@@ -26,7 +26,7 @@ STALE_PENDING = dt.timedelta(seconds=30)
 def create_batch(session: Session, principal: Principal, body: BatchCreate) -> BatchCreated:
     facility = principal.require_facility()
     batch = Batch(
-        id=str(uuid.uuid4()),
+        id=secrets.token_urlsafe(16),
         facility_code=facility,
         token_id=principal.token_id,
         role=principal.role or "",

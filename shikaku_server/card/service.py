@@ -36,6 +36,7 @@ from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertifica
 from shikaku_server.consent.models import Visit
 from shikaku_server.consent.service import live_consent
 from shikaku_server.database import transaction, utcnow
+from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.eligibility.service import (
@@ -151,7 +152,7 @@ class CertificateVerifier:
                     self._verified.popitem(last=False)
         elif today > verify.grace_period_end(verified.expires_on):
             raise CertificateExpiredError()
-        serial_hex = format(verified.serial_number, "x")
+        serial_hex = serial_text(verified.serial_number)
         revoked = session.execute(
             select(RevokedCertificate.id).where(
                 RevokedCertificate.issuer == verified.issuer, RevokedCertificate.serial == serial_hex
@@ -182,7 +183,7 @@ def import_crl(session: Session, crl_bytes: bytes) -> int:
     known = {
         s for (s,) in session.execute(select(RevokedCertificate.serial).where(RevokedCertificate.issuer == issuer))
     }
-    new = [format(s, "x") for s in serials if format(s, "x") not in known]
+    new = [serial_text(s) for s in serials if serial_text(s) not in known]
     for serial in new:
         session.add(RevokedCertificate(issuer=issuer, serial=serial))
     session.flush()
@@ -194,7 +195,7 @@ def add_trust_anchor(session: Session, data: bytes) -> str:
         cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except ValueError as exc:
         raise ValidationFailedError("not a PEM or DER certificate") from exc
-    fingerprint = verify.certificate_fingerprint(cert.public_bytes(serialization.Encoding.DER))
+    fingerprint = sha256_text(cert.public_bytes(serialization.Encoding.DER))
     if session.get(TrustAnchor, fingerprint) is None:
         session.add(
             TrustAnchor(
@@ -386,7 +387,7 @@ def register(
             )
         }
     )
-    audit = {"facility_code": facility, "fingerprint": checked.fingerprint, "candidates": len(candidates)}
+    audit = {"facility_code": facility, "fingerprint": from_hex(checked.fingerprint), "candidates": len(candidates)}
     if not candidates:
         _audit(factory, outcome="no_match", insured_id=None, **audit)
         raise RegistrationNoMatchError()
@@ -403,7 +404,7 @@ def register(
             CardLink(
                 issuer=checked.issuer,
                 serial=checked.serial_hex,
-                fingerprint=checked.fingerprint,
+                fingerprint=from_hex(checked.fingerprint),
                 insured_id=insured_id,
                 not_after=checked.certificate.not_valid_after_utc,
             )

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from schemas.codes import Validity
 from schemas.eligibility import (
@@ -132,24 +134,51 @@ def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:
     return bundle
 
 
+def _cache_key(symbol_norm: str, number_norm: str) -> str:
+    return f"{symbol_norm}\x1f{number_norm}"
+
+
+def read_cached(cache: Cache, insurer_number: str, key: str) -> tuple[int | None, dict[str, Any] | None]:
+    """(version, bundle) from the cache; (None, None) when the cache is down (use the database)."""
+    try:
+        version, raw = cache.get_versioned(cache_namespace(insurer_number), key)
+    except CacheError:
+        log.warning("cache read failed; answering from the database", exc_info=True)
+        return None, None
+    return version, (orjson.loads(raw) if raw is not None else None)
+
+
+def fill_bundle(
+    session: Session,
+    cache: Cache,
+    ttl: int,
+    insurer_number: str,
+    symbol_norm: str,
+    number_norm: str,
+    version: int | None,
+) -> dict[str, Any]:
+    """A cache miss: load from the database and store under the version read before loading."""
+    bundle = load_bundle(session, insurer_number, symbol_norm, number_norm)
+    if version is not None:
+        try:
+            cache.set_versioned(
+                cache_namespace(insurer_number),
+                version,
+                _cache_key(symbol_norm, number_norm),
+                orjson.dumps(bundle),
+                ttl,
+            )
+        except CacheError:
+            log.warning("cache write failed", exc_info=True)
+    return bundle
+
+
 def cached_bundle(
     session: Session, cache: Cache, ttl: int, insurer_number: str, symbol_norm: str, number_norm: str
 ) -> dict[str, Any]:
-    namespace = cache_namespace(insurer_number)
-    key = f"{symbol_norm}\x1f{number_norm}"
-    try:
-        version, raw = cache.get_versioned(namespace, key)
-    except CacheError:
-        log.warning("cache read failed; answering from the database", exc_info=True)
-        return load_bundle(session, insurer_number, symbol_norm, number_norm)
-    if raw is not None:
-        bundle: dict[str, Any] = orjson.loads(raw)
-        return bundle
-    bundle = load_bundle(session, insurer_number, symbol_norm, number_norm)
-    try:
-        cache.set_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
-    except CacheError:
-        log.warning("cache write failed", exc_info=True)
+    version, bundle = read_cached(cache, insurer_number, _cache_key(symbol_norm, number_norm))
+    if bundle is None:
+        bundle = fill_bundle(session, cache, ttl, insurer_number, symbol_norm, number_norm, version)
     return bundle
 
 
@@ -298,16 +327,11 @@ def build_result(
     return result
 
 
-def query_by_number(
-    session: Session, cache: Cache, ttl: int, query: ByNumberQuery
+def _answer(
+    query: ByNumberQuery, bundle: dict[str, Any], as_of: dt.date, newer: Callable[[Evaluation], bool]
 ) -> tuple[EligibilityResult, int | None]:
-    """The eligibility result for a by-number query and the insured id it disclosed (if any)."""
-    as_of = query.as_of or today_jst()
-    bundle = cached_bundle(
-        session, cache, ttl, query.insurer_number, normalize_key_text(query.symbol), normalize_key_text(query.number)
-    )
     evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
-    if evaluation.validity == Validity.INVALID and newer_eligibility_exists(session, evaluation, as_of):
+    if evaluation.validity == Validity.INVALID and newer(evaluation):
         evaluation.validity = Validity.INVALID_NEWER_EXISTS
     result = build_result(
         evaluation,
@@ -317,3 +341,43 @@ def query_by_number(
         share_limit_certificate=query.include_limit_certificate,
     )
     return result, evaluation.insured_id
+
+
+def query_by_number(
+    session: Session, cache: Cache, ttl: int, query: ByNumberQuery
+) -> tuple[EligibilityResult, int | None]:
+    """The eligibility result for a by-number query and the insured id it disclosed (if any)."""
+    as_of = query.as_of or today_jst()
+    bundle = cached_bundle(
+        session, cache, ttl, query.insurer_number, normalize_key_text(query.symbol), normalize_key_text(query.number)
+    )
+    return _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
+
+
+async def query_by_number_async(
+    factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery
+) -> tuple[EligibilityResult, int | None]:
+    """The same answer for the HTTP hot path: a cache hit is answered on the event loop (one
+    cache round trip, no thread hop); only database work goes to the thread pool."""
+    as_of = query.as_of or today_jst()
+    symbol_norm, number_norm = normalize_key_text(query.symbol), normalize_key_text(query.number)
+    version, bundle = read_cached(cache, query.insurer_number, _cache_key(symbol_norm, number_norm))
+    if bundle is None:
+
+        def fill() -> dict[str, Any]:
+            with factory() as session:
+                return fill_bundle(session, cache, ttl, query.insurer_number, symbol_norm, number_norm, version)
+
+        bundle = await run_in_threadpool(fill)
+    result, insured_id = _answer(query, bundle, as_of, lambda e: False)
+    if result.validity == Validity.INVALID:
+
+        def newer() -> bool:
+            with factory() as session:
+                return newer_eligibility_exists(
+                    session, evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of), as_of
+                )
+
+        if await run_in_threadpool(newer):
+            result.validity = int(Validity.INVALID_NEWER_EXISTS)
+    return result, insured_id

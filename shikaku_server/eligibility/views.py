@@ -10,13 +10,11 @@ router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 
 
 @router.post("/by-number", response_model=EligibilityResult)
-def by_number(query: ByNumberQuery, principal: PrincipalDep, state: StateDep) -> Response:
+async def by_number(query: ByNumberQuery, principal: PrincipalDep, state: StateDep) -> Response:
     facility = principal.require_facility()
-    # read-only, and usually answered from the cache: the session connects only on a miss
-    with state.session_factory() as session:
-        result, insured_id = service.query_by_number(
-            session, state.cache, state.settings.eligibility_cache_ttl_seconds, query
-        )
+    result, insured_id = await service.query_by_number_async(
+        state.session_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query
+    )
     if insured_id is not None:
         state.access_log.submit(
             {

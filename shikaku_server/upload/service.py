@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import uuid
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,7 @@ from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.database import utcnow
+from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError
@@ -123,19 +124,24 @@ def process_upload(
     declared_sha256: str | None = None,
 ) -> UploadOutcome:
     permitted = principal.require_insurer()
-    outcome = UploadOutcome(upload_id=str(uuid.uuid4()))
+    outcome = UploadOutcome(upload_id=secrets.token_urlsafe(16))
     hashing = _Hashing(chunks, max_bytes)
     if declared_sha256:
-        declared_sha256 = declared_sha256.strip().lower()
+        try:
+            declared = from_hex(declared_sha256)
+        except ValueError:
+            raise FileRefusedError(
+                FileFormatError("digest_mismatch", "X-Content-SHA256 is not a hex SHA-256")
+            ) from None
         with factory() as session:
             previous = session.execute(
-                select(Upload).where(Upload.kind == kind, Upload.sha256 == declared_sha256)
+                select(Upload).where(Upload.kind == kind, Upload.sha256 == declared)
             ).scalar_one_or_none()
         if previous is not None:
             # a re-send announced by its digest: read the body only to confirm it, apply nothing
             for _ in hashing:
                 pass
-            if hashing.sha.hexdigest() != declared_sha256:
+            if b64(hashing.sha.digest()) != declared:
                 raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
             return _duplicate(previous)
     reader = FileReader(kind, hashing, fmt)  # type: ignore[arg-type]
@@ -165,8 +171,8 @@ def process_upload(
         except FileFormatError as exc:
             raise FileRefusedError(exc) from None
         outcome.encoding = reader.encoding
-        digest = hashing.sha.hexdigest()
-        if declared_sha256 and digest != declared_sha256:
+        digest = b64(hashing.sha.digest())
+        if declared_sha256 and digest != from_hex(declared_sha256):
             raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
         previous = session.execute(
             select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)

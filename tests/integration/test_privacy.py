@@ -92,6 +92,7 @@ def test_logs_and_metrics_hold_no_personal_data(
 def test_tokens_are_stored_hashed(client: TestClient, tokens: dict[str, str], session_factory: Any) -> None:
     with session_factory() as s:
         hashes = {h for (h,) in s.execute(sa.text("SELECT token_hash FROM api_token"))}
-    import hashlib
+    from shikaku_server.digests import sha256_text
 
-    assert {hashlib.sha256(t.encode()).hexdigest() for t in tokens.values()} <= hashes
+    assert {sha256_text(t.encode()) for t in tokens.values()} <= hashes
+    assert not hashes & set(tokens.values())
