@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -94,7 +94,7 @@ class RequestMiddleware:
             return
         state: AppState = self.state_getter()
         start = time.perf_counter()
-        request_id = uuid.uuid4().hex[:16]
+        request_id = secrets.token_urlsafe(12)  # base64url: never a long run of digits in the logs
         limit = None if scope["path"].startswith("/v1/uploads") else state.settings.max_json_body_bytes
         status_holder = {"status": 500, "started": False}
         received = 0
