@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from shikaku_server.auth.service import Principal, hash_token, resolve_token
 from shikaku_server.cache import Cache
 from shikaku_server.config import Settings
+from shikaku_server.database import transaction
 from shikaku_server.errors import UnauthorizedError
 from shikaku_server.state import AppState
 
@@ -34,15 +35,8 @@ async def get_cache(state: StateDep) -> Cache:
 
 def get_db(state: StateDep) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
-    session = state.session_factory()
-    try:
+    with transaction(state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_db)]

@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ from shikaku_server.errors import (
 )
 
 log = logging.getLogger(__name__)
+ANCHOR_RECHECK_SECONDS = 5.0  # `shikaku-admin trust add` reaches every server process within this
 
 
 # ---------------------------------------------------------------- challenges
@@ -117,9 +119,14 @@ class CertificateVerifier:
         self._lock = threading.Lock()
         self._anchors: list[x509.Certificate] = []
         self._anchor_stamp: object = None
+        self._checked_at = 0.0
         self._verified: OrderedDict[str, verify.VerifiedCertificate] = OrderedDict()
 
     def _anchors_for(self, session: Session) -> list[x509.Certificate]:
+        now = time.monotonic()
+        if self._anchor_stamp is not None and now - self._checked_at < ANCHOR_RECHECK_SECONDS:
+            return self._anchors
+        self._checked_at = now
         count, last = session.execute(select(func.count(), func.max(TrustAnchor.added_at))).one()
         files = tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in self._files)
         stamp = (count, last, files)

@@ -62,37 +62,28 @@ def is_postgres(session: Session) -> bool:
 
 
 def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
-    """Ids of the insured persons among ``keys``."""
+    """Ids of the insured persons among ``keys`` (one round trip on PostgreSQL: the keys travel
+    as four arrays joined against the key index)."""
     if not keys:
         return {}
-    found: dict[Key, int] = {}
+    key_list = list(keys)
     if is_postgres(session):
-        session.execute(
-            text(
-                "CREATE TEMP TABLE IF NOT EXISTS upload_keys (insurer_number text, symbol_norm text, number_norm text, "
-                "branch text) ON COMMIT DROP"
-            )
-        )
-        session.execute(text("TRUNCATE upload_keys"))
-        key_columns = ("insurer_number", "symbol_norm", "number_norm", "branch")
-        _copy(session, "upload_keys", key_columns, list(keys), key_columns)
-        # statistics for the temp table, so the join uses the insured key index (not a scan of all insured)
-        session.execute(text("ANALYZE upload_keys"))
+        columns = list(zip(*key_list, strict=True))
         rows = session.execute(
             text(
                 "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "
-                "JOIN upload_keys k USING (insurer_number, symbol_norm, number_norm, branch)"
-            )
+                "JOIN unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) "
+                "AS k(insurer_number, symbol_norm, number_norm, branch) "
+                "USING (insurer_number, symbol_norm, number_norm, branch)"
+            ),
+            {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
         ).all()
     else:
         rows = []
-        key_list = list(keys)
         cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
         for i in range(0, len(key_list), 200):
             rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
-    for row in rows:
-        found[(row[1], row[2], row[3], row[4])] = row[0]
-    return found
+    return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
 
 
 def insert_insureds(session: Session, rows: list[dict[str, Any]]) -> list[int]:

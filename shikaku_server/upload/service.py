@@ -50,7 +50,7 @@ from shikaku_server.upload.bulk import existing_insureds, insert_insureds, inser
 from shikaku_server.upload.models import Upload
 
 log = logging.getLogger(__name__)
-BATCH = 5000
+BATCH = 10000
 ONE_DAY = dt.timedelta(days=1)
 Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
 
