@@ -4,6 +4,7 @@ terminal's registered key and facility."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -106,7 +107,7 @@ def test_forged_attestations_are_refused(
 ) -> None:
     ch = challenge(client, tokens["reception"])
     cid = ch["challenge_id"]
-    token = {
+    makers: dict[str, Callable[[], str]] = {
         "other_key": lambda: attest(card, cid, key=OTHER_KEY),  # claims kiosk-1, signed by another key
         "other_terminal": lambda: attest(card, cid, key=OTHER_KEY, terminal="pharmacy-kiosk"),  # another facility's
         "other_challenge": lambda: attest(card, "not-this-one"),
@@ -115,7 +116,8 @@ def test_forged_attestations_are_refused(
         "other_card": lambda: attest(test_ca.issue_auth_certificate(), cid),
         "garbage": lambda: "not.a.jws",
         "missing": lambda: "",
-    }[forgery]()
+    }
+    token = makers[forgery]()
     r = face_check(client, tokens["reception"], card, ch, token)
     assert r.status_code == 401, r.text
     assert problem_code(r) == "attestation_invalid"
