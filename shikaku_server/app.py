@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             engine=engine,
             session_factory=factory,
+            read_factory=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
             cache=cache,
             metrics=Metrics(),
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),

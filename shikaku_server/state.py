@@ -20,6 +20,7 @@ class AppState:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
+    read_factory: sessionmaker[Session]  # autocommit, for single-statement reads on the hot path
     cache: Cache
     metrics: Metrics
     verifier: CertificateVerifier

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 async def by_number(query: ByNumberQuery, principal: PrincipalDep, state: StateDep) -> Response:
     facility = principal.require_facility()
     result, insured_id = await service.query_by_number_async(
-        state.session_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query
+        state.read_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query
     )
     if insured_id is not None:
         state.access_log.submit(
