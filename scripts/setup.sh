@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-noto-cjk tesseract-ocr wrk
+APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-noto-cjk tesseract-ocr wrk strace
               python3-venv build-essential)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

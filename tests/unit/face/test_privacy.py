@@ -26,9 +26,11 @@ temporary tree) are excluded from the shared snapshot.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from PIL import Image
 
 from clinic_terminal.face import FaceSettings, OpenCVCamera, check_face
 from clinic_terminal.face import matcher as matcher_module
@@ -116,6 +119,20 @@ _RECORDER = _WriteRecorder()
 sys.addaudithook(_RECORDER)
 
 
+def _unique_card_photo(data: bytes) -> bytes:
+    """The test card photo with invisible per-run noise: its bytes and its encoding are then
+    unique to this run, so a concurrent test run elsewhere on the machine writing the same
+    deterministic test card photo (kiosk and e2e tests do) cannot be mistaken for a leak."""
+    with Image.open(io.BytesIO(data)) as image:
+        grey = np.asarray(image.convert("L"), dtype=np.int16)
+    noise = np.random.default_rng(secrets.randbits(64)).integers(-2, 3, grey.shape, dtype=np.int16)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(grey + noise, 0, 255).astype(np.uint8)).save(
+        out, format="JPEG2000", quality_mode="rates", quality_layers=[12.0]
+    )
+    return out.getvalue()
+
+
 def _search(paths: Iterable[str], patterns: list[bytes], *, magic: bool) -> None:
     for path in paths:
         content = _read(path)
@@ -159,7 +176,7 @@ def test_face_check_leaves_no_trace(
     basetemp = str(tmp_path_factory.getbasetemp().resolve().parent)
     excluded = (basetemp + os.sep, os.path.join(str(REPO), ".git") + os.sep)
     before = _snapshot(shared, excluded)
-    card = card_photos["obama.jpg"]
+    card = _unique_card_photo(card_photos["obama.jpg"])
     camera = OpenCVCamera(str(clip_files["genuine"]))
 
     caplog.set_level(logging.DEBUG)
