@@ -404,8 +404,9 @@ class CheckFlow:
             if session is None or self._screen.name != "pin":
                 return self._reset_locked()
             try:
+                session.card.verify_auth_pin(pin)  # a wrong PIN never reaches the server
                 challenge = self._server.challenge()
-                signature = session.card.authenticate(pin, _nonce(challenge))
+                signature = session.card.sign_challenge(_nonce(challenge))
             except PinFormatError:
                 return self._show("pin", tries_left=self._screen.tries_left, message=msg.PIN_FORMAT, code="pin_format")
             except PinWrongError as exc:
