@@ -11,6 +11,7 @@ from schemas.card import CheckupItem, Checkups, MedicationItem, Medications
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.service import Principal
 from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import consent_for, visit_of
 
 DRUG_ROLES = ("physician", "dentist", "pharmacist")
@@ -24,11 +25,31 @@ def _years_before(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year - years, day=28)
 
 
-def medications(session: Session, principal: Principal, visit_id: str) -> Medications:
-    facility = principal.require_facility(*DRUG_ROLES)
+def _open(
+    session: Session, principal: Principal, visit_id: str, *, roles: tuple[str, ...], category: str, what: str,
+    years: int,
+) -> tuple[Visit, Consent, dt.date]:
+    """Role, visit of this facility, live consent for ``category``; the read is logged."""
+    facility = principal.require_facility(*roles)
     visit = visit_of(session, visit_id, facility)
-    consent = consent_for(session, visit, "drug")
-    since = _years_before(visit.as_of, 3)
+    consent = consent_for(session, visit, category)
+    access_log.record(
+        session,
+        insured_id=visit.insured_id,
+        facility_code=facility,
+        role=principal.role or "",
+        what=what,
+        query_kind="card",
+        consent_id=consent.id,
+        visit_id=visit.id,
+    )
+    return visit, consent, _years_before(visit.as_of, years)
+
+
+def medications(session: Session, principal: Principal, visit_id: str) -> Medications:
+    visit, consent, since = _open(
+        session, principal, visit_id, roles=DRUG_ROLES, category="drug", what="medications", years=3
+    )
     rows = session.execute(
         select(Medication)
         .where(Medication.insured_id == visit.insured_id, Medication.dispensed_on >= since)
@@ -46,38 +67,17 @@ def medications(session: Session, principal: Principal, visit_id: str) -> Medica
         )
         for m in rows
     ]
-    access_log.record(
-        session,
-        insured_id=visit.insured_id,
-        facility_code=facility,
-        role=principal.role or "",
-        what="medications",
-        query_kind="card",
-        consent_id=consent.id,
-        visit_id=visit.id,
-    )
     return Medications(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
 
 
 def checkups(session: Session, principal: Principal, visit_id: str) -> Checkups:
-    facility = principal.require_facility(*CHECKUP_ROLES)
-    visit = visit_of(session, visit_id, facility)
-    consent = consent_for(session, visit, "checkup")
-    since = _years_before(visit.as_of, 5)
+    visit, consent, since = _open(
+        session, principal, visit_id, roles=CHECKUP_ROLES, category="checkup", what="checkups", years=5
+    )
     rows = session.execute(
         select(Checkup)
         .where(Checkup.insured_id == visit.insured_id, Checkup.checked_on >= since)
         .order_by(Checkup.checked_on.desc())
     ).scalars()
     items = [CheckupItem(checked_on=c.checked_on, results=c.results, urine_protein=c.urine_protein) for c in rows]
-    access_log.record(
-        session,
-        insured_id=visit.insured_id,
-        facility_code=facility,
-        role=principal.role or "",
-        what="checkups",
-        query_kind="card",
-        consent_id=consent.id,
-        visit_id=visit.id,
-    )
     return Checkups(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
