@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from schemas.card import AccessLog, AccessLogRequest, ByCardQuery, Challenge, Registered, Registration
@@ -11,13 +11,13 @@ from shikaku_server.deps import PrincipalDep, SessionDep, StateDep, get_principa
 router = APIRouter(tags=["card"])
 
 
-@router.post("/v1/card/challenges", response_model=Challenge, status_code=status.HTTP_201_CREATED)
+@router.post("/v1/card/challenges", response_model=Challenge)
 def challenge(principal: PrincipalDep, state: StateDep) -> Challenge:
     facility = principal.require_facility()
     return service.create_challenge(state.cache, facility, state.settings.challenge_ttl_seconds)
 
 
-@router.post("/v1/card/registrations", response_model=Registered, status_code=status.HTTP_201_CREATED)
+@router.post("/v1/card/registrations", response_model=Registered)
 def registration(body: Registration, principal: PrincipalDep, session: SessionDep, state: StateDep) -> Registered:
     return service.register(
         session,

@@ -33,7 +33,7 @@ def sign(key: rsa.RSAPrivateKey, nonce_b64: str) -> str:
 
 def challenge(client: TestClient, token: str) -> dict[str, Any]:
     r = client.post("/v1/card/challenges", headers=auth(token))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     body = dict(r.json())
     assert len(base64.b64decode(body["nonce"])) == 32
     return body
@@ -114,7 +114,7 @@ def test_register_then_check_by_card_with_pin(
     r = register(
         client, tokens["reception"], card, {**FACTS, "name": "山田　太郎", "address": "東京都千代田区霞が関１－２－２"}
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     assert r.json()["status"] == "linked"
     r = by_card(client, tokens["reception"], card, as_of="2025-01-01")
     assert r.status_code == 200, r.text
@@ -145,7 +145,7 @@ def test_ambiguous_four_facts_never_link(client: TestClient, tokens: dict[str, s
 def test_challenge_is_single_use_and_bound_to_facility(
     client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None
 ) -> None:
-    assert register(client, tokens["reception"], card).status_code == 201
+    assert register(client, tokens["reception"], card).status_code == 200
     ch = challenge(client, tokens["reception"])
     assert by_card(client, tokens["reception"], card, ch=ch).status_code == 200
     assert problem_code(by_card(client, tokens["reception"], card, ch=ch)) == "challenge_reused"
@@ -180,7 +180,7 @@ def test_revoked_certificate_after_crl_import(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     card = test_ca.issue_auth_certificate()
-    assert register(client, tokens["reception"], card).status_code == 201
+    assert register(client, tokens["reception"], card).status_code == 200
     assert by_card(client, tokens["reception"], card).status_code == 200  # verified (and cached)
     test_ca.revoke(card.serial_number)
     monkeypatch.setenv("SHIKAKU_TRUST_ANCHORS", settings.trust_anchors or "")
@@ -202,10 +202,10 @@ def test_expired_certificate_and_notices(
     expired = test_ca.issue_auth_certificate(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=200))
     assert problem_code(by_card(client, tokens["reception"], expired)) == "certificate_expired"
     grace = test_ca.issue_auth_certificate(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=2))
-    assert register(client, tokens["reception"], grace).status_code == 201
+    assert register(client, tokens["reception"], grace).status_code == 200
     assert by_card(client, tokens["reception"], grace).json()["certificate_notice"] == "grace_period"
     soon = test_ca.issue_auth_certificate(not_after=today + dt.timedelta(days=30))
-    assert register(client, tokens["reception"], soon).status_code == 201
+    assert register(client, tokens["reception"], soon).status_code == 200
     assert by_card(client, tokens["reception"], soon).json()["certificate_notice"] == "expires_soon"
 
 
@@ -214,7 +214,7 @@ def test_renewed_certificate_links_the_same_way(
 ) -> None:
     old = test_ca.issue_auth_certificate()
     new = test_ca.issue_auth_certificate()
-    assert register(client, tokens["reception"], old).status_code == 201
-    assert register(client, tokens["reception"], new).status_code == 201
+    assert register(client, tokens["reception"], old).status_code == 200
+    assert register(client, tokens["reception"], new).status_code == 200
     assert by_card(client, tokens["reception"], new).json()["insured"]["name"] == "山田 太郎"
     assert register(client, tokens["reception"], new).json()["status"] == "already_linked"

@@ -57,7 +57,7 @@ def scenario(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> Non
     )
     assert r.json()["code"] == "my_number_detected" and MY_NUMBER not in r.text
     card = test_ca.issue_auth_certificate()
-    assert register(client, tokens["reception"], card).status_code == 201
+    assert register(client, tokens["reception"], card).status_code == 200
     assert by_card(client, tokens["reception"], card).status_code == 200
 
 
