@@ -24,6 +24,8 @@ EXIT_USAGE = 2
 @click.option("--demo-card", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="demo mode: an in-process virtual card from this profile folder instead of PC/SC")
 @click.option("--camera", help="camera index, video file or stream URL (enables 顔認証 with the options below)")
+@click.option("--card-front", help="camera index, image/video file or URL showing the card front: 照合番号B is read "
+              "by OCR (Tesseract) for 顔認証")
 @click.option("--terminal-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="this terminal's P-256 private key (PEM) signing face attestations")
 @click.option("--terminal-id", help="this terminal's registered id")
@@ -35,7 +37,8 @@ EXIT_USAGE = 2
 @click.option("--verbose", "-v", is_flag=True)
 def kiosk(
     host: str, port: int, server_url: str | None, token: str | None, role: str, reader: str | None,
-    demo_card: Path | None, camera: str | None, terminal_key: Path | None, terminal_id: str | None,
+    demo_card: Path | None, camera: str | None, card_front: str | None, terminal_key: Path | None,
+    terminal_id: str | None,
     facility_code: str | None, xml_root: Path | None, setting: str, verbose: bool,
 ) -> None:
     """Run the kiosk until stopped (Ctrl-C)."""
@@ -55,6 +58,7 @@ def kiosk(
         reader=reader,
         demo_card=demo_card,
         camera=camera,
+        card_front=card_front,
         terminal_key=terminal_key,
         terminal_id=terminal_id,
         facility_code=facility_code or settings.facility_code,

@@ -36,6 +36,7 @@ from clinic_terminal.card.reader import MyNumberCard
 from clinic_terminal.card.transport import CardTransport
 from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
+from clinic_terminal.ocr.collation import TRIES_MARGIN
 from schemas.card import BasicFacts, Challenge, ConsentRecord, ConsentRequest, Registered, Setting
 from schemas.eligibility import ByNumberQuery, EligibilityResult
 
@@ -208,6 +209,7 @@ class _Session:
     method: Method | None = None
     result: EligibilityResult | None = None
     face_job: int | None = None
+    collation_b_refused: bool = False  # one wrong 照合番号B per insertion, then PIN
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -486,6 +488,16 @@ class CheckFlow:
 
     # --- step 3b: face --------------------------------------------------------------------
     def _start_face(self, session: _Session, face: FacePath) -> Screen:
+        # 照合番号B locks the card's face data after 10 wrong tries: the kiosk never uses the last
+        # TRIES_MARGIN tries (they are for staff entry) and tries once per card insertion.
+        try:
+            tries = session.card.collation_b_tries_left()
+        except CollationBLockedError as exc:
+            return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
+        except CardError as exc:
+            return self._card_error(exc)
+        if session.collation_b_refused or tries <= TRIES_MARGIN:
+            return self._face_failed(msg.CARD_ERRORS["collation_b_locked"], "collation_b_locked")
         try:
             code = face.collation_b()
         except Exception:  # a failing OCR is a missing face path, not a crash
@@ -497,6 +509,7 @@ class CheckFlow:
             session.card.verify_collation_b(code)
             photo = session.card.read_face_photo()
         except (CollationBWrongError, CollationBLockedError, CollationBFormatError) as exc:
+            session.collation_b_refused = True
             return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
         except CardError as exc:
             return self._card_error(exc)

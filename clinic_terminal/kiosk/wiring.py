@@ -49,6 +49,7 @@ class KioskConfig:
     reader: str | None = None
     demo_card: Path | None = None
     camera: str | None = None
+    card_front: str | None = None  # camera/file showing the card front: 照合番号B by OCR
     terminal_key: Path | None = None
     terminal_id: str | None = None
     facility_code: str | None = None
@@ -192,6 +193,18 @@ def build_kiosk(
                 return PyscardTransport(reader_name)
 
             connect_card = connect_pcsc
+
+    if collation_b is None and config.card_front is not None:
+        from clinic_terminal.face.camera import OpenCVCamera
+        from clinic_terminal.ocr import read_collation_b
+        from clinic_terminal.ocr.collation import sharpest_front
+
+        front_source = config.card_front
+
+        def collation_b_by_ocr() -> str | None:
+            return read_collation_b(sharpest_front(OpenCVCamera(front_source)))
+
+        collation_b = collation_b_by_ocr
 
     if camera_factory is None and config.camera is not None:
         from clinic_terminal.face.camera import OpenCVCamera

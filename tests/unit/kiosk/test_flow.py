@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import httpx
@@ -295,3 +296,25 @@ def test_the_pin_is_never_logged(make_kiosk: MakeKiosk, caplog: pytest.LogCaptur
     assert caplog.records  # the flow does log its steps
     assert not any("1234" in r.getMessage() or "4321" in r.getMessage() for r in caplog.records)
     assert "1234" not in repr(vars(k.flow))
+
+
+def test_face_never_spends_the_last_collation_b_tries(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk(face=True)
+    k.card.state.collation_b_tries_left = 2  # the last tries are kept for staff entry
+    k.flow.read_card()
+    screen = k.flow.choose("face")
+    assert (screen.name, screen.code) == ("face_failed", "collation_b_locked")
+    assert screen.actions == ("pin", "restart")
+    assert k.card.state.collation_b_tries_left == 2
+    assert k.server.by_card_calls == []
+
+
+def test_a_wrong_collation_b_costs_one_try_and_offers_the_pin(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk(face=True)
+    k.card.profile = dataclasses.replace(k.card.profile, collation_b="0" * 14)  # the front was misread
+    k.flow.read_card()
+    screen = k.flow.choose("face")
+    assert (screen.name, screen.code) == ("face_failed", "collation_b_wrong")
+    assert k.card.state.collation_b_tries_left == 9
+    assert k.flow.choose("pin").name == "pin"
+    assert k.flow.submit_pin("1234").name == "consent"
