@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator
 _DIGITS = re.compile(r"[0-9]+")
 _TWELVE_DIGITS = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
 _SPACES = re.compile(r"\s+")
-_ANY_DIGIT = re.compile(r"\d")  # Unicode digits: full-width ones count too
+_TWELVE_ANY_DIGITS = re.compile(r"(?:\D*\d){12}")  # 12 Unicode digits (full-width count too) anywhere
 
 
 def luhn_check_digit(digits: str) -> int:
@@ -27,12 +27,24 @@ def luhn_check_digit(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
+_VALID_INSURERS: set[str] = set()  # numbers already checked: a file holds few distinct ones
+
+
 def insurer_number_problem(value: str) -> str | None:
     """Why ``value`` is not an insurer number, or None when it is one.
 
     8 digits (法別番号 2 + 都道府県 2 + 保険者別 3 + check) or 6 digits for 国民健康保険;
     the last digit is the Luhn check digit over the others.
     """
+    if value in _VALID_INSURERS:
+        return None
+    problem = _insurer_number_problem(value)
+    if problem is None and len(_VALID_INSURERS) < 100_000:
+        _VALID_INSURERS.add(value)
+    return problem
+
+
+def _insurer_number_problem(value: str) -> str | None:
     if len(value) not in (6, 8) or not value.isascii() or not value.isdigit():
         return "must be 8 digits (6 for 国民健康保険)"
     if luhn_check_digit(value[:-1]) != int(value[-1]):
@@ -64,7 +76,7 @@ def is_my_number(digits: str) -> bool:
 def contains_my_number(text: str) -> bool:
     """True when free text holds a 12-digit run (after NFKC, ignoring spaces and hyphens
     between digits) that has a valid My Number check digit."""
-    if not text or len(_ANY_DIGIT.findall(text)) < 12:
+    if len(text) < 12 or not _TWELVE_ANY_DIGITS.match(text):
         return False
     folded = unicodedata.normalize("NFKC", text)
     candidates = set(_TWELVE_DIGITS.findall(folded))
@@ -76,6 +88,8 @@ def contains_my_number(text: str) -> bool:
 
 def normalize_key_text(value: str) -> str:
     """記号・番号 as compared: NFKC (full-width digits → ASCII), trimmed, inner spaces removed."""
+    if value.isascii() and value.isalnum():
+        return value  # the common case: nothing to fold, no space to remove
     return _SPACES.sub("", value if value.isascii() else unicodedata.normalize("NFKC", value))
 
 

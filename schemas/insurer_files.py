@@ -589,15 +589,20 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
     if birth is not None and valid_from is not None and birth > valid_from and action == "add":
         # a newborn's eligibility starts at birth at the earliest
         c.fail("valid_from", "date_order", f"valid_from {valid_from} is before birth_date {birth}")
-    elderly_ratio = c.ratio("elderly_ratio")
-    e_from = c.date("elderly_valid_from", required=elderly_ratio is not None)
-    e_to = c.date("elderly_valid_to")
-    _check_order(c, "elderly_valid_from", "elderly_valid_to", e_from, e_to)
-    l_kind = c.code("limit_kind", LIMIT_KINDS, width=2)
-    l_class = c.code("limit_class", LIMIT_CLASSES, required=l_kind is not None)
-    l_from = c.date("limit_valid_from", required=l_kind is not None)
-    l_to = c.date("limit_valid_to")
-    _check_order(c, "limit_valid_from", "limit_valid_to", l_from, l_to)
+    get = values.get
+    elderly_ratio = e_from = e_to = None
+    if get("elderly_ratio") or get("elderly_valid_from") or get("elderly_valid_to"):  # all empty: nothing to check
+        elderly_ratio = c.ratio("elderly_ratio")
+        e_from = c.date("elderly_valid_from", required=elderly_ratio is not None)
+        e_to = c.date("elderly_valid_to")
+        _check_order(c, "elderly_valid_from", "elderly_valid_to", e_from, e_to)
+    l_kind = l_class = l_from = l_to = None
+    if get("limit_kind") or get("limit_class") or get("limit_valid_from") or get("limit_valid_to"):
+        l_kind = c.code("limit_kind", LIMIT_KINDS, width=2)
+        l_class = c.code("limit_class", LIMIT_CLASSES, required=l_kind is not None)
+        l_from = c.date("limit_valid_from", required=l_kind is not None)
+        l_to = c.date("limit_valid_to")
+        _check_order(c, "limit_valid_from", "limit_valid_to", l_from, l_to)
     diseases = _diseases(c)
     if c.errors or key is None:
         return None, c.errors

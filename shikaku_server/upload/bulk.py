@@ -40,17 +40,25 @@ def _copy(
     json_at = [i for i, v in enumerate(rows[0]) if isinstance(v, (list, dict))]
     json_at += [i for i, c in enumerate(columns) if c in _JSON_COLUMNS and i not in json_at]
     if json_at:
-        rows = [list(row) for row in rows]
-        for row in rows:
+
+        def serialized(row: Sequence[Any]) -> Sequence[Any]:
+            if all(row[i] is None for i in json_at):
+                return row  # the common case: nothing to serialize, no copy
+            out = list(row)
             for i in json_at:
-                row[i] = _csv_value(row[i])  # type: ignore[index]
-    writer.writerows(rows)
+                out[i] = _csv_value(out[i])
+            return out
+
+        writer.writerows(map(serialized, rows))
+    else:
+        writer.writerows(rows)
     buf.seek(0)
     raw = session.connection().connection.dbapi_connection
     assert raw is not None
     force = f", FORCE_NOT_NULL ({', '.join(not_null)})" if not_null else ""
     with raw.cursor() as cur:  # type: ignore[attr-defined]
-        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{force})", buf)
+        # 1 MiB reads: fewer round trips through the GIL, so the COPY overlaps with other threads
+        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{force})", buf, size=1 << 20)
 
 
 def _not_null_text(table: Table, columns: Sequence[str]) -> list[str]:
@@ -68,26 +76,33 @@ def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
         return {}
     key_list = list(keys)
     if is_postgres(session):
+        key_list.sort()  # probes in index order
         columns = list(zip(*key_list, strict=True))
-        rows = session.execute(
+        # one probe of the key index per key (LATERAL … LIMIT 1 keeps the planner from hashing the
+        # whole table, which it would otherwise do once per batch as the table grows in the upload)
+        found = session.execute(
             text(
-                "SELECT i.id, i.insurer_number, i.symbol_norm, i.number_norm, i.branch FROM insured i "
-                "JOIN unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) "
-                "AS k(insurer_number, symbol_norm, number_norm, branch) "
-                "USING (insurer_number, symbol_norm, number_norm, branch)"
+                "SELECT k.n, i.id "
+                "FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) "
+                "WITH ORDINALITY AS k(insurer_number, symbol_norm, number_norm, branch, n) "
+                "CROSS JOIN LATERAL (SELECT id FROM insured WHERE insurer_number = k.insurer_number "
+                "AND symbol_norm = k.symbol_norm AND number_norm = k.number_norm AND branch = k.branch LIMIT 1) i"
             ),
             {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
         ).all()
-    else:
-        rows = []
-        cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
-        for i in range(0, len(key_list), 200):
-            rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
+        return {key_list[n - 1]: insured_id for n, insured_id in found}
+    rows = []
+    cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
+    for i in range(0, len(key_list), 200):
+        rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
     return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
 
 
-def insert_insureds(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert insured persons; their ids in the order given."""
+_INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+
+
+def insert_insureds(session: Session, rows: list[tuple[str, str, str, str, str, str]]) -> list[int]:
+    """Insert insured persons, values in ``_INSURED_COLUMNS`` order; their ids in the order given."""
     if not rows:
         return []
     if is_postgres(session):
@@ -96,17 +111,20 @@ def insert_insureds(session: Session, rows: list[dict[str, Any]]) -> list[int]:
                 text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
             ).scalars()
         )
-        columns = ("id", "insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+        columns = ("id", *_INSURED_COLUMNS)
         table: Table = Insured.__table__  # type: ignore[assignment]
         _copy(
             session,
             "insured",
             columns,
-            [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)],
+            [(i, *r) for i, r in zip(ids, rows, strict=True)],
             _not_null_text(table, columns),
         )
         return ids
-    result = session.execute(insert(Insured).returning(Insured.id, sort_by_parameter_order=True), rows).scalars()
+    result = session.execute(
+        insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
+        [dict(zip(_INSURED_COLUMNS, r, strict=True)) for r in rows],
+    ).scalars()
     return list(result)
 
 

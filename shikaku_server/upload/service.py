@@ -17,8 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import queue
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +31,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.identifiers import normalize_person_text
 from schemas.insurer_files import (
-    Checked,
     CheckupRecord,
     EligibilityRecord,
     FileFormatError,
@@ -157,19 +159,44 @@ def process_upload(
             else:
                 outcome.errors_truncated = True
 
-        batch: list[Any] = []
+        def run(unit: _Unit) -> None:
+            # the rejects of the lines before the batch, then the batch: the order of the file
+            outcome.rejected += unit.rejected
+            for error in unit.errors:
+                reject(error)
+            if unit.records:
+                applier.apply(unit.records, outcome, reject)
+
+        pipeline = _Pipeline(run)
         try:
+            unit = _Unit()
             for checked in check_rows(reader):
-                if not _admit(checked, permitted, outcome, reject):
+                record = checked.record
+                if checked.errors or record is None:
+                    unit.rejected += 1
+                    unit.errors += checked.errors
+                elif record.insurer_number not in permitted:
+                    unit.rejected += 1
+                    unit.errors.append(_not_permitted(checked.line, record.insurer_number))
+                else:
+                    unit.records.append(record)
+                    if len(unit.records) >= BATCH:
+                        pipeline.submit(unit)
+                        unit = _Unit()
                     continue
-                batch.append(checked.record)
-                if len(batch) >= BATCH:
-                    applier.apply(batch, outcome, reject)
-                    batch = []
-            if batch:
-                applier.apply(batch, outcome, reject)
+                if len(unit.errors) >= BATCH:
+                    # many rejects: hand them on without the records collected so far (whose
+                    # own rejects come after them anyway), so memory stays flat
+                    pipeline.submit(_Unit([], unit.errors, unit.rejected))
+                    unit = _Unit(unit.records)
+            pipeline.submit(unit)
+            pipeline.finish()
         except FileFormatError as exc:
+            pipeline.abort()
             raise FileRefusedError(exc) from None
+        except BaseException:
+            pipeline.abort()
+            raise
         outcome.encoding = reader.encoding
         digest = b64(hashing.sha.digest())
         if declared_sha256 and digest != from_hex(declared_sha256):
@@ -236,26 +263,82 @@ def _duplicate(previous: Upload) -> UploadOutcome:
     )
 
 
-def _admit(checked: Checked, permitted: frozenset[str], outcome: UploadOutcome, reject: Any) -> bool:
-    if checked.errors:
-        outcome.rejected += 1
-        for error in checked.errors:
-            reject(error)
-        return False
-    record = checked.record
-    assert record is not None
-    if record.insurer_number not in permitted:
-        outcome.rejected += 1
-        reject(
-            RowError(
-                checked.line,
-                "insurer_number",
-                "insurer_not_permitted",
-                f"this token may not write records of insurer {record.insurer_number}",
-            )
-        )
-        return False
-    return True
+def _not_permitted(line: int, insurer_number: str) -> RowError:
+    return RowError(
+        line,
+        "insurer_number",
+        "insurer_not_permitted",
+        f"this token may not write records of insurer {insurer_number}",
+    )
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What the pipeline applies at once: the rejects met since the previous batch, in file
+    order, then a batch of valid records (possibly empty)."""
+
+    records: list[Any] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    rejected: int = 0
+
+
+class _Pipeline:
+    """Applies units in order, one at a time, in a worker thread, so that reading and
+    validating the next batch (Python) overlaps with writing the previous one (the database;
+    the driver releases the GIL while it waits). Only the worker uses the session until
+    ``finish``/``abort`` return; at most one unit waits in the queue, so memory stays flat."""
+
+    def __init__(self, work: Callable[[_Unit], None]) -> None:
+        self.work = work
+        self.queue: queue.Queue[_Unit | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="upload-apply", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            unit = self.queue.get()
+            if unit is None:
+                return
+            if self.error is not None or self.stopping:
+                continue  # drain: the upload is failing
+            try:
+                self.work(unit)
+            except BaseException as exc:  # raised again in the caller's thread
+                self.error = exc
+
+    def _put(self, item: _Unit | None) -> None:
+        while True:
+            if item is not None and self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def submit(self, unit: _Unit) -> None:
+        if unit.records or unit.errors or unit.rejected:
+            self._put(unit)
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put(None)  # the worker always drains, so this returns
+        self.thread.join()
+
+    def finish(self) -> None:
+        """Wait until everything submitted is applied; raise the worker's error if any."""
+        self._close()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        """Stop after the unit in progress (the transaction is rolled back next)."""
+        self.stopping = True
+        self._close()
 
 
 def _key(record: EligibilityRecord | MedicationRecord | CheckupRecord) -> Key:
@@ -337,8 +420,7 @@ def _record_values(record: EligibilityRecord) -> dict[str, Any]:
     }
     if record.name is not None:
         values["name_norm"] = normalize_person_text(record.name)
-    if record.address is not None:
-        values["address_norm"] = normalize_person_text(record.address)
+    values["address_norm"] = None if record.address is None else normalize_person_text(record.address)
     return values
 
 
@@ -347,34 +429,48 @@ class _EligibilityApplier:
         self.session = session
         self.upload_id = upload_id
 
-    def _load(self, records: list[EligibilityRecord]) -> dict[Key, _KeyState]:
-        keys = {_key(r) for r in records}
-        ids = existing_insureds(self.session, keys)
+    def _load(self, records: list[EligibilityRecord], ids: dict[Key, int]) -> dict[Key, _KeyState]:
+        """The state of the keys of ``records``: their current periods, in ``valid_from`` order."""
         states: dict[Key, _KeyState] = {}
-        first: dict[Key, EligibilityRecord] = {}
         for r in records:
-            first.setdefault(_key(r), r)
-        for key in keys:
-            states[key] = _KeyState(first[key], ids.get(key), [])
-        by_id = {v: k for k, v in ids.items()}
+            key = _key(r)
+            if key not in states:
+                states[key] = _KeyState(r, ids.get(key), [])
+        by_id = {s.insured_id: k for k, s in states.items() if s.insured_id is not None}
         id_list = list(by_id)
+        columns = [getattr(EligibilityPeriod, f) for f in PERIOD_FIELDS]
         for i in range(0, len(id_list), 1000):
             rows = self.session.execute(
-                select(EligibilityPeriod)
+                select(EligibilityPeriod.id, EligibilityPeriod.insured_id, EligibilityPeriod.line, *columns)
                 .where(
                     EligibilityPeriod.insured_id.in_(id_list[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None)
                 )
                 .order_by(EligibilityPeriod.valid_from)
-            ).scalars()
+            )
             for row in rows:
-                values = {f: getattr(row, f) for f in PERIOD_FIELDS}
-                states[by_id[row.insured_id]].periods.append(_Period(values, row.id, row.line))
+                values = dict(zip(PERIOD_FIELDS, row[3:], strict=True))
+                states[by_id[row[1]]].periods.append(_Period(values, row[0], row[2]))
         return states
 
     def apply(self, records: list[EligibilityRecord], outcome: UploadOutcome, reject: Any) -> None:
-        states = self._load(records)
+        keys = [(r.insurer_number, r.symbol_norm, r.number_norm, r.branch) for r in records]
+        ids = existing_insureds(self.session, set(keys))
+        counts = Counter(keys)
+        # the common case of a bulk load: an add for a person with no state, once in the batch,
+        # is accepted as it is (no period to compare with or overlap); it goes straight to a row
+        fast: list[EligibilityRecord] = []
+        slow: list[EligibilityRecord] = []
+        for record, key in zip(records, keys, strict=True):
+            if record.action == "add" and counts[key] == 1 and key not in ids:
+                fast.append(record)
+            else:
+                slow.append(record)
+        if fast:
+            outcome.accepted += len(fast)
+            outcome.insurers.update({r.insurer_number for r in fast})
+        states = self._load(slow, ids) if slow else {}
         superseded: set[int] = set()
-        for record in records:
+        for record in slow:
             state = states[_key(record)]
             try:
                 changed = self._apply_one(record, state, superseded)
@@ -387,7 +483,7 @@ class _EligibilityApplier:
                 outcome.insurers.add(record.insurer_number)
             else:
                 outcome.unchanged += 1
-        self._write(states, superseded)
+        self._write(states, superseded, fast)
 
     def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: set[int]) -> bool:
         periods = state.periods
@@ -472,7 +568,7 @@ class _EligibilityApplier:
         if period.row_id is not None:
             superseded.add(period.row_id)
 
-    def _write(self, states: dict[Key, _KeyState], superseded: set[int]) -> None:
+    def _write(self, states: dict[Key, _KeyState], superseded: set[int], fast: list[EligibilityRecord]) -> None:
         session = self.session
         if superseded:
             ids = sorted(superseded)
@@ -483,30 +579,81 @@ class _EligibilityApplier:
                     .values(superseded_by=self.upload_id)
                 )
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        ids = insert_insureds(
-            session,
-            [
-                {
-                    "insurer_number": k[0],
-                    "symbol": states[k].record.symbol,
-                    "number": states[k].record.number,
-                    "branch": k[3],
-                    "symbol_norm": k[1],
-                    "number_norm": k[2],
-                }
-                for k in new_keys
-            ],
-        )
-        for key, insured_id in zip(new_keys, ids, strict=True):
+        insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
+        insureds += [(r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm) for r in fast]
+        ids = insert_insureds(session, insureds)
+        for key, insured_id in zip(new_keys, ids, strict=False):
             states[key].insured_id = insured_id
-        columns = (*PERIOD_FIELDS, "insured_id", "upload_id", "line")
+        upload_id = self.upload_id
         rows = [
-            (*(p.values[f] for f in PERIOD_FIELDS), s.insured_id, self.upload_id, p.line)
+            (*(p.values[f] for f in PERIOD_FIELDS), s.insured_id, upload_id, p.line)
             for s in states.values()
             for p in s.periods
             if p.row_id is None
         ]
-        insert_rows(session, EligibilityPeriod.__table__, columns, rows)  # type: ignore[arg-type]
+        rows += [_fast_row(r, i, upload_id) for r, i in zip(fast, ids[len(new_keys) :], strict=True)]
+        insert_rows(session, EligibilityPeriod.__table__, _ROW_COLUMNS, rows)  # type: ignore[arg-type]
+
+
+_ROW_COLUMNS = (*PERIOD_FIELDS, "insured_id", "upload_id", "line")
+_FAST_FIELDS = (
+    "valid_from",
+    "valid_to",
+    "reason_of_loss",
+    "name",
+    "name_kana",
+    "name_norm",
+    "sex",
+    "birth_date",
+    "address",
+    "address_norm",
+    "post_number",
+    "personal_family",
+    "card_classification",
+    "copay_ratio",
+    "elderly_ratio",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_kind",
+    "limit_class",
+    "limit_valid_from",
+    "limit_valid_to",
+    "diseases",
+)
+assert PERIOD_FIELDS == _FAST_FIELDS, "_fast_row builds its tuple in PERIOD_FIELDS order"
+
+
+def _fast_row(r: EligibilityRecord, insured_id: int, upload_id: str) -> tuple[Any, ...]:
+    """The row of an ``add`` for a person with no state: what ``_apply_one`` + ``_write``
+    would insert, built without the intermediate dicts (values in ``_ROW_COLUMNS`` order)."""
+    address = r.address
+    return (
+        r.valid_from,
+        r.valid_to,
+        r.reason_of_loss,
+        r.name,
+        r.name_kana,
+        normalize_person_text(r.name),  # type: ignore[arg-type]  # an add always has a name
+        r.sex,
+        r.birth_date,
+        address,
+        None if address is None else normalize_person_text(address),
+        r.post_number,
+        r.personal_family,
+        r.card_classification,
+        r.copay_ratio,
+        r.elderly_ratio,
+        r.elderly_valid_from,
+        r.elderly_valid_to,
+        r.limit_kind,
+        r.limit_class,
+        r.limit_valid_from,
+        r.limit_valid_to,
+        None if r.diseases is None else _diseases_json(r),
+        insured_id,
+        upload_id,
+        r.line,
+    )
 
 
 def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
