@@ -282,7 +282,7 @@ class FileReader:
             except csv.Error as exc:
                 yield RawRow(start, {}, RowError(start, None, "malformed_csv", str(exc)))
                 continue
-            bad = next((n for n in range(start, decoded.number + 1) if n in decoded.bad), None)
+            bad = next((n for n in range(start, decoded.number + 1) if n in decoded.bad), None) if decoded.bad else None
             if bad is not None:
                 yield RawRow(bad, {}, RowError(bad, None, "encoding", decoded.bad.pop(bad)))
                 continue

@@ -69,29 +69,46 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# one probe of the key index per key (LATERAL … LIMIT 1 keeps the planner from hashing the whole
+# table, which it would otherwise do once per batch as the table grows during an upload)
+_PROBE_TEXT = (
+    "SELECT k.n, i.id FROM (SELECT n, split_part(line, E'\\t', 1) AS insurer_number, "
+    "split_part(line, E'\\t', 2) AS symbol_norm, split_part(line, E'\\t', 3) AS number_norm, "
+    "split_part(line, E'\\t', 4) AS branch "
+    "FROM unnest(string_to_array(:keys, E'\\n')) WITH ORDINALITY AS u(line, n) OFFSET 0) k "
+    "CROSS JOIN LATERAL (SELECT id FROM insured WHERE insurer_number = k.insurer_number "
+    "AND symbol_norm = k.symbol_norm AND number_norm = k.number_norm AND branch = k.branch LIMIT 1) i"
+)
+_PROBE_ARRAYS = (
+    "SELECT k.n, i.id "
+    "FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) "
+    "WITH ORDINALITY AS k(insurer_number, symbol_norm, number_norm, branch, n) "
+    "CROSS JOIN LATERAL (SELECT id FROM insured WHERE insurer_number = k.insurer_number "
+    "AND symbol_norm = k.symbol_norm AND number_norm = k.number_norm AND branch = k.branch LIMIT 1) i"
+)
+
+
 def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
     """Ids of the insured persons among ``keys`` (one round trip on PostgreSQL: the keys travel
-    as four arrays joined against the key index)."""
+    as one text, or four arrays, each probing the key index)."""
     if not keys:
         return {}
     key_list = list(keys)
     if is_postgres(session):
         key_list.sort()  # probes in index order
-        columns = list(zip(*key_list, strict=True))
-        # one probe of the key index per key (LATERAL … LIMIT 1 keeps the planner from hashing the
-        # whole table, which it would otherwise do once per batch as the table grows in the upload)
-        found = session.execute(
-            text(
-                "SELECT k.n, i.id "
-                "FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) "
-                "WITH ORDINALITY AS k(insurer_number, symbol_norm, number_norm, branch, n) "
-                "CROSS JOIN LATERAL (SELECT id FROM insured WHERE insurer_number = k.insurer_number "
-                "AND symbol_norm = k.symbol_norm AND number_norm = k.number_norm AND branch = k.branch LIMIT 1) i"
-            ),
-            {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
-        ).all()
+        lines = ["\t".join(k) for k in key_list]
+        if all(line.count("\t") == 3 and "\n" not in line for line in lines):
+            # the keys as one text (normalized keys hold no tab or newline): far cheaper to send
+            # than four arrays of quoted strings
+            found = session.execute(text(_PROBE_TEXT), {"keys": "\n".join(lines)}).all()
+        else:
+            columns = list(zip(*key_list, strict=True))
+            found = session.execute(
+                text(_PROBE_ARRAYS),
+                {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
+            ).all()
         return {key_list[n - 1]: insured_id for n, insured_id in found}
-    rows = []
+    rows: list[Any] = []
     cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
     for i in range(0, len(key_list), 200):
         rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()

@@ -9,7 +9,11 @@ is a no-op per record (``unchanged``).
 
 Records are applied in batches: the current state of every key in the batch is read in one
 query, the batch's records are applied in file order in memory, and the differences are written
-in bulk (superseded rows marked, new rows inserted).
+in bulk (superseded rows marked, new rows inserted). An ``add`` for a person with no state who
+appears once in the batch (the bulk-load case) skips the in-memory history and becomes a row
+directly. Batches are applied in order by one worker thread while the request's thread reads and
+validates the next one; the rejects of reading are handed over with the batch they precede, so
+the answer lists the same errors in the same order as when everything ran in one thread.
 """
 
 from __future__ import annotations
