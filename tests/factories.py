@@ -43,6 +43,12 @@ def person(**over: Any) -> dict[str, Any]:
     return row
 
 
+def change(**over: Any) -> dict[str, Any]:
+    """A ``change`` row that carries only what changes: the person's facts left empty are kept."""
+    blank = dict.fromkeys(("name", "name_kana", "sex", "birth_date", "personal_family", "card_classification"), "")
+    return person(action="change", **{**blank, **over})
+
+
 def eligibility_csv(rows: list[dict[str, Any]], *, optional: bool = False, encoding: str = "utf-8") -> bytes:
     columns = list(ELIGIBILITY_COLUMNS) + (list(ELIGIBILITY_OPTIONAL) if optional else [])
     buf = io.StringIO()

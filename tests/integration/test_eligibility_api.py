@@ -7,7 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.conftest import auth
-from tests.factories import INSURER_A, INSURER_B, eligibility_csv, person
+from tests.factories import INSURER_A, INSURER_B, change, eligibility_csv, person
 
 
 def upload(
@@ -56,18 +56,7 @@ def test_wrong_birth_date_answers_none_and_discloses_nothing(client: TestClient,
 
 def test_change_of_copay_keeps_history(client: TestClient, tokens: dict[str, str]) -> None:
     upload(client, tokens["insurer"], eligibility_csv([person()]))
-    change = person(
-        action="change",
-        valid_from="2025-08-01",
-        copay_ratio="20",
-        name="",
-        name_kana="",
-        sex="",
-        birth_date="",
-        personal_family="",
-        card_classification="",
-    )
-    out = upload(client, tokens["insurer"], eligibility_csv([change]))
+    out = upload(client, tokens["insurer"], eligibility_csv([change(valid_from="2025-08-01", copay_ratio="20")]))
     assert out["accepted"] == 1, out
     assert query(client, tokens["reception"], as_of="2025-07-31")["insured"]["copay_ratio"] == 30
     after = query(client, tokens["reception"], as_of="2025-08-01")

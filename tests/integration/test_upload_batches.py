@@ -13,7 +13,7 @@ import shikaku_server.upload.service as service
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import InMemoryCache
 from tests.conftest import auth
-from tests.factories import INSURER_A, INSURER_B, eligibility_csv, person
+from tests.factories import INSURER_A, INSURER_B, change, eligibility_csv, person
 
 
 def upload(client: TestClient, token: str, body: bytes) -> dict[str, Any]:
@@ -45,18 +45,7 @@ def test_edges_give_the_same_answer_whatever_the_batch(
         person(number="2"),  # 4
         person(number="2", valid_from="2024-05-01", name="別人"),  # 5: overlap with line 4
         person(number="3"),  # 6
-        person(
-            action="change",
-            number="3",
-            valid_from="2024-06-01",
-            copay_ratio="20",
-            name="",
-            name_kana="",
-            sex="",
-            birth_date="",
-            personal_family="",
-            card_classification="",
-        ),  # 7: change of line 6
+        change(number="3", valid_from="2024-06-01", copay_ratio="20"),  # 7: change of line 6
         person(number="4", address=""),  # 8: no address
         person(number="5", birth_date="1980-13-01"),  # 9: invalid
         person(number="6", insurer_number=INSURER_B),  # 10: not this token's insurer
