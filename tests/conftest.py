@@ -4,14 +4,21 @@
 cache) and on PostgreSQL + Redis. Schemas are built by the Alembic migrations, never by
 ``create_all``. PostgreSQL and Redis must be reachable: a missing service FAILS the run (never
 skips). Override with SHIKAKU_TEST_PG_URL / SHIKAKU_TEST_REDIS_URL.
+
+The suite uses machine-wide resources by fixed names (databases ``shikaku_test_N``, Redis
+databases 1–15, the one virtual PC/SC reader), so a second test run on the same machine waits
+for the first one (a lock file) instead of corrupting it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 import redis
@@ -29,6 +36,27 @@ PG_ADMIN_URL = os.environ.get("SHIKAKU_TEST_PG_URL", "postgresql+psycopg2://post
 REDIS_BASE_URL = os.environ.get("SHIKAKU_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 FACILITY_CODE = "0110113719"  # 医科, Luhn-valid
 PHARMACY_CODE = "1341234563"
+
+
+RUN_LOCK = Path(os.environ.get("SHIKAKU_TEST_LOCK", "/tmp/shikaku-test-run.lock"))
+_run_lock: list[TextIO] = []  # the open lock file, held for the whole run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controlling process holds the lock for its workers
+    lock = RUN_LOCK.open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for another shikaku test run on this machine ({RUN_LOCK}) ...", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    _run_lock.append(lock)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _run_lock:
+        _run_lock.pop().close()
 
 
 def _worker_index() -> int:
