@@ -97,8 +97,11 @@ def log(message: str) -> None:
 
 
 def find_faces_dir(explicit: Path | None = None) -> Path | None:
-    """The shared face images (``<repo>/../shared/testdata/faces``), or ``None`` without them."""
-    candidates = [explicit] if explicit else [REPO_ROOT.parent / "shared" / "testdata" / "faces"]
+    """The face images (``--faces``, default the test portraits in ``testbed/data/faces``), or
+    ``None`` without them."""
+    from testbed.faces import FACES_DIR
+
+    candidates = [explicit] if explicit else [FACES_DIR]
     for folder in candidates:
         if folder is not None and (folder / CARD_PHOTO).is_file() and (folder / CAMERA_PHOTO).is_file():
             return folder
@@ -334,7 +337,7 @@ def wait_until_up(child: Child, url: str, timeout: float = START_TIMEOUT) -> Non
 def banner(state: DemoState, server_url: str, kiosk_url: str, seconds: float, children: Sequence[Child]) -> str:
     p = state.patient
     face = ("顔認証 / face: ON (camera = a clip of the card photo's person)" if state.camera_clip
-            else "顔認証 / face: OFF — shared face images not found, PIN only")
+            else "顔認証 / face: OFF — face images not found, PIN only")
     root = Path(state.root)
     return "\n".join([
         "",
@@ -384,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         faces = find_faces_dir(args.faces)
         if faces is None:
-            log("shared face images (../shared/testdata/faces) not found: 顔認証 is off, PIN only")
+            log(f"face images ({args.faces or 'testbed/data/faces'}) not found: 顔認証 is off, PIN only")
         log(f"making a fresh demo state in {root}")
         state = prepare(root, people=args.people, faces=faces)
     (root / "logs").mkdir(exist_ok=True)
@@ -446,7 +449,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--people", type=int, default=2000, help="synthetic insured people")
     parser.add_argument("--reuse", action="store_true", help="keep the state of the last run when there is one")
     parser.add_argument("--faces", type=Path, default=None,
-                        help="folder with obama.jpg and obama2.jpg (default ../shared/testdata/faces)")
+                        help="folder with obama.jpg and obama2.jpg (default testbed/data/faces)")
     return parser.parse_args(argv)
 
 

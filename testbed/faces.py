@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-FACES_DIR = Path("/work/shared/testdata/faces")
+# public-domain test portraits kept in the repository (see data/faces/README.md)
+FACES_DIR = Path(__file__).parent / "data" / "faces"
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "astronaut.png")
 SAME_PERSON = frozenset({frozenset({"obama.jpg", "obama2.jpg"})})
 
