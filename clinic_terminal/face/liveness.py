@@ -89,6 +89,18 @@ def _eye_box(eye: npt.NDArray[np.float64], shape: tuple[int, ...]) -> tuple[int,
     return left, top, right, bottom
 
 
+def _aligned_region(grey: Grey, h_rigid: npt.NDArray[np.float64], left: int, top: int, right: int, bottom: int) -> Grey:
+    """Region [left, right) x [top, bottom) of ``grey`` warped back onto the reference frame
+    (``h_rigid`` maps reference coordinates to this frame's); only the region is warped, not the
+    whole frame. Pixels that fall outside the frame are 0, as with a whole-frame warp."""
+    shift = np.array([[1.0, 0.0, left], [0.0, 1.0, top], [0.0, 0.0, 1.0]])
+    region = cv2.warpPerspective(
+        grey, h_rigid @ shift, (right - left, bottom - top), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    )
+    result: Grey = np.asarray(region, dtype=np.uint8)
+    return result
+
+
 def _median3(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Running median over 3 frames, ignoring NaN (frames left out)."""
     if values.size < 3:
@@ -114,7 +126,6 @@ def _eye_changes(
     eye_boxes = [b for b in boxes if b is not None]
     if not eye_boxes:
         return None
-    height, width = ref_grey.shape[:2]
     changes: list[float] = []
     residuals: list[float] = [0.0]
     for grey, raw in zip(greys, landmarks, strict=True):
@@ -125,11 +136,12 @@ def _eye_changes(
             # degenerate geometry is no evidence of life: the frame is left out
             changes.append(float("nan"))
             continue
-        aligned = cv2.warpPerspective(grey, np.linalg.inv(h_rigid), (width, height), flags=cv2.INTER_LINEAR)
         scores = []
         for left, top, right, bottom in eye_boxes:
             template = ref_grey[top:bottom, left:right]
-            search = aligned[top - _SEARCH_PX : bottom + _SEARCH_PX, left - _SEARCH_PX : right + _SEARCH_PX]
+            search = _aligned_region(
+                grey, h_rigid, left - _SEARCH_PX, top - _SEARCH_PX, right + _SEARCH_PX, bottom + _SEARCH_PX
+            )
             if float(template.std()) < 1e-3:
                 scores.append(0.0)  # a flat patch cannot show a blink
                 continue

@@ -86,3 +86,19 @@ def test_degenerate_geometry_is_no_evidence_of_life() -> None:
     marks = [BASE] * 6 + [flat] * 2 + [BASE] * 2
     report = assess_liveness(greys, marks)
     assert not report.live
+
+
+def test_eye_region_warp_equals_the_whole_frame_warp() -> None:
+    """Only the eye regions are warped back (cheap); the pixels are those of a whole-frame warp,
+    including the zero border where the region maps outside the frame."""
+    from clinic_terminal.face.liveness import _aligned_region
+
+    grey = _picture()
+    h = np.array([[1.03, 0.04, 12.5], [-0.03, 0.98, -7.25], [2e-5, -1e-5, 1.0]])
+    whole = cv2.warpPerspective(grey, np.linalg.inv(h), (640, 480), flags=cv2.INTER_LINEAR)
+    for left, top, right, bottom in [(240, 180, 300, 215), (0, 0, 40, 30), (590, 440, 640, 480)]:
+        region = _aligned_region(grey, h, left, top, right, bottom)
+        expected = whole[top:bottom, left:right]
+        assert region.shape == expected.shape
+        assert int(np.abs(region.astype(int) - expected.astype(int)).max()) <= 1
+    assert int(np.count_nonzero(_aligned_region(grey, h, 590, 440, 640, 480) == 0)) > 0  # the border

@@ -6,6 +6,8 @@ import dataclasses
 import io
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -218,4 +220,50 @@ def test_photo_taken_away_and_shown_again_is_not_a_blink(
     frames = still[:10] + empty[:4] + still[10:26]
     result = check_face(card_photos["obama.jpg"], InMemoryCamera(frames), settings=face_settings)
     assert result.reason == "liveness_failed"
+    assert not result.accepted
+
+
+def _leaning_in(n: int = 30, *, second_width: float, appears_at: int) -> list[Frame]:
+    """The patient's face (200 px) alone, then from frame ``appears_at`` a second face of
+    ``second_width`` px beside it (someone leaning in mid-capture)."""
+    width, height = tf.FRAME_SIZE
+    halves = []
+    for name, face_width, cx in (("obama.jpg", 200.0, width * 0.3), ("biden.jpg", second_width, width * 0.78)):
+        m = tf._placement(name, face_width, (cx, height * 0.45), tf.FACES_DIR)
+        halves.append(
+            cv2.warpAffine(tf._photo(name), m, tf.FRAME_SIZE, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        )
+    split = round(width * 0.58)
+    together = np.ascontiguousarray(np.concatenate([halves[0][:, :split], halves[1][:, split:]], axis=1))
+    alone = np.ascontiguousarray(np.concatenate([halves[0][:, :split], np.full_like(halves[1][:, split:], 90)], axis=1))
+    return [(together if i >= appears_at else alone).copy() for i in range(n)]
+
+
+@pytest.mark.parametrize("second_width", [110.0, 140.0, 160.0, 170.0, 200.0])
+def test_scaled_whole_frame_detection_judges_several_faces_as_full_resolution(second_width: float) -> None:
+    """Whole-frame detections after the first run on the frame scaled down to a step of dlib's
+    image pyramid: the same faces with the same box sizes as at full resolution, so the
+    several-faces verdict (second face >= 0.7x the largest) does not change."""
+    from clinic_terminal.face import matcher
+
+    frame = _leaning_in(1, second_width=second_width, appears_at=0)[0]
+    grey = np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+    full = matcher.find_faces(grey)
+    assert len(full) == 2
+    scale = matcher._full_scale(full[0])
+    assert scale < 0.8  # really scaled down
+    scaled = matcher.find_faces(grey, scale=scale)
+    assert len(scaled) == 2
+    ratio = FaceSettings().several_faces_ratio
+    assert matcher._several_comparable(scaled, ratio) == matcher._several_comparable(full, ratio)
+    for a, b in zip(sorted(full, key=lambda x: x[3]), sorted(scaled, key=lambda x: x[3]), strict=True):
+        # the same boxes, mapped back to frame pixels
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 0.05 * (a[1] - a[3])
+
+
+@pytest.mark.slow
+def test_someone_leaning_in_mid_capture_is_refused(card_photos: dict[str, bytes], face_settings: FaceSettings) -> None:
+    frames = _leaning_in(30, second_width=170.0, appears_at=7)
+    result = check_face(card_photos["obama.jpg"], InMemoryCamera(frames), settings=face_settings)
+    assert result.reason == "several_faces"
     assert not result.accepted
