@@ -252,8 +252,9 @@ def upload(path: Path, rows: int, url: str, token: str) -> dict[str, Any]:
 
 def bench_server(large: Path, large_rows: int, small: Path, small_rows: int) -> dict[str, Any]:
     """(b) the loader end to end against shikaku-server on PostgreSQL, each file on a fresh database."""
-    with fresh_server() as (url, token, _):
+    with fresh_server() as (url, token, sampler):
         small_up = upload(small, small_rows, url, token)
+        small_up["server_peak_rss_mib"] = round(sampler.peak / 2**20, 1)
     with fresh_server() as (url, token, sampler):
         up = upload(large, large_rows, url, token)
         up["server_peak_rss_mib"] = round(sampler.peak / 2**20, 1)
@@ -299,6 +300,9 @@ def paragraph(r: dict[str, Any]) -> str:
         mem += (f"; upload {srv['small_upload']['loader_peak_rss_mib']} vs "
                 f"{srv['upload']['loader_peak_rss_mib']} MiB")
     lines.append(mem + " — flat in file size (the file is read in 256 KiB chunks and never held).")
+    if srv:
+        lines.append(f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
+                     f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB.")
     return "\n".join(lines)
 
 
@@ -351,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         s = result["server"]
         result["rss_growth_mib"]["upload"] = round(
             s["upload"]["loader_peak_rss_mib"] - s["small_upload"]["loader_peak_rss_mib"], 1)
+        result["rss_growth_mib"]["server"] = round(
+            s["upload"]["server_peak_rss_mib"] - s["small_upload"]["server_peak_rss_mib"], 1)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     (OUT / "loader_bench.json").write_text(text + "\n", encoding="utf-8")
     print(text)

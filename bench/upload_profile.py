@@ -83,6 +83,7 @@ def main() -> None:
         print(f"validate only: {n} records in {time.perf_counter() - t:.2f} s")
         return
     for owner, name, label in (
+        (svc._EligibilityApplier, "prepare", "prepare (reading thread)"),
         (svc._EligibilityApplier, "_load", "load"),
         (svc._EligibilityApplier, "_write", "write"),
         (svc, "existing_insureds", "existing_insureds"),

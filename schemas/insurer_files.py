@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -147,43 +147,72 @@ def detect_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def _byte_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Split a byte stream on LF. Safe for CP932 too: no trail byte of a double-byte
-    character is 0x0A."""
+def _byte_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Re-cut a byte stream into blocks of whole lines (split on LF; the last block may lack
+    its LF). Safe for CP932 too: no trail byte of a double-byte character is 0x0A."""
     rest = b""
     for chunk in chunks:
         if not chunk:
             continue
         rest += chunk
-        parts = rest.split(b"\n")
-        rest = parts.pop()
-        yield from (p + b"\n" for p in parts)
+        end = rest.rfind(b"\n")
+        if end < 0:
+            continue
+        yield rest[: end + 1]
+        rest = rest[end + 1 :]
     if rest:
         yield rest
 
 
 class _Decoded:
-    """Decodes byte lines; an undecodable line becomes an empty marker recorded in ``bad``."""
+    """Decodes blocks of lines into lines (each with its LF); an undecodable line becomes an
+    empty marker recorded in ``bad``. A block is decoded at once and split; only a block that
+    does not decode is decoded line by line (the same lines and markers, just slower): an LF
+    byte is always a whole character in UTF-8 and CP932, so both ways give the same text."""
 
-    def __init__(self, lines: Iterator[bytes], encoding: str) -> None:
-        self.lines = lines
+    def __init__(self, blocks: Iterator[bytes], encoding: str) -> None:
+        self.blocks = blocks
         self.encoding = encoding
         self.number = 0
         self.bad: dict[int, str] = {}
 
     def __iter__(self) -> Iterator[str]:
+        enc = self.encoding
+        codec = "utf-8" if enc == "utf-8-sig" else enc
         first = True
-        for raw in self.lines:
-            self.number += 1
-            enc = self.encoding
+        for block in self.blocks:
             if first and enc == "utf-8-sig":
-                raw = raw[3:]
+                block = block[3:]
             first = False
             try:
-                yield raw.decode("utf-8" if enc == "utf-8-sig" else enc)
-            except UnicodeDecodeError as exc:
-                self.bad[self.number] = f"line is not valid {enc}: {exc.reason} at byte {exc.start}"
-                yield "\n"
+                text = block.decode(codec)
+            except UnicodeDecodeError:
+                yield from self._by_line(block, codec)
+                continue
+            lines = text.split("\n")
+            last = lines.pop()
+            for line in lines:
+                self.number += 1
+                yield line + "\n"
+            if last:
+                self.number += 1
+                yield last
+
+    def _by_line(self, block: bytes, codec: str) -> Iterator[str]:
+        lines = block.split(b"\n")
+        last = lines.pop()
+        for raw in lines:
+            yield self._line(raw + b"\n", codec)
+        if last:
+            yield self._line(last, codec)
+
+    def _line(self, raw: bytes, codec: str) -> str:
+        self.number += 1
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError as exc:
+            self.bad[self.number] = f"line is not valid {self.encoding}: {exc.reason} at byte {exc.start}"
+            return "\n"
 
 
 def _with_head(chunks: Iterable[bytes], size: int = 65536) -> tuple[bytes, Iterator[bytes]]:
@@ -235,6 +264,9 @@ class RawRow:
     line: int
     values: dict[str, str]
     error: RowError | None = None  # set when the line itself could not be read
+    # set (and ``values`` left empty) when the reader's fast path already validated the line:
+    # exactly the record ``validate_eligibility`` would return for it (see ``fast_eligibility``)
+    record: EligibilityRecord | None = None
 
 
 @dataclass
@@ -248,19 +280,37 @@ class FileReader:
     rows_read: int = 0
     _columns: list[str] = field(default_factory=list)
 
+    @property
+    def columns(self) -> list[str]:
+        """The CSV header's columns (normalized) once the header is read; empty before."""
+        return self._columns
+
     def __iter__(self) -> Iterator[RawRow]:
         head, chunks = _with_head(self.chunks)
         if not head.strip():
             raise FileFormatError("empty_file", "the file is empty")
         self.encoding = detect_encoding(head)
-        decoded = _Decoded(_byte_lines(chunks), self.encoding)
+        decoded = _Decoded(_byte_blocks(chunks), self.encoding)
         if self.fmt == "ndjson":
             yield from self._ndjson(decoded)
         else:
             yield from self._csv(decoded)
 
     def _csv(self, decoded: _Decoded) -> Iterator[RawRow]:
-        reader = csv.reader(decoded, strict=True)
+        lines = iter(decoded)
+        pending: list[str] = []  # a line the fast path passed on to the csv reader
+
+        def source() -> Iterator[str]:
+            while True:
+                if pending:
+                    yield pending.pop()
+                else:
+                    try:
+                        yield next(lines)
+                    except StopIteration:
+                        return
+
+        reader = csv.reader(source(), strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -273,8 +323,22 @@ class FileReader:
         check_header(self.kind, columns)
         self._columns = columns
         width = len(columns)
+        fast = fast_eligibility(columns) if self.kind == "eligibility" else None
         while True:
             start = decoded.number + 1
+            if fast is not None:
+                # one line at a time: a plainly valid row becomes its record here; any other
+                # line (quotes, a multi-line field, an error …) goes to the csv reader below
+                try:
+                    text = next(lines)
+                except StopIteration:
+                    return
+                record = fast(start, text)
+                if record is not None:
+                    self.rows_read += 1
+                    yield RawRow(start, {}, None, record)
+                    continue
+                pending.append(text)
             try:
                 cells = next(reader)
             except StopIteration:
@@ -749,11 +813,183 @@ class Checked:
 
 
 def check_rows(reader: FileReader) -> Iterator[Checked]:
-    """Validate every row of ``reader``; raises FileFormatError for file-level problems."""
+    """Validate every row of ``reader``; raises FileFormatError for file-level problems.
+
+    A row the reader's fast path already turned into a record (``RawRow.record``, CSV
+    eligibility files) is passed on as it is: that record is the one ``validate_eligibility``
+    returns for the row, so the records and the errors are the same either way."""
     validate = VALIDATORS[reader.kind]
     for raw in reader:
+        if raw.record is not None:
+            yield Checked(raw.line, raw.record, [])
+            continue
         if raw.error is not None:
             yield Checked(raw.line, None, [raw.error])
             continue
         record, errors = validate(raw.line, raw.values)
         yield Checked(raw.line, record, errors)
+
+
+# ---------------------------------------------------------------- the fast path for eligibility rows
+#
+# Most rows of an eligibility file are plain ``add`` rows: no quotes, ASCII codes and dates, no
+# optional group. ``fast_eligibility`` recognises such a line with one regular expression (built
+# for the file's column order) and builds its record directly, skipping the csv reader, the
+# dict and the per-field checks. It only ever *accepts*: every line it is not sure of — and so
+# every line with an error — goes through the csv reader and ``validate_eligibility``, which
+# alone produce rejects. Each pattern below accepts only values that ``_RowCheck`` would take
+# unchanged (no strip, NFKC or zero-fill to apply); tests/unit/loader/test_fast_path.py checks
+# that the two paths agree.
+
+# an unquoted CSV field for ``_RowCheck.text``: 1..MAX_TEXT characters, no whitespace at either
+# end (``\s`` and ``str.strip`` agree on whitespace), fewer than 12 digits (so
+# ``contains_my_number`` is False: it needs 12), nothing the csv reader treats specially
+_FAST_TEXT = (
+    r"(?!(?:[^,\d\n]*\d){12})"
+    rf'[^\s,"\x00](?:[^,"\x00\r\n]{{0,{MAX_TEXT - 2}}}[^\s,"\x00])?'
+)
+_FAST_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8}"
+_FAST_ALPHANUM = "[0-9A-Za-z]"
+_IDEOGRAPHIC_SPACE = "\u3000"
+
+
+def _fast_codes(allowed: frozenset[str], width: int = 0) -> str:
+    """The codes that ``_RowCheck.code`` accepts as they are (no NFKC, strip or zero-fill)."""
+    same = [
+        v
+        for v in allowed
+        if v.isascii()
+        and v == v.strip()
+        and v == unicodedata.normalize("NFKC", v)
+        and not (width and v.isdigit() and len(v) < width)
+        and not set(v) & set(',"')
+    ]
+    if not same:
+        return "(?!)"  # matches nothing: every such row takes the full path
+    return "|".join(re.escape(v) for v in sorted(same, key=lambda v: (-len(v), v)))
+
+
+_FAST_PATTERNS: dict[str, str] = {
+    "action": "add",
+    "insurer_number": "[0-9]{8}|[0-9]{6}",
+    "symbol": _FAST_ALPHANUM + "{0,11}",
+    "number": _FAST_ALPHANUM + "{1,11}",
+    "branch": "[0-9]{2}",
+    "name": _FAST_TEXT,
+    "name_kana": _FAST_TEXT,
+    "sex": _fast_codes(SEX_CODES),
+    "birth_date": _FAST_DATE,
+    "address": f"(?:{_FAST_TEXT})?",
+    "post_number": "(?:[0-9]{3}-?[0-9]{4})?",
+    "personal_family": _fast_codes(PERSONAL_FAMILY_CODES),
+    "card_classification": _fast_codes(CARD_CLASSIFICATIONS, 2),
+    "valid_from": _FAST_DATE,
+    "valid_to": f"(?:{_FAST_DATE})?",
+    "copay_ratio": "|".join(str(r) for r in sorted(COPAY_RATIOS, reverse=True)),
+    "reason_of_loss": f"(?:{_fast_codes(REASONS_OF_LOSS, 2)})?",
+    # the optional groups: only when all empty (a row that uses them takes the full path)
+    **dict.fromkeys(ELIGIBILITY_OPTIONAL, ""),
+}
+_FAST_FIELDS = (
+    "insurer_number",
+    "symbol",
+    "number",
+    "branch",
+    "name",
+    "name_kana",
+    "sex",
+    "birth_date",
+    "address",
+    "post_number",
+    "personal_family",
+    "card_classification",
+    "valid_from",
+    "valid_to",
+    "copay_ratio",
+    "reason_of_loss",
+)
+FastPath = Callable[[int, str], EligibilityRecord | None]
+_FAST_CACHE: dict[tuple[str, ...], FastPath | None] = {}
+
+
+def _fast_date(value: str) -> dt.date | None:
+    """``_RowCheck._parse_date`` for a value already of one of its two ASCII shapes."""
+    try:
+        if len(value) == 8:
+            return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def fast_eligibility(columns: list[str]) -> FastPath | None:
+    """For a CSV eligibility file with these (normalized) columns: a function of a physical line
+    that returns the record of a plainly valid ``add`` row — exactly what ``validate_eligibility``
+    returns for it — or None when the line needs the csv reader and the full validation."""
+    key = tuple(columns)
+    if key in _FAST_CACHE:
+        return _FAST_CACHE[key]
+    if any(c not in _FAST_PATTERNS for c in columns) or len(set(columns)) != len(columns):
+        _FAST_CACHE[key] = None
+        return None
+    picked = [c for c in columns if c in _FAST_FIELDS]  # captured, in column order
+    pattern = re.compile(
+        ",".join(f"({_FAST_PATTERNS[c]})" if c in _FAST_FIELDS else f"(?:{_FAST_PATTERNS[c]})" for c in columns)
+        + "\r?\n?"
+    )
+    at = {c: i + 1 for i, c in enumerate(picked)}
+    picks = tuple(at[c] for c in _FAST_FIELDS)
+    match = pattern.fullmatch
+    problem = insurer_number_problem
+    nfkc = unicodedata.normalize
+    wide_space = _IDEOGRAPHIC_SPACE
+    date_of = _fast_date
+
+    def fast(line: int, text: str) -> EligibilityRecord | None:
+        m = match(text)
+        if m is None:
+            return None
+        (insurer, symbol, number, branch, name, kana, sex, birth_s, address, post, family, card,
+         from_s, to_s, ratio, reason) = m.group(*picks)
+        if problem(insurer) is not None:
+            return None
+        birth = date_of(birth_s)
+        valid_from = date_of(from_s)
+        if birth is None or valid_from is None or birth > valid_from:
+            return None
+        valid_to = None
+        if to_s:
+            valid_to = date_of(to_s)
+            if valid_to is None or valid_to < valid_from:
+                return None
+        if post and len(post) == 7:
+            post = f"{post[:3]}-{post[3:]}"
+        # normalize_kana: NFKC maps U+3000 to a space anyway; replacing it first lets NFKC's
+        # quick check see an already normalized string (same result, far cheaper)
+        kana = nfkc("NFKC", kana.replace(wide_space, " ")).strip()
+        return EligibilityRecord(
+            line,
+            "add",
+            insurer,
+            symbol,
+            number,
+            branch,
+            symbol,
+            number,
+            name,
+            kana,
+            sex,
+            birth,
+            address or None,
+            post or None,
+            family,
+            card,
+            valid_from,
+            valid_to,
+            int(ratio),
+            reason or None,
+        )
+
+    if len(_FAST_CACHE) < 64:
+        _FAST_CACHE[key] = fast
+    return fast

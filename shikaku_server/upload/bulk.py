@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import String, Table, insert, select, text, tuple_
@@ -30,35 +31,89 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _copy(
-    session: Session, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], not_null: Sequence[str]
-) -> None:
-    """``COPY … FORMAT csv``: the csv module (C) does the quoting. None is written unquoted-empty
-    (NULL); for the NOT NULL text columns FORCE_NOT_NULL reads an empty value as ''."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+def _writable(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> Iterable[Sequence[Any]]:
+    """The rows with their JSON values serialized (only rows that hold one are copied)."""
+    if not rows:
+        return rows
     json_at = [i for i, v in enumerate(rows[0]) if isinstance(v, (list, dict))]
     json_at += [i for i, c in enumerate(columns) if c in _JSON_COLUMNS and i not in json_at]
-    if json_at:
+    if not json_at:
+        return rows
 
-        def serialized(row: Sequence[Any]) -> Sequence[Any]:
-            if all(row[i] is None for i in json_at):
-                return row  # the common case: nothing to serialize, no copy
-            out = list(row)
-            for i in json_at:
-                out[i] = _csv_value(out[i])
-            return out
+    def serialized(row: Sequence[Any]) -> Sequence[Any]:
+        if all(row[i] is None for i in json_at):
+            return row  # the common case: nothing to serialize, no copy
+        out = list(row)
+        for i in json_at:
+            out[i] = _csv_value(out[i])
+        return out
 
-        writer.writerows(map(serialized, rows))
-    else:
-        writer.writerows(rows)
-    buf.seek(0)
+    return map(serialized, rows)
+
+
+_PIECE = 1 << 18
+
+
+class _Pieces:
+    """A read-only text file over an iterable of strings, for ``copy_expert``: each ``read``
+    returns whole strings joined up to about ``size`` characters."""
+
+    def __init__(self, parts: Iterable[str]) -> None:
+        self.parts = iter(parts)
+
+    def read(self, size: int = _PIECE) -> str:
+        out: list[str] = []
+        n = 0
+        for part in self.parts:
+            out.append(part)
+            n += len(part)
+            if n >= size:
+                break
+        return "".join(out)
+
+    def readline(self, size: int = -1) -> str:  # never used by COPY FROM; for file-likeness
+        return self.read(1)
+
+
+def render_rows(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[str] | None:
+    """Each row as its line of ``COPY … FORMAT csv`` (without the line end), exactly as
+    ``_copy`` writes it, so a caller can render rows ahead (in another thread) and add a last
+    value later (``copy_lines``). None when some value holds a line break (render those rows
+    with ``_copy`` instead)."""
+    if not rows:
+        return []
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(_writable(rows, columns))
+    lines = buf.getvalue().split("\n")
+    lines.pop()  # after the last line end
+    return lines if len(lines) == len(rows) else None
+
+
+def _copy(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    not_null: Sequence[str],
+    rendered: Iterable[str] = (),
+) -> None:
+    """``COPY … FORMAT csv``: the csv module (C) does the quoting. None is written unquoted-empty
+    (NULL); for the NOT NULL text columns FORCE_NOT_NULL reads an empty value as ''. ``rendered``:
+    more rows, already lines of that csv (each with its line end)."""
+    head = ""
+    if rows:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(_writable(rows, columns))
+        head = buf.getvalue()
+    source = _Pieces(itertools.chain((head,), rendered))
     raw = session.connection().connection.dbapi_connection
     assert raw is not None
     force = f", FORCE_NOT_NULL ({', '.join(not_null)})" if not_null else ""
     with raw.cursor() as cur:  # type: ignore[attr-defined]
-        # 1 MiB reads: fewer round trips through the GIL, so the COPY overlaps with other threads
-        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{force})", buf, size=1 << 20)
+        # reads of ~256 KiB: few round trips through the GIL (so the COPY overlaps with other
+        # threads), and no buffer of the whole batch (no large allocation that could leave the
+        # heap fragmented and the process's memory growing over a long upload)
+        cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{force})", source, size=_PIECE)
 
 
 def _not_null_text(table: Table, columns: Sequence[str]) -> list[str]:
@@ -115,41 +170,54 @@ def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
     return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
 
 
-_INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
 
 
-def insert_insureds(session: Session, rows: list[tuple[str, str, str, str, str, str]]) -> list[int]:
-    """Insert insured persons, values in ``_INSURED_COLUMNS`` order; their ids in the order given."""
-    if not rows:
+def insert_insureds(
+    session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
+) -> list[int]:
+    """Insert insured persons, values in ``INSURED_COLUMNS`` order; their ids in the order given.
+    ``rendered`` (PostgreSQL only): more persons, as ``render_rows`` lines of those values; their
+    ids follow those of ``rows``."""
+    if not rows and not rendered:
         return []
     if is_postgres(session):
+        n = len(rows) + len(rendered)
         ids = list(
-            session.execute(
-                text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": len(rows)}
-            ).scalars()
+            session.execute(text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": n}).scalars()
         )
-        columns = ("id", *_INSURED_COLUMNS)
+        columns = ("id", *INSURED_COLUMNS)
         table: Table = Insured.__table__  # type: ignore[assignment]
         _copy(
             session,
             "insured",
             columns,
-            [(i, *r) for i, r in zip(ids, rows, strict=True)],
+            [(i, *r) for i, r in zip(ids, rows, strict=False)],
             _not_null_text(table, columns),
+            rendered=[f"{i},{line}\n" for i, line in zip(ids[len(rows) :], rendered, strict=True)],
         )
         return ids
+    assert not rendered, "rendered rows are for PostgreSQL's COPY"
     result = session.execute(
         insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
-        [dict(zip(_INSURED_COLUMNS, r, strict=True)) for r in rows],
+        [dict(zip(INSURED_COLUMNS, r, strict=True)) for r in rows],
     ).scalars()
     return list(result)
 
 
-def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """Insert plain rows (no ids needed back), values in ``columns`` order."""
-    if not rows:
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    rendered: Sequence[str] = (),
+) -> None:
+    """Insert plain rows (no ids needed back), values in ``columns`` order; ``rendered``
+    (PostgreSQL only): more rows, as lines of ``COPY`` csv, each with its line end."""
+    if not rows and not rendered:
         return
     if is_postgres(session):
-        _copy(session, table.name, columns, rows, _not_null_text(table, columns))
+        _copy(session, table.name, columns, rows, _not_null_text(table, columns), rendered=rendered)
     else:
+        assert not rendered, "rendered rows are for PostgreSQL's COPY"
         session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])

@@ -117,11 +117,11 @@ def test_a_failure_while_applying_rolls_back_everything(
     calls: list[int] = []
     original = service._EligibilityApplier.apply
 
-    def failing(self: Any, records: Any, outcome: Any, reject: Any) -> None:
+    def failing(self: Any, records: Any, outcome: Any, reject: Any, prepared: Any = None) -> None:
         calls.append(len(records))
         if len(calls) == 2:
             raise RuntimeError("the database went away")
-        original(self, records, outcome, reject)
+        original(self, records, outcome, reject, prepared)
 
     monkeypatch.setattr(service._EligibilityApplier, "apply", failing)
     body = eligibility_csv([person(number=str(n)) for n in range(1, 20)])
