@@ -16,9 +16,23 @@ import pytest
 from testbed.card_emulator import MyNumberCardEmulator, assert_no_violations, build_card
 from testbed.pcscd import ensure_pcscd, wait_for_card_state
 from testbed.pki import TestCA
-from testbed.vpcd_bridge import DEFAULT_READER, VpcdBridge
+from testbed.vpcd_bridge import DEFAULT_READER, EmulatedCard, VpcdBridge
 
 MakePcscCard = Callable[..., MyNumberCardEmulator]
+
+
+class PcscdSlot(VpcdBridge):
+    """The vpcd slot, where an insertion returns once pcscd lists the card as present.
+
+    pcscd powers the card (what the bridge waits for) a moment before it publishes the card to
+    its clients; a test that connects right after ``insert`` must not land in that gap (a kiosk
+    waits for the insertion event anyway).
+    """
+
+    def insert(self, card: EmulatedCard | None = None, *, wait_powered: bool = True, timeout: float = 10.0) -> None:
+        super().insert(card, wait_powered=wait_powered, timeout=timeout)
+        if wait_powered:
+            wait_for_card_state(self.reader_name, present=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +45,7 @@ def pcscd() -> str:
 @pytest.fixture
 def vpcd_bridge(pcscd: str) -> Iterator[VpcdBridge]:
     """An empty virtual slot (the reader ``pcscd``); the card is removed after the test."""
-    with VpcdBridge() as bridge:
+    with PcscdSlot() as bridge:
         assert bridge.reader_name == pcscd
         # A card removed by the previous test may still look present until pcscd's next poll.
         wait_for_card_state(pcscd, present=False)
