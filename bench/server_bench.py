@@ -7,6 +7,8 @@ card:   card checks/s (challenge + by-card with a PIN signature over the nonce, 
         cached) vs by-number lookups/s, both driven by the same Python client in the same run.
 
     .venv/bin/python bench/server_bench.py --people 1000000
+    flock /tmp/shikaku-bench.lock .venv/bin/python -m bench.server_bench --reuse-db --skip-card --rounds 3
+        (keeps the loaded population between runs; alternates /healthz and lookups, medians)
 Prints one JSON document; figures go into bench/README.md.
 """
 
@@ -18,6 +20,7 @@ import base64
 import datetime as dt
 import json
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,14 +42,16 @@ from testbed.population import default_insurers, iter_people, write_eligibility_
 FACILITY = "0110113719"
 
 
-def load(url: str, people: int, workdir: Path) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
+def load(
+    url: str, people: int, workdir: Path, *, distinct: int = 20_000, write_csv: bool = True
+) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
     upgrade(url)
     factory = make_session_factory(make_engine(url))
     with transaction(factory) as s:
         insurer_token = add_insurer(s, numbers=[i.number for i in default_insurers()], name="bench insurer")
         facility_token = add_facility(s, code=FACILITY, name="bench clinic", role="reception")
     csv_path = workdir / "eligibility.csv"
-    rows = write_eligibility_csv(csv_path, iter_people(people, seed=7))
+    rows = write_eligibility_csv(csv_path, iter_people(people, seed=7)) if write_csv else 0
     today = dt.date.today()
     sample = [p for p in iter_people(min(people, 200_000), seed=7) if p.is_valid_on(today)]
     random.Random(1).shuffle(sample)
@@ -58,7 +63,7 @@ def load(url: str, people: int, workdir: Path) -> tuple[str, list[dict[str, Any]
             "branch": p.branch,
             "birth_date": p.birth_date.isoformat(),
         }
-        for p in sample[:20_000]
+        for p in sample[:distinct]
     ]
     people_for_cards = sample[20_000:20_200]
     return facility_token, queries, {"rows": rows, "insurer_token": insurer_token, "cards": people_for_cards}  # type: ignore[dict-item]
@@ -195,38 +200,102 @@ def card_bench(
     return result
 
 
+def _loaded_rows(name: str) -> int:
+    """Eligibility rows already in the bench database ``name`` (0 when it does not exist)."""
+    import sqlalchemy as sa
+
+    from bench.common import PG
+
+    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+    admin.dispose()
+    if not exists:
+        return 0
+    engine = sa.create_engine(f"{PG}/{name}")
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM eligibility_period")).scalar_one())
+    except sa.exc.SQLAlchemyError:
+        return 0
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--distinct", type=int, default=20_000, help="distinct people queried at random")
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="keep the loaded population of an earlier run with the same --people (skips the upload)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate /healthz and lookups this many times; medians reported"
+    )
+    parser.add_argument("--skip-card", action="store_true", help="only the by-number vs /healthz part")
     args = parser.parse_args()
-    url = fresh_database("shikaku_bench_lookup")
+    name = f"shikaku_bench_lookup_{args.people}" if args.reuse_db else "shikaku_bench_lookup"
+    loaded = _loaded_rows(name) if args.reuse_db else 0
+    from bench.common import PG
+
+    url = f"{PG}/{name}" if loaded else fresh_database(name)
     redis.Redis.from_url(REDIS).flushdb()
     import os
 
     os.environ["SHIKAKU_DATABASE_URL"] = url
     work = Path(tempfile.mkdtemp(prefix="shikaku-bench-"))
-    facility_token, queries, extra = load(url, args.people, work)
+    facility_token, queries, extra = load(url, args.people, work, distinct=args.distinct, write_csv=not loaded)
     report: dict[str, Any] = {
         "people": args.people,
-        "eligibility_rows": extra["rows"],
+        "eligibility_rows": extra["rows"] if not loaded else "(reused database)",
+        "eligibility_period_rows_in_db": loaded or None,
+        "distinct_people_queried": len(queries),
         "workers": args.workers,
         "connections": args.connections,
         "duration_s": args.duration,
     }
     with server(url, REDIS, workers=args.workers) as base:
-        report["upload"] = upload(base, str(extra["insurer_token"]), work / "eligibility.csv")
+        if not loaded:
+            report["upload"] = upload(base, str(extra["insurer_token"]), work / "eligibility.csv")
         script = wrk_script(work / "lookup.lua", facility_token, queries)
         wrk(f"{base}/healthz", duration=3, connections=args.connections)  # warm-up
-        report["bare_healthz"] = wrk(f"{base}/healthz", duration=args.duration, connections=args.connections)
         wrk(base, duration=5, connections=args.connections, script=script)  # warm-up (fills the cache)
-        report["by_number"] = wrk(base, duration=args.duration, connections=args.connections, script=script)
+        rounds = []
+        for _ in range(args.rounds):  # alternating: both kinds see the same background load
+            bare = wrk(f"{base}/healthz", duration=args.duration, connections=args.connections)
+            lookups = wrk(base, duration=args.duration, connections=args.connections, script=script)
+            rounds.append({"bare_healthz": bare, "by_number": lookups})
+        for kind in ("bare_healthz", "by_number"):
+            report[kind] = {key: statistics.median(r[kind][key] for r in rounds) for key in rounds[0][kind]}
         report["ratio_lookup_vs_bare"] = round(
             report["by_number"]["requests_per_s"] / report["bare_healthz"]["requests_per_s"], 3
         )
-        report["card"] = card_bench(base, facility_token, queries, extra["cards"], args.duration)  # type: ignore[arg-type]
+        # every cache miss stores one bundle (TTL 5 min > the run): the entries are the misses
+        lookups = sum(r["by_number"]["requests_per_s"] * args.duration for r in rounds)
+        misses = sum(1 for _ in redis.Redis.from_url(REDIS).scan_iter("shikaku:v:*", count=10_000))
+        report["cache"] = {
+            "bundles_loaded_from_db": misses,
+            "lookups_measured_approx": round(lookups),
+            "note": "bundles_loaded_from_db includes the 5 s warm-up's misses",
+        }
+        if args.rounds > 1:
+            report["rounds"] = [
+                {
+                    "healthz_per_s": r["bare_healthz"]["requests_per_s"],
+                    "lookups_per_s": r["by_number"]["requests_per_s"],
+                    "lookup_p99_ms": r["by_number"].get("p99_ms"),
+                    "ratio": round(r["by_number"]["requests_per_s"] / r["bare_healthz"]["requests_per_s"], 3),
+                }
+                for r in rounds
+            ]
+        if not args.skip_card:
+            cards: list[Any] = extra["cards"]  # type: ignore[assignment]
+            report["card"] = card_bench(base, facility_token, queries, cards, args.duration)
     print(json.dumps(report, indent=2, ensure_ascii=False))
 
 

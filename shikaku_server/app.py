@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import time
@@ -21,8 +22,10 @@ from shikaku_server.cache import make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
+from shikaku_server.eligibility.fastpath import ByNumberFastPath
 from shikaku_server.errors import DomainError, MyNumberDetectedError
 from shikaku_server.metrics import Metrics
+from shikaku_server.pgasync import AsyncPG
 from shikaku_server.state import AppState
 
 log = logging.getLogger("shikaku_server.request")
@@ -41,9 +44,13 @@ def problem(status: int, code: str, title: str, detail: str | None = None, **ext
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def domain_problem(exc: DomainError) -> JSONResponse:
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return domain_problem(exc)
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -153,6 +160,19 @@ class RequestMiddleware:
         )
 
 
+_FROZEN: list[bool] = []
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, after the first startup: move every object alive now (modules, models,
+    validators, the app) out of the cyclic collector's sight. A full collection otherwise walks
+    them all — a 50 ms pause of the event loop every few thousand requests, the lookups' p99."""
+    if not _FROZEN:
+        _FROZEN.append(True)
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     holder: dict[str, AppState] = {}
@@ -171,13 +191,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=Metrics(),
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
             access_log=AccessLogWriter(factory),
+            pg=AsyncPG(engine, settings.db_pool_size) if engine.dialect.driver == "psycopg2" else None,
         )
         app.state.shikaku = state
         holder["state"] = state
+        _freeze_startup_objects()
         try:
             yield
         finally:
             state.access_log.close()
+            if state.pg is not None:
+                state.pg.close()
             cache.close()
             engine.dispose()
 
@@ -186,6 +210,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
     api.mount(app)
+    # inside RequestMiddleware (added last = outermost): request id, metrics and log line apply
+    app.add_middleware(
+        ByNumberFastPath,
+        state_getter=lambda: holder["state"],
+        on_domain_error=domain_problem,
+    )
+    app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
     return app

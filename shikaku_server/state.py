@@ -13,6 +13,7 @@ from shikaku_server.cache import Cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.metrics import Metrics
+from shikaku_server.pgasync import AsyncPG
 
 
 @dataclass
@@ -26,3 +27,4 @@ class AppState:
     verifier: CertificateVerifier
     access_log: AccessLogWriter
     principals: PrincipalCache = field(default_factory=PrincipalCache)
+    pg: AsyncPG | None = None  # event-loop reads on PostgreSQL (the by-number miss path)

@@ -67,6 +67,14 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
     ]
 
 
+_PG_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id", "visit_id")
+_PG_INSERT = (
+    "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
+    "SELECT * FROM unnest(%s::timestamptz[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::integer[], %s::text[])"
+)
+
+
 class AccessLogWriter:
     """Group-commits the access-log entries of by-number lookups (the hot path).
 
@@ -109,13 +117,33 @@ class AccessLogWriter:
                 if not batch:
                     return
                 try:
-                    with self._factory.begin() as session:
-                        session.execute(insert(AccessLogEntry), batch)
+                    self._insert(batch)
                 except Exception:
                     logging.getLogger(__name__).exception("access log write failed; retrying")
                     for entry in batch:  # keep them: nothing is dropped on a transient error
                         self._queue.put(entry)
                     return
+
+    def _insert(self, batch: list[dict[str, Any]]) -> None:
+        """One statement, one commit. On PostgreSQL the rows go as one array per column
+        (``unnest``): a third of the CPU of SQLAlchemy's executemany, time during which this
+        thread holds the GIL the event loop needs."""
+        engine = self._factory.kw.get("bind")
+        if engine is None or engine.dialect.name != "postgresql":
+            with self._factory.begin() as session:
+                session.execute(insert(AccessLogEntry), batch)
+            return
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(_PG_INSERT, [[entry.get(c) for entry in batch] for c in _PG_COLUMNS])
+            cursor.close()
+            conn.commit()
+        except Exception:
+            conn.invalidate()  # its state is unknown: never back into the pool
+            raise
+        finally:
+            conn.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

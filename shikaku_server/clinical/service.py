@@ -26,7 +26,13 @@ def _years_before(day: dt.date, years: int) -> dt.date:
 
 
 def _open(
-    session: Session, principal: Principal, visit_id: str, *, roles: tuple[str, ...], category: str, what: str,
+    session: Session,
+    principal: Principal,
+    visit_id: str,
+    *,
+    roles: tuple[str, ...],
+    category: str,
+    what: str,
     years: int,
 ) -> tuple[Visit, Consent, dt.date]:
     """Role, visit of this facility, live consent for ``category``; the read is logged."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +35,7 @@ from shikaku_server.auth.models import Insurer
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.pgasync import AsyncPG, Prepared
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -76,53 +78,92 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, dt.date) else value
 
 
-def period_dict(period: EligibilityPeriod) -> dict[str, Any]:
-    return {f: _iso(getattr(period, f)) for f in PERIOD_FIELDS}
+_BUNDLE_COLUMNS = (
+    InsuredRow.id,
+    InsuredRow.insurer_number,
+    InsuredRow.symbol,
+    InsuredRow.number,
+    InsuredRow.branch,
+    *(getattr(EligibilityPeriod, f) for f in PERIOD_FIELDS),
+)
+_BUNDLE_QUERY = (
+    select(*_BUNDLE_COLUMNS)
+    .join(EligibilityPeriod, EligibilityPeriod.insured_id == InsuredRow.id)
+    .where(
+        InsuredRow.insurer_number == bindparam("insurer_number"),
+        InsuredRow.symbol_norm == bindparam("symbol_norm"),
+        InsuredRow.number_norm == bindparam("number_norm"),
+        EligibilityPeriod.superseded_by.is_(None),
+    )
+    .order_by(InsuredRow.branch, EligibilityPeriod.valid_from)
+)
+
+
+def bundle_from_rows(rows: Iterable[Sequence[Any]], insurer_name: str | None) -> dict[str, Any]:
+    """The bundle from rows of ``_BUNDLE_COLUMNS`` (ordered by branch, then valid_from)."""
+    insureds: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = insureds.get(row[0])
+        if entry is None:
+            entry = insureds[row[0]] = {
+                "id": row[0],
+                "insurer_number": row[1],
+                "symbol": row[2],
+                "number": row[3],
+                "branch": row[4],
+                "periods": [],
+            }
+        entry["periods"].append(dict(zip(PERIOD_FIELDS, map(_iso, row[5:]), strict=True)))
+    return {"insurer_name": insurer_name, "insureds": list(insureds.values())}
 
 
 def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-    """Every branch of one card number with its current periods (dates as ISO strings)."""
-    rows = session.execute(
-        select(InsuredRow, EligibilityPeriod)
-        .join(EligibilityPeriod, EligibilityPeriod.insured_id == InsuredRow.id)
-        .where(
-            InsuredRow.insurer_number == insurer_number,
-            InsuredRow.symbol_norm == symbol_norm,
-            InsuredRow.number_norm == number_norm,
-            EligibilityPeriod.superseded_by.is_(None),
-        )
-        .order_by(InsuredRow.branch, EligibilityPeriod.valid_from)
-    ).all()
-    insureds: dict[int, dict[str, Any]] = {}
-    for insured, period in rows:
-        entry = insureds.setdefault(
-            insured.id,
-            {
-                "id": insured.id,
-                "insurer_number": insured.insurer_number,
-                "symbol": insured.symbol,
-                "number": insured.number,
-                "branch": insured.branch,
-                "periods": [],
-            },
-        )
-        entry["periods"].append(period_dict(period))
-    return {"insurer_name": insurer_name(session, insurer_number), "insureds": list(insureds.values())}
+    """Every branch of one card number with its current periods (dates as ISO strings).
+
+    One Core statement over plain columns (no ORM entities: the miss path's cost)."""
+    rows = session.connection().execute(
+        _BUNDLE_QUERY, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+    )
+    return bundle_from_rows(rows, insurer_name(session, insurer_number))
 
 
 _INSURER_NAMES: dict[str, tuple[float, str | None]] = {}
+_INSURER_NAME_QUERY = select(Insurer.name).where(Insurer.number == bindparam("number"))
+
+
+def _known_insurer_name(number: str) -> tuple[bool, str | None]:
+    hit = _INSURER_NAMES.get(number)
+    if hit is not None and hit[0] > time.monotonic():
+        return True, hit[1]
+    return False, None
 
 
 def insurer_name(session: Session, number: str) -> str | None:
     """Insurer names change rarely: kept a minute per process."""
-    import time
-
-    hit = _INSURER_NAMES.get(number)
-    if hit is not None and hit[0] > time.monotonic():
-        return hit[1]
-    name = session.execute(select(Insurer.name).where(Insurer.number == number)).scalar_one_or_none()
+    known, name = _known_insurer_name(number)
+    if known:
+        return name
+    name = session.execute(_INSURER_NAME_QUERY, {"number": number}).scalar_one_or_none()
     _INSURER_NAMES[number] = (time.monotonic() + 60, name)
     return name
+
+
+# the same two reads, prepared on the event loop's own PostgreSQL connections (``pgasync``)
+_PG_BUNDLE = Prepared("shikaku_bundle", _BUNDLE_QUERY)
+_PG_INSURER_NAME = Prepared("shikaku_insurer_name", _INSURER_NAME_QUERY)
+
+
+async def load_bundle_async(pg: AsyncPG, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
+    """``load_bundle`` without leaving the event loop (PostgreSQL)."""
+    rows = await pg.fetch(
+        _PG_BUNDLE, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+    )
+    known, name = _known_insurer_name(insurer_number)
+    if not known:
+        found = await pg.fetch(_PG_INSURER_NAME, {"number": insurer_number})
+        name = found[0][0] if found else None
+        _INSURER_NAMES[insurer_number] = (time.monotonic() + 60, name)
+    return bundle_from_rows(rows, name)
 
 
 def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:
@@ -327,6 +368,85 @@ def build_result(
     return result
 
 
+_PROCESSING_OK: dict[str, Any] = {"status": "ok", "code": None, "message": None}
+
+
+def result_dict(
+    evaluation: Evaluation,
+    *,
+    insurer_name: str | None,
+    as_of: dt.date,
+    query_kind: str,
+    share_limit_certificate: bool,
+    visit_id: str | None = None,
+    certificate_notice: str | None = None,
+) -> dict[str, Any]:
+    """``build_result(...).model_dump(mode="json")`` without building the models: the bundle is
+    already made of checked JSON values (ISO dates, integer ratios), so the hot path renders it
+    with ``orjson`` directly. Same keys, same order (tests compare both byte for byte)."""
+    insured, p = evaluation.insured, evaluation.period
+    out: dict[str, Any] = {
+        "processing": _PROCESSING_OK,
+        "validity": int(evaluation.validity),
+        "query_kind": query_kind,
+        "as_of": as_of.isoformat(),
+        "visit_id": visit_id,
+        "insured": None,
+        "elderly": None,
+        "limit_certificate": None,
+        "specific_diseases": [],
+        "certificate_notice": certificate_notice,
+    }
+    if insured is None or p is None:
+        return out
+    day = as_of.isoformat()
+    out["insured"] = {
+        "insurer_number": insured["insurer_number"],
+        "insurer_name": insurer_name,
+        "symbol": insured["symbol"],
+        "number": insured["number"],
+        "branch": insured["branch"],
+        "card_classification": p["card_classification"],
+        "personal_family": p["personal_family"],
+        "name": p["name"],
+        "name_kana": p["name_kana"],
+        "sex": p["sex"],
+        "birth_date": p["birth_date"],
+        "address": p["address"],
+        "post_number": p["post_number"],
+        "valid_from": p["valid_from"],
+        "valid_to": p["valid_to"],
+        "reason_of_loss": p["reason_of_loss"],
+        "copay_ratio": p["copay_ratio"],
+    }
+    if p["elderly_ratio"] is not None and _covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
+        out["elderly"] = {
+            "certificate_date": p["elderly_valid_from"],
+            "valid_from": p["elderly_valid_from"],
+            "valid_to": p["elderly_valid_to"],
+            "copay_ratio": p["elderly_ratio"],
+        }
+    if share_limit_certificate:
+        if p["limit_kind"] is not None and _covers(p["limit_valid_from"], p["limit_valid_to"], day):
+            out["limit_certificate"] = {
+                "kind": p["limit_kind"],
+                "classification": p["limit_class"],
+                "valid_from": p["limit_valid_from"],
+                "valid_to": p["limit_valid_to"],
+            }
+        out["specific_diseases"] = [
+            {
+                "category": d["category"],
+                "valid_from": d["valid_from"],
+                "valid_to": d["valid_to"],
+                "self_pay": d["self_pay"],
+            }
+            for d in p["diseases"] or ()
+            if _covers(d["valid_from"], d["valid_to"], day)
+        ]
+    return out
+
+
 def _answer(
     query: ByNumberQuery, bundle: dict[str, Any], as_of: dt.date, newer: Callable[[Evaluation], bool]
 ) -> tuple[EligibilityResult, int | None]:
@@ -354,30 +474,54 @@ def query_by_number(
     return _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
 
 
-async def query_by_number_async(
-    factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery
-) -> tuple[EligibilityResult, int | None]:
-    """The same answer for the HTTP hot path: a cache hit is answered on the event loop (one
-    cache round trip, no thread hop); only database work goes to the thread pool."""
+async def answer_by_number(
+    factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery, pg: AsyncPG | None = None
+) -> tuple[bytes, int, int | None]:
+    """The HTTP hot path: (response body, validity, disclosed insured id or None).
+
+    A cache hit costs one cache round trip on the event loop; a miss reads the database on the
+    event loop too when ``pg`` is given (PostgreSQL), else in the thread pool (SQLite). Only the
+    rare "newer eligibility" check of an invalid record goes to a thread either way. The body
+    is the JSON of ``EligibilityResult``."""
     as_of = query.as_of or today_jst()
     symbol_norm, number_norm = normalize_key_text(query.symbol), normalize_key_text(query.number)
-    version, bundle = read_cached(cache, query.insurer_number, _cache_key(symbol_norm, number_norm))
-    if bundle is None:
+    namespace, key = cache_namespace(query.insurer_number), _cache_key(symbol_norm, number_norm)
+    try:
+        version, raw = await cache.aget_versioned(namespace, key)
+    except CacheError:
+        log.warning("cache read failed; answering from the database", exc_info=True)
+        version, raw = None, None
+    bundle: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
+    if bundle is None and pg is not None:
+        bundle = await load_bundle_async(pg, query.insurer_number, symbol_norm, number_norm)
+        if version is not None:  # stored under the version read *before* loading: race-free
+            try:
+                await cache.aset_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
+            except CacheError:
+                log.warning("cache write failed", exc_info=True)
+    elif bundle is None:
 
         def fill() -> dict[str, Any]:
             with factory() as session:
                 return fill_bundle(session, cache, ttl, query.insurer_number, symbol_norm, number_norm, version)
 
         bundle = await run_in_threadpool(fill)
-    result, insured_id = _answer(query, bundle, as_of, lambda e: False)
-    if result.validity == Validity.INVALID:
+    evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
+    if evaluation.validity == Validity.INVALID:
 
         def newer() -> bool:
             with factory() as session:
-                return newer_eligibility_exists(
-                    session, evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of), as_of
-                )
+                return newer_eligibility_exists(session, evaluation, as_of)
 
         if await run_in_threadpool(newer):
-            result.validity = int(Validity.INVALID_NEWER_EXISTS)
-    return result, insured_id
+            evaluation.validity = Validity.INVALID_NEWER_EXISTS
+    body = orjson.dumps(
+        result_dict(
+            evaluation,
+            insurer_name=bundle["insurer_name"],
+            as_of=as_of,
+            query_kind="number",
+            share_limit_certificate=query.include_limit_certificate,
+        )
+    )
+    return body, int(evaluation.validity), evaluation.insured_id

@@ -1,0 +1,175 @@
+"""Read-only PostgreSQL queries on the event loop: psycopg2 connections in asynchronous mode.
+
+The by-number cache-miss path reads one bundle; through SQLAlchemy in the thread pool that
+cost a thread hop, a session, a pool checkout and the statement's parse and plan on the server
+every time. Here a few psycopg2 connections are driven by the event loop itself (``poll()``
+with ``add_reader``/``add_writer``, as psycopg2 documents for asynchronous use), each holding
+the hot statements server-side prepared (``PREPARE`` once per connection, then ``EXECUTE``).
+
+Autocommit reads only: asynchronous connections have no transactions of their own, which is
+what a single-statement read wants anyway. Anything else stays on SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg2  # type: ignore[import-untyped]  # no stubs installed (psycopg2-binary)
+import psycopg2.extensions  # type: ignore[import-untyped]
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import Select
+
+log = logging.getLogger(__name__)
+
+
+class Prepared:
+    """A statement prepared on every connection under ``name`` (positional ``$n`` parameters)."""
+
+    def __init__(self, name: str, statement: Select[Any]) -> None:
+        dialect = postgresql.psycopg2.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect)
+        self.name = name
+        self.params = tuple(compiled.positiontup or ())
+        self.prepare_sql = f"PREPARE {name} AS {compiled.string}"
+        self.execute_sql = (
+            f"EXECUTE {name} ({', '.join(['%s'] * len(self.params))})" if self.params else f"EXECUTE {name}"
+        )
+
+
+class _Connection:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.prepared: set[str] = set()
+
+
+class AsyncPG:
+    """At most ``size`` asynchronous connections, opened on demand, reused in LIFO order."""
+
+    def __init__(self, engine: Engine, size: int) -> None:
+        _, self._connect_kwargs = engine.dialect.create_connect_args(engine.url)
+        self._size = size
+        self._idle: deque[_Connection] = deque()
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    async def fetch(self, statement: Prepared, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """All rows of ``statement``; a connection that fails is dropped (one retry when it was
+        a reused connection: the server may have closed it while idle)."""
+        values = [params[p] for p in statement.params]
+        for attempt in (1, 2):
+            conn, reused = await self._acquire()
+            try:
+                rows = await self._run(conn, statement, values)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self._discard(conn)
+                if attempt == 1 and reused:
+                    log.warning("database connection lost; retrying the read on a new one")
+                    continue
+                raise
+            except BaseException:
+                self._discard(conn)  # cancelled or failed mid-statement: its state is unknown
+                raise
+            self._release(conn)
+            return rows
+        raise AssertionError("unreachable")
+
+    async def _run(self, conn: _Connection, statement: Prepared, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = conn.raw.cursor()
+        try:
+            if statement.name not in conn.prepared:
+                cursor.execute(statement.prepare_sql)
+                await self._wait(conn.raw)
+                conn.prepared.add(statement.name)
+            cursor.execute(statement.execute_sql, values)
+            await self._wait(conn.raw)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+        finally:
+            cursor.close()
+
+    async def _acquire(self) -> tuple[_Connection, bool]:
+        while True:
+            if self._closed:
+                raise psycopg2.InterfaceError("the pool is closed")
+            if self._idle:
+                return self._idle.pop(), True
+            if self._open < self._size:
+                self._open += 1
+                try:
+                    raw = psycopg2.connect(**self._connect_kwargs, async_=1)
+                    await self._wait(raw)
+                except BaseException:
+                    self._open -= 1
+                    self._wake()
+                    raise
+                return _Connection(raw), False
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed:
+            self._discard(conn)
+            return
+        self._idle.append(conn)
+        self._wake()
+
+    def _discard(self, conn: _Connection) -> None:
+        self._open -= 1
+        with contextlib.suppress(psycopg2.Error):
+            conn.raw.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    @staticmethod
+    async def _wait(raw: Any) -> None:
+        """Drive ``raw.poll()`` until the pending operation is done, sleeping on the socket."""
+        loop = asyncio.get_running_loop()
+        while True:
+            state = raw.poll()
+            if state == psycopg2.extensions.POLL_OK:
+                return
+            fd = raw.fileno()
+            ready = loop.create_future()
+            if state == psycopg2.extensions.POLL_READ:
+                loop.add_reader(fd, _set_ready, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+            elif state == psycopg2.extensions.POLL_WRITE:
+                loop.add_writer(fd, _set_ready, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(fd)
+            else:
+                raise psycopg2.OperationalError(f"unexpected poll state {state}")
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._discard(self._idle.pop())
+
+
+def _set_ready(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
