@@ -3,7 +3,7 @@
 Thin by design: every route calls :class:`~clinic_terminal.kiosk.flow.CheckFlow` or
 :class:`~clinic_terminal.kiosk.staff.StaffService` and renders what they return. Every response
 carries ``Cache-Control: no-store``; validation errors never echo the request body (it may hold
-the PIN); nothing logs a body.
+the PIN or a keyed 照合番号B); nothing logs a body.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ class PinIn(_In):
     pin: Annotated[str, Field(max_length=16)]
 
 
+class CollationBIn(_In):
+    code: Annotated[str, Field(max_length=32)]
+
+
 class ConsentIn(_In):
     drug: bool = False
     checkup: bool = False
@@ -118,10 +122,11 @@ def create_kiosk_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # Never echo the input: it may hold the PIN.
+        # Never echo the input: it may hold the PIN or 照合番号B.
         fields = sorted({str(e.get("loc", ("", ""))[-1]) for e in exc.errors()})
-        return JSONResponse({"code": "validation_error", "message": msg.PIN_FORMAT if fields == ["pin"]
-                             else "入力に誤りがあります。", "fields": fields}, status_code=422)
+        formats = {"pin": msg.PIN_FORMAT, "code": msg.COLLATION_B_FORMAT}
+        message = formats[fields[0]] if len(fields) == 1 and fields[0] in formats else "入力に誤りがあります。"
+        return JSONResponse({"code": "validation_error", "message": message, "fields": fields}, status_code=422)
 
     @app.exception_handler(FlowBusyError)
     async def _busy(_: Request, exc: FlowBusyError) -> JSONResponse:
@@ -173,6 +178,14 @@ def create_kiosk_app(
     @kiosk.post("/register")
     def register(body: PinIn) -> dict[str, Any]:
         return _screen(flow.submit_registration(body.pin))
+
+    @kiosk.post("/collation-b/entry")
+    def collation_b_entry() -> dict[str, Any]:
+        return _screen(flow.open_collation_b_entry())
+
+    @kiosk.post("/collation-b")
+    def collation_b(body: CollationBIn) -> dict[str, Any]:
+        return _screen(flow.submit_collation_b(body.code))
 
     @kiosk.post("/consent")
     def consent(body: ConsentIn) -> dict[str, Any]:

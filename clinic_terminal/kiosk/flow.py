@@ -4,8 +4,9 @@ One :class:`CheckFlow` drives one card reader (one patient at a time). The web l
 methods and renders :meth:`CheckFlow.screen` as JSON; tests call them directly with the
 in-process card transport and a fake server client.
 
-Privacy: the PIN is an argument of :meth:`submit_pin` / :meth:`submit_registration` only; it is
-handed to the card and dropped, never stored on the flow, logged or sent to the central server.
+Privacy: the PIN is an argument of :meth:`submit_pin` / :meth:`submit_registration` only, and a
+keyed 照合番号B of :meth:`submit_collation_b` only; each is handed to the card and dropped, never
+stored on the flow, logged or sent to the central server.
 The card photo and camera frames live only inside the face job. Everything about the patient is
 dropped from the flow at :meth:`reset` (the staff board keeps the day's results in memory).
 """
@@ -37,6 +38,8 @@ from clinic_terminal.card.transport import CardTransport
 from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.ocr.collation import TRIES_MARGIN
+from clinic_terminal.ocr.era import validate_collation_b
+from clinic_terminal.ocr.errors import CollationOcrError
 from schemas.card import BasicFacts, Challenge, ConsentRecord, ConsentRequest, Registered, Setting
 from schemas.eligibility import ByNumberQuery, EligibilityResult
 
@@ -47,14 +50,15 @@ ScreenName = Literal[
     "choose_method",  # 顔認証 / 暗証番号
     "pin",  # PIN pad
     "face",  # live face check
-    "face_failed",  # not matched -> offer PIN
+    "face_failed",  # not matched -> offer PIN (and staff entry of 照合番号B when it helps)
+    "collation_b_entry",  # staff key in 照合番号B from the card front (14-digit pad)
     "register",  # first use: explain, PIN pad
     "consent",  # per-category choices
     "consent_unavailable",  # 資格証明書: cannot share
     "done",  # 完了 (possibly with a notice to see staff)
     "error",  # something went wrong; actions say what can be done
 ]
-Action = Literal["read_card", "pin", "face", "restart"]
+Action = Literal["read_card", "pin", "face", "collation_b_entry", "restart"]
 Method = Literal["pin", "face"]
 
 #: 資格証明書-type cards cannot share drug / checkup / clinical information.
@@ -134,8 +138,9 @@ class FacePath:
 
     checker: FaceChecker
     signer: AttestationSigner
-    #: 照合番号B of the card on the reader (real readers OCR the card front); None: not available.
-    collation_b: Callable[[], str | None]
+    #: 照合番号B of the card on the reader (real readers OCR the card front); returning None: not
+    #: readable now. ``None`` instead of a callable: no automatic source, staff key the code in.
+    collation_b: Callable[[], str | None] | None
 
 
 @dataclass(frozen=True)
@@ -488,42 +493,147 @@ class CheckFlow:
 
     # --- step 3b: face --------------------------------------------------------------------
     def _start_face(self, session: _Session, face: FacePath) -> Screen:
-        # 照合番号B locks the card's face data after 10 wrong tries: the kiosk never uses the last
-        # TRIES_MARGIN tries (they are for staff entry) and tries once per card insertion.
+        # 照合番号B locks the card's face data after 10 wrong tries: the kiosk never tries
+        # automatically with TRIES_MARGIN or fewer tries left (they are for staff entry), tries
+        # automatically once per card insertion, and never uses the card's last try at all.
         try:
             tries = session.card.collation_b_tries_left()
         except CollationBLockedError as exc:
             return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
         except CardError as exc:
             return self._card_error(exc)
-        if session.collation_b_refused or tries <= TRIES_MARGIN:
-            return self._face_failed(msg.CARD_ERRORS["collation_b_locked"], "collation_b_locked")
-        try:
-            code = face.collation_b()
-        except Exception:  # a failing OCR is a missing face path, not a crash
-            logger.exception("kiosk: 照合番号B source failed")
-            code = None
+        if tries <= 1:
+            return self._collation_fallback("collation_b_last_try", tries)
+        if session.collation_b_refused:
+            return self._collation_fallback("collation_b_already_tried", tries)
+        if tries <= TRIES_MARGIN:
+            logger.info("kiosk: 照合番号B not tried automatically (%d tries left)", tries)
+            return self._collation_fallback("collation_b_not_tried", tries)
+        code: str | None = None
+        if face.collation_b is not None:
+            try:
+                code = face.collation_b()
+            except Exception as exc:  # a failing OCR is a missing code, not a crash (no digits logged)
+                logger.warning("kiosk: 照合番号B source failed: %s", getattr(exc, "code", type(exc).__name__))
+                code = None
         if not code:
-            return self._face_failed(msg.FACE_UNAVAILABLE, "face_unavailable")
+            return self._collation_fallback("collation_b_unread", tries)
         try:
             session.card.verify_collation_b(code)
             photo = session.card.read_face_photo()
-        except (CollationBWrongError, CollationBLockedError, CollationBFormatError) as exc:
+        except CollationBWrongError as exc:
+            session.collation_b_refused = True
+            logger.info("kiosk: the automatic 照合番号B was refused by the card (%d tries left)", exc.tries_left)
+            return self._collation_fallback("collation_b_wrong", exc.tries_left)
+        except CollationBFormatError:
+            session.collation_b_refused = True
+            return self._collation_fallback("collation_b_wrong", tries)
+        except CollationBLockedError as exc:
             session.collation_b_refused = True
             return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
         except CardError as exc:
             return self._card_error(exc)
+        finally:
+            del code
+        return self._run_face(session, face, photo)
+
+    def _run_face(self, session: _Session, face: FacePath, photo: bytes) -> Screen:
         job = next(self._jobs)
         session.face_job = job
         screen = self._show("face", face_status=msg.FACE_STATUS_PREPARING, busy=True)
         self._run(lambda: self._face_job(job, session, face, photo))
         return screen
 
-    def _face_failed(self, message: str, code: str) -> Screen:
+    def _face_failed(self, message: str, code: str, *, keyed_entry: bool = False) -> Screen:
         session = self._session
         tries = self._tries(session) if session is not None else None
-        actions: tuple[Action, ...] = ("pin", "restart") if tries else ("restart",)
-        return self._show("face_failed", message=message, code=code, tries_left=tries, actions=actions)
+        actions: list[Action] = ["collation_b_entry"] if keyed_entry else []
+        if tries:
+            actions.append("pin")
+        actions.append("restart")
+        return self._show("face_failed", message=message, code=code, tries_left=tries, actions=tuple(actions))
+
+    def _collation_fallback(self, code: str, collation_tries: int) -> Screen:
+        """照合番号B could not be had automatically: offer staff entry while ≥ 2 tries are left."""
+        keyed = self._face is not None and collation_tries > 1 and code != "collation_b_last_try"
+        message = msg.COLLATION_B_FALLBACK[code]
+        if keyed:
+            message += msg.COLLATION_B_STAFF_TAIL
+        elif code != "collation_b_last_try":
+            message += msg.FACE_FAILED_TAIL
+        return self._face_failed(message, code, keyed_entry=keyed)
+
+    # --- step 3b': 照合番号B keyed in by staff ----------------------------------------------
+    def open_collation_b_entry(self) -> Screen:
+        """Staff tapped 「職員が照合番号Bを入力」: show the 14-digit pad (nothing reaches the card yet)."""
+        with self._lock:
+            self._guard()
+            session = self._session
+            if session is None or self._face is None:
+                return self._reset_locked()
+            if "collation_b_entry" not in self._screen.actions:
+                return self._screen
+            try:
+                tries = session.card.collation_b_tries_left()
+            except CollationBLockedError as exc:
+                return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
+            except CardError as exc:
+                return self._card_error(exc)
+            if tries <= 1:
+                return self._collation_fallback("collation_b_last_try", tries)
+            session.method = "face"
+            return self._entry_screen(session, tries)
+
+    def _entry_screen(self, session: _Session, tries: int, *, message: str | None = None,
+                      code: str | None = None) -> Screen:
+        actions: tuple[Action, ...] = ("pin", "restart") if self._tries(session) else ("restart",)
+        return self._show("collation_b_entry", tries_left=tries, message=message, code=code, actions=actions)
+
+    def submit_collation_b(self, code: str) -> Screen:
+        """Verify 照合番号B keyed in by staff, then run the face check as with an OCR'd code.
+
+        The shape is checked here first (a malformed entry costs no try). The card's last try is
+        never used: with 1 try left (or fewer) nothing is sent and only the PIN is offered.
+        ``code`` is dropped after the VERIFY; it is never logged or kept on the flow.
+        """
+        with self._lock:
+            self._guard()
+            session = self._session
+            face = self._face
+            if session is None or face is None or self._screen.name != "collation_b_entry":
+                del code
+                return self._reset_locked()
+            shown_tries = self._screen.tries_left or 0
+            try:
+                try:
+                    validate_collation_b(code)
+                except CollationOcrError:
+                    logger.info("kiosk: a keyed 照合番号B had the wrong shape (nothing sent to the card)")
+                    return self._entry_screen(session, shown_tries, message=msg.COLLATION_B_FORMAT,
+                                              code="collation_b_format")
+                tries = session.card.collation_b_tries_left()
+                if tries <= 1:
+                    return self._collation_fallback("collation_b_last_try", tries)
+                session.card.verify_collation_b(code)
+                photo = session.card.read_face_photo()
+            except CollationBWrongError as exc:
+                logger.info("kiosk: a keyed 照合番号B was refused by the card (%d tries left)", exc.tries_left)
+                if exc.tries_left <= 1:
+                    return self._collation_fallback("collation_b_last_try", exc.tries_left)
+                return self._entry_screen(session, exc.tries_left, message=msg.collation_b_keyed_wrong(exc.tries_left),
+                                          code="collation_b_keyed_wrong")
+            except CollationBFormatError:
+                return self._entry_screen(session, shown_tries, message=msg.COLLATION_B_FORMAT,
+                                          code="collation_b_format")
+            except CollationBLockedError as exc:
+                return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
+            except CardError as exc:
+                return self._card_error(exc)
+            finally:
+                del code
+            logger.info("kiosk: 照合番号B keyed by staff accepted; face check starts")
+            session.method = "face"
+            return self._run_face(session, face, photo)
 
     def _face_status(self, job: int, status: str) -> None:
         text = {

@@ -46,6 +46,29 @@ FACE_FAILED: Final[dict[str, str]] = {
 }
 FACE_FAILED_TAIL: Final = "暗証番号で確認してください。"
 
+# 照合番号B (unlocks the card-face photo for 顔認証): when it cannot be had automatically, staff
+# may key it in from the card front (screen ``collation_b_entry``), or the patient uses the PIN.
+COLLATION_B_FALLBACK: Final[dict[str, str]] = {
+    "collation_b_unread": "カードの照合番号Bを自動で読み取れませんでした。",
+    "collation_b_not_tried": "カードの照合番号Bの残り照合回数が少ないため、自動では確認しません。",
+    "collation_b_already_tried": "カードの照合番号Bを自動で確認できませんでした。",
+    "collation_b_wrong": "カードの照合番号Bを自動で確認できませんでした。",
+    "collation_b_last_try": (
+        "カードの照合番号Bの残り照合回数が1回以下のため、この端末では確認しません"
+        "（ロックを防ぐため）。暗証番号で確認してください。"
+    ),
+}
+COLLATION_B_STAFF_TAIL: Final = "受付の職員がカードの照合番号Bを入力するか、暗証番号で確認してください。"
+COLLATION_B_FORMAT: Final = "照合番号Bの形が正しくありません。番号を確かめてください（カードには送っていません）。"
+
+
+def collation_b_keyed_wrong(tries_left: int) -> str:
+    return (
+        f"照合番号Bが一致しませんでした。カードの残り照合回数：{tries_left}回"
+        "（残り1回になると、この端末では入力できません）。番号を確かめてもう一度入力するか、暗証番号で確認してください。"
+    )
+
+
 SERVER_ERRORS: Final[dict[str, str]] = {
     "unavailable": "ただいま資格確認ができません。" + ASK_STAFF,
     "rate_limited": "ただいま混み合っています。" + ASK_STAFF,

@@ -222,11 +222,16 @@ def build_kiosk(
         signer = make_attestation_signer(config.terminal_key.read_bytes(), config.terminal_id, config.facility_code)
     if face_checker is None and camera_factory is not None:
         face_checker = make_face_checker(camera_factory)
-    if face_checker is not None and signer is not None and collation_b is not None:
+    photo_on_card = demo is None or demo.has_photo
+    if face_checker is not None and signer is not None and photo_on_card:
         face = FacePath(checker=face_checker, signer=signer, collation_b=collation_b)
+        if collation_b is None:
+            logger.info("kiosk: no automatic 照合番号B source (--card-front): staff key it in for 顔認証")
     elif face_checker is not None or camera_factory is not None:
-        logger.warning("kiosk: 顔認証 is off (it needs --camera, --terminal-key, --terminal-id, --facility-code "
-                       "and a 照合番号B source)")
+        logger.warning(
+            "kiosk: 顔認証 is off (it needs --camera, --terminal-key, --terminal-id, --facility-code "
+            "and, with a demo card, a card photo)"
+        )
 
     face_file: FaceFileWriter | None = None
     if config.xml_root is not None:

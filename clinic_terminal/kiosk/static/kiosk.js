@@ -1,6 +1,7 @@
 // Patient screen. State lives in the kiosk backend; this page only renders it and sends taps.
 // Nothing is written to browser storage of any kind (web storage, databases, cookies); the PIN is held in a
-// local variable only until it is sent to this kiosk's own backend, then cleared.
+// local variable only until it is sent to this kiosk's own backend, then cleared. The same holds for
+// 照合番号B keyed in by staff (14 digits): cleared when sent and whenever a screen is drawn.
 (function () {
   "use strict";
 
@@ -8,6 +9,8 @@
   const DONE_RESET_MS = 8000;
   let current = null;
   let pin = "";
+  let keyed = "";  // 照合番号B typed by staff; never stored, cleared on send and on every render
+  const KEYED_LEN = 14;
   let inFlight = false;
   let doneTimer = null;
   const consent = { drug: false, checkup: false, clinical: false, limit_certificate: false };
@@ -84,6 +87,21 @@
     $$("[data-pin=ok]").forEach((b) => { b.disabled = pin.length !== 4; });
   }
 
+  function clearKeyed() {
+    keyed = "";
+    drawKeyed();
+  }
+
+  function drawKeyed() {
+    $$("[data-b-group]").forEach((el) => {
+      const start = Number(el.dataset.bGroup);
+      const len = Number(el.dataset.bLen);
+      const part = keyed.slice(start, start + len);
+      el.textContent = part + "・".repeat(len - part.length);
+    });
+    $$("[data-b=ok]").forEach((b) => { b.disabled = keyed.length !== KEYED_LEN; });
+  }
+
   function resetConsent() {
     Object.keys(consent).forEach((k) => { consent[k] = false; });
     drawConsent();
@@ -106,6 +124,10 @@
       const key = el.dataset.field;
       if (key === "tries") {
         el.textContent = state.tries_left == null ? "" : "残り入力回数：" + state.tries_left + "回";
+        return;
+      }
+      if (key === "b_tries") {  // 照合番号B: the card's own counter (the kiosk never uses the last one)
+        el.textContent = state.tries_left == null ? "" : "カードの残り照合回数：" + state.tries_left + "回";
         return;
       }
       if (key === "explain") {
@@ -142,6 +164,7 @@
     } else {
       pin = "";
     }
+    clearKeyed();  // a new screen (or a new answer on the entry screen) always starts empty
     if (state.screen === "choose_method") {
       $("#choose-face").hidden = !state.methods.includes("face");
       $("#choose-pin").hidden = !state.methods.includes("pin");
@@ -180,6 +203,20 @@
       return;
     }
     if (target.dataset.pin === "clear") { clearPin(); return; }
+    if (target.dataset.bDigit !== undefined) {
+      if (keyed.length < KEYED_LEN) keyed += target.dataset.bDigit;
+      drawKeyed();
+      return;
+    }
+    if (target.dataset.b === "back") { keyed = keyed.slice(0, -1); drawKeyed(); return; }
+    if (target.dataset.b === "clear") { clearKeyed(); return; }
+    if (target.dataset.b === "ok") {
+      if (keyed.length !== KEYED_LEN) return;
+      const value = keyed;
+      clearKeyed();
+      act("/api/kiosk/collation-b", { code: value });
+      return;
+    }
     if (target.dataset.pin === "ok") {
       if (pin.length !== 4) return;
       const value = pin;
@@ -199,14 +236,21 @@
     if (action === "read_card") act("/api/kiosk/read");
     else if (action === "restart") act("/api/kiosk/reset");
     else if (action === "pin" || action === "face") act("/api/kiosk/method", { method: action });
+    else if (action === "collation_b_entry") act("/api/kiosk/collation-b/entry");
   });
 
   document.addEventListener("keydown", (event) => {
+    if (current && current.screen === "collation_b_entry") {
+      if (/^[0-9]$/.test(event.key) && keyed.length < KEYED_LEN) { keyed += event.key; drawKeyed(); }
+      else if (event.key === "Backspace") { keyed = keyed.slice(0, -1); drawKeyed(); }
+      return;
+    }
     if (!current || (current.screen !== "pin" && current.screen !== "register")) return;
     if (/^[0-9]$/.test(event.key) && pin.length < 4) { pin += event.key; drawPin(); }
     else if (event.key === "Backspace") { pin = pin.slice(0, -1); drawPin(); }
   });
 
   drawConsent();
+  drawKeyed();
   poll();
 })();

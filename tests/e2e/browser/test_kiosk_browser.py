@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
+from testbed.card_emulator import MyNumberCardEmulator
 from tests.e2e.browser.conftest import PIN, Stack
 
 pytestmark = pytest.mark.browser
@@ -190,6 +191,62 @@ def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screens
     staff.goto(stack.kiosk_url + "/staff")
     expect(staff.locator("#checks tbody tr").first).to_contain_text("顔認証", timeout=TIMEOUT)
     staff.close()
+
+
+def test_staff_key_in_collation_b_when_the_automatic_try_is_refused(browser: Browser, stack: Stack,
+                                                                     screenshots: Path) -> None:
+    """With 2 照合番号B tries left the kiosk does not try automatically; staff key the code in."""
+    demo = stack.kiosk.demo_card
+    assert demo is not None
+    card = demo.card
+    assert isinstance(card, MyNumberCardEmulator)
+    card.state.collation_b_tries_left = 2
+    try:
+        page = browser.new_page(viewport=LANDSCAPE)
+        page.goto(stack.kiosk_url + "/")
+        _screen(page, "place_card")
+        page.get_by_role("button", name="読み取る").click()
+        _screen(page, "choose_method")
+        page.locator("#choose-face").click()
+        _screen(page, "face_failed")
+        failed = page.locator("section[data-screen=face_failed]")
+        expect(failed.locator("[data-field=message]")).to_contain_text("受付の職員がカードの照合番号Bを入力")
+        expect(failed.get_by_role("button", name="暗証番号で確認する")).to_be_visible()
+        failed.get_by_role("button", name="職員が照合番号Bを入力").click()
+
+        _screen(page, "collation_b_entry")
+        entry = page.locator("section[data-screen=collation_b_entry]")
+        expect(entry.locator("[data-field=b_tries]")).to_have_text("カードの残り照合回数：2回")
+        expect(entry.get_by_role("button", name="確定")).to_be_disabled()
+        malformed = "00" + demo.collation_b[2:]  # era year 00: refused before the card, no try used
+        for digit in malformed:
+            entry.locator(f"button[data-b-digit='{digit}']").click()
+        entry.get_by_role("button", name="確定").click()
+        expect(entry.locator("[data-field=message]")).to_contain_text("照合番号Bの形が正しくありません",
+                                                                      timeout=TIMEOUT)
+        expect(entry.locator("[data-b-group='0']")).to_have_text("・・・・・・")  # the field was cleared
+        assert card.state.collation_b_tries_left == 2
+        for digit in demo.collation_b[:12]:
+            entry.locator(f"button[data-b-digit='{digit}']").click()
+        entry.get_by_role("button", name="1字消す").click()
+        page.screenshot(path=str(screenshots / "kiosk-collation-b-entry.png"))
+        portrait = browser.new_page(viewport=PORTRAIT)  # the same screen on the portrait kiosk (empty pad)
+        portrait.goto(stack.kiosk_url + "/")
+        _screen(portrait, "collation_b_entry")
+        portrait.screenshot(path=str(screenshots / "kiosk-collation-b-entry-portrait.png"))
+        portrait.close()
+        for digit in demo.collation_b[11:]:
+            entry.locator(f"button[data-b-digit='{digit}']").click()
+        entry.get_by_role("button", name="確定").click()
+        page.wait_for_selector("body[data-screen='face'], body[data-screen='consent']", timeout=TIMEOUT)
+        assert page.evaluate("() => document.querySelector('[data-b-group]').textContent") == "・・・・・・"
+        _screen(page, "consent")
+        page.locator("#consent-ok").click()
+        _screen(page, "done")
+        _no_storage(page)
+        page.close()
+    finally:
+        card.state.collation_b_tries_left = 10
 
 
 def test_blocked_pin_asks_for_staff_and_offers_face(browser: Browser, stack: Stack, screenshots: Path) -> None:

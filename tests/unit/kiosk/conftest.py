@@ -204,7 +204,8 @@ def make_kiosk(kiosk_ca: TestCA, photo: bytes) -> Iterator[MakeKiosk]:
     cards: list[MyNumberCardEmulator] = []
 
     def factory(*, linked: bool = True, face_outcome: FakeFaceOutcome | None = None, face: bool = False,
-                card: MyNumberCardEmulator | None = None, **server_over: Any) -> Kiosk:
+                card: MyNumberCardEmulator | None = None, auto_collation_b: bool = True,
+                **server_over: Any) -> Kiosk:
         emulator = card or build_card(kiosk_ca, pin="1234", facts=FACTS, photo_jp2=photo, key_index=7)
         if isinstance(emulator, MyNumberCardEmulator):
             cards.append(emulator)
@@ -233,7 +234,8 @@ def make_kiosk(kiosk_ca: TestCA, photo: bytes) -> Iterator[MakeKiosk]:
                 return f"attested:{challenge.challenge_id}"
 
             collation = emulator.profile.collation_b if isinstance(emulator, MyNumberCardEmulator) else None
-            face_path = FacePath(checker=checker, signer=signer, collation_b=lambda: collation)
+            source = (lambda: collation) if auto_collation_b else None  # None: staff key 照合番号B in
+            face_path = FacePath(checker=checker, signer=signer, collation_b=source)
         flow = CheckFlow(
             connect_card=reader.connect, server=server, face=face_path, on_check=records.append,
             face_file=lambda result, consent: files.append((result, consent)), clock=clock,

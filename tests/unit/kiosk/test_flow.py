@@ -303,8 +303,8 @@ def test_face_never_spends_the_last_collation_b_tries(make_kiosk: MakeKiosk) -> 
     k.card.state.collation_b_tries_left = 2  # the last tries are kept for staff entry
     k.flow.read_card()
     screen = k.flow.choose("face")
-    assert (screen.name, screen.code) == ("face_failed", "collation_b_locked")
-    assert screen.actions == ("pin", "restart")
+    assert (screen.name, screen.code) == ("face_failed", "collation_b_not_tried")
+    assert screen.actions == ("collation_b_entry", "pin", "restart")  # staff may still key it in
     assert k.card.state.collation_b_tries_left == 2
     assert k.server.by_card_calls == []
 
@@ -315,6 +315,7 @@ def test_a_wrong_collation_b_costs_one_try_and_offers_the_pin(make_kiosk: MakeKi
     k.flow.read_card()
     screen = k.flow.choose("face")
     assert (screen.name, screen.code) == ("face_failed", "collation_b_wrong")
+    assert screen.actions == ("collation_b_entry", "pin", "restart")
     assert k.card.state.collation_b_tries_left == 9
     assert k.flow.choose("pin").name == "pin"
     assert k.flow.submit_pin("1234").name == "consent"

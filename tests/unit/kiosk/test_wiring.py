@@ -73,3 +73,30 @@ def test_attestation_verifies_with_the_registered_public_key() -> None:
                                 expected_fingerprint=certificate_fingerprint(certificate),
                                 expected_facility_code="0110113719")
     assert (claims.terminal_id, claims.distance, claims.liveness) == ("kiosk-1", 0.31, True)
+
+
+def test_without_a_card_front_source_the_face_path_uses_staff_entry(tmp_path: Path) -> None:
+    from clinic_terminal.card.inprocess import InProcessReader
+    from testbed.card_emulator import build_card
+    from testbed.pki import TestCA
+
+    key_file = tmp_path / "terminal-key.pem"
+    key_file.write_bytes(private_key_pem(generate_terminal_key()))
+    reader = InProcessReader()
+    reader.insert(build_card(TestCA.create(common_name="JPKI Wiring CA")))
+
+    def checker(card_photo: bytes, on_status: object) -> FakeFaceOutcome:
+        return FakeFaceOutcome(match=True, liveness=True)
+
+    config = KioskConfig(server_url="http://central.invalid", token="t", reader="Virtual PCD 00 00",
+                         terminal_key=key_file, terminal_id="kiosk-1", facility_code="0110113719")
+    runtime = build_kiosk(config, transport=httpx.MockTransport(_unreachable), connect_card=reader.connect,
+                          face_checker=checker, watch_card=False)
+    try:
+        assert runtime.face_enabled  # no --card-front: 照合番号B is keyed in by staff
+        assert runtime.flow.read_card().methods == ("face", "pin")
+        screen = runtime.flow.choose("face")
+        assert (screen.name, screen.code) == ("face_failed", "collation_b_unread")
+        assert screen.actions == ("collation_b_entry", "pin", "restart")
+    finally:
+        runtime.close()
