@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -127,6 +128,30 @@ async def _drive(n_tasks: int, seconds: float, one: Any) -> dict[str, float]:
     }
 
 
+def _server_processes() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+def _store_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "redis-server")]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        out[p.pid] = t.user + t.system
+    return out
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between the two samples (a process started in between counts whole)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def card_bench(
     base: str, token: str, queries: list[dict[str, Any]], cards: list[Any], seconds: float
 ) -> dict[str, Any]:
@@ -173,10 +198,14 @@ def card_bench(
                 r = await client.post("/v1/eligibility/by-number", json=rng.choice(queries))
                 assert r.status_code == 200
 
+            signing = [0.0]  # client CPU spent on the card's RSA signatures (seconds)
+
             async def card_check() -> None:
                 card = rng.choice(issued)
                 ch = (await client.post("/v1/card/challenges")).json()
+                t = time.process_time()
                 sig = card.private_key.sign(base64.b64decode(ch["nonce"]), padding.PKCS1v15(), hashes.SHA256())
+                signing[0] += time.process_time() - t
                 r = await client.post(
                     "/v1/eligibility/by-card",
                     json={
@@ -188,15 +217,40 @@ def card_bench(
                 )
                 assert r.status_code == 200, r.text
 
+            async def timed(one: Any) -> dict[str, Any]:
+                """``_drive`` plus CPU accounting: the client's own CPU (this process: CPU seconds
+                per second, 1.0 = one core busy, i.e. the client sets the pace; and per op), and the
+                CPU per op of the server's processes (our children: uvicorn and its workers) and of
+                PostgreSQL + Redis (every ``postgres``/``redis-server`` process on the machine)."""
+                signing[0] = 0.0
+                server0, store0 = _cpu_seconds(_server_processes()), _cpu_seconds(_store_processes())
+                wall, cpu = time.perf_counter(), time.process_time()
+                out = await _drive(8, seconds, one)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                server, store = _cpu_seconds(_server_processes()), _cpu_seconds(_store_processes())
+                out["client_cpu_per_s"] = round(cpu / wall, 2)
+                out["client_cpu_ms_per_op"] = round(cpu * 1000 / out["n"], 2)
+                out["server_cpu_ms_per_op"] = round(_cpu_delta(server0, server) * 1000 / out["n"], 2)
+                out["db_redis_cpu_ms_per_op"] = round(_cpu_delta(store0, store) * 1000 / out["n"], 2)
+                if signing[0]:
+                    out["client_signing_ms_per_op"] = round(signing[0] * 1000 / out["n"], 2)
+                return out
+
             await _drive(8, 2, lookup)  # warm-up
-            by_number = await _drive(8, seconds, lookup)
+            by_number = await timed(lookup)
             await _drive(8, 2, card_check)
-            cards_result = await _drive(8, seconds, card_check)
+            cards_result = await timed(card_check)
             return {"by_number": by_number, "card_checks": cards_result}
 
     result = asyncio.run(run())
     result["registered_cards"] = len(issued)
     result["ratio_card_vs_number"] = round(result["card_checks"]["per_s"] / result["by_number"]["per_s"], 3)
+    # the same ratio in server capacity: lookups' server-side CPU (app + PostgreSQL + Redis) per op
+    # over a card check's, i.e. what the ratio would be if the client were not the limit
+    cost = {
+        k: result[k]["server_cpu_ms_per_op"] + result[k]["db_redis_cpu_ms_per_op"] for k in ("by_number", "card_checks")
+    }
+    result["ratio_server_cpu_number_vs_card"] = round(cost["by_number"] / cost["card_checks"], 3)
     return result
 
 

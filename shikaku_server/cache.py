@@ -16,6 +16,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
@@ -388,6 +389,28 @@ class RedisCache:
             )
         except _ReplyError as exc:
             raise CacheError(str(exc)) from exc
+
+    @property
+    def on_event_loop(self) -> bool:
+        """Whether ``aput_new`` and ``aeval`` are available (the URL is one the non-blocking
+        client speaks); callers otherwise use the blocking calls in a thread."""
+        return self._async.supported
+
+    async def _acall(self, *args: bytes) -> Any:
+        try:
+            return await self._async.call(*args)
+        except _ReplyError as exc:
+            raise CacheError(str(exc)) from exc
+
+    async def aput_new(self, key: str, value: bytes, ttl: int) -> None:
+        """``SET key value EX ttl NX`` on the event loop (see ``on_event_loop``)."""
+        await self._acall(b"SET", self._k(key).encode(), value, b"EX", str(ttl).encode(), b"NX")
+
+    async def aeval(self, script: str, keys: Sequence[str], args: Sequence[bytes]) -> Any:
+        """A Lua script over this cache's ``keys`` on the event loop (see ``on_event_loop``)."""
+        return await self._acall(
+            b"EVAL", script.encode(), str(len(keys)).encode(), *(self._k(k).encode() for k in keys), *args
+        )
 
     def bump(self, namespace: str) -> None:
         try:

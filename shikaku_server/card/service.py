@@ -19,22 +19,26 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, select, true
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from schemas.card import BasicFacts, ByCardQuery, Challenge, Registered
+from schemas.codes import Validity
 from schemas.eligibility import EligibilityResult
 from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Terminal
 from shikaku_server.auth.service import Principal
-from shikaku_server.cache import Cache
+from shikaku_server.cache import Cache, CacheError, RedisCache
 from shikaku_server.card import verify
 from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
-from shikaku_server.consent.models import Visit
+from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import live_consent
 from shikaku_server.database import transaction, utcnow
 from shikaku_server.digests import from_hex, serial_text, sha256_text
@@ -42,9 +46,11 @@ from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.eligibility.service import (
     build_result,
+    cached_bundle_async,
     evaluate_insured,
     load_insured_bundle,
     newer_eligibility_exists,
+    result_dict,
     today_jst,
 )
 from shikaku_server.errors import (
@@ -57,8 +63,13 @@ from shikaku_server.errors import (
     ChallengeUnknownError,
     RegistrationAmbiguousError,
     RegistrationNoMatchError,
+    UnavailableError,
     ValidationFailedError,
 )
+from shikaku_server.pgasync import AsyncPG, Prepared
+
+if TYPE_CHECKING:
+    from shikaku_server.state import AppState
 
 log = logging.getLogger(__name__)
 ANCHOR_RECHECK_SECONDS = 5.0  # `shikaku-admin trust add` reaches every server process within this
@@ -89,6 +100,62 @@ def redeem_challenge(cache: Cache, challenge_id: str, facility_code: str | None,
             raise ChallengeReusedError()
         raise ChallengeUnknownError()
     cache.set(f"challenge-used:{challenge_id}", b"1", ttl * 4)
+    return _nonce_of(raw, facility_code)
+
+
+# The challenge store on the event loop (the card-check hot path): with Redis spoken to by the
+# cache's non-blocking client, a challenge costs one round trip to create (SET NX EX) and one to
+# redeem (this script: take it, mark it used, or tell "reused" from "unknown"), no thread hop.
+# Other caches (in-process, or a Redis URL the small client does not handle) use the calls above.
+_REDEEM = """
+local v = redis.call('GETDEL', KEYS[1])
+if v then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+  return {1, v}
+end
+return {0, redis.call('EXISTS', KEYS[2])}
+"""
+
+
+def _event_loop_redis(cache: Cache) -> RedisCache | None:
+    return cache if isinstance(cache, RedisCache) and cache.on_event_loop else None
+
+
+async def acreate_challenge(cache: Cache, facility_code: str, ttl: int) -> Challenge:
+    """``create_challenge`` without blocking the event loop."""
+    redis_cache = _event_loop_redis(cache)
+    if redis_cache is None:
+        return await run_in_threadpool(create_challenge, cache, facility_code, ttl)
+    challenge_id = secrets.token_urlsafe(18)
+    nonce = base64.b64encode(secrets.token_bytes(32)).decode()
+    expires_at = utcnow() + dt.timedelta(seconds=ttl)
+    record = {"nonce": nonce, "facility": facility_code, "expires_at": expires_at.isoformat()}
+    try:
+        await redis_cache.aput_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
+    except CacheError as exc:
+        raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+    return Challenge(challenge_id=challenge_id, nonce=nonce, expires_at=expires_at)
+
+
+async def aredeem_challenge(cache: Cache, challenge_id: str, facility_code: str | None, ttl: int) -> bytes:
+    """``redeem_challenge`` without blocking the event loop: one round trip, same answers."""
+    redis_cache = _event_loop_redis(cache)
+    if redis_cache is None:
+        return await run_in_threadpool(redeem_challenge, cache, challenge_id, facility_code, ttl)
+    try:
+        reply = await redis_cache.aeval(
+            _REDEEM, [f"challenge:{challenge_id}", f"challenge-used:{challenge_id}"], [str(ttl * 4).encode()]
+        )
+    except CacheError as exc:
+        raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+    if reply[0] != 1:
+        if reply[1]:
+            raise ChallengeReusedError()
+        raise ChallengeUnknownError()
+    return _nonce_of(reply[1], facility_code)
+
+
+def _nonce_of(raw: bytes, facility_code: str | None) -> bytes:
     record = json.loads(raw)
     if facility_code is not None and record["facility"] != facility_code:
         raise ChallengeUnknownError("the challenge was issued to another facility")
@@ -144,8 +211,50 @@ class CertificateVerifier:
                 self._verified.clear()
         return self._anchors
 
+    def anchors_due(self) -> bool:
+        """True when the next check must look at the anchors in the database first."""
+        return self._anchor_stamp is None or time.monotonic() - self._checked_at >= ANCHOR_RECHECK_SECONDS
+
+    def refresh_anchors(self, factory: sessionmaker[Session]) -> None:
+        with factory() as session:
+            self._anchors_for(session)
+
     def check(self, session: Session, cert_der: bytes, today: dt.date) -> CheckedCertificate:
         anchors = self._anchors_for(session)
+        verified, fingerprint = self.verified(anchors, cert_der, today)
+        serial_hex = serial_text(verified.serial_number)
+        revoked = session.execute(
+            select(RevokedCertificate.id).where(
+                RevokedCertificate.issuer == verified.issuer, RevokedCertificate.serial == serial_hex
+            )
+        ).first()
+        if revoked is not None:
+            raise CertificateRevokedError()
+        return self.checked(verified, fingerprint, today)
+
+    async def acheck_chain(
+        self, factory: sessionmaker[Session], cert_der: bytes, today: dt.date
+    ) -> tuple[verify.VerifiedCertificate, str]:
+        """The chain part of ``check`` from the event loop (anchors re-read in a thread when due);
+        the caller looks revocation up (``card_facts``) and then calls ``checked``."""
+        if self.anchors_due():
+            await run_in_threadpool(self.refresh_anchors, factory)
+        return self.verified(self._anchors, cert_der, today)
+
+    def checked(self, verified: verify.VerifiedCertificate, fingerprint: str, today: dt.date) -> CheckedCertificate:
+        return CheckedCertificate(
+            issuer=verified.issuer,
+            serial_hex=serial_text(verified.serial_number),
+            fingerprint=fingerprint,
+            certificate=verified.certificate,
+            expires_on=verified.expires_on,
+            notice=verify.certificate_notice(verified.expires_on, today),
+        )
+
+    def verified(
+        self, anchors: list[x509.Certificate], cert_der: bytes, today: dt.date
+    ) -> tuple[verify.VerifiedCertificate, str]:
+        """The chain check, cached per fingerprint; raises untrusted / expired."""
         fingerprint = verify.certificate_fingerprint(cert_der)
         with self._lock:
             verified = self._verified.get(fingerprint)
@@ -159,22 +268,7 @@ class CertificateVerifier:
                     self._verified.popitem(last=False)
         elif today > verify.grace_period_end(verified.expires_on):
             raise CertificateExpiredError()
-        serial_hex = serial_text(verified.serial_number)
-        revoked = session.execute(
-            select(RevokedCertificate.id).where(
-                RevokedCertificate.issuer == verified.issuer, RevokedCertificate.serial == serial_hex
-            )
-        ).first()
-        if revoked is not None:
-            raise CertificateRevokedError()
-        return CheckedCertificate(
-            issuer=verified.issuer,
-            serial_hex=serial_hex,
-            fingerprint=fingerprint,
-            certificate=verified.certificate,
-            expires_on=verified.expires_on,
-            notice=verify.certificate_notice(verified.expires_on, today),
-        )
+        return verified, fingerprint
 
 
 def import_crl(session: Session, crl_bytes: bytes) -> int:
@@ -326,6 +420,213 @@ def eligibility_by_card(
         consent_id=consent.id if consent else None,
     )
     return result
+
+
+# ---------------------------------------------------------------- by-card with the PIN: the hot path
+
+
+@dataclass(frozen=True, slots=True)
+class CardFacts:
+    """What a PIN card check reads from the database, in one statement on PostgreSQL: is the
+    certificate revoked, whom is it linked to (and that person's bundle key), and the person's
+    consent in force at this facility."""
+
+    revoked: bool
+    insured_id: int | None
+    insurer_number: str | None
+    symbol_norm: str | None
+    number_norm: str | None
+    consent_id: int | None
+    share_limit_certificate: bool
+
+
+def _live(consent_id: int | None, revoked_at: dt.datetime | None, expires_at: dt.datetime | None) -> bool:
+    """``consent.service.live_consent`` on the columns of the latest consent."""
+    return consent_id is not None and revoked_at is None and (expires_at is None or expires_at >= utcnow())
+
+
+_LATEST_CONSENT = (
+    select(Consent.id, Consent.limit_certificate, Consent.revoked_at, Consent.expires_at)
+    .where(Consent.insured_id == CardLink.insured_id, Consent.facility_code == bindparam("facility"))
+    .order_by(Consent.given_at.desc(), Consent.id.desc())
+    .limit(bindparam("one"))
+    .lateral("latest_consent")
+)
+_FACTS_QUERY = (
+    select(
+        exists().where(
+            RevokedCertificate.issuer == bindparam("issuer"), RevokedCertificate.serial == bindparam("serial")
+        ),
+        CardLink.insured_id,
+        InsuredRow.insurer_number,
+        InsuredRow.symbol_norm,
+        InsuredRow.number_norm,
+        *_LATEST_CONSENT.c,
+    )
+    .select_from(select(literal_column("1").label("one")).subquery("one"))
+    .outerjoin(CardLink, and_(CardLink.issuer == bindparam("issuer"), CardLink.serial == bindparam("serial")))
+    .outerjoin(InsuredRow, InsuredRow.id == CardLink.insured_id)
+    .outerjoin(_LATEST_CONSENT, true())
+)
+_PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
+
+
+async def card_facts_async(pg: AsyncPG, issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
+    """``card_facts`` in one prepared statement on the event loop (PostgreSQL)."""
+    rows = await pg.fetch(_PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1})
+    revoked, insured_id, insurer_number, symbol_norm, number_norm, consent_id, limit, revoked_at, expires_at = rows[0]
+    live = _live(consent_id, revoked_at, expires_at)
+    return CardFacts(
+        revoked=bool(revoked),
+        insured_id=insured_id,
+        insurer_number=insurer_number,
+        symbol_norm=symbol_norm,
+        number_norm=number_norm,
+        consent_id=consent_id if live else None,
+        share_limit_certificate=bool(live and limit),
+    )
+
+
+def card_facts(factory: sessionmaker[Session], issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
+    """The same facts through SQLAlchemy (SQLite has no LATERAL; a thread does this)."""
+    with factory() as session:
+        revoked = session.execute(
+            select(RevokedCertificate.id).where(
+                RevokedCertificate.issuer == issuer, RevokedCertificate.serial == serial_hex
+            )
+        ).first()
+        row = session.execute(
+            select(CardLink.insured_id, InsuredRow.insurer_number, InsuredRow.symbol_norm, InsuredRow.number_norm)
+            .join(InsuredRow, InsuredRow.id == CardLink.insured_id)
+            .where(CardLink.issuer == issuer, CardLink.serial == serial_hex)
+        ).first()
+        consent = None
+        if row is not None:
+            consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
+    return CardFacts(
+        revoked=revoked is not None,
+        insured_id=row[0] if row is not None else None,
+        insurer_number=row[1] if row is not None else None,
+        symbol_norm=row[2] if row is not None else None,
+        number_norm=row[3] if row is not None else None,
+        consent_id=consent.id if consent is not None else None,
+        share_limit_certificate=bool(consent is not None and consent.limit_certificate),
+    )
+
+
+_VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
+_ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
+_PG_VISIT_INSERT = (  # the columns in the order of the two tuples above
+    "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
+    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id) "
+    "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, visit_row.id FROM visit_row"
+)
+
+
+def record_visit(factory: sessionmaker[Session], visit: dict[str, Any], entry: dict[str, Any]) -> None:
+    """The visit and its access-log entry, committed together before the answer leaves.
+
+    On PostgreSQL one statement (both inserts) and the commit on a pooled DBAPI connection: a
+    fifth of the CPU of a SQLAlchemy session, time during which this thread holds the GIL."""
+    now = utcnow()
+    visit = {"created_at": now, **visit}
+    entry = {"at": now, **entry}
+    engine = factory.kw.get("bind")
+    if engine is None or engine.dialect.name != "postgresql":
+        with transaction(factory) as session:
+            session.execute(insert(Visit).values(**visit))
+            access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
+        return
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(_PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS])
+        cursor.close()
+        conn.commit()
+    except Exception:
+        conn.invalidate()  # its state is unknown: never back into the pool
+        raise
+    finally:
+        conn.close()
+
+
+async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery) -> bytes:
+    """A card check with the PIN (``by_card`` with ``auth_method`` ``pin``), the JSON of the
+    ``EligibilityResult``. Same checks in the same order, same answers and the same visit and
+    access-log rows; on the event loop except the anchors' re-read (every few seconds), the
+    rare "newer eligibility" check and the commit of the visit, which take one thread hop.
+    The eligibility bundle is the one the by-number lookups cache (same invalidation)."""
+    facility = principal.require_facility()
+    nonce = await aredeem_challenge(state.cache, query.challenge_id, facility, state.settings.challenge_ttl_seconds)
+    today = today_jst()
+    verified, fingerprint = await state.verifier.acheck_chain(state.session_factory, query.certificate, today)
+    serial_hex = serial_text(verified.serial_number)
+    if state.pg is not None:
+        facts = await card_facts_async(state.pg, verified.issuer, serial_hex, facility)
+    else:
+        facts = await run_in_threadpool(card_facts, state.session_factory, verified.issuer, serial_hex, facility)
+    if facts.revoked:
+        raise CertificateRevokedError()
+    checked = state.verifier.checked(verified, fingerprint, today)
+    if query.signature is None:
+        raise ValidationFailedError("auth_method pin needs the card's signature")
+    verify.verify_pin_signature(checked.certificate, nonce, query.signature)
+    insured_id = facts.insured_id
+    if insured_id is None:
+        raise CardNotRegisteredError()
+    assert facts.insurer_number is not None and facts.symbol_norm is not None and facts.number_norm is not None
+    as_of = query.as_of or today
+    bundle = await cached_bundle_async(
+        state.read_factory,
+        state.cache,
+        state.settings.eligibility_cache_ttl_seconds,
+        facts.insurer_number,
+        facts.symbol_norm,
+        facts.number_norm,
+        state.pg,
+    )
+    evaluation = evaluate_insured(bundle, insured_id, as_of)
+    if evaluation.validity == Validity.INVALID:
+
+        def newer() -> bool:
+            with state.read_factory() as session:
+                return newer_eligibility_exists(session, evaluation, as_of)
+
+        if await run_in_threadpool(newer):
+            evaluation.validity = Validity.INVALID_NEWER_EXISTS
+    visit_id = secrets.token_urlsafe(24)
+    await run_in_threadpool(
+        record_visit,
+        state.session_factory,
+        {
+            "id": visit_id,
+            "facility_code": facility,
+            "insured_id": insured_id,
+            "auth_method": "pin",
+            "card_classification": evaluation.period["card_classification"] if evaluation.period else "01",
+            "as_of": as_of,
+        },
+        {
+            "insured_id": insured_id,
+            "facility_code": facility,
+            "role": principal.role or "",
+            "what": "eligibility",
+            "query_kind": "card",
+            "consent_id": facts.consent_id,
+        },
+    )
+    return orjson.dumps(
+        result_dict(
+            evaluation,
+            insurer_name=bundle["insurer_name"],
+            as_of=as_of,
+            query_kind="card",
+            share_limit_certificate=facts.share_limit_certificate,
+            visit_id=visit_id,
+            certificate_notice=checked.notice,
+        )
+    )
 
 
 def by_card(

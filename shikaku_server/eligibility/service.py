@@ -474,6 +474,43 @@ def query_by_number(
     return _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
 
 
+async def cached_bundle_async(
+    factory: sessionmaker[Session],
+    cache: Cache,
+    ttl: int,
+    insurer_number: str,
+    symbol_norm: str,
+    number_norm: str,
+    pg: AsyncPG | None = None,
+) -> dict[str, Any]:
+    """``cached_bundle`` from the event loop (the by-number and by-card hot paths).
+
+    A cache hit costs one cache round trip on the event loop; a miss reads the database on the
+    event loop too when ``pg`` is given (PostgreSQL), else in the thread pool (SQLite)."""
+    namespace, key = cache_namespace(insurer_number), _cache_key(symbol_norm, number_norm)
+    try:
+        version, raw = await cache.aget_versioned(namespace, key)
+    except CacheError:
+        log.warning("cache read failed; answering from the database", exc_info=True)
+        version, raw = None, None
+    bundle: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
+    if bundle is None and pg is not None:
+        bundle = await load_bundle_async(pg, insurer_number, symbol_norm, number_norm)
+        if version is not None:  # stored under the version read *before* loading: race-free
+            try:
+                await cache.aset_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
+            except CacheError:
+                log.warning("cache write failed", exc_info=True)
+    elif bundle is None:
+
+        def fill() -> dict[str, Any]:
+            with factory() as session:
+                return fill_bundle(session, cache, ttl, insurer_number, symbol_norm, number_norm, version)
+
+        bundle = await run_in_threadpool(fill)
+    return bundle
+
+
 async def answer_by_number(
     factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery, pg: AsyncPG | None = None
 ) -> tuple[bytes, int, int | None]:
@@ -485,27 +522,7 @@ async def answer_by_number(
     is the JSON of ``EligibilityResult``."""
     as_of = query.as_of or today_jst()
     symbol_norm, number_norm = normalize_key_text(query.symbol), normalize_key_text(query.number)
-    namespace, key = cache_namespace(query.insurer_number), _cache_key(symbol_norm, number_norm)
-    try:
-        version, raw = await cache.aget_versioned(namespace, key)
-    except CacheError:
-        log.warning("cache read failed; answering from the database", exc_info=True)
-        version, raw = None, None
-    bundle: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
-    if bundle is None and pg is not None:
-        bundle = await load_bundle_async(pg, query.insurer_number, symbol_norm, number_norm)
-        if version is not None:  # stored under the version read *before* loading: race-free
-            try:
-                await cache.aset_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
-            except CacheError:
-                log.warning("cache write failed", exc_info=True)
-    elif bundle is None:
-
-        def fill() -> dict[str, Any]:
-            with factory() as session:
-                return fill_bundle(session, cache, ttl, query.insurer_number, symbol_norm, number_norm, version)
-
-        bundle = await run_in_threadpool(fill)
+    bundle = await cached_bundle_async(factory, cache, ttl, query.insurer_number, symbol_norm, number_norm, pg)
     evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
     if evaluation.validity == Validity.INVALID:
 

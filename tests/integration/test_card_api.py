@@ -53,6 +53,11 @@ def register(client: TestClient, token: str, card: IssuedCertificate, facts: dic
     )
 
 
+def another_key(card: IssuedCertificate) -> rsa.RSAPrivateKey:
+    """A cached test key that is not the card's (its own is ``rsa_key(serial % 16)``)."""
+    return rsa_key((card.serial_number + 1) % 16)
+
+
 def by_card(
     client: TestClient,
     token: str,
@@ -161,7 +166,7 @@ def test_signature_by_another_key(
     client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None
 ) -> None:
     register(client, tokens["reception"], card)
-    r = by_card(client, tokens["reception"], card, key=rsa_key(7 if card.serial_number % 16 != 7 else 8))
+    r = by_card(client, tokens["reception"], card, key=another_key(card))
     assert r.status_code == 401 and problem_code(r) == "signature_invalid"
 
 
@@ -218,3 +223,43 @@ def test_renewed_certificate_links_the_same_way(
     assert register(client, tokens["reception"], new).status_code == 200
     assert by_card(client, tokens["reception"], new).json()["insured"]["name"] == "山田 太郎"
     assert register(client, tokens["reception"], new).json()["status"] == "already_linked"
+
+
+def test_pin_check_commits_visit_and_access_log_and_answers_the_model(
+    client: TestClient, tokens: dict[str, str], card: IssuedCertificate, loaded: None, session_factory: Any
+) -> None:
+    """The PIN check's own rendering and its one-statement write (PostgreSQL) or session write
+    (SQLite): the visit and its access-log entry are there when the answer arrives, and the body
+    is exactly the ``EligibilityResult`` model's JSON."""
+    from sqlalchemy import select
+
+    from schemas.eligibility import EligibilityResult
+    from shikaku_server.access_log.models import AccessLogEntry
+    from shikaku_server.consent.models import Visit
+
+    assert register(client, tokens["reception"], card).status_code == 200
+    r = by_card(client, tokens["reception"], card, as_of="2025-01-01")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    model = EligibilityResult.model_validate_json(r.content)
+    assert r.json() == model.model_dump(mode="json")
+    visit_id = r.json()["visit_id"]
+    with session_factory() as s:
+        visit = s.get(Visit, visit_id)
+        assert visit is not None
+        assert (visit.auth_method, visit.card_classification, visit.as_of) == ("pin", "01", dt.date(2025, 1, 1))
+        entries = s.execute(select(AccessLogEntry).where(AccessLogEntry.visit_id == visit_id)).scalars().all()
+        assert [(e.insured_id, e.what, e.query_kind, e.role, e.consent_id) for e in entries] == [
+            (visit.insured_id, "eligibility", "card", "reception", None)
+        ]
+        assert entries[0].at == visit.created_at
+    # a refused check writes nothing
+    from sqlalchemy import func
+
+    def visits() -> int:
+        with session_factory() as s:
+            return int(s.execute(select(func.count()).select_from(Visit)).scalar_one())
+
+    before = visits()
+    assert problem_code(by_card(client, tokens["reception"], card, key=another_key(card))) == "signature_invalid"
+    assert visits() == before
