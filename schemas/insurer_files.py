@@ -890,24 +890,7 @@ _FAST_PATTERNS: dict[str, str] = {
     # the optional groups: only when all empty (a row that uses them takes the full path)
     **dict.fromkeys(ELIGIBILITY_OPTIONAL, ""),
 }
-_FAST_FIELDS = (
-    "insurer_number",
-    "symbol",
-    "number",
-    "branch",
-    "name",
-    "name_kana",
-    "sex",
-    "birth_date",
-    "address",
-    "post_number",
-    "personal_family",
-    "card_classification",
-    "valid_from",
-    "valid_to",
-    "copay_ratio",
-    "reason_of_loss",
-)
+_FAST_FIELDS = tuple(c for c in ELIGIBILITY_COLUMNS if c != "action")  # what a fast-path line captures
 FastPath = Callable[[int, str], EligibilityRecord | None]
 _FAST_CACHE: dict[tuple[str, ...], FastPath | None] = {}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -81,3 +81,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def postgres_engine(factory: sessionmaker[Session]) -> Engine | None:
+    """The factory's engine when it is PostgreSQL (the raw, one-statement write paths), else None."""
+    engine = factory.kw.get("bind")
+    return engine if isinstance(engine, Engine) and engine.dialect.name == "postgresql" else None
+
+
+def execute_raw(engine: Engine, sql: str, params: Sequence[Any]) -> None:
+    """One statement and its commit on a pooled DBAPI connection, without a SQLAlchemy session
+    (a fraction of its CPU on the hot write paths). A failed connection is never pooled again."""
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql, params)
+        cursor.close()
+        conn.commit()
+    except Exception:
+        conn.invalidate()  # its state is unknown: never back into the pool
+        raise
+    finally:
+        conn.close()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.auth.models import Facility
-from shikaku_server.database import utcnow
+from shikaku_server.database import execute_raw, postgres_engine, utcnow
 
 
 def record(
@@ -128,22 +128,12 @@ class AccessLogWriter:
         """One statement, one commit. On PostgreSQL the rows go as one array per column
         (``unnest``): a third of the CPU of SQLAlchemy's executemany, time during which this
         thread holds the GIL the event loop needs."""
-        engine = self._factory.kw.get("bind")
-        if engine is None or engine.dialect.name != "postgresql":
+        engine = postgres_engine(self._factory)
+        if engine is None:
             with self._factory.begin() as session:
                 session.execute(insert(AccessLogEntry), batch)
             return
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute(_PG_INSERT, [[entry.get(c) for entry in batch] for c in _PG_COLUMNS])
-            cursor.close()
-            conn.commit()
-        except Exception:
-            conn.invalidate()  # its state is unknown: never back into the pool
-            raise
-        finally:
-            conn.close()
+        execute_raw(engine, _PG_INSERT, [[entry.get(c) for entry in batch] for c in _PG_COLUMNS])
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -40,7 +40,7 @@ from shikaku_server.card import verify
 from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import live_consent
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import execute_raw, postgres_engine, transaction, utcnow
 from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
@@ -532,23 +532,13 @@ def record_visit(factory: sessionmaker[Session], visit: dict[str, Any], entry: d
     now = utcnow()
     visit = {"created_at": now, **visit}
     entry = {"at": now, **entry}
-    engine = factory.kw.get("bind")
-    if engine is None or engine.dialect.name != "postgresql":
+    engine = postgres_engine(factory)
+    if engine is None:
         with transaction(factory) as session:
             session.execute(insert(Visit).values(**visit))
             access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
         return
-    conn = engine.raw_connection()
-    try:
-        cursor = conn.cursor()
-        cursor.execute(_PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS])
-        cursor.close()
-        conn.commit()
-    except Exception:
-        conn.invalidate()  # its state is unknown: never back into the pool
-        raise
-    finally:
-        conn.close()
+    execute_raw(engine, _PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS])
 
 
 async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery) -> bytes:
