@@ -492,10 +492,9 @@ class CheckFlow:
             return self._ask_server(session, challenge, signature=signature)
 
     # --- step 3b: face --------------------------------------------------------------------
-    def _start_face(self, session: _Session, face: FacePath) -> Screen:
-        # 照合番号B locks the card's face data after 10 wrong tries: the kiosk never tries
-        # automatically with TRIES_MARGIN or fewer tries left (they are for staff entry), tries
-        # automatically once per card insertion, and never uses the card's last try at all.
+    def _collation_tries(self, session: _Session) -> int | Screen:
+        """The card's 照合番号B tries left (a status-only VERIFY: no try used), or the screen that
+        ends the face path: locked, unreadable card, or only the last try left (never used)."""
         try:
             tries = session.card.collation_b_tries_left()
         except CollationBLockedError as exc:
@@ -504,6 +503,15 @@ class CheckFlow:
             return self._card_error(exc)
         if tries <= 1:
             return self._collation_fallback("collation_b_last_try", tries)
+        return tries
+
+    def _start_face(self, session: _Session, face: FacePath) -> Screen:
+        # 照合番号B locks the card's face data after 10 wrong tries: the kiosk never tries
+        # automatically with TRIES_MARGIN or fewer tries left (they are for staff entry), tries
+        # automatically once per card insertion, and never uses the card's last try at all.
+        tries = self._collation_tries(session)
+        if isinstance(tries, Screen):
+            return tries
         if session.collation_b_refused:
             return self._collation_fallback("collation_b_already_tried", tries)
         if tries <= TRIES_MARGIN:
@@ -573,14 +581,9 @@ class CheckFlow:
                 return self._reset_locked()
             if "collation_b_entry" not in self._screen.actions:
                 return self._screen
-            try:
-                tries = session.card.collation_b_tries_left()
-            except CollationBLockedError as exc:
-                return self._face_failed(msg.CARD_ERRORS[exc.code], exc.code)
-            except CardError as exc:
-                return self._card_error(exc)
-            if tries <= 1:
-                return self._collation_fallback("collation_b_last_try", tries)
+            tries = self._collation_tries(session)
+            if isinstance(tries, Screen):
+                return tries
             session.method = "face"
             return self._entry_screen(session, tries)
 
