@@ -24,11 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from schemas.codes import Validity
 from schemas.eligibility import (
     ByNumberQuery,
-    Elderly,
     EligibilityResult,
-    Insured,
-    LimitCertificate,
-    SpecificDisease,
 )
 from schemas.identifiers import normalize_key_text
 from shikaku_server.auth.models import Insurer
@@ -313,59 +309,19 @@ def build_result(
     visit_id: str | None = None,
     certificate_notice: str | None = None,
 ) -> EligibilityResult:
-    result = EligibilityResult(
-        validity=int(evaluation.validity),
-        query_kind=query_kind,
-        as_of=as_of,
-        visit_id=visit_id,
-        certificate_notice=certificate_notice,
-    )
-    insured, p = evaluation.insured, evaluation.period
-    if insured is None or p is None:
-        return result
-    day = as_of.isoformat()
-    result.insured = Insured(
-        insurer_number=insured["insurer_number"],
-        insurer_name=insurer_name,
-        symbol=insured["symbol"],
-        number=insured["number"],
-        branch=insured["branch"],
-        card_classification=p["card_classification"],
-        personal_family=p["personal_family"],
-        name=p["name"],
-        name_kana=p["name_kana"],
-        sex=p["sex"],
-        birth_date=p["birth_date"],
-        address=p["address"],
-        post_number=p["post_number"],
-        valid_from=p["valid_from"],
-        valid_to=p["valid_to"],
-        reason_of_loss=p["reason_of_loss"],
-        copay_ratio=p["copay_ratio"],
-    )
-    if p["elderly_ratio"] is not None and _covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
-        result.elderly = Elderly(
-            certificate_date=p["elderly_valid_from"],
-            valid_from=p["elderly_valid_from"],
-            valid_to=p["elderly_valid_to"],
-            copay_ratio=p["elderly_ratio"],
+    """The contract's result as the model (for callers that need it); ``result_dict`` is the one
+    place that maps an evaluation to the answer."""
+    return EligibilityResult.model_validate(
+        result_dict(
+            evaluation,
+            insurer_name=insurer_name,
+            as_of=as_of,
+            query_kind=query_kind,
+            share_limit_certificate=share_limit_certificate,
+            visit_id=visit_id,
+            certificate_notice=certificate_notice,
         )
-    if share_limit_certificate:
-        if p["limit_kind"] is not None and _covers(p["limit_valid_from"], p["limit_valid_to"], day):
-            result.limit_certificate = LimitCertificate(
-                kind=p["limit_kind"],
-                classification=p["limit_class"],
-                valid_from=p["limit_valid_from"],
-                valid_to=p["limit_valid_to"],
-            )
-        result.specific_diseases = [
-            SpecificDisease(
-                category=d["category"], valid_from=d["valid_from"], valid_to=d["valid_to"], self_pay=d["self_pay"]
-            )
-            for d in p["diseases"] or ()
-            if _covers(d["valid_from"], d["valid_to"], day)
-        ]
-    return result
+    )
 
 
 _PROCESSING_OK: dict[str, Any] = {"status": "ok", "code": None, "message": None}
@@ -381,9 +337,10 @@ def result_dict(
     visit_id: str | None = None,
     certificate_notice: str | None = None,
 ) -> dict[str, Any]:
-    """``build_result(...).model_dump(mode="json")`` without building the models: the bundle is
-    already made of checked JSON values (ISO dates, integer ratios), so the hot path renders it
-    with ``orjson`` directly. Same keys, same order (tests compare both byte for byte)."""
+    """The contract's eligibility result as JSON values, without building the models: the bundle
+    is already made of checked JSON values (ISO dates, integer ratios), so the hot path renders it
+    with ``orjson`` directly. Keys in the model's order; a test checks that the
+    ``EligibilityResult`` model reads it and dumps it back unchanged."""
     insured, p = evaluation.insured, evaluation.period
     out: dict[str, Any] = {
         "processing": _PROCESSING_OK,
