@@ -5,6 +5,10 @@ cache) and on PostgreSQL + Redis. Schemas are built by the Alembic migrations, n
 ``create_all``. PostgreSQL and Redis must be reachable: a missing service FAILS the run (never
 skips). Override with SHIKAKU_TEST_PG_URL / SHIKAKU_TEST_REDIS_URL.
 
+Two test runs on one machine (two work trees) can run side by side when each sets its own
+SHIKAKU_TEST_LOCK, SHIKAKU_TEST_DB_PREFIX and SHIKAKU_TEST_REDIS_URL (another Redis server, or
+the same one: the database number then comes from SHIKAKU_TEST_REDIS_DB_BASE).
+
 The suite uses machine-wide resources by fixed names (databases ``shikaku_test_N``, Redis
 databases 1–15, the one virtual PC/SC reader), so a second test run on the same machine waits
 for the first one (a lock file) instead of corrupting it.
@@ -34,6 +38,8 @@ from testbed.pki import TestCA
 
 PG_ADMIN_URL = os.environ.get("SHIKAKU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("SHIKAKU_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+DB_PREFIX = os.environ.get("SHIKAKU_TEST_DB_PREFIX", "shikaku_test")
+REDIS_DB_BASE = int(os.environ.get("SHIKAKU_TEST_REDIS_DB_BASE", "1"))
 FACILITY_CODE = "0110113719"  # 医科, Luhn-valid
 PHARMACY_CODE = "1341234563"
 
@@ -73,7 +79,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    name = f"shikaku_test_{_worker_index()}"
+    name = f"{DB_PREFIX}_{_worker_index()}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -89,7 +95,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = f"{REDIS_BASE_URL}/{1 + _worker_index() % 15}"
+    url = f"{REDIS_BASE_URL}/{(REDIS_DB_BASE + _worker_index()) % 16}"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
