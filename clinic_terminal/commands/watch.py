@@ -12,6 +12,7 @@ import click
 
 from clinic_terminal.client import ServerClient
 from clinic_terminal.config import get_settings
+from clinic_terminal.xmlif.files import RESULT_FILE_MODE
 from clinic_terminal.xmlif.model import XmlEncoding
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
@@ -33,6 +34,13 @@ EXIT_USAGE = 2
 @click.option("--poll", is_flag=True, help="poll req/ instead of inotify (network shares)")
 @click.option("--poll-interval", type=float, default=0.5, show_default=True, help="seconds between polls")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="requests at a time")
+@click.option(
+    "--file-mode",
+    default=f"{RESULT_FILE_MODE:o}",
+    show_default=True,
+    callback=lambda ctx, param, value: _file_mode(value),
+    help="permissions of the result and .err files (octal; never world-accessible)",
+)
 @click.option("--verbose", "-v", is_flag=True, help="log every request")
 def watch(
     root: Path | None,
@@ -42,6 +50,7 @@ def watch(
     poll: bool,
     poll_interval: float,
     workers: int,
+    file_mode: int,
     verbose: bool,
 ) -> None:
     """Watch ROOT/req for request files and answer them into ROOT/res until stopped."""
@@ -71,7 +80,18 @@ def watch(
             mode="poll" if poll else "inotify",
             poll_interval=poll_interval,
             workers=workers,
+            file_mode=file_mode,
         )
         click.echo(f"watching {watcher.req} ({'polling' if poll else 'inotify'}, results in {enc})", err=True)
         watcher.run(stop)
     click.echo(f"stopped; {watcher.stats.answered} answered, {watcher.stats.errors} refused", err=True)
+
+
+def _file_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter("an octal mode such as 640 or 600") from None
+    if mode & ~0o770 or (mode & 0o600) != 0o600:
+        raise click.BadParameter("owner read/write, at most group access, nothing for others (e.g. 640, 600, 660)")
+    return mode
