@@ -244,6 +244,7 @@ class _Pipe(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.buf = bytearray()
         self.lost = False
+        self.outbox: list[bytes] = []  # deferred commands (``send(defer=True)``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -281,13 +282,26 @@ class _Pipe(asyncio.Protocol):
     def timed_out(self) -> None:
         self.fail(CacheError("Redis did not answer in time"))
 
-    def send(self, loop: asyncio.AbstractEventLoop, payload: bytes) -> asyncio.Future[Any]:
+    def send(self, loop: asyncio.AbstractEventLoop, payload: bytes, *, defer: bool = False) -> asyncio.Future[Any]:
+        """Write a command; with ``defer`` (and after a deferred one, to keep the order) it waits in
+        ``outbox`` until this turn of the loop ends, so that the commands issued meanwhile leave
+        in one write and come back in one read."""
         if self.lost or self.transport is None:
             raise CacheError("the connection to Redis was lost")
         waiter: asyncio.Future[Any] = loop.create_future()
         self.waiters.append(waiter)
-        self.transport.write(payload)
+        if defer or self.outbox:
+            if not self.outbox:
+                loop.call_soon(self.flush)
+            self.outbox.append(payload)
+        else:
+            self.transport.write(payload)
         return waiter
+
+    def flush(self) -> None:
+        if self.outbox and not self.lost and self.transport is not None:
+            self.transport.write(b"".join(self.outbox))
+        self.outbox.clear()
 
 
 class _AsyncRedis:
@@ -362,13 +376,14 @@ class _AsyncRedis:
         return reply
 
     def send_nowait(self, *args: bytes) -> asyncio.Future[Any] | None:
-        """Write a command now and return the future of its reply, when this loop's connection is
-        up (None otherwise): what is sent after it is pipelined behind it, one round trip for both."""
+        """Queue a command and return the future of its reply, when this loop's connection is up
+        (None otherwise): the commands sent before this turn of the event loop ends go with it in
+        one write, one round trip for all."""
         loop = asyncio.get_running_loop()
         pipe = self._pipe
         if pipe is None or pipe.lost or self._loop is not loop:
             return None
-        waiter = pipe.send(loop, _command(*args))
+        waiter = pipe.send(loop, _command(*args), defer=True)
         timer = loop.call_later(self.timeout, pipe.timed_out)
         waiter.add_done_callback(lambda _: timer.cancel())
         return waiter

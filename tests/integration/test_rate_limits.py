@@ -208,3 +208,30 @@ def test_a_redis_outage_in_the_limiter_keeps_limiting_in_process(
         codes = [lookup(client, tokens["reception"], "1980-04-01").status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         assert events(client)["rate_limit_store_unavailable"] >= 4
+
+
+def test_the_counters_share_the_lookups_round_trip_to_redis(
+    client: TestClient, tokens: dict[str, str], backend: str
+) -> None:
+    """On the event-loop Redis client the limiter adds no round trip: its counters leave in the
+    same write as the lookup's cache read, and both replies come back together."""
+    if backend != "postgres":
+        pytest.skip("Redis only")
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    for _ in range(2):  # resolve the token, fill the cache
+        assert lookup(client, tokens["reception"], "1980-04-01").status_code == 200
+    pipe = client.app.state.shikaku.cache._async._pipe  # type: ignore[attr-defined]
+    writes: list[bytes] = []
+    real_write = pipe.transport.write
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    pipe.transport.write = write
+    try:
+        assert lookup(client, tokens["reception"], "1980-04-01").json()["validity"] == 1
+    finally:
+        pipe.transport.write = real_write
+    assert len(writes) == 1
+    assert b"INCRBY" in writes[0] and b"EVALSHA" in writes[0]
