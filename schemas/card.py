@@ -120,3 +120,22 @@ class AccessLogItem(ResponseModel):
 
 class AccessLog(ResponseModel):
     entries: list[AccessLogItem]
+
+
+class CardLinkEvent(ResponseModel):
+    """One link of a card to an insurer's insured person, or a refused one (the insurer's report)."""
+
+    id: int  # the audit id: pass the last one back as ``after``
+    at: dt.datetime
+    outcome: Literal["linked", "relinked", "refused_relink", "refused_second_card"]
+    facility_code: str
+    facility_name: str | None
+    insurer_number: str
+    symbol: str
+    number: str
+    branch: str
+
+
+class CardLinkReport(ResponseModel):
+    links: list[CardLinkEvent]
+    next_after: int

@@ -26,6 +26,7 @@ from shikaku_server.eligibility.fastpath import ByNumberFastPath
 from shikaku_server.errors import DomainError, MyNumberDetectedError
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
+from shikaku_server.ratelimit import RateLimiter
 from shikaku_server.state import AppState
 
 log = logging.getLogger("shikaku_server.request")
@@ -45,7 +46,9 @@ def problem(status: int, code: str, title: str, detail: str | None = None, **ext
 
 
 def domain_problem(exc: DomainError) -> JSONResponse:
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -182,15 +185,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         cache = make_cache(settings.redis_url)
         factory = make_session_factory(engine)
+        metrics = Metrics()
         state = AppState(
             settings=settings,
             engine=engine,
             session_factory=factory,
             read_factory=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
             cache=cache,
-            metrics=Metrics(),
+            metrics=metrics,
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
             access_log=AccessLogWriter(factory),
+            limiter=RateLimiter(cache, settings, metrics),
             pg=AsyncPG(engine, settings.db_pool_size) if engine.dialect.driver == "psycopg2" else None,
         )
         app.state.shikaku = state

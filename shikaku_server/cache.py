@@ -58,6 +58,16 @@ class Cache(Protocol):
         """Increment a counter that expires ``ttl`` seconds after its first increment."""
         ...
 
+    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """Add ``amount`` (may be negative) to each counter, in one round trip; their new values.
+        A counter lives ``ttl`` seconds after its last change (rate-limit windows: see
+        ``shikaku_server.ratelimit``). Raises ``CacheError`` when the store fails."""
+        ...
+
+    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """``incr_windows`` for the event loop: never blocks it."""
+        ...
+
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -138,6 +148,20 @@ class InMemoryCache:
             self._data[key] = (item[0], str(count).encode())
             return count
 
+    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        with self._lock:
+            now = time.monotonic()
+            counts = []
+            for key in keys:
+                value = self._alive(key, now)
+                count = (int(value) if value is not None else 0) + amount
+                self._store(key, str(count).encode(), ttl)
+                counts.append(count)
+            return counts
+
+    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        return self.incr_windows(keys, amount, ttl)
+
     def ping(self) -> bool:
         return True
 
@@ -149,6 +173,17 @@ class InMemoryCache:
 _GET_VERSIONED = """
 local v = redis.call('GET', KEYS[1]) or '0'
 return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}
+"""
+
+
+# rate-limit counters: INCRBY each key, (re)set its time to live; the new values
+_INCR_WINDOWS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('INCRBY', key, ARGV[1])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return out
 """
 
 
@@ -209,6 +244,7 @@ class _Pipe(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.buf = bytearray()
         self.lost = False
+        self.outbox: list[bytes] = []  # deferred commands (``send(defer=True)``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -246,13 +282,26 @@ class _Pipe(asyncio.Protocol):
     def timed_out(self) -> None:
         self.fail(CacheError("Redis did not answer in time"))
 
-    def send(self, loop: asyncio.AbstractEventLoop, payload: bytes) -> asyncio.Future[Any]:
+    def send(self, loop: asyncio.AbstractEventLoop, payload: bytes, *, defer: bool = False) -> asyncio.Future[Any]:
+        """Write a command; with ``defer`` (and after a deferred one, to keep the order) it waits in
+        ``outbox`` until this turn of the loop ends, so that the commands issued meanwhile leave
+        in one write and come back in one read."""
         if self.lost or self.transport is None:
             raise CacheError("the connection to Redis was lost")
         waiter: asyncio.Future[Any] = loop.create_future()
         self.waiters.append(waiter)
-        self.transport.write(payload)
+        if defer or self.outbox:
+            if not self.outbox:
+                loop.call_soon(self.flush)
+            self.outbox.append(payload)
+        else:
+            self.transport.write(payload)
         return waiter
+
+    def flush(self) -> None:
+        if self.outbox and not self.lost and self.transport is not None:
+            self.transport.write(b"".join(self.outbox))
+        self.outbox.clear()
 
 
 class _AsyncRedis:
@@ -326,10 +375,44 @@ class _AsyncRedis:
             raise reply
         return reply
 
+    def send_nowait(self, *args: bytes) -> asyncio.Future[Any] | None:
+        """Queue a command and return the future of its reply, when this loop's connection is up
+        (None otherwise): the commands sent before this turn of the event loop ends go with it in
+        one write, one round trip for all."""
+        loop = asyncio.get_running_loop()
+        pipe = self._pipe
+        if pipe is None or pipe.lost or self._loop is not loop:
+            return None
+        waiter = pipe.send(loop, _command(*args), defer=True)
+        timer = loop.call_later(self.timeout, pipe.timed_out)
+        waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
+
     def close(self) -> None:
         if self._pipe is not None and self._pipe.transport is not None:
             self._pipe.transport.close()
         self._pipe = None
+
+
+class PendingCounts:
+    """The reply of counters sent with ``RedisCache.incr_windows_nowait``: ``await counts()``,
+    or ``discard()`` it (its error, if any, is then retrieved and dropped)."""
+
+    def __init__(self, waiter: asyncio.Future[Any]) -> None:
+        self._waiter = waiter
+
+    async def counts(self) -> list[int]:
+        reply = await self._waiter
+        if isinstance(reply, _ReplyError) or not isinstance(reply, list):
+            raise CacheError(f"unexpected reply to the counters: {reply!r}")
+        return [int(n) for n in reply]
+
+    def discard(self) -> None:
+        def retrieve(waiter: asyncio.Future[Any]) -> None:
+            if not waiter.cancelled():
+                waiter.exception()
+
+        self._waiter.add_done_callback(retrieve)
 
 
 class RedisCache:
@@ -342,6 +425,7 @@ class RedisCache:
         # the script's name for EVALSHA (what Redis calls it; not a security use)
         self._get_versioned_sha = hashlib.sha1(_GET_VERSIONED.encode(), usedforsecurity=False).hexdigest().encode()
         self._async = _AsyncRedis(url, timeout=2.0)
+        self._incr_windows = self._redis.register_script(_INCR_WINDOWS)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -453,6 +537,38 @@ class RedisCache:
         except redis.RedisError as exc:
             raise UnavailableError("the cache (Redis) is unavailable") from exc
         return int(count)
+
+    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        try:
+            reply = self._incr_windows(keys=[self._k(k) for k in keys], args=[amount, ttl])
+        except redis.RedisError as exc:
+            raise CacheError(str(exc)) from exc
+        return [int(n) for n in reply]
+
+    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        if not self._async.supported:
+            return await asyncio.to_thread(self.incr_windows, keys, amount, ttl)
+        reply = await self._acall(*self._incr_windows_command(keys, amount, ttl))
+        return [int(n) for n in reply]
+
+    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
+        """``aincr_windows`` sent now, its reply awaited later (``PendingCounts``), so that the
+        next command on the event-loop connection shares its round trip; None when that
+        connection is not up (or the URL is one it does not handle): use ``aincr_windows``."""
+        if not self._async.supported:
+            return None
+        waiter = self._async.send_nowait(*self._incr_windows_command(keys, amount, ttl))
+        return PendingCounts(waiter) if waiter is not None else None
+
+    def _incr_windows_command(self, keys: Sequence[str], amount: int, ttl: int) -> tuple[bytes, ...]:
+        return (
+            b"EVAL",
+            _INCR_WINDOWS.encode(),
+            str(len(keys)).encode(),
+            *(self._k(k).encode() for k in keys),
+            str(amount).encode(),
+            str(ttl).encode(),
+        )
 
     def ping(self) -> bool:
         try:

@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
+    # rate limits (docs/operations.md "Rate limits"): per token and per facility, in fixed windows
+    # of a minute (lookups, challenges) or an hour (batch queries, registrations); 0 turns one off
+    rate_limit_lookups_per_token: int = 60
+    rate_limit_lookups_per_facility: int = 300
+    rate_limit_challenges_per_token: int = 120
+    rate_limit_challenges_per_facility: int = 600
+    rate_limit_batch_queries_per_token: int = 20_000
+    rate_limit_batch_queries_per_facility: int = 50_000
+    rate_limit_registrations_per_token: int = 20
+    rate_limit_registrations_per_facility: int = 60
 
     def trust_anchor_paths(self) -> list[Path]:
         import os

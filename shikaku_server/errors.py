@@ -18,6 +18,7 @@ class DomainError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.extra = extra
+        self.headers: dict[str, str] = {}  # response headers the answer carries (``Retry-After``)
 
 
 class UnauthorizedError(DomainError):
@@ -122,6 +123,14 @@ class RegistrationAmbiguousError(DomainError):
     status = 409
 
 
+class RegistrationConflictError(DomainError):
+    """The card is linked to another person, or the person already has a live card."""
+
+    code = "registration_conflict"
+    title = "The link conflicts with an existing one; nothing was changed"
+    status = 409
+
+
 class ConsentRequiredError(DomainError):
     code = "consent_required"
     title = "The patient has not consented to this"
@@ -138,6 +147,10 @@ class RateLimitedError(DomainError):
     code = "rate_limited"
     title = "Too many requests"
     status = 429
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class UnavailableError(DomainError):

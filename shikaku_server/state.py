@@ -14,6 +14,7 @@ from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
+from shikaku_server.ratelimit import RateLimiter
 
 
 @dataclass
@@ -26,5 +27,6 @@ class AppState:
     metrics: Metrics
     verifier: CertificateVerifier
     access_log: AccessLogWriter
+    limiter: RateLimiter
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     pg: AsyncPG | None = None  # event-loop reads on PostgreSQL (the by-number miss path)

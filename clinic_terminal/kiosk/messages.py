@@ -84,6 +84,9 @@ SERVER_ERRORS: Final[dict[str, str]] = {
         "カードの情報（氏名・生年月日・性別・住所）と保険者に登録された情報が一致しませんでした。" + ASK_STAFF
     ),
     "registration_ambiguous": "ご本人を特定できませんでした。" + ASK_STAFF,
+    "registration_conflict": (
+        "このカードは利用登録できませんでした（ほかのカードまたはほかの方の登録と重なります）。" + ASK_STAFF
+    ),
 }
 SERVER_DEFAULT: Final = "資格確認ができませんでした。" + ASK_STAFF
 

@@ -13,6 +13,8 @@ router = APIRouter(prefix="/v1/eligibility/batches", tags=["batch"])
 def create(
     body: BatchCreate, principal: PrincipalDep, session: SessionDep, state: StateDep, background: BackgroundTasks
 ) -> BatchCreated:
+    principal.require_facility()
+    state.limiter.hit("batch_query", principal, len(body.queries))  # every query counts
     created = service.create_batch(session, principal, body)
     # committed by ``SessionDep`` before the answer, hence before this task runs (after the answer)
     background.add_task(

@@ -33,7 +33,7 @@ from schemas.codes import Validity
 from schemas.eligibility import EligibilityResult
 from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
-from shikaku_server.auth.models import Terminal
+from shikaku_server.auth.models import Facility, Terminal
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError, RedisCache
 from shikaku_server.card import verify
@@ -62,6 +62,7 @@ from shikaku_server.errors import (
     ChallengeReusedError,
     ChallengeUnknownError,
     RegistrationAmbiguousError,
+    RegistrationConflictError,
     RegistrationNoMatchError,
     UnavailableError,
     ValidationFailedError,
@@ -644,12 +645,85 @@ def by_card(
 
 
 # ---------------------------------------------------------------- first use: linking
+#
+# The four facts come from the terminal unsigned, so they prove nothing by themselves. A link is
+# made when they match exactly one person insured today, and then only when it cannot take a
+# card or a person away from someone (docs/card.md "Linking rules"):
+# - a card linked to one person is never moved to another: only to a newer record of the same
+#   person (same name, birth date and sex: a change of insurer), else ``registration_conflict``;
+# - a person whose card (another certificate) is still live — neither expired nor revoked —
+#   gets no second card: ``registration_conflict``. A renewed or reissued card links once the
+#   old certificate is on an imported CRL or has expired.
+# Every attempt is audited (``card_link_audit``); every link and every refused one is in the
+# access log of the person(s) concerned (``card_link`` / ``card_link_refused``) and in the
+# insurers' report (``card_link_report``).
+
+LINK_OUTCOMES = ("linked", "relinked", "refused_relink", "refused_second_card")  # what insurers are told
 
 
 def _audit(factory: sessionmaker[Session], **values: object) -> None:
     """Audit rows are written in their own transaction: a refused link is audited too."""
     with transaction(factory) as s:
         s.add(CardLinkAudit(**values))
+
+
+def _refuse(
+    factory: sessionmaker[Session],
+    principal: Principal,
+    audit: dict[str, Any],
+    *,
+    outcome: str,
+    insured_id: int,
+    told: list[int],
+    detail: str,
+) -> RegistrationConflictError:
+    """Audit a refused link and tell the persons concerned (their access log), committed in a
+    transaction of its own (the request's is rolled back by the error)."""
+    with transaction(factory) as s:
+        s.add(CardLinkAudit(outcome=outcome, insured_id=insured_id, **audit))
+        for person in dict.fromkeys(told):
+            access_log.record(
+                s,
+                insured_id=person,
+                facility_code=audit["facility_code"],
+                role=principal.role or "",
+                what="card_link_refused",
+                query_kind="card",
+            )
+    return RegistrationConflictError(detail)
+
+
+def _person_facts(session: Session, insured_id: int) -> tuple[str, dt.date, str] | None:
+    """Name (normalised), birth date and sex of a record's latest current period."""
+    row = session.execute(
+        select(EligibilityPeriod.name_norm, EligibilityPeriod.birth_date, EligibilityPeriod.sex)
+        .where(EligibilityPeriod.insured_id == insured_id, EligibilityPeriod.superseded_by.is_(None))
+        .order_by(EligibilityPeriod.valid_from.desc(), EligibilityPeriod.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+def same_person(session: Session, a: int, b: int) -> bool:
+    """Whether two insured records hold the same person (a change of insurer): the same
+    normalised name, birth date and sex. The address may differ (people move when they change
+    jobs); the facts compared are the insurers', not the terminal's."""
+    facts_a = _person_facts(session, a)
+    return facts_a is not None and facts_a == _person_facts(session, b)
+
+
+def _live_other_cards(session: Session, insured_id: int, issuer: str, serial_hex: str) -> int:
+    """How many certificates other than this one are linked to the person and still live."""
+    now = utcnow()
+    revoked = exists().where(RevokedCertificate.issuer == CardLink.issuer, RevokedCertificate.serial == CardLink.serial)
+    rows = session.execute(
+        select(CardLink.not_after).where(
+            CardLink.insured_id == insured_id,
+            ~and_(CardLink.issuer == issuer, CardLink.serial == serial_hex),
+            ~revoked,
+        )
+    ).all()
+    return sum(1 for (not_after,) in rows if not_after >= now)
 
 
 def register(
@@ -696,6 +770,30 @@ def register(
     link = session.execute(
         select(CardLink).where(CardLink.issuer == checked.issuer, CardLink.serial == checked.serial_hex)
     ).scalar_one_or_none()
+    if link is not None and link.insured_id == insured_id:
+        _audit(factory, outcome="already_linked", insured_id=insured_id, **audit)
+        return _registered(session, "already_linked", insured_id)
+    if link is not None and not same_person(session, link.insured_id, insured_id):
+        raise _refuse(
+            factory,
+            principal,
+            audit,
+            outcome="refused_relink",
+            insured_id=insured_id,
+            told=[insured_id, link.insured_id],
+            detail="this card is linked to another person; it is never moved to someone else",
+        )
+    if _live_other_cards(session, insured_id, checked.issuer, checked.serial_hex):
+        raise _refuse(
+            factory,
+            principal,
+            audit,
+            outcome="refused_second_card",
+            insured_id=insured_id,
+            told=[insured_id],
+            detail="the person matched already has a live card; a new card links once the old "
+            "certificate is revoked or has expired",
+        )
     if link is None:
         outcome = "linked"
         session.add(
@@ -707,18 +805,66 @@ def register(
                 not_after=checked.certificate.not_valid_after_utc,
             )
         )
-    elif link.insured_id == insured_id:
-        outcome = "already_linked"
     else:
-        outcome = "relinked"  # the person's insurance changed: the link follows the four facts
+        outcome = "relinked"  # the same person under a new insurance record: the link follows
         link.insured_id = insured_id
         link.linked_at = utcnow()
     session.add(CardLinkAudit(outcome=outcome, insured_id=insured_id, **audit))
+    access_log.record(
+        session,
+        insured_id=insured_id,
+        facility_code=facility,
+        role=principal.role or "",
+        what="card_link",
+        query_kind="card",
+    )
     session.flush()
+    return _registered(session, "linked", insured_id)
+
+
+def _registered(session: Session, status: str, insured_id: int) -> Registered:
     insured = session.get(InsuredRow, insured_id)
     assert insured is not None
-    status = "already_linked" if outcome == "already_linked" else "linked"
-    return Registered(status=status, insurer_number=insured.insurer_number, branch=insured.branch)
+    return Registered.model_validate(
+        {"status": status, "insurer_number": insured.insurer_number, "branch": insured.branch}
+    )
+
+
+def card_link_report(
+    session: Session, principal: Principal, *, since: dt.datetime | None, after: int, limit: int = 1000
+) -> tuple[list[dict[str, Any]], int]:
+    """For an insurer: links made (and refused) to its insured persons, oldest first, from the
+    audit id ``after`` (a cursor: pass back the ``next_after`` answered) and time ``since``."""
+    numbers = principal.require_insurer()
+    query = (
+        select(CardLinkAudit, InsuredRow, Facility.name)
+        .join(InsuredRow, InsuredRow.id == CardLinkAudit.insured_id)
+        .outerjoin(Facility, Facility.code == CardLinkAudit.facility_code)
+        .where(
+            InsuredRow.insurer_number.in_(sorted(numbers)),
+            CardLinkAudit.outcome.in_(LINK_OUTCOMES),
+            CardLinkAudit.id > after,
+        )
+        .order_by(CardLinkAudit.id)
+        .limit(limit)
+    )
+    if since is not None:
+        query = query.where(CardLinkAudit.at >= since)
+    items: list[dict[str, Any]] = [
+        {
+            "id": audit.id,
+            "at": audit.at,
+            "outcome": audit.outcome,
+            "facility_code": audit.facility_code,
+            "facility_name": facility_name,
+            "insurer_number": insured.insurer_number,
+            "symbol": insured.symbol,
+            "number": insured.number,
+            "branch": insured.branch,
+        }
+        for audit, insured, facility_name in session.execute(query)
+    ]
+    return items, (int(items[-1]["id"]) if items else after)
 
 
 # ---------------------------------------------------------------- the patient's own log

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from schemas.card import AccessLog, AccessLogRequest, ByCardQuery, Challenge, Registered, Registration
+from schemas.card import (
+    AccessLog,
+    AccessLogRequest,
+    ByCardQuery,
+    CardLinkReport,
+    Challenge,
+    Registered,
+    Registration,
+)
 from schemas.eligibility import EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service
@@ -30,25 +39,36 @@ CardContext = Annotated[tuple[Principal, AppState], Depends(_card_context)]
 async def challenge(context: CardContext) -> Response:
     principal, state = context
     facility = principal.require_facility()
+    await state.limiter.ahit("challenge", principal)
     created = await service.acreate_challenge(state.cache, facility, state.settings.challenge_ttl_seconds)
     # the model's own JSON: the same bytes FastAPI renders through response_model, minus revalidation
     return Response(created.model_dump_json(), media_type="application/json")
 
 
 @router.post("/v1/card/registrations", response_model=Registered)
-def registration(body: Registration, principal: PrincipalDep, session: SessionDep, state: StateDep) -> Registered:
-    return service.register(
-        session,
-        state.session_factory,
-        state.cache,
-        state.verifier,
-        principal,
-        challenge_id=body.challenge_id,
-        cert_der=body.certificate,
-        signature=body.signature,
-        facts=body.basic_facts,
-        challenge_ttl=state.settings.challenge_ttl_seconds,
-    )
+async def registration(body: Registration, context: CardContext) -> Registered:
+    """Rate-limited per token and per facility; committed (link, audit, access-log entry) before
+    the answer is sent."""
+    principal, state = context
+    principal.require_facility()
+    await state.limiter.ahit("registration", principal)
+
+    def register() -> Registered:
+        with transaction(state.session_factory) as session:
+            return service.register(
+                session,
+                state.session_factory,
+                state.cache,
+                state.verifier,
+                principal,
+                challenge_id=body.challenge_id,
+                cert_der=body.certificate,
+                signature=body.signature,
+                facts=body.basic_facts,
+                challenge_ttl=state.settings.challenge_ttl_seconds,
+            )
+
+    return await run_in_threadpool(register)
 
 
 @router.post("/v1/eligibility/by-card", response_model=EligibilityResult)
@@ -94,3 +114,16 @@ async def my_access_log(body: AccessLogRequest, request: Request, state: StateDe
 
     entries = await run_in_threadpool(read)
     return AccessLog.model_validate({"entries": entries})
+
+
+@router.get("/v1/insurer/card-links", response_model=CardLinkReport)
+def card_links(
+    principal: PrincipalDep,
+    session: SessionDep,
+    since: dt.datetime | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> CardLinkReport:
+    """For insurer tokens: cards linked to (or refused for) the insurer's insured persons, oldest
+    first, at most 1,000 per call; page with ``after=<next_after>``."""
+    links, next_after = service.card_link_report(session, principal, since=since, after=after)
+    return CardLinkReport.model_validate({"links": links, "next_after": next_after})

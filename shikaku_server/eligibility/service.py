@@ -263,6 +263,18 @@ def evaluate(bundle: dict[str, Any], *, branch: str | None, birth_date: dt.date,
     return matches[0]
 
 
+def birth_date_mismatches(bundle: dict[str, Any], *, branch: str | None, birth_date: dt.date) -> list[int]:
+    """For a lookup that matched nobody: the insured persons of the number (of that branch, when
+    given) none of whose records carries this birth date. A wrong birth date was tried against
+    each of them: they see it in their access log (``eligibility_no_match``)."""
+    birth = birth_date.isoformat()
+    return [
+        insured["id"]
+        for insured in bundle["insureds"]
+        if (branch is None or insured["branch"] == branch) and all(p["birth_date"] != birth for p in insured["periods"])
+    ]
+
+
 def evaluate_insured(bundle: dict[str, Any], insured_id: int, as_of: dt.date) -> Evaluation:
     """The card path: the linked person, no birth-date check (the card authenticated them)."""
     for insured in bundle["insureds"]:
@@ -468,10 +480,18 @@ async def cached_bundle_async(
     return bundle
 
 
+@dataclass(frozen=True, slots=True)
+class NumberAnswer:
+    body: bytes  # the JSON of ``EligibilityResult``
+    validity: int
+    insured_id: int | None  # the person disclosed, if any
+    mismatched: list[int]  # validity 4 only: the persons of the number whose birth date was not it
+
+
 async def answer_by_number(
     factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery, pg: AsyncPG | None = None
-) -> tuple[bytes, int, int | None]:
-    """The HTTP hot path: (response body, validity, disclosed insured id or None).
+) -> NumberAnswer:
+    """The HTTP hot path: the answer, whom it disclosed, and whom a wrong birth date was tried on.
 
     A cache hit costs one cache round trip on the event loop; a miss reads the database on the
     event loop too when ``pg`` is given (PostgreSQL), else in the thread pool (SQLite). Only the
@@ -498,4 +518,9 @@ async def answer_by_number(
             share_limit_certificate=query.include_limit_certificate,
         )
     )
-    return body, int(evaluation.validity), evaluation.insured_id
+    mismatched = (
+        birth_date_mismatches(bundle, branch=query.branch, birth_date=query.birth_date)
+        if evaluation.validity == Validity.NONE
+        else []
+    )
+    return NumberAnswer(body, int(evaluation.validity), evaluation.insured_id, mismatched)

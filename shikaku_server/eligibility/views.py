@@ -12,25 +12,33 @@ router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 
 
 async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) -> bytes:
-    """One by-number lookup: the answer's JSON, its access-log entry and its metric.
+    """One by-number lookup: the answer's JSON, its access-log entries and its metrics.
 
-    Shared by the route below and by ``fastpath.ByNumberFastPath`` (the same code answers)."""
+    Shared by the route below and by ``fastpath.ByNumberFastPath`` (the same code answers).
+    Rate-limited per token and per facility (``ratelimit``: the counters are sent before the
+    cache read and read after it, one Redis round trip for both); a refused lookup discloses
+    nothing and logs nothing. A lookup that matches nobody is logged for each person of that
+    insurance number whose birth date it did not carry (``eligibility_no_match``), so that a
+    guessed birth date shows in the victim's access log, and counted in /metrics."""
     facility = principal.require_facility()
-    body, validity, insured_id = await service.answer_by_number(
-        state.read_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query, state.pg
-    )
-    if insured_id is not None:
-        state.access_log.submit(
-            {
-                "insured_id": insured_id,
-                "facility_code": facility,
-                "role": principal.role or "",
-                "what": "eligibility",
-                "query_kind": "number",
-            }
+    hit = await state.limiter.abegin("lookup", principal)
+    try:
+        answer = await service.answer_by_number(
+            state.read_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query, state.pg
         )
-    state.metrics.event(f"eligibility_validity_{validity}")
-    return body
+    except BaseException:
+        hit.discard()
+        raise
+    await hit.check()
+    entry = {"facility_code": facility, "role": principal.role or "", "query_kind": "number"}
+    if answer.insured_id is not None:
+        state.access_log.submit({**entry, "insured_id": answer.insured_id, "what": "eligibility"})
+    for insured_id in answer.mismatched:
+        state.access_log.submit({**entry, "insured_id": insured_id, "what": "eligibility_no_match"})
+    if answer.mismatched:
+        state.metrics.event("eligibility_birth_date_mismatch")
+    state.metrics.event(f"eligibility_validity_{answer.validity}")
+    return answer.body
 
 
 @router.post("/by-number", response_model=EligibilityResult)

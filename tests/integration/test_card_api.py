@@ -214,12 +214,23 @@ def test_expired_certificate_and_notices(
     assert by_card(client, tokens["reception"], soon).json()["certificate_notice"] == "expires_soon"
 
 
-def test_renewed_certificate_links_the_same_way(
-    client: TestClient, tokens: dict[str, str], test_ca: TestCA, loaded: None
+def test_renewed_certificate_links_once_the_old_one_is_revoked(
+    client: TestClient,
+    tokens: dict[str, str],
+    test_ca: TestCA,
+    loaded: None,
+    session_factory: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     old = test_ca.issue_auth_certificate()
     new = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], old).status_code == 200
+    refused = register(client, tokens["reception"], new)  # the old certificate is still live
+    assert refused.status_code == 409 and problem_code(refused) == "registration_conflict"
+    from tests.integration.test_card_links import revoke
+
+    revoke(test_ca, old, session_factory, settings, monkeypatch)
     assert register(client, tokens["reception"], new).status_code == 200
     assert by_card(client, tokens["reception"], new).json()["insured"]["name"] == "山田 太郎"
     assert register(client, tokens["reception"], new).json()["status"] == "already_linked"

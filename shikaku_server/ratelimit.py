@@ -1,0 +1,241 @@
+"""Rate limits: fixed-window counters per token and per facility, kept in the Cache.
+
+Every limited action has a window (a minute or an hour, aligned on the clock so that every server
+process shares it) and two limits, one per token and one per facility (0 turns one off; the
+numbers are ``Settings.rate_limit_*``, documented in docs/operations.md). A request adds its
+weight (1, or a batch's number of queries) to both counters of the current window in one round
+trip (a Lua ``INCRBY`` + ``EXPIRE`` on Redis, a dict in-process) and is refused with 429
+``rate_limited`` and ``Retry-After`` (the seconds left in the window) when either counter is over
+its limit. A refused request is given back (so one runaway token does not use up its facility's
+window, and a refused batch does not use up the window for smaller ones).
+
+On the by-number hot path the counters are sent before the lookup's own cache read and read
+after it (``abegin`` / ``Hit.check``): one round trip for both on the event-loop Redis client.
+
+When the store fails (Redis down or too slow) the limiter counts in this process instead, with
+the same limits (per process), and counts ``rate_limit_store_unavailable`` in /metrics: a Redis
+outage neither stops lookups (never a 500, never a 503 from the limiter) nor lifts the limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from shikaku_server.auth.service import Principal
+from shikaku_server.cache import Cache, CacheError, InMemoryCache, PendingCounts, RedisCache
+from shikaku_server.config import Settings
+from shikaku_server.errors import RateLimitedError
+from shikaku_server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# action → (window in seconds, what is counted)
+WINDOWS: dict[str, tuple[int, str]] = {
+    "lookup": (60, "by-number lookups"),
+    "challenge": (60, "card challenges"),
+    "batch_query": (3600, "batch queries"),
+    "registration": (3600, "card registrations"),
+}
+_WARN_EVERY = 10.0  # seconds between two "store unavailable" warnings
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    action: str
+    window: int
+    per_token: int
+    per_facility: int
+
+
+def rules_from(settings: Settings) -> dict[str, Rule]:
+    def rule(action: str, token: int, facility: int) -> Rule:
+        return Rule(action, WINDOWS[action][0], max(token, 0), max(facility, 0))
+
+    return {
+        "lookup": rule("lookup", settings.rate_limit_lookups_per_token, settings.rate_limit_lookups_per_facility),
+        "challenge": rule(
+            "challenge", settings.rate_limit_challenges_per_token, settings.rate_limit_challenges_per_facility
+        ),
+        "batch_query": rule(
+            "batch_query",
+            settings.rate_limit_batch_queries_per_token,
+            settings.rate_limit_batch_queries_per_facility,
+        ),
+        "registration": rule(
+            "registration",
+            settings.rate_limit_registrations_per_token,
+            settings.rate_limit_registrations_per_facility,
+        ),
+    }
+
+
+@dataclass(slots=True)
+class _Counted:
+    """The counters one request touches in one window: keys, their limits and scopes."""
+
+    rule: Rule
+    principal: Principal
+    amount: int
+    keys: list[str]
+    limits: list[int]
+    scopes: list[str]
+    window_end: float
+
+
+class Hit:
+    """One request's counting in flight (``RateLimiter.abegin``): ``await check()`` raises
+    ``RateLimitedError`` when over a limit; ``discard()`` when the request failed anyway."""
+
+    __slots__ = ("_counted", "_counts", "_limiter", "_pending")
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        counted: _Counted | None,
+        counts: list[int] | None = None,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        self._limiter, self._counted, self._counts, self._pending = limiter, counted, counts, pending
+
+    async def check(self) -> None:
+        counted = self._counted
+        if counted is None:
+            return
+        counts = self._counts
+        if counts is None:
+            assert self._pending is not None
+            try:
+                counts = await self._pending.counts()
+            except CacheError:
+                counts = self._limiter.local_counts(counted)
+        await self._limiter.averdict(counted, counts)
+
+    def discard(self) -> None:
+        if self._pending is not None:
+            self._pending.discard()
+
+
+class RateLimiter:
+    def __init__(self, cache: Cache, settings: Settings, metrics: Metrics) -> None:
+        self.cache = cache
+        self.rules = rules_from(settings)
+        self.metrics = metrics
+        self.clock: Callable[[], float] = time.time  # wall clock: windows shared by every process
+        self._local = InMemoryCache(max_entries=100_000)  # when the cache fails
+        self._warned_at = -math.inf
+
+    def _counted(self, action: str, principal: Principal, amount: int) -> _Counted | None:
+        rule = self.rules[action]
+        now = self.clock()
+        index = int(now // rule.window)
+        counted = _Counted(rule, principal, amount, [], [], [], (index + 1) * rule.window)
+        if rule.per_token:
+            counted.keys.append(f"rl:{action}:token:{principal.token_id}:{index}")
+            counted.limits.append(rule.per_token)
+            counted.scopes.append("token")
+        if rule.per_facility and principal.facility_code is not None:
+            counted.keys.append(f"rl:{action}:facility:{principal.facility_code}:{index}")
+            counted.limits.append(rule.per_facility)
+            counted.scopes.append("facility")
+        return counted if counted.keys else None
+
+    # ------------------------------------------------------------ the store, and its fallback
+
+    def local_counts(self, counted: _Counted, amount: int | None = None) -> list[int]:
+        self.metrics.event("rate_limit_store_unavailable")
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY:
+            self._warned_at = now
+            log.warning("rate-limit store unavailable; counting in this process", extra={"code": "rate_limit_local"})
+        return self._local.incr_windows(counted.keys, counted.amount if amount is None else amount, counted.rule.window)
+
+    def _counts(self, counted: _Counted, amount: int | None = None) -> list[int]:
+        try:
+            return self.cache.incr_windows(
+                counted.keys, counted.amount if amount is None else amount, counted.rule.window
+            )
+        except CacheError:
+            return self.local_counts(counted, amount)
+
+    async def _acounts(self, counted: _Counted, amount: int | None = None) -> list[int]:
+        if isinstance(self.cache, RedisCache) and not self.cache.on_event_loop:
+            return await run_in_threadpool(self._counts, counted, amount)
+        try:
+            return await self.cache.aincr_windows(
+                counted.keys, counted.amount if amount is None else amount, counted.rule.window
+            )
+        except CacheError:
+            return self.local_counts(counted, amount)
+
+    # ------------------------------------------------------------ the verdict
+
+    def _refusal(self, counted: _Counted, counts: list[int]) -> RateLimitedError | None:
+        over = [i for i, (n, limit) in enumerate(zip(counts, counted.limits, strict=True)) if n > limit]
+        if not over:
+            return None
+        rule, principal = counted.rule, counted.principal
+        self.metrics.event(f"rate_limited_{rule.action}")
+        scopes = [counted.scopes[i] for i in over]
+        log.warning(
+            "rate limited",
+            extra={
+                "code": "rate_limited",
+                "action": rule.action,
+                "scope": ",".join(scopes),
+                "facility_code": principal.facility_code,
+                "token_id": principal.token_id,
+            },
+        )
+        first = over[0]
+        what = WINDOWS[rule.action][1]
+        period = "minute" if rule.window == 60 else "hour"
+        retry_after = max(1, math.ceil(counted.window_end - self.clock()))
+        return RateLimitedError(
+            f"at most {counted.limits[first]} {what} per {period} per {counted.scopes[first]}",
+            retry_after=retry_after,
+        )
+
+    def verdict(self, counted: _Counted, counts: list[int]) -> None:
+        refusal = self._refusal(counted, counts)
+        if refusal is not None:
+            self._counts(counted, -counted.amount)  # a refused request is given back
+            raise refusal
+
+    async def averdict(self, counted: _Counted, counts: list[int]) -> None:
+        refusal = self._refusal(counted, counts)
+        if refusal is not None:
+            await self._acounts(counted, -counted.amount)
+            raise refusal
+
+    # ------------------------------------------------------------ entry points
+
+    def hit(self, action: str, principal: Principal, amount: int = 1) -> None:
+        """Count a request of ``action`` (blocking; from a thread): raises ``RateLimitedError``."""
+        counted = self._counted(action, principal, amount)
+        if counted is not None:
+            self.verdict(counted, self._counts(counted))
+
+    async def ahit(self, action: str, principal: Principal, amount: int = 1) -> None:
+        """``hit`` from the event loop."""
+        await (await self.abegin(action, principal, amount)).check()
+
+    async def abegin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
+        """Start counting a request: on the event-loop Redis client the counters are sent now and
+        read by ``Hit.check``, so a cache read sent in between shares their round trip."""
+        counted = self._counted(action, principal, amount)
+        if counted is None:
+            return Hit(self, None)
+        if isinstance(self.cache, RedisCache):
+            try:
+                pending = self.cache.incr_windows_nowait(counted.keys, counted.amount, counted.rule.window)
+            except CacheError:
+                return Hit(self, counted, counts=self.local_counts(counted))
+            if pending is not None:
+                return Hit(self, counted, pending=pending)
+        return Hit(self, counted, counts=await self._acounts(counted))
