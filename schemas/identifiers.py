@@ -249,7 +249,7 @@ def _check_branch(value: str) -> str:
 
 
 def _check_free_text(value: str) -> str:
-    if contains_my_number(value):
+    if my_number_in(value):
         raise ValueError(MY_NUMBER_MESSAGE)
     return value
 

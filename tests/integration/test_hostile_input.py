@@ -219,10 +219,28 @@ def test_a_long_line_is_rejected_and_the_rest_is_loaded(client: TestClient, toke
     assert [(e["line"], e["code"]) for e in out["errors"]] == [(3, "line_too_long")]
 
 
-def test_a_stray_quote_costs_one_line_and_the_counts_add_up(client: TestClient, tokens: dict[str, str]) -> None:
-    text = eligibility_csv([person(number=str(500 + i)) for i in range(60)]).decode().splitlines()
-    text[11] = text[11].replace("山田", '"山田')  # line 12
-    text[40] = text[40].replace("add,", '"add"x,')  # line 41
-    out = upload(client, tokens["insurer"], ("\n".join(text) + "\n").encode())
-    assert (out["accepted"], out["rejected"], out["unchanged"]) == (58, 2, 0)
-    assert [(e["line"], e["code"]) for e in out["errors"]] == [(12, "malformed_csv"), (41, "malformed_csv")]
+ADDRESS = FACTS["address"]
+MALFORMED = {
+    # name: ({line: (old, new)}, rejected lines)
+    "stray quote on line 12, junk after a quote on 41": ({12: ("山田", '"山田'), 41: ("add,", '"add"x,')}, {12, 41}),
+    "quote never closed, on the last line": ({61: ("山田", '"山田')}, {61}),
+    "quote closed lines later, wrong shape": ({20: ("山田", '"山田'), 25: ("太郎", '太"郎,x')}, {20, 25}),
+    "a quoted line break in a good record": ({30: (ADDRESS, f'"{ADDRESS[:7]}\n{ADDRESS[7:]}"')}, set()),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_csv_costs_its_own_lines_and_the_counts_add_up(
+    client: TestClient, tokens: dict[str, str], case: str
+) -> None:
+    lines = eligibility_csv([person(number=str(500 + i)) for i in range(60)]).decode().splitlines()
+    replaced, rejected = MALFORMED[case]
+    for number, (old, new) in replaced.items():
+        lines[number - 1] = lines[number - 1].replace(old, new, 1)
+    body = ("\n".join(lines) + "\n").encode()
+    out = upload(client, tokens["insurer"], body)
+    assert out["accepted"] + out["rejected"] + out["unchanged"] == 60, out
+    assert {e["line"] for e in out["errors"]} == rejected
+    assert out["rejected"] == len(rejected)
+    again = upload(client, tokens["insurer"], body + b"\n")  # the same records, other bytes
+    assert again["accepted"] + again["rejected"] + again["unchanged"] == 60, again
