@@ -321,14 +321,20 @@ def check_header(kind: FileKind, columns: list[str], *, positions: bool = True) 
         if _MY_NUMBER_COLUMN.search(name):
             raise FileFormatError(
                 "my_number_detected",
-                f"{where(i)} looks like an individual-number (My Number) column; "
+                f"{repr(name) if _shown(name) else where(i)} looks like an individual-number (My Number) column; "
                 "individual numbers are never accepted: remove the column",
                 line=1,
             )
     known = set(required) | set(optional)
     unknown = [(i, c) for i, c in enumerate(columns) if c not in known]
     if unknown:
-        named = [repr(c) if _shown(c) else where(i) for i, c in unknown]
+        named = [repr(c) for _, c in unknown if _shown(c)]
+        unnamed = [i for i, c in unknown if not _shown(c)]
+        if positions:
+            named += [where(i) for i in unnamed]
+        elif unnamed:
+            many = len(unnamed) > 1
+            named.append(f"{len(unnamed)} keys that are not plain names" if many else "a key that is not a plain name")
         raise FileFormatError(
             "unknown_column",
             f"unknown column(s) {', '.join(named)} for a {kind} file; "
