@@ -15,6 +15,7 @@ import click
 from hokensha_loader.commands.load import commands
 from hokensha_loader.errors import LoaderError
 from hokensha_loader.status_codes import ExitCode
+from schemas.identifiers import withhold_my_number
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +56,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         else:
             print("hokensha-load: unexpected error (rerun with --verbose for details)", file=sys.stderr)
-        print(f"hokensha-load: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"hokensha-load: {type(exc).__name__}: {withhold_my_number(str(exc))}", file=sys.stderr)
         return int(ExitCode.INTERNAL_ERROR)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
 

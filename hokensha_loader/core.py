@@ -20,6 +20,7 @@ from hokensha_loader.client import UploadClient
 from hokensha_loader.errors import FileRefusedError, UsageError
 from hokensha_loader.progress import NullProgress, Progress
 from hokensha_loader.status_codes import ExitCode
+from schemas.identifiers import withhold_my_number
 from schemas.insurer_files import FileFormatError, FileKind, FileReader, RowError, check_rows
 
 Format = Literal["csv", "ndjson"]
@@ -234,7 +235,12 @@ def upload_file(
     summary.rows = answer.accepted + answer.rejected + answer.unchanged
     if not summary.rows:  # a duplicate answers zeros: count the lines we sent instead
         summary.rows = max(lines - (1 if fmt == "csv" else 0), 0)
-    errors = [RowError(e.line, e.field, e.code, e.message) for e in answer.errors]
+    # the server's messages are printed and written to the report: a message (or a field name)
+    # holding a My Number is withheld, whatever the server sent
+    errors = [
+        RowError(e.line, e.field and withhold_my_number(e.field), e.code, withhold_my_number(e.message))
+        for e in answer.errors
+    ]
     summary.sample_errors = errors[:SAMPLE_ERRORS]
     with RejectReport(report_path) as report:
         report.write_all(errors)

@@ -7,12 +7,14 @@ The core raises these; the CLI's single top-level handler prints ``message`` and
 from __future__ import annotations
 
 from hokensha_loader.status_codes import ExitCode
+from schemas.identifiers import withhold_my_number
 
 
 class LoaderError(Exception):
     exit_code = ExitCode.SERVER_ERROR
 
     def __init__(self, message: str, *, code: str | None = None, line: int | None = None) -> None:
+        message = withhold_my_number(message)  # a server's detail is printed: never a My Number
         super().__init__(message)
         self.message = message
         self.code = code

@@ -6,16 +6,14 @@ annotated types on top of them for the wire models.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
-_DIGITS = re.compile(r"[0-9]+")
-_TWELVE_DIGITS = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
 _SPACES = re.compile(r"\s+")
-_TWELVE_ANY_DIGITS = re.compile(r"(?:\D*\d){12}")  # 12 Unicode digits (full-width count too) anywhere
 
 
 def luhn_check_digit(digits: str) -> int:
@@ -73,17 +71,139 @@ def is_my_number(digits: str) -> bool:
     return int(digits[11]) == (0 if r <= 1 else 11 - r)
 
 
-def contains_my_number(text: str) -> bool:
-    """True when free text holds a 12-digit run (after NFKC, ignoring spaces and hyphens
-    between digits) that has a valid My Number check digit."""
-    if len(text) < 12 or not _TWELVE_ANY_DIGITS.match(text):
-        return False
+# characters that may stand between the digit groups of a written-out number: spaces, hyphens
+# and dashes, dots, slashes, bars, commas, underscores, colons, middle dots (after NFKC, so the
+# full-width forms are among them)
+_SEPARATOR_CHARS = " \t\u3000-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff70.\u3002/|,_:\u30fb\u00b7"
+_DIGIT_CHAIN = re.compile("[0-9]+(?:[" + re.escape(_SEPARATOR_CHARS) + "]{1,3}[0-9]+)*")
+_ASCII_DIGIT_RUN = re.compile(r"[0-9]+")
+_AT_LEAST_12_ASCII_DIGITS = re.compile(r"(?:[^0-9]*[0-9]){12}", re.DOTALL)
+
+
+SPECIAL_DIGITS = (
+    "\u00b2-\u00b3\u00b9\u00bc-\u00be\u1369-\u1371\u19da\u2070\u2074-\u2079\u2080-\u2089\u2150-\u215f"
+    "\u2189\u2460-\u249b\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792\u3251-\u325f"
+    "\u32b1-\u32cb\u3358-\u3370\u3378-\u3379\u339f-\u33a6\u33a8\u33af\u33e0-\u33fe"
+    "\U00010a40-\U00010a43\U00010e60-\U00010e68\U00011052-\U0001105a\U0001f100-\U0001f10a"
+)
+"""A character class (for ``re``) of the characters that are digits, or turn into digits under
+NFKC, without being decimal digits (``\\d``) themselves: superscripts, fractions, circled ⑳,
+the telegraph ㏾ … (tests/unit/wire_models checks it against ``unicodedata``). Such a
+character may stand for two digits."""
+_SPECIAL = re.compile(f"[{SPECIAL_DIGITS}]")
+
+
+@functools.cache
+def _digit_table() -> dict[int, str]:
+    """Every non-ASCII character that is a digit in some script (Arabic-Indic, Devanagari,
+    full-width, mathematical …: ``unicodedata.digit``) → its ASCII digit. Built once, on the
+    first text that needs it (every digit is below U+20000)."""
+    table: dict[int, str] = {}
+    for cp in range(0x80, 0x20000):
+        d = unicodedata.digit(chr(cp), None)
+        if d is not None:
+            table[cp] = str(d)
+    return table
+
+
+_AT_LEAST_12_DIGITS = re.compile(r"(?:\D*\d){12}")  # decimal digits of any script
+
+
+def _ascii_digits(text: str) -> str:
+    """NFKC, then every other character that is a digit in some script as its ASCII digit."""
     folded = unicodedata.normalize("NFKC", text)
-    candidates = set(_TWELVE_DIGITS.findall(folded))
-    # "1234 5678 9012" / "1234-5678-9012": digits separated by spaces or hyphens
-    squeezed = re.sub(r"(?<=[0-9])[\s\-‐－ー―−]+(?=[0-9])", "", folded)
-    candidates.update(_TWELVE_DIGITS.findall(squeezed))
-    return any(is_my_number(c) for c in candidates)
+    return folded if folded.isascii() else folded.translate(_digit_table())
+
+
+def _text_has_my_number(text: str) -> bool:
+    if text.isascii():
+        if len(text) < 12:
+            return False
+        folded = text
+    else:
+        if not _AT_LEAST_12_DIGITS.match(text) and not _SPECIAL.search(text):
+            return False  # the common case for names and addresses: few digits, none special
+        folded = _ascii_digits(text)
+    if not _AT_LEAST_12_ASCII_DIGITS.match(folded):
+        return False  # the common case: fewer than 12 digits in all
+    for chain in _DIGIT_CHAIN.findall(folded):
+        groups = _ASCII_DIGIT_RUN.findall(chain)
+        # every run of consecutive groups holding exactly 12 digits: "123456789018",
+        # "1234 5678 9018", "tel 03-1234.5678.9018" …
+        for i in range(len(groups)):
+            total = 0
+            for j in range(i, len(groups)):
+                total += len(groups[j])
+                if total >= 12:
+                    if total == 12 and is_my_number("".join(groups[i : j + 1])):
+                        return True
+                    break
+    return False
+
+
+def my_number_in(value: object) -> bool:
+    """THE My Number detector (every check of the code base calls this one).
+
+    True when ``value`` — a string, a number, or a list / dict of them (keys included, at any
+    depth) — holds 12 digits with a valid individual-number check digit: written as one run,
+    or as groups with up to three separators between them (spaces, hyphens, dots, slashes,
+    ``|``, commas … in their full-width forms too), in any digit script (NFKC and
+    ``unicodedata.digit``). A longer run of digits is not a My Number. Refusing the rare phone
+    number that happens to pass the check is the price of never storing a real one."""
+    if isinstance(value, str):
+        return _text_has_my_number(value)
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return _text_has_my_number(str(value)) or _text_has_my_number(f"{value:.0f}")
+    if isinstance(value, dict):
+        return any(my_number_in(k) or my_number_in(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(my_number_in(v) for v in value)
+    return False
+
+
+contains_my_number = my_number_in  # the name the free-text checks used
+WITHHELD = "(message withheld: it held a 12-digit individual number)"
+
+
+def withhold_my_number(text: str) -> str:
+    """``text``, or a fixed placeholder when it holds a My Number: the last guard of anything
+    printed or written from messages that came from elsewhere (another server's answer)."""
+    return WITHHELD if my_number_in(text) else text
+MY_NUMBER_MESSAGE = "my_number_detected: a 12-digit individual number (My Number) is never accepted"
+
+
+def text_problem(value: str) -> str | None:
+    """Why a text value cannot be stored (PostgreSQL text refuses NUL; UTF-8 refuses an unpaired
+    surrogate), or None. Names the rule, never the value."""
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain an unpaired surrogate (not valid Unicode text)"
+    return None
+
+
+def storable_problem(value: object, depth: int = 0) -> str | None:
+    """``text_problem`` over a parsed JSON value (keys included), or None."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if depth > 64:
+        return "is nested too deeply"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            problem = storable_problem(k, depth + 1) or storable_problem(v, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list | tuple):
+        for v in value:
+            problem = storable_problem(v, depth + 1)
+            if problem:
+                return problem
+    return None
 
 
 def normalize_key_text(value: str) -> str:
@@ -129,8 +249,8 @@ def _check_branch(value: str) -> str:
 
 
 def _check_free_text(value: str) -> str:
-    if contains_my_number(value):
-        raise ValueError("my_number_detected: a 12-digit individual number is never accepted")
+    if my_number_in(value):
+        raise ValueError(MY_NUMBER_MESSAGE)
     return value
 
 

@@ -31,11 +31,13 @@ from schemas.codes import (
     SEX_CODES,
 )
 from schemas.identifiers import (
-    contains_my_number,
+    SPECIAL_DIGITS,
     facility_code_problem,
     insurer_number_problem,
+    my_number_in,
     normalize_kana,
     normalize_key_text,
+    text_problem,
 )
 
 FileKind = Literal["eligibility", "medications", "checkups"]
@@ -109,6 +111,7 @@ COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # header names that are, or look like, an individual-number (My Number) column
 _MY_NUMBER_COLUMN = re.compile(r"my_?number|mynumber|個人番号|マイナンバー|kojin_?bango", re.IGNORECASE)
 DISEASE_SEPARATOR = "|"
+_TWELVE_DIGITS = re.compile(r"(?:[^0-9]*[0-9]){12}", re.DOTALL)  # at least 12 ASCII digits
 MAX_TEXT = 200
 
 
@@ -147,40 +150,78 @@ def detect_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def _byte_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+MAX_LINE = 65_536
+"""Characters per physical line (and per record, when a quoted CSV field spans lines). A longer
+line is rejected on its own (``line_too_long``; the whole file when it is the CSV header), and
+the lines after it are still read. Checked in linear time: a body without any newline is cut
+after ``MAX_LINE_BYTES`` bytes, never buffered whole."""
+MAX_LINE_BYTES = 4 * MAX_LINE  # no line of MAX_LINE characters is longer in UTF-8 or CP932
+_TOO_LONG = f"line is longer than {MAX_LINE} characters"
+_NUL = "line holds a NUL character"
+
+
+def _byte_blocks(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
     """Re-cut a byte stream into blocks of whole lines (split on LF; the last block may lack
-    its LF). Safe for CP932 too: no trail byte of a double-byte character is 0x0A."""
-    rest = b""
+    its LF). Safe for CP932 too: no trail byte of a double-byte character is 0x0A.
+
+    A line longer than ``limit`` bytes is dropped up to its LF and stands as one ``None`` in the
+    stream: the buffer of an unfinished line never outgrows ``limit`` plus one chunk, so the work
+    stays linear in the size of the body whatever its lines."""
+    rest = b""  # the start of a line whose LF has not come yet
+    skipping = False  # inside a line already found too long: its bytes are dropped
     for chunk in chunks:
         if not chunk:
             continue
-        rest += chunk
-        end = rest.rfind(b"\n")
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            skipping = False
+            yield None
+            chunk = chunk[end + 1 :]
+            if not chunk:
+                continue
+        end = chunk.rfind(b"\n")
         if end < 0:
-            continue
-        yield rest[: end + 1]
-        rest = rest[end + 1 :]
-    if rest:
+            rest += chunk
+        else:
+            block = rest + chunk[: end + 1] if rest else chunk[: end + 1]
+            rest = chunk[end + 1 :]
+            yield block
+        if len(rest) > limit:
+            rest = b""
+            skipping = True
+    if skipping:
+        yield None
+    elif rest:
         yield rest
 
 
 class _Decoded:
-    """Decodes blocks of lines into lines (each with its LF); an undecodable line becomes an
-    empty marker recorded in ``bad``. A block is decoded at once and split; only a block that
-    does not decode is decoded line by line (the same lines and markers, just slower): an LF
-    byte is always a whole character in UTF-8 and CP932, so both ways give the same text."""
+    """Decodes blocks of lines into lines (each with its LF); a line that cannot be read (not in
+    the encoding, a NUL, too long) becomes an empty marker, its (code, message) recorded in
+    ``bad``. A block is decoded at once and split; only a block that does not decode is decoded
+    line by line (the same lines and markers, just slower): an LF byte is always a whole
+    character in UTF-8 and CP932, so both ways give the same text."""
 
-    def __init__(self, blocks: Iterator[bytes], encoding: str) -> None:
+    def __init__(self, blocks: Iterator[bytes | None], encoding: str) -> None:
         self.blocks = blocks
         self.encoding = encoding
         self.number = 0
-        self.bad: dict[int, str] = {}
+        self.bad: dict[int, tuple[str, str]] = {}
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        """(line number, line) pairs."""
         enc = self.encoding
         codec = "utf-8" if enc == "utf-8-sig" else enc
         first = True
         for block in self.blocks:
+            if block is None:
+                self.number += 1
+                self.bad[self.number] = ("line_too_long", _TOO_LONG)
+                first = False
+                yield self.number, "\n"
+                continue
             if first and enc == "utf-8-sig":
                 block = block[3:]
             first = False
@@ -191,28 +232,48 @@ class _Decoded:
                 continue
             lines = text.split("\n")
             last = lines.pop()
+            if "\x00" in text or (len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE):
+                # the rare block to look into line by line
+                for line in lines:
+                    yield self._checked(line, "\n")
+                if last:
+                    yield self._checked(last, "")
+                continue
+            number = self.number
             for line in lines:
-                self.number += 1
-                yield line + "\n"
+                number += 1
+                self.number = number
+                yield number, line + "\n"
             if last:
                 self.number += 1
-                yield last
+                yield self.number, last
 
-    def _by_line(self, block: bytes, codec: str) -> Iterator[str]:
+    def _checked(self, line: str, end: str) -> tuple[int, str]:
+        self.number += 1
+        if len(line) > MAX_LINE:
+            self.bad[self.number] = ("line_too_long", _TOO_LONG)
+            return self.number, "\n"
+        if "\x00" in line:
+            self.bad[self.number] = ("invalid_character", _NUL)
+            return self.number, "\n"
+        return self.number, line + end
+
+    def _by_line(self, block: bytes, codec: str) -> Iterator[tuple[int, str]]:
         lines = block.split(b"\n")
         last = lines.pop()
         for raw in lines:
-            yield self._line(raw + b"\n", codec)
+            yield self._line(raw, "\n", codec)
         if last:
-            yield self._line(last, codec)
+            yield self._line(last, "", codec)
 
-    def _line(self, raw: bytes, codec: str) -> str:
-        self.number += 1
+    def _line(self, raw: bytes, end: str, codec: str) -> tuple[int, str]:
         try:
-            return raw.decode(codec)
+            text = raw.decode(codec)
         except UnicodeDecodeError as exc:
-            self.bad[self.number] = f"line is not valid {self.encoding}: {exc.reason} at byte {exc.start}"
-            return "\n"
+            self.number += 1
+            self.bad[self.number] = ("encoding", f"line is not valid {self.encoding}: {exc.reason} at byte {exc.start}")
+            return self.number, "\n"
+        return self._checked(text, end)
 
 
 def _with_head(chunks: Iterable[bytes], size: int = 65536) -> tuple[bytes, Iterator[bytes]]:
@@ -232,22 +293,51 @@ def _with_head(chunks: Iterable[bytes], size: int = 65536) -> tuple[bytes, Itera
     return head, replay()
 
 
-def check_header(kind: FileKind, columns: list[str]) -> None:
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+def _shown(name: str) -> bool:
+    """Whether a column name may be quoted in a message: a plain name that cannot carry a My
+    Number or personal data (any other is named by its position only)."""
+    return bool(_PLAIN_NAME.fullmatch(name)) and not my_number_in(name)
+
+
+def check_header(kind: FileKind, columns: list[str], *, positions: bool = True) -> None:
+    """The columns of a CSV header (or the keys of an NDJSON line; ``positions=False``: their
+    order means nothing). A message quotes a column only when it is a plain name."""
     required, optional = COLUMNS[kind]
-    for name in columns:
+
+    def where(i: int) -> str:
+        return f"column {i + 1}" if positions else "a key"
+
+    for i, name in enumerate(columns):
+        if my_number_in(name):
+            raise FileFormatError(
+                "my_number_detected",
+                f"{where(i)}: the name holds a 12-digit individual number (My Number); "
+                "individual numbers are never accepted: remove it",
+                line=1,
+            )
         if _MY_NUMBER_COLUMN.search(name):
             raise FileFormatError(
                 "my_number_detected",
-                f"column {name!r} looks like an individual-number (My Number) column; "
+                f"{repr(name) if _shown(name) else where(i)} looks like an individual-number (My Number) column; "
                 "individual numbers are never accepted: remove the column",
                 line=1,
             )
     known = set(required) | set(optional)
-    unknown = [c for c in columns if c not in known]
+    unknown = [(i, c) for i, c in enumerate(columns) if c not in known]
     if unknown:
+        named = [repr(c) for _, c in unknown if _shown(c)]
+        unnamed = [i for i, c in unknown if not _shown(c)]
+        if positions:
+            named += [where(i) for i in unnamed]
+        elif unnamed:
+            many = len(unnamed) > 1
+            named.append(f"{len(unnamed)} keys that are not plain names" if many else "a key that is not a plain name")
         raise FileFormatError(
             "unknown_column",
-            f"unknown column(s) {', '.join(map(repr, unknown))} for a {kind} file; "
+            f"unknown column(s) {', '.join(named)} for a {kind} file; "
             f"expected {', '.join(required)} (optional: {', '.join(optional) or 'none'})",
             line=1,
         )
@@ -269,9 +359,62 @@ class RawRow:
     record: EligibilityRecord | None = None
 
 
+_UNCLOSED = "a quoted field is not closed (a stray '\"'?): this line is rejected, the next lines are read on their own"
+
+
+class _Feed:
+    """The lines of a CSV file after its header, as its one csv reader reads them: the first
+    line of a record, then — only while a quoted field is open — the lines after it, up to a
+    bad line, the end of the file or ``MAX_LINE`` characters in all; there it ends the input
+    of that record (the reader raises, and starts afresh on the next record). Lines given back
+    (``back``) are read again first."""
+
+    __slots__ = ("back", "bad", "ended", "lines", "size", "taken")
+
+    def __init__(self, lines: Iterator[tuple[int, str]], bad: dict[int, tuple[str, str]]) -> None:
+        self.lines = lines
+        self.bad = bad
+        self.back: list[tuple[int, str]] = []  # a stack: the next line last
+        self.taken: list[tuple[int, str]] = []  # the lines of the current record
+        self.size = 0
+        self.ended = False
+
+    def next_line(self) -> tuple[int, str] | None:
+        return self.back.pop() if self.back else next(self.lines, None)
+
+    def start(self, first: tuple[int, str]) -> None:
+        self.taken = [first]
+        self.size = -1  # the first line is not handed over yet
+        self.ended = False
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.size < 0:
+            self.size = len(self.taken[0][1])
+            return self.taken[0][1]
+        nxt = None if self.ended else self.next_line()
+        if nxt is None or nxt[0] in self.bad or self.size + len(nxt[1]) > MAX_LINE:
+            if nxt is not None:
+                self.back.append(nxt)
+            self.ended = True
+            raise StopIteration
+        self.taken.append(nxt)
+        self.size += len(nxt[1])
+        return nxt[1]
+
+
 @dataclass
 class FileReader:
-    """Iterates ``RawRow``s of one file; ``encoding`` is known after the first row."""
+    """Iterates ``RawRow``s of one file; ``encoding`` is known after the first row.
+
+    Every non-blank line after the header is accounted for: it is part of exactly one
+    ``RawRow`` (a record, or an error for that line), so ``rows_read`` is the number of records
+    and accepted + rejected (+ unchanged) always adds up to it. A CSV record spans several
+    lines only when a quoted field holds a line break and the record then parses with the
+    file's column count; otherwise its first line is rejected (``malformed_csv``) and the
+    lines after it are read again as records of their own: a stray quote costs one line."""
 
     kind: FileKind
     chunks: Iterable[bytes]
@@ -297,86 +440,105 @@ class FileReader:
             yield from self._csv(decoded)
 
     def _csv(self, decoded: _Decoded) -> Iterator[RawRow]:
-        lines = iter(decoded)
-        pending: list[str] = []  # a line the fast path passed on to the csv reader
+        bad = decoded.bad
+        feed = _Feed(iter(decoded), bad)
+        back, next_line, lines = feed.back, feed.next_line, feed.lines
+        reader = csv.reader(feed, strict=True)  # one reader for the file; ``feed`` decides what it sees
 
-        def source() -> Iterator[str]:
-            while True:
-                if pending:
-                    yield pending.pop()
-                else:
-                    try:
-                        yield next(lines)
-                    except StopIteration:
-                        return
+        def record() -> tuple[int, list[str] | None, RowError | None] | None:
+            """The next record: (first line, cells, None) or (line, None, its error); None at
+            the end. Blank lines come back as an empty list of cells."""
+            first = next_line()
+            if first is None:
+                return None
+            number = first[0]
+            if number in bad:
+                code, message = bad.pop(number)
+                return number, None, RowError(number, None, code, message)
+            feed.start(first)
+            try:
+                cells = next(reader, [])
+            except csv.Error as exc:
+                if len(feed.taken) == 1 and feed.ended:
+                    return number, None, RowError(number, None, "malformed_csv", _UNCLOSED)
+                if len(feed.taken) == 1:
+                    return number, None, RowError(number, None, "malformed_csv", str(exc))
+                cells = None
+            if len(feed.taken) > 1 and (cells is None or len(cells) != width):
+                # a quote left open ran over the next lines and made no record of the file's
+                # shape: this line is rejected and the lines it took are read again
+                back.extend(reversed(feed.taken[1:]))
+                return number, None, RowError(number, None, "malformed_csv", _UNCLOSED)
+            return number, cells, None
 
-        reader = csv.reader(source(), strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise FileFormatError("empty_file", "the file has no header row") from None
-        except csv.Error as exc:
-            raise FileFormatError("malformed_csv", f"header row: {exc}", line=1) from None
-        if 1 in decoded.bad:
-            raise FileFormatError("encoding", f"header row: {decoded.bad[1]}", line=1)
+        width = 0
+        head = record()
+        if head is None:
+            raise FileFormatError("empty_file", "the file has no header row")
+        number, header, error = head
+        if error is not None or header is None:
+            assert error is not None
+            raise FileFormatError(error.code, f"header row: {error.message}", line=number)
         columns = [unicodedata.normalize("NFKC", h).strip().lower() for h in header]
         check_header(self.kind, columns)
         self._columns = columns
         width = len(columns)
         fast = fast_eligibility(columns) if self.kind == "eligibility" else None
         while True:
-            start = decoded.number + 1
-            if fast is not None:
-                # one line at a time: a plainly valid row becomes its record here; any other
-                # line (quotes, a multi-line field, an error …) goes to the csv reader below
-                try:
-                    text = next(lines)
-                except StopIteration:
+            if fast is not None and not back:
+                # a plainly valid row becomes its record here; any other line (quotes, a
+                # multi-line field, an error …) goes through ``record`` and the csv reader
+                nxt = next(lines, None)
+                if nxt is None:
                     return
-                record = fast(start, text)
-                if record is not None:
-                    self.rows_read += 1
-                    yield RawRow(start, {}, None, record)
-                    continue
-                pending.append(text)
-            try:
-                cells = next(reader)
-            except StopIteration:
+                if nxt[0] not in bad:
+                    found = fast(*nxt)
+                    if found is not None:
+                        self.rows_read += 1
+                        yield RawRow(nxt[0], {}, None, found)
+                        continue
+                back.append(nxt)
+            got = record()
+            if got is None:
                 return
-            except csv.Error as exc:
-                yield RawRow(start, {}, RowError(start, None, "malformed_csv", str(exc)))
+            number, cells, error = got
+            if error is not None:
+                self.rows_read += 1
+                yield RawRow(number, {}, error)
                 continue
-            bad = next((n for n in range(start, decoded.number + 1) if n in decoded.bad), None) if decoded.bad else None
-            if bad is not None:
-                yield RawRow(bad, {}, RowError(bad, None, "encoding", decoded.bad.pop(bad)))
-                continue
+            assert cells is not None
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
             self.rows_read += 1
             if len(cells) != width:
                 yield RawRow(
-                    start,
+                    number,
                     {},
-                    RowError(start, None, "column_count", f"{len(cells)} values for {width} columns"),
+                    RowError(number, None, "column_count", f"{len(cells)} values for {width} columns"),
                 )
                 continue
-            yield RawRow(start, dict(zip(columns, cells, strict=True)))
+            yield RawRow(number, dict(zip(columns, cells, strict=True)))
 
     def _ndjson(self, decoded: _Decoded) -> Iterator[RawRow]:
         checked: set[str] = set()
         required = COLUMNS[self.kind][0]
-        for text in decoded:
-            number = decoded.number
+        for number, text in decoded:
             if number in decoded.bad:
-                yield RawRow(number, {}, RowError(number, None, "encoding", decoded.bad.pop(number)))
+                self.rows_read += 1
+                code, message = decoded.bad.pop(number)
+                yield RawRow(number, {}, RowError(number, None, code, message))
                 continue
             if not text.strip():
                 continue
             self.rows_read += 1
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRow(number, {}, RowError(number, None, "malformed_json", exc.msg))
+            except RecursionError:
+                yield RawRow(number, {}, RowError(number, None, "malformed_json", "the line is nested too deeply"))
+                continue
+            except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+                message = exc.msg if isinstance(exc, json.JSONDecodeError) else "a number is too long"
+                yield RawRow(number, {}, RowError(number, None, "malformed_json", message))
                 continue
             if not isinstance(obj, dict):
                 yield RawRow(number, {}, RowError(number, None, "malformed_json", "a line must be an object"))
@@ -384,14 +546,48 @@ class FileReader:
             keys = [unicodedata.normalize("NFKC", str(k)).strip().lower() for k in obj]
             new = [k for k in keys if k not in checked]
             if new:
+                if any(text_problem(k) for k in new):
+                    yield RawRow(number, {}, RowError(number, None, "invalid_character", "a key " + _BAD_TEXT))
+                    continue
                 # the header check, on each key the first time it is seen (missing keys are row errors)
                 try:
-                    check_header(self.kind, [*new, *(c for c in required if c not in new)])
+                    check_header(self.kind, [*new, *(c for c in required if c not in new)], positions=False)
                 except FileFormatError as exc:
                     exc.line = number  # the line where the key first appears, not always line 1
                     raise
                 checked.update(new)
-            yield RawRow(number, {k: _json_text(v) for k, v in zip(keys, obj.values(), strict=True)})
+            values: dict[str, str] = {}
+            error = None
+            for key, value in zip(keys, obj.values(), strict=True):
+                problem = _json_value_problem(key, value)
+                if problem is not None:
+                    error = RowError(number, key, *problem)
+                    break
+                values[key] = _json_text(value)
+            yield RawRow(number, {} if error else values, error)
+
+
+_BAD_TEXT = "holds a NUL character or an unpaired surrogate (not storable text)"
+_LIST_COLUMNS = frozenset({"disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay"})
+
+
+def _json_value_problem(key: str, value: object) -> tuple[str, str] | None:
+    """(code, message) when an NDJSON value is not what a column takes: a string, a number,
+    true/false or null; a list of those only in the ``disease_*`` columns. Nothing is ever
+    joined into a text column."""
+    if isinstance(value, str):
+        return ("invalid_character", f"{key} {_BAD_TEXT}") if text_problem(value) else None
+    if isinstance(value, dict):
+        return "invalid_format", f"{key} must be a string, a number or null, not an object"
+    if isinstance(value, list):
+        if key not in _LIST_COLUMNS:
+            return "invalid_format", f"{key} must be a string, a number or null, not a list"
+        for item in value:
+            if isinstance(item, list | dict):
+                return "invalid_format", f"{key} must be a list of strings or numbers"
+            if isinstance(item, str) and text_problem(item):
+                return "invalid_character", f"{key} {_BAD_TEXT}"
+    return None
 
 
 def _json_text(value: object) -> str:
@@ -416,17 +612,22 @@ def _nfkc(value: str) -> str:
 class _RowCheck:
     """Collects the errors of one row while converting its fields."""
 
-    __slots__ = ("errors", "line", "values")
+    __slots__ = ("errors", "flagged", "line", "values")
 
-    def __init__(self, line: int, values: dict[str, str]) -> None:
+    def __init__(self, line: int, values: dict[str, str], *, screen: bool = True) -> None:
         self.line = line
         self.values = values
         self.errors: list[RowError] = []
+        # every field is screened for a My Number first (whatever its type: a date, a code,
+        # a number); a flagged field gets that one error and no other check
+        self.flagged: frozenset[str] = _screen(self) if screen else frozenset()
 
     def fail(self, name: str | None, code: str, message: str) -> None:
         self.errors.append(RowError(self.line, name, code, message))
 
     def text(self, name: str, *, required: bool = False, max_len: int = MAX_TEXT) -> str | None:
+        if name in self.flagged:
+            return None
         value = self.values.get(name, "").strip()
         if not value:
             if required:
@@ -435,16 +636,11 @@ class _RowCheck:
         if len(value) > max_len:
             self.fail(name, "too_long", f"{name} is longer than {max_len} characters")
             return None
-        if contains_my_number(value):
-            self.fail(
-                name,
-                "my_number_detected",
-                f"{name} holds a 12-digit individual number (My Number); it is never accepted",
-            )
-            return None
         return value
 
     def date(self, name: str, *, required: bool = False) -> dt.date | None:
+        if name in self.flagged:
+            return None
         value = self.values.get(name, "").strip()
         if not value:
             if required:
@@ -461,10 +657,12 @@ class _RowCheck:
                 return dt.date.fromisoformat(value)
         except ValueError:
             pass
-        self.fail(name, "invalid_date", f"{name} {value!r} is not a date (YYYY-MM-DD or YYYYMMDD)")
+        self.fail(name, "invalid_date", f"{name} is not a date (YYYY-MM-DD or YYYYMMDD)")
         return None
 
     def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+        if name in self.flagged:
+            return None
         value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
@@ -473,7 +671,7 @@ class _RowCheck:
         if width and value.isdigit() and len(value) < width:
             value = value.zfill(width)  # "1" for "01": spreadsheets drop leading zeros
         if value not in allowed:
-            self.fail(name, "invalid_code", f"{name} {value!r} is not one of {', '.join(sorted(allowed))}")
+            self.fail(name, "invalid_code", f"{name} is not one of {', '.join(sorted(allowed))}")
             return None
         return value
 
@@ -486,6 +684,8 @@ class _RowCheck:
         low: float | None = None,
         high: float | None = None,
     ) -> float | None:
+        if name in self.flagged:
+            return None
         value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
@@ -494,10 +694,10 @@ class _RowCheck:
         try:
             number = float(int(value)) if integer else float(value)
         except ValueError:
-            self.fail(name, "invalid_number", f"{name} {value!r} is not a{'n integer' if integer else ' number'}")
+            self.fail(name, "invalid_number", f"{name} is not a{'n integer' if integer else ' number'}")
             return None
         if number != number or (low is not None and number < low) or (high is not None and number > high):
-            self.fail(name, "out_of_range", f"{name} {value} is out of range")
+            self.fail(name, "out_of_range", f"{name} is out of range ({_range_text(low, high)})")
             return None
         return number
 
@@ -514,7 +714,9 @@ class _RowCheck:
         """(insurer_number, symbol, number, branch, symbol_norm, number_norm) or None."""
         before = len(self.errors)
         insurer = _nfkc(self.values.get("insurer_number", "")).strip()
-        if not insurer:
+        if "insurer_number" in self.flagged:
+            pass
+        elif not insurer:
             self.fail("insurer_number", "required", "insurer_number is required")
         else:
             problem = insurer_number_problem(insurer)
@@ -522,21 +724,41 @@ class _RowCheck:
                 self.fail(
                     "insurer_number",
                     "check_digit" if "check digit" in problem else "invalid_format",
-                    f"insurer_number {insurer!r}: {problem}",
+                    f"insurer_number {problem}",
                 )
         symbol = self.text("symbol", max_len=40) or ""
         number = self.text("number", required=True, max_len=40) or ""
         branch = _nfkc(self.values.get("branch", "")).strip()
-        if not (len(branch) == 2 and branch.isdigit()):
-            self.fail("branch", "invalid_format", f"branch (枝番) {branch!r} must be 2 digits")
+        if "branch" not in self.flagged and not (len(branch) == 2 and branch.isdigit()):
+            self.fail("branch", "invalid_format", "branch (枝番) must be 2 digits")
         if len(self.errors) > before:
             return None
         return insurer, symbol, number, branch, normalize_key_text(symbol), normalize_key_text(number)
 
 
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    return f"at most {high:g}" if high is not None else "a finite number"
+
+
+def _screen(check: _RowCheck) -> frozenset[str]:
+    flagged = [
+        name
+        for name, value in check.values.items()
+        # (the ASCII test inlined: most values are short or plain and need no call)
+        if (not value.isascii() or (len(value) >= 12 and _TWELVE_DIGITS.match(value))) and my_number_in(value)
+    ]
+    for name in flagged:
+        check.fail(name, "my_number_detected", f"{name} holds a 12-digit individual number (My Number): never accepted")
+    return frozenset(flagged)
+
+
 def _check_order(check: _RowCheck, start: str, end: str, a: dt.date | None, b: dt.date | None) -> None:
     if a is not None and b is not None and b < a:
-        check.fail(end, "date_order", f"{end} {b} is before {start} {a}")
+        check.fail(end, "date_order", f"{end} is before {start}")
 
 
 # ---------------------------------------------------------------- records
@@ -625,7 +847,7 @@ _ACTIONS = frozenset({"add", "change", "loss"})
 def validate_eligibility(line: int, values: dict[str, str]) -> tuple[EligibilityRecord | None, list[RowError]]:
     c = _RowCheck(line, values)
     action = values.get("action", "").strip().lower()
-    if action not in _ACTIONS:
+    if action not in _ACTIONS and "action" not in c.flagged:
         c.fail("action", "invalid_code" if action else "required", "action must be add, change or loss")
     key = c.key()
     full = action == "add"
@@ -637,12 +859,12 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
     address = c.text("address")
     post = None
     post_raw = _nfkc(values.get("post_number", "")).strip()
-    if post_raw:
+    if post_raw and "post_number" not in c.flagged:
         m = _POST.match(post_raw)
         if m:
             post = f"{m.group(1)}-{m.group(2)}"
         else:
-            c.fail("post_number", "invalid_format", f"post_number {post_raw!r} must be 123-4567 or 1234567")
+            c.fail("post_number", "invalid_format", "post_number must be 123-4567 or 1234567")
     family = c.code("personal_family", PERSONAL_FAMILY_CODES, required=full)
     card = c.code("card_classification", CARD_CLASSIFICATIONS, required=full, width=2)
     valid_from = c.date("valid_from", required=action in ("add", "change"))
@@ -652,7 +874,7 @@ def validate_eligibility(line: int, values: dict[str, str]) -> tuple[Eligibility
     reason = c.code("reason_of_loss", REASONS_OF_LOSS, required=action == "loss", width=2)
     if birth is not None and valid_from is not None and birth > valid_from and action == "add":
         # a newborn's eligibility starts at birth at the earliest
-        c.fail("valid_from", "date_order", f"valid_from {valid_from} is before birth_date {birth}")
+        c.fail("valid_from", "date_order", "valid_from is before birth_date")
     get = values.get
     elderly_ratio = e_from = e_to = None
     if get("elderly_ratio") or get("elderly_valid_from") or get("elderly_valid_to"):  # all empty: nothing to check
@@ -715,6 +937,8 @@ def _diseases(c: _RowCheck) -> list[DiseaseEntry] | None:
         k: c.values.get(k, "").strip()
         for k in ("disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")
     }
+    if c.flagged.intersection(_DISEASE_COLUMNS):
+        return None  # already refused as a My Number
     if not raw["disease_category"]:
         if any(raw.values()):
             c.fail("disease_category", "required", "disease_category is required with the other disease_* columns")
@@ -723,7 +947,7 @@ def _diseases(c: _RowCheck) -> list[DiseaseEntry] | None:
     n = len(parts["disease_category"])
     entries: list[DiseaseEntry] = []
     for i in range(n):
-        sub = _RowCheck(c.line, {k: (v[i] if i < len(v) else "") for k, v in parts.items()})
+        sub = _RowCheck(c.line, {k: (v[i] if i < len(v) else "") for k, v in parts.items()}, screen=False)
         category = sub.code("disease_category", DISEASE_CATEGORIES, required=True)
         d_from = sub.date("disease_valid_from", required=True)
         d_to = sub.date("disease_valid_to")
@@ -744,11 +968,11 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
     dispensed = c.date("dispensed_on", required=True)
     facility = _nfkc(values.get("facility_code", "")).strip()
     problem = facility_code_problem(facility) if facility else "is required"
-    if problem:
+    if problem and "facility_code" not in c.flagged:
         c.fail(
             "facility_code",
             "check_digit" if "check digit" in problem else "invalid_format",
-            f"facility_code {facility!r} {problem}",
+            f"facility_code {problem}",
         )
     drug_code = c.text("drug_code", required=True, max_len=20)
     drug_name = c.text("drug_name", required=True)
@@ -843,9 +1067,10 @@ def check_rows(reader: FileReader) -> Iterator[Checked]:
 
 # an unquoted CSV field for ``_RowCheck.text``: 1..MAX_TEXT characters, no whitespace at either
 # end (``\s`` and ``str.strip`` agree on whitespace), fewer than 12 digits (so
-# ``contains_my_number`` is False: it needs 12), nothing the csv reader treats specially
+# ``my_number_in`` is False: it needs 12), no character that NFKC turns into digits
+# (``SPECIAL_DIGITS``), nothing the csv reader treats specially
 _FAST_TEXT = (
-    r"(?!(?:[^,\d\n]*\d){12})"
+    rf"(?!(?:[^,\d\n]*\d){{12}})(?![^,\n]*[{SPECIAL_DIGITS}])"
     rf'[^\s,"\x00](?:[^,"\x00\r\n]{{0,{MAX_TEXT - 2}}}[^\s,"\x00])?'
 )
 _FAST_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8}"

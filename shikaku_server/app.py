@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.identifiers import my_number_in
 from shikaku_server import api
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.cache import make_cache
@@ -56,15 +58,32 @@ def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return domain_problem(exc)
 
 
+_SAFE_LOC = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+UNNAMED_KEY = "<key>"  # stands for a JSON key or parameter name not echoed (it could carry a My Number)
+
+
+def _safe_loc(part: object) -> str:
+    """A location part as it may be echoed: list indexes and plain field names; any other key
+    (an unknown key could be a My Number or personal data) is named ``<key>``."""
+    if isinstance(part, int):
+        return str(part)
+    text = str(part)
+    if _SAFE_LOC.fullmatch(text) and not my_number_in(text):
+        return text
+    return UNNAMED_KEY
+
+
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = []
     my_number = False
     for err in exc.errors():
         message = str(err.get("msg", ""))
-        my_number = my_number or "my_number_detected" in message
-        # never echo the input: it may be personal data
-        errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": message, "type": err.get("type")})
+        my_number = my_number or "my_number_detected" in message or my_number_in(list(err.get("loc", ())))
+        if my_number_in(message):
+            message = "the value is not valid"
+        # never echo the input (it may be personal data), nor a key that is not a plain name
+        errors.append({"loc": [_safe_loc(p) for p in err.get("loc", ())], "msg": message, "type": err.get("type")})
     if my_number:
         return problem(
             MyNumberDetectedError.status, MyNumberDetectedError.code, MyNumberDetectedError.title, errors=errors
@@ -73,6 +92,15 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         return problem(400, "validation_error", "Malformed JSON", "the request body is not valid JSON", errors=errors)
     detail = "; ".join(f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:10])
     return problem(422, "validation_error", "The request is not valid", detail, errors=errors)
+
+
+def _path_without_nul(request: Request) -> None:
+    """A NUL (``%00``) in the path is a 422 before any route code runs: PostgreSQL cannot hold
+    it in a text parameter, so it must never reach a query."""
+    if "\x00" in request.url.path or any("\x00" in str(v) for v in request.path_params.values()):
+        raise RequestValidationError(
+            [{"loc": ("path",), "msg": "the path must not contain a NUL character", "type": "value_error"}]
+        )
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -210,7 +238,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache.close()
             engine.dispose()
 
-    app = FastAPI(title="shikaku central server", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="shikaku central server",
+        version="1",
+        lifespan=lifespan,
+        dependencies=[Depends(_path_without_nul)],
+    )
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

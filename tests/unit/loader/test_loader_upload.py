@@ -21,6 +21,7 @@ from hokensha_loader.commands import load as load_command
 from hokensha_loader.core import CHUNK_SIZE, default_report_path, upload_file
 from hokensha_loader.errors import FileRefusedError
 from hokensha_loader.status_codes import ExitCode
+from schemas.identifiers import my_number_in
 
 from .helpers import MY_NUMBER, Result, csv_text, row
 
@@ -293,3 +294,23 @@ def test_file_is_read_once_in_constant_size_chunks(
     serve(answer(accepted=3000))
     assert load("eligibility", path, "--token", "t").code == ExitCode.OK
     assert max(reads) <= CHUNK_SIZE
+
+
+def test_an_echoing_server_never_gets_its_my_number_printed_or_reported(
+    tmp_path: Path, load: Load, serve: Serve
+) -> None:
+    """Defence in depth: a server (an old one, another implementation) that echoes a value in a
+    reject or a refusal: the loader withholds such a message in its output and its report."""
+    path = tmp_path / "e.csv"
+    path.write_text(csv_text(row(number="1"), row(number="2")), encoding="utf-8")
+    errors = [{"line": 3, "field": "birth_date", "code": "invalid_date", "message": "birth_date '1234.5678.9018' bad"},
+              {"line": 2, "field": MY_NUMBER, "code": "unknown_column", "message": "no such column"}]
+    serve(answer(accepted=0, rejected=2, errors=errors))
+    result = load("eligibility", path, "--token", "t", "--server", "http://shikaku.test/")
+    report = default_report_path(path)
+    text = result.out + result.err + report.read_text("utf-8-sig")
+    assert "invalid_date" in text and "withheld" in text
+    assert "1234.5678.9018" not in text and not my_number_in(text)
+    serve(problem(422, "validation_error", f"column {MY_NUMBER} is not known"))
+    result = load("eligibility", path, "--token", "t", "--server", "http://shikaku.test/")
+    assert result.code != 0 and not my_number_in(result.out + result.err)
