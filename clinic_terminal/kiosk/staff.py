@@ -17,7 +17,8 @@ from typing import Any, Final, Literal, Protocol
 
 from pydantic import ValidationError
 
-from clinic_terminal.kiosk.flow import CheckRecord
+from clinic_terminal.client import ServerError
+from clinic_terminal.kiosk.flow import SERVER_UNAVAILABLE, CheckRecord
 from clinic_terminal.kiosk.messages import VALIDITY
 from schemas.card import Checkups, Medications
 from schemas.eligibility import BatchCreated, BatchResult, ByNumberQuery, EligibilityResult
@@ -56,6 +57,14 @@ class StaffServer(Protocol):
     def medications(self, visit_id: str) -> Medications: ...
 
     def checkups(self, visit_id: str) -> Checkups: ...
+
+
+class CheckJournaled(Exception):
+    """The server could not be reached: the by-number check was journalled for a later re-check."""
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__("the check was journalled for a re-check")
+        self.entry = entry
 
 
 class BatchInputError(ValueError):
@@ -131,10 +140,14 @@ class ReceptionBoard:
 class StaffService:
     """What the reception screen can do, over the server client and the board."""
 
-    def __init__(self, server: StaffServer, board: ReceptionBoard, *, role: Role = "reception") -> None:
+    def __init__(
+        self, server: StaffServer, board: ReceptionBoard, *, role: Role = "reception",
+        outage: Callable[[ByNumberQuery], Any] | None = None,
+    ) -> None:
         self._server = server
         self._board = board
         self.role: Role = role
+        self._outage = outage  # journals a by-number check the server cannot answer (outage mode)
 
     @property
     def can_see_medications(self) -> bool:
@@ -145,7 +158,14 @@ class StaffService:
         return self.role in ("physician", "dentist")
 
     def by_number(self, query: ByNumberQuery) -> CheckRecord:
-        return self._board.add_number_check(self._server.by_number(query))
+        """Ask the server; when it cannot be reached, journal the check (raises ``CheckJournaled``)."""
+        try:
+            result = self._server.by_number(query)
+        except ServerError as exc:
+            if exc.code != SERVER_UNAVAILABLE or self._outage is None:
+                raise
+            raise CheckJournaled(self._outage(query)) from exc
+        return self._board.add_number_check(result)
 
     def create_batch(self, queries: list[ByNumberQuery], label: str | None) -> BatchEntry:
         created = self._server.create_batch(queries, label)
