@@ -7,7 +7,8 @@ sources, oldest first, by number with ``as_of`` = the visit date:
 * a by-number entry: its own query;
 * a card entry: the insurance number the terminal saw at this card's last successful check
   (``known_cards``); with none, the entry becomes ``needs_card`` (「後日確認: カード再提示が必要」)
-  until the card is checked successfully again, which puts it back to ``pending``.
+  at once, server or not, until the card is checked successfully again, which puts it back to
+  ``pending``.
 
 ``unavailable`` (or ``rate_limited``) ends the pass and the next one waits with exponential backoff
 (``initial`` doubling up to ``cap`` seconds); any other refusal resolves the entry as ``error``.
@@ -41,7 +42,7 @@ class RecheckServer(Protocol):
 @dataclass(frozen=True)
 class Backoff:
     initial: float = 2.0
-    cap: float = 300.0
+    cap: float = 60.0
 
     def delay(self, failures: int) -> float:
         return float(min(self.cap, self.initial * 2.0 ** max(0, failures - 1)))
@@ -81,9 +82,17 @@ class Rechecker:
     # --- one pass
     def run_once(self) -> PassResult:
         done = PassResult()
+        # card entries with no known number need no server to decide: they wait for the card
+        work: list[tuple[OutageEntry, ByNumberQuery | None]] = []
         for entry in self.journal.pending(self.sources):
+            query = entry.query
+            if query is None and entry.card is not None:
+                query = self.journal.known_card(entry.card.fingerprint)
+            work.append((entry, query))
+        work.sort(key=lambda item: item[1] is not None)
+        for entry, query in work:
             try:
-                resolved = self._recheck(entry)
+                resolved = self._recheck(entry, query)
             except ServerError as exc:
                 if exc.code in RETRY_LATER:
                     done.unreachable = True
@@ -104,10 +113,7 @@ class Rechecker:
         self.failures = self.failures + 1 if done.unreachable else 0
         return done
 
-    def _recheck(self, entry: OutageEntry) -> OutageEntry | None:
-        query = entry.query
-        if query is None and entry.card is not None:
-            query = self.journal.known_card(entry.card.fingerprint)
+    def _recheck(self, entry: OutageEntry, query: ByNumberQuery | None) -> OutageEntry | None:
         if query is None:
             return self.journal.resolve(entry, state="needs_card", outcome="needs_card")
         result = self.server.by_number(query.model_copy(update={"as_of": entry.visit_date}))
