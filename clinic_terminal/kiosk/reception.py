@@ -52,10 +52,16 @@ class _Note:
     card: CardIdentity | None
 
 
+def _serial(value: str) -> str:
+    """A certificate serial as colon-separated hex bytes (``0f:a3``), never a bare run of digits."""
+    padded = value if len(value) % 2 == 0 else "0" + value
+    return ":".join(padded[i:i + 2] for i in range(0, len(padded), 2))
+
+
 def _card_json(card: CardIdentity | None) -> dict[str, str] | None:
     if card is None:
         return None
-    return {"fingerprint": card.fingerprint[:16], "serial": card.serial, "issuer": card.issuer}
+    return {"fingerprint": card.fingerprint[:16], "serial": _serial(card.serial), "issuer": card.issuer}
 
 
 def _number_json(query: ByNumberQuery | None) -> dict[str, Any] | None:
@@ -121,10 +127,13 @@ class ReceptionNotices:
         card = None if referral.certificate is None else CardIdentity.from_certificate(referral.certificate)
         if referral.outage and self.journal is not None and card is not None:
             visit = visit_date_of(referral.at)
-            if not self._already_journalled(card, visit):
-                self.journal.record_card(card, verified_by=referral.method, visit_date=visit, now=referral.at)
-                self._journalled()
-            return
+            try:
+                if not self._already_journalled(card, visit):
+                    self.journal.record_card(card, verified_by=referral.method, visit_date=visit, now=referral.at)
+                    self._journalled()
+                return
+            except Exception:  # the journal's disk: the desk still gets the row (in memory, no re-check)
+                logger.exception("reception: the outage check could not be journalled")
         with self._lock:
             self._roll()
             self._notes.append(_Note(next(self._ids), referral.at, referral.code, referral.method, card))

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from clinic_terminal.kiosk.flow import SERVER_UNAVAILABLE, CheckRecord
 from clinic_terminal.kiosk.messages import VALIDITY
 from schemas.card import Checkups, Medications
 from schemas.eligibility import BatchCreated, BatchResult, ByNumberQuery, EligibilityResult
+
+logger = logging.getLogger(__name__)
 
 JST: Final = dt.timezone(dt.timedelta(hours=9), "JST")
 Role = Literal["reception", "physician", "dentist", "pharmacist"]
@@ -164,7 +167,12 @@ class StaffService:
         except ServerError as exc:
             if exc.code != SERVER_UNAVAILABLE or self._outage is None:
                 raise
-            raise CheckJournaled(self._outage(query)) from exc
+            try:
+                entry = self._outage(query)
+            except Exception:  # the journal cannot take it: the desk sees the server error as before
+                logger.exception("staff: the unanswered by-number check could not be journalled")
+                raise exc from None
+            raise CheckJournaled(entry) from exc
         return self._board.add_number_check(result)
 
     def create_batch(self, queries: list[ByNumberQuery], label: str | None) -> BatchEntry:

@@ -215,11 +215,13 @@ class OutageJournal:
             self._db.execute("COMMIT")
 
     # --- sealing
-    def _seal(self, data: dict[str, Any]) -> bytes:
-        text = json.dumps(data, ensure_ascii=False, sort_keys=True)
-        if contains_my_number(text):
+    def _seal(self, data: dict[str, Any], *, scan: tuple[str, ...]) -> bytes:
+        """The payload as stored; every string under the ``scan`` keys (what came from a keyed or
+        clinic-sent input) is checked for a My Number first. Certificate fingerprints, serials and
+        ids are not scanned: a hex digest may hold a run of 12 decimal digits by chance."""
+        if any(contains_my_number(value) for key in scan for value in _strings(data.get(key))):
             raise JournalError("my_number_detected", "a 12-digit individual number is never journalled")
-        raw = text.encode("utf-8")
+        raw = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
         return _SEALED + self._fernet.encrypt(raw) if self._fernet is not None else _PLAIN + raw
 
     def _open(self, blob: bytes) -> dict[str, Any] | None:
@@ -263,7 +265,7 @@ class OutageJournal:
         ))
 
     def _insert(self, entry: OutageEntry) -> OutageEntry:
-        payload = self._seal(_payload(entry))
+        payload = self._seal(_payload(entry), scan=_SCANNED)
         card_key = self._card_key(entry.card.fingerprint) if entry.card is not None else None
         with self._tx() as db:
             db.execute(
@@ -283,10 +285,9 @@ class OutageJournal:
         if insured is None:
             return 0
         card_key = self._card_key(hashlib.sha256(certificate).hexdigest())
-        payload = self._seal({
-            "insurer_number": insured.insurer_number, "symbol": insured.symbol, "number": insured.number,
-            "branch": insured.branch, "birth_date": insured.birth_date.isoformat(),
-        })
+        number = {"insurer_number": insured.insurer_number, "symbol": insured.symbol, "number": insured.number,
+                  "branch": insured.branch, "birth_date": insured.birth_date.isoformat()}
+        payload = self._seal({"query": number}, scan=_SCANNED)
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO known_cards (card_key, seen_at, payload) VALUES (?, ?, ?)",
                        (card_key, _iso(now or dt.datetime.now(dt.UTC)), payload))
@@ -301,7 +302,7 @@ class OutageJournal:
             row = self._db.execute("SELECT payload FROM known_cards WHERE card_key = ?",
                                    (self._card_key(fingerprint),)).fetchone()
         data = None if row is None else self._open(row[0])
-        return None if data is None else ByNumberQuery.model_validate(data)
+        return None if data is None else ByNumberQuery.model_validate(data["query"])
 
     def _purge_known_cards(self) -> None:
         cutoff = _iso(dt.datetime.now(dt.UTC) - dt.timedelta(days=KNOWN_CARD_DAYS))
@@ -367,7 +368,7 @@ class OutageJournal:
             "query": query or entry.query, "error_code": error_code,
             "resolved_at": now or dt.datetime.now(dt.UTC), "attempts": entry.attempts + 1,
         })
-        payload = self._seal(_payload(resolved))
+        payload = self._seal(_payload(resolved), scan=_SCANNED)
         assert resolved.resolved_at is not None
         with self._tx() as db:
             changed = db.execute(
@@ -383,6 +384,21 @@ class OutageJournal:
             else:
                 row = self._db.execute("SELECT count(*) FROM outage_checks WHERE state = ?", (state,)).fetchone()
         return int(row[0])
+
+
+#: Payload keys holding input values (keyed by staff, sent by clinic software): scanned for a My Number.
+_SCANNED: Final = ("query", "xml")
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def _payload(entry: OutageEntry) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +128,19 @@ def test_without_a_journal_an_unreachable_server_is_still_an_error_for_staff(mak
     with TestClient(create_kiosk_app(k.flow, staff, board)) as client:
         r = client.post("/api/staff/by-number", json=NUMBER)
     assert (r.status_code, r.json()["code"]) == (502, "unavailable")
+
+
+def test_a_journal_that_cannot_write_still_leaves_the_row_and_the_screen(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(desk.journal, "record_card", disk_full)
+    monkeypatch.setattr(desk.journal, "record_number", disk_full)
+    desk.kiosk.server.down = True
+    assert _card_check(desk.client) == "outage"
+    (row,) = desk.client.get("/api/staff/notices").json()
+    assert (row["kind"], row["label"]) == ("referral", "資格確認できず — 申立書で受付")
+    r = desk.client.post("/api/staff/by-number", json=NUMBER)
+    assert (r.status_code, r.json()["code"]) == (502, "unavailable")  # not journalled: the desk is told so

@@ -127,3 +127,11 @@ def test_resolving_twice_keeps_the_first_outcome(tmp_path: Path) -> None:
 
 def test_the_visit_date_is_the_japanese_day() -> None:
     assert visit_date_of(dt.datetime(2026, 11, 27, 15, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 28)
+
+
+def test_a_card_whose_fingerprint_holds_twelve_digits_is_journalled(tmp_path: Path) -> None:
+    # 123456789018 has a valid My Number check digit; inside a hex digest it is chance, not a My Number
+    card = CardIdentity(fingerprint="ab123456789018cd" + "e" * 48, serial="123456789018", issuer="CN=x")
+    with OutageJournal(tmp_path) as journal:
+        entry = journal.record_card(card, verified_by="pin", visit_date=VISIT)
+        assert journal.get(entry.id) is not None
