@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from shikaku_server.auth.service import Principal, hash_token, resolve_token
 from shikaku_server.cache import Cache
 from shikaku_server.config import Settings
-from shikaku_server.database import transaction
-from shikaku_server.errors import UnauthorizedError
+from shikaku_server.errors import UnauthorizedError, UnavailableError
 from shikaku_server.state import AppState
 
 
@@ -34,12 +34,29 @@ async def get_cache(state: StateDep) -> Cache:
 
 
 def get_db(state: StateDep) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back on error."""
-    with transaction(state.session_factory) as session:
+    """One transaction per request, owned here: routes and services only ``flush()``.
+
+    It commits when the route returns and before the answer is sent: ``SessionDep`` declares
+    ``scope="function"``, so FastAPI (0.121+) runs the code after ``yield`` once the route has
+    returned and its response is built, and before a byte of it leaves. (With the default
+    ``"request"`` scope that code runs after the response is sent: a client could act on an
+    answer whose write was not committed yet, or never.) A commit that fails answers
+    ``503 unavailable`` and nothing of the route's answer; an error raised by the route rolls back."""
+    session = state.session_factory()
+    try:
         yield session
+        try:
+            session.commit()
+        except SQLAlchemyError as exc:
+            raise UnavailableError("the database did not commit this request: nothing was saved") from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 

@@ -13,6 +13,7 @@ import click
 from clinic_terminal.client import ServerClient
 from clinic_terminal.config import default_data_dir, get_settings, journal_key
 from clinic_terminal.outage import OutageEntry, OutageJournal, Rechecker
+from clinic_terminal.xmlif.files import RESULT_FILE_MODE
 from clinic_terminal.xmlif.followup import write_followup
 from clinic_terminal.xmlif.model import XmlEncoding
 from clinic_terminal.xmlif.service import XmlTerminal
@@ -37,6 +38,13 @@ EXIT_USAGE = 2
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="requests at a time")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="the outage journal's folder (default SHIKAKU_TERMINAL_DATA_DIR, else ROOT/state)")
+@click.option(
+    "--file-mode",
+    default=f"{RESULT_FILE_MODE:o}",
+    show_default=True,
+    callback=lambda ctx, param, value: _file_mode(value),
+    help="permissions of the result and .err files (octal; never world-accessible)",
+)
 @click.option("--verbose", "-v", is_flag=True, help="log every request")
 def watch(
     root: Path | None,
@@ -47,6 +55,7 @@ def watch(
     poll_interval: float,
     workers: int,
     data_dir: Path | None,
+    file_mode: int,
     verbose: bool,
 ) -> None:
     """Watch ROOT/req for request files and answer them into ROOT/res until stopped."""
@@ -76,7 +85,7 @@ def watch(
         xml_root = root
 
         def follow_up(entry: OutageEntry) -> None:
-            write_followup(xml_root, state, entry, encoding=enc)
+            write_followup(xml_root, state, entry, encoding=enc, mode=file_mode)
 
         rechecker = Rechecker(journal, client, sources=("xml",), on_outcome=follow_up).start()
         watcher = FolderWatcher(
@@ -86,6 +95,7 @@ def watch(
             mode="poll" if poll else "inotify",
             poll_interval=poll_interval,
             workers=workers,
+            file_mode=file_mode,
         )
         click.echo(f"watching {watcher.req} ({'polling' if poll else 'inotify'}, results in {enc})", err=True)
         try:
@@ -93,3 +103,13 @@ def watch(
         finally:
             rechecker.stop()
     click.echo(f"stopped; {watcher.stats.answered} answered, {watcher.stats.errors} refused", err=True)
+
+
+def _file_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter("an octal mode such as 640 or 600") from None
+    if mode & ~0o770 or (mode & 0o600) != 0o600:
+        raise click.BadParameter("owner read/write, at most group access, nothing for others (e.g. 640, 600, 660)")
+    return mode

@@ -834,6 +834,10 @@ class CheckFlow:
         result = session.result
         if result is None:
             return
+        if consent is None or not consent.limit_certificate:
+            # what the patient did not share at this visit is never shown for it, whatever an
+            # earlier visit's consent let the card check's answer carry (docs/consent.md)
+            result = result.model_copy(update={"limit_certificate": None, "specific_diseases": []})
         record = CheckRecord(
             id=next(self._record_ids), at=self._now(), method=session.method or "pin", result=result,
             consent=consent, consent_note=note,

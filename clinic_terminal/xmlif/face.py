@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def face_file_id(facility_code: str, now: dt.datetime, folder: Path) -> str:
         for step in range(1_000_000):
             unique = f"{stamp}{(now.microsecond + step) % 1_000_000:06d}"
             file_id = f"OQSsiquc01res_face_{facility_code}{unique}_{stamp}"
-            if file_id not in _reserved and not (folder / f"{file_id}.xml").exists():
+            # lexists: any entry counts as taken, a dangling link too (never replaced or followed)
+            if file_id not in _reserved and not os.path.lexists(folder / f"{file_id}.xml"):
                 _reserved.add(file_id)
                 return file_id
     raise RuntimeError("no free face file name within this second")

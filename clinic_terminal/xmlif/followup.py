@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from clinic_terminal.outage.journal import OutageEntry
-from clinic_terminal.xmlif.files import write_atomic
+from clinic_terminal.xmlif.files import RESULT_FILE_MODE, write_atomic
 from clinic_terminal.xmlif.model import SEGMENT_ABNORMAL, ResultHeader, TerminalResult, XmlEncoding
 from clinic_terminal.xmlif.render import JST, render_xml, to_json
 from clinic_terminal.xmlif.service import (
@@ -71,7 +71,7 @@ def followup_result(
 
 def write_followup(
     root: Path, state: TerminalState, entry: OutageEntry, *, encoding: XmlEncoding = "utf-8",
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, mode: int = RESULT_FILE_MODE,
 ) -> Path | None:
     """Write ``res/<original>_followup.xml`` once (an existing file is never rewritten)."""
     result = followup_result(entry, state, now=now)
@@ -82,6 +82,6 @@ def write_followup(
     if final.exists():
         return final
     state.save_result(result.file_id, result.kind, to_json(result))
-    write_atomic(final, render_xml(result, encoding))
+    write_atomic(final, render_xml(result, encoding), mode=mode)
     log.info("follow-up result %s written (%s)", final.name, entry.outcome)
     return final

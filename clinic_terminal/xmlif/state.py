@@ -5,15 +5,22 @@
 - ``receptions``: 一括照会 reception numbers → server batch id and the search infos to echo;
 - ``limits``: the last limit certificate seen per person (LimitApplicationCertificateChanged);
 - ``results``: the JSON rendering of every result written (served by ``json_routes``).
+
+The folder holds personal data and sits beside folders other programs write to: it must be a real
+directory (not a link) and is kept owner-only (0700); the database and its ``-wal`` / ``-shm`` /
+``-journal`` files must be regular files (not links) and are created 0600. Anything else is refused
+(``StateError``) before SQLite opens a file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +29,7 @@ STATE_DIR = "state"
 DB_NAME = "terminal.sqlite3"
 
 JournalState = Literal["rendered", "done", "error"]
+DB_FILES = ("", "-wal", "-shm", "-journal")  # SQLite's files beside the database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -71,11 +79,52 @@ def state_dir(root: Path) -> Path:
     return root / STATE_DIR
 
 
+class StateError(Exception):
+    """The state folder or one of its files is not what the terminal made (a link, not a file)."""
+
+
+def _private_folder(directory: Path) -> None:
+    """``directory`` exists, is a real directory (not a link) and only its owner can use it."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode):
+        raise StateError(f"the terminal's state folder {directory} is a symbolic link; refusing to use it")
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"the terminal's state folder {directory} is not a directory")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
+def _private_database(path: Path) -> None:
+    """SQLite's files are regular files (not links); the database exists, 0600 (SQLite gives
+    its -wal / -shm files the database's mode)."""
+    for suffix in DB_FILES:
+        candidate = path.with_name(path.name + suffix)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{candidate} is not a regular file (a link or other); refusing to open the state")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(candidate, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class TerminalState:
     """SQLite-backed state; one connection, safe to share between the threads of one process."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        _private_folder(directory)
+        _private_database(directory / DB_NAME)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(directory / DB_NAME, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -140,6 +189,11 @@ class TerminalState:
                 "INSERT OR REPLACE INTO journal (name, sha256, state, output) VALUES (?, ?, 'rendered', ?)",
                 (name, sha256, output),
             )
+
+    def journal_delete(self, name: str) -> None:
+        """Forget a request (its result was never delivered): the next sight of it answers it."""
+        with self._tx() as db:
+            db.execute("DELETE FROM journal WHERE name = ?", (name,))
 
     def journal_pending(self) -> list[JournalEntry]:
         with self._lock:

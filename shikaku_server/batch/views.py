@@ -14,7 +14,7 @@ def create(
     body: BatchCreate, principal: PrincipalDep, session: SessionDep, state: StateDep, background: BackgroundTasks
 ) -> BatchCreated:
     created = service.create_batch(session, principal, body)
-    session.commit()
+    # committed by ``SessionDep`` before the answer, hence before this task runs (after the answer)
     background.add_task(
         service.run_batch,
         state.session_factory,

@@ -404,7 +404,7 @@ def eligibility_by_card(
         insurer_name=bundle["insurer_name"],
         as_of=as_of,
         query_kind="card",
-        share_limit_certificate=bool(consent and consent.limit_certificate),
+        share_limit_certificate=False,  # answered before this visit's consent: see CardFacts
         visit_id=visit.id,
         certificate_notice=checked.notice,
     )
@@ -429,7 +429,10 @@ def eligibility_by_card(
 class CardFacts:
     """What a PIN card check reads from the database, in one statement on PostgreSQL: is the
     certificate revoked, whom is it linked to (and that person's bundle key), and the person's
-    consent in force at this facility."""
+    consent in force at this facility (for the access-log entry only). A card check answers
+    before the consent of its own visit is taken, so it never carries the consent-gated parts
+    (限度額, 特定疾病) under an earlier visit's consent: the patient may refuse them at this visit
+    (docs/consent.md)."""
 
     revoked: bool
     insured_id: int | None
@@ -437,7 +440,6 @@ class CardFacts:
     symbol_norm: str | None
     number_norm: str | None
     consent_id: int | None
-    share_limit_certificate: bool
 
 
 def _live(consent_id: int | None, revoked_at: dt.datetime | None, expires_at: dt.datetime | None) -> bool:
@@ -446,7 +448,7 @@ def _live(consent_id: int | None, revoked_at: dt.datetime | None, expires_at: dt
 
 
 _LATEST_CONSENT = (
-    select(Consent.id, Consent.limit_certificate, Consent.revoked_at, Consent.expires_at)
+    select(Consent.id, Consent.revoked_at, Consent.expires_at)
     .where(Consent.insured_id == CardLink.insured_id, Consent.facility_code == bindparam("facility"))
     .order_by(Consent.given_at.desc(), Consent.id.desc())
     .limit(bindparam("one"))
@@ -474,7 +476,7 @@ _PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
 async def card_facts_async(pg: AsyncPG, issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
     """``card_facts`` in one prepared statement on the event loop (PostgreSQL)."""
     rows = await pg.fetch(_PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1})
-    revoked, insured_id, insurer_number, symbol_norm, number_norm, consent_id, limit, revoked_at, expires_at = rows[0]
+    revoked, insured_id, insurer_number, symbol_norm, number_norm, consent_id, revoked_at, expires_at = rows[0]
     live = _live(consent_id, revoked_at, expires_at)
     return CardFacts(
         revoked=bool(revoked),
@@ -483,7 +485,6 @@ async def card_facts_async(pg: AsyncPG, issuer: str, serial_hex: str, facility_c
         symbol_norm=symbol_norm,
         number_norm=number_norm,
         consent_id=consent_id if live else None,
-        share_limit_certificate=bool(live and limit),
     )
 
 
@@ -510,7 +511,6 @@ def card_facts(factory: sessionmaker[Session], issuer: str, serial_hex: str, fac
         symbol_norm=row[2] if row is not None else None,
         number_norm=row[3] if row is not None else None,
         consent_id=consent.id if consent is not None else None,
-        share_limit_certificate=bool(consent is not None and consent.limit_certificate),
     )
 
 
@@ -612,7 +612,7 @@ async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery)
             insurer_name=bundle["insurer_name"],
             as_of=as_of,
             query_kind="card",
-            share_limit_certificate=facts.share_limit_certificate,
+            share_limit_certificate=False,  # answered before this visit's consent: see CardFacts
             visit_id=visit_id,
             certificate_notice=checked.notice,
         )

@@ -1,10 +1,15 @@
-"""Drug history (3 years) and checkups (5 years) of a consenting patient, by role."""
+"""Drug history (3 years) and checkups (5 years) of a consenting patient, by role.
+
+Both windows end at the real day of the visit (``consent.service.visit_day``), never at the
+``as_of`` the card check asked about. A read is logged before anything is read: when its
+access-log entry cannot be written the read answers ``503 unavailable`` and no data."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from schemas.card import CheckupItem, Checkups, MedicationItem, Medications
@@ -12,7 +17,8 @@ from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.service import Principal
 from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.consent.models import Consent, Visit
-from shikaku_server.consent.service import consent_for, visit_of
+from shikaku_server.consent.service import consent_for, visit_day, visit_of
+from shikaku_server.errors import UnavailableError
 
 DRUG_ROLES = ("physician", "dentist", "pharmacist")
 CHECKUP_ROLES = ("physician", "dentist")
@@ -49,7 +55,11 @@ def _open(
         consent_id=consent.id,
         visit_id=visit.id,
     )
-    return visit, consent, _years_before(visit.as_of, years)
+    try:
+        session.flush()  # the entry is written before the data is read; the request commits both
+    except SQLAlchemyError as exc:
+        raise UnavailableError("the access log could not be written: no data is served without it") from exc
+    return visit, consent, _years_before(visit_day(visit), years)
 
 
 def medications(session: Session, principal: Principal, visit_id: str) -> Medications:

@@ -1,15 +1,23 @@
 """Consent given at a card check, and the rules for reading drug and checkup data under it.
 
-Outpatient consent lasts 24 hours; inpatient and home-care consent lasts until revoked (a later
-consent of the same person at the same facility replaces it). The latest consent of the person
-at the facility is the one in force.
+Outpatient consent lasts 24 hours; inpatient and home-care consent lasts until revoked. The
+latest consent of the person at the facility is the one in force, and a new consent ends the
+earlier ones (``revoked_at``): what the patient says at this visit, a refusal included, replaces
+what they said before, for every visit of theirs at this facility. A consent is taken at the visit
+it answers; a visit whose patient has since answered at a newer visit takes none.
+
+A visit is of the day it was made (its real day, JST). Only a check of that day's eligibility
+opens consent and data: a card check with another ``as_of`` (a re-check of a past date, for a
+claim; a future one, for a booking) answers the eligibility and takes no consent, and no drug or
+checkup history is read through it. The drug (3 years) and checkup (5 years) windows end at the
+visit's real day whatever ``as_of`` said. See docs/consent.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from schemas.card import ConsentRecord, ConsentRequest
@@ -17,6 +25,7 @@ from schemas.codes import CERTIFICATE_TYPE_CARDS
 from shikaku_server.auth.service import Principal
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.database import utcnow
+from shikaku_server.eligibility.service import JST
 from shikaku_server.errors import (
     ConsentExpiredError,
     ConsentRequiredError,
@@ -26,6 +35,16 @@ from shikaku_server.errors import (
 
 OUTPATIENT_HOURS = 24
 CONSENT_WINDOW = dt.timedelta(hours=2)  # consent is taken right after the card check
+
+
+def visit_day(visit: Visit) -> dt.date:
+    """The real day of the visit: the JST day it was made on, whatever ``as_of`` it asked about."""
+    return visit.created_at.astimezone(JST).date()
+
+
+def is_recheck(visit: Visit) -> bool:
+    """A card check of another day's eligibility (``as_of`` not the visit's day): no consent, no data."""
+    return visit.as_of != visit_day(visit)
 
 
 def visit_of(session: Session, visit_id: str, facility_code: str) -> Visit:
@@ -60,6 +79,10 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
     now = utcnow()
     if now - visit.created_at > CONSENT_WINDOW:
         raise ValidationFailedError("consent is taken at the card check: this visit is too old, check the card again")
+    if is_recheck(visit):
+        raise ValidationFailedError("consent is taken at a card check of today's eligibility: this visit asked as_of")
+    if _answered_at_a_newer_visit(session, visit):
+        raise ValidationFailedError("the patient has answered at a newer card check: consent is taken at that visit")
     sharing = body.drug or body.checkup or body.clinical or body.limit_certificate
     if sharing and visit.card_classification in CERTIFICATE_TYPE_CARDS:
         raise ValidationFailedError("holders of a 資格証明書-type card cannot share information")
@@ -78,6 +101,17 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
     )
     session.add(consent)
     session.flush()
+    # the new answer ends every earlier consent of the person here (a refusal beats an older consent)
+    session.execute(
+        update(Consent)
+        .where(
+            Consent.insured_id == visit.insured_id,
+            Consent.facility_code == facility,
+            Consent.id != consent.id,
+            Consent.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
     return ConsentRecord(
         consent_id=consent.id,
         visit_id=visit.id,
@@ -91,8 +125,23 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
     )
 
 
+def _answered_at_a_newer_visit(session: Session, visit: Visit) -> bool:
+    newer = (
+        select(Consent.id)
+        .join(Visit, Visit.id == Consent.visit_id)
+        .where(
+            Consent.insured_id == visit.insured_id,
+            Consent.facility_code == visit.facility_code,
+            Visit.created_at > visit.created_at,
+        )
+    )
+    return bool(session.execute(select(exists(newer))).scalar())
+
+
 def consent_for(session: Session, visit: Visit, category: str) -> Consent:
     """The consent in force covering ``category`` (drug / checkup), or the reason there is none."""
+    if is_recheck(visit):
+        raise ConsentRequiredError("this visit checked another day's eligibility: no data is read through it")
     consent = latest_consent(session, insured_id=visit.insured_id, facility_code=visit.facility_code)
     if consent is None or not getattr(consent, category):
         raise ConsentRequiredError(f"the patient has not agreed to share {category} information with this facility")

@@ -134,3 +134,34 @@ def test_killed_and_restarted_watcher_answers_each_request_exactly_once(
     assert total <= central.server.calls <= total + WORKERS
     for taken in (root / "taken").iterdir():
         assert validation_errors("OQSsiquc01res", taken.read_bytes()) == [], taken.name
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_watcher_stops_at_once_with_a_fifo_in_req_and_a_worker_waiting_for_the_server(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """A FIFO named like a request used to block a worker for good, and a stop then never ended;
+    a worker waiting for a slow server held the stop until the server answered."""
+    root = tmp_path / "oqs"
+    (root / "req").mkdir(parents=True)
+    os.mkfifo(root / "req" / "OQSsiquc01req_fifo.xml")  # older than the request: handed out first
+    slow = t.InMemoryServer.with_samples(delay=60.0)
+    with t.ContractHttpServer(slow) as central:
+        drop(root, "OQSsiquc01req_1.xml", t.single())
+        proc = start_watcher(root, central.url, "--poll", "--poll-interval", "0.02")
+        try:
+            wait_until(lambda: slow.calls >= 1)  # a worker now waits for the server
+            started = time.monotonic()
+            proc.send_signal(signum)
+            assert proc.wait(5) == 0
+            stopped_in = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    assert stopped_in < 3.0, f"took {stopped_in:.1f}s to stop"  # 1 s grace + exit
+    err = root / "req" / "OQSsiquc01req_fifo.xml.err"
+    assert "not a regular file (a FIFO)" in err.read_text("utf-8")
+    # the request in flight is left for the next start: no result, no .err
+    assert not (root / "res" / "OQSsiquc01res_1.xml").exists()
+    assert not (root / "req" / "OQSsiquc01req_1.xml.err").exists()

@@ -67,6 +67,9 @@ class InMemoryServer:
     facts_on_file: BasicFactsRecord = FACTS
     insured_row: Insured = field(default_factory=insured)
     validity: int = 1
+    #: what a card check answers besides the person: a 限度額 certificate carried by an answer made
+    #: under an earlier visit's consent (older servers did; the kiosk must drop it when refused)
+    card_extras: dict[str, Any] = field(default_factory=dict)
     down: bool = False
     challenges: dict[str, bytes] = field(default_factory=dict)
     by_card_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -119,7 +122,7 @@ class InMemoryServer:
         if hashlib.sha256(certificate).hexdigest() not in self.linked:
             raise ServerError("card_not_registered", "no person is linked to this certificate", 404)
         return EligibilityResult(validity=self.validity, query_kind="card", as_of=TODAY,
-                                 visit_id=f"v-{next(self._ids)}", insured=self.insured_row)
+                                 visit_id=f"v-{next(self._ids)}", insured=self.insured_row, **self.card_extras)
 
     def consent(self, request: ConsentRequest) -> ConsentRecord:
         self._check_up()

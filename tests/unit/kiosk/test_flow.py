@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 from clinic_terminal.client import CardClient
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice
+from clinic_terminal.kiosk.staff import record_json
+from schemas.eligibility import LimitCertificate, SpecificDisease
 from testbed.card_emulator import CardState, ForeignCardEmulator, build_card
 from testbed.pki import TestCA
 from tests.unit.kiosk.conftest import FACTS, FakeFaceOutcome, MakeKiosk, insured
@@ -177,6 +180,43 @@ def test_limit_certificate_consent_brings_the_certificate_to_staff(make_kiosk: M
     assert record.result.limit_certificate is not None
     assert record.result.limit_certificate.classification == "A03"
     assert record.result.visit_id is not None  # still the card check's visit
+
+
+EARLIER_CONSENT = {  # a card check answered under the consent of an earlier visit
+    "limit_certificate": LimitCertificate(kind="01", classification="A03", valid_from=dt.date(2026, 4, 1),
+                                          valid_to=None),
+    "specific_diseases": [SpecificDisease(category="1", valid_from=dt.date(2026, 4, 1), valid_to=None,
+                                          self_pay=10000)],
+}
+
+
+@pytest.mark.parametrize("choice", [ConsentChoice(), ConsentChoice(drug=True, checkup=True, clinical=True)])
+def test_a_refusal_at_this_visit_hides_what_an_earlier_consent_brought(
+    make_kiosk: MakeKiosk, choice: ConsentChoice
+) -> None:
+    k = make_kiosk(card_extras=EARLIER_CONSENT)
+    k.flow.read_card()
+    k.flow.choose("pin")
+    k.flow.submit_pin("1234")
+    assert k.flow.submit_consent(choice).name == "done"  # 限度額: 「提供しない」
+    (record,) = k.records
+    assert record.result.limit_certificate is None and record.result.specific_diseases == []
+    board = record_json(record)["result"]
+    assert board["limit_certificate"] is None and board["specific_diseases"] == []
+    ((result, _),) = k.face_files
+    assert result.limit_certificate is None and result.specific_diseases == []
+
+
+def test_an_unrecorded_consent_shows_nothing_consent_gated(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk(card_extras=EARLIER_CONSENT)
+    k.flow.read_card()
+    k.flow.choose("pin")
+    k.flow.submit_pin("1234")
+    k.server.down = True
+    assert k.flow.submit_consent(ConsentChoice(limit_certificate=True)).name == "done"
+    (record,) = k.records
+    assert record.consent is None
+    assert record.result.limit_certificate is None and record.result.specific_diseases == []
 
 
 def test_certificate_type_card_cannot_share(make_kiosk: MakeKiosk) -> None:
