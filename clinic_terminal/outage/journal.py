@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import sqlite3
 import threading
 import uuid
@@ -176,8 +177,11 @@ class OutageJournal:
     """SQLite-backed, thread-safe; several processes may open the same file."""
 
     def __init__(self, directory: Path, *, key: str | bytes | None = None) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = directory / JOURNAL_FILE
+        # owner only, whatever the umask (SQLite gives its -wal and -shm files the same mode)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._fernet = Fernet(key) if key else None
         self._mac_key = hashlib.sha256(b"shikaku-journal-card|" + (key.encode() if isinstance(key, str) else key)
                                        ).digest() if key else None
