@@ -139,7 +139,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     xml_root = tmp_path / "oqs"
     runtime = build_kiosk(
         KioskConfig(server_url=central.url, token=token, data_dir=tmp_path / "terminal", facility_code=FACILITY,
-                    recheck_idle=0.2, recheck_backoff=Backoff(initial=0.05, cap=0.5)),
+                    xml_root=xml_root, recheck_idle=0.2, recheck_backoff=Backoff(initial=0.05, cap=0.5)),
         connect_card=reader.connect, watch_card=False,
     )
     assert runtime.journal is not None
@@ -172,6 +172,14 @@ def _kiosk(desk: TestClient, path: str, body: dict[str, Any] | None = None) -> d
     assert r.status_code == 200, r.text
     data: dict[str, Any] = r.json()
     return data
+
+
+def _face_files(world: World) -> list[etree._Element]:
+    """The kiosk's face files, oldest first; each validates."""
+    paths = sorted((world.xml_root / "face").glob("OQSsiquc01res_face_*.xml"))
+    for path in paths:
+        assert validation_errors("OQSsiquc01res", path.read_bytes()) == [], path.name
+    return [etree.fromstring(path.read_bytes()) for path in paths]
 
 
 def _insert(world: World, card: MyNumberCardEmulator) -> None:
@@ -224,6 +232,10 @@ def test_server_stopped_checks_journalled_server_started_re_checked_on_the_staff
     assert answered.findtext("MessageHeader/SegmentOfResult") == "9"
     assert answered.findtext("MessageHeader/ErrorCode") == "unavailable"
 
+    faces = _face_files(world)
+    assert [f.findtext("MessageHeader/SegmentOfResult") for f in faces] == ["1", "9", "9"]  # the first check
+    assert {f.findtext("MessageHeader/ErrorCode") for f in faces[1:]} == {"unavailable"}
+
     rows = desk.get("/api/staff/notices").json()
     assert len(rows) == 4
     assert {row["label"] for row in rows} == {"資格確認できず — 申立書で受付"}
@@ -260,6 +272,12 @@ def test_server_stopped_checks_journalled_server_started_re_checked_on_the_staff
     assert doc.findtext("MessageHeader/QualificationConfirmationDate") == f"{world.visit:%Y%m%d}"
     assert doc.findtext("MessageBody/QualificationValidity") == "1"
     assert doc.findtext("MessageBody/ProcessingResultCode") == "followup"
+    # the kiosk's face folder: one more face file, card A re-checked by number as of its visit date
+    wait_until(lambda: len(_face_files(world)) == 4, "the face follow-up")
+    face_followup = _face_files(world)[3]
+    assert face_followup.findtext("MessageBody/ProcessingResultCode") == "followup"
+    assert face_followup.findtext("MessageBody/QualificationValidity") == "1"
+    assert face_followup.findtext("MessageHeader/ReferenceClassification") == "1"
     with ServerClient(world.central.url, world.token) as client:
         today = client.by_number(ByNumberQuery(insurer_number=INSURER_A, symbol="１２３", number="４５６７",
                                                branch="01", birth_date=dt.date(1982, 2, 2)))

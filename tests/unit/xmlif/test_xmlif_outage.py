@@ -146,3 +146,30 @@ def test_the_watcher_answers_at_once_while_the_server_is_away(
     assert doc.findtext("MessageHeader/ErrorCode") == "unavailable"
     (entry,) = journal.pending(("xml",))
     assert entry.xml is not None and entry.xml["file_id"] == "OQSsiquc01res_w"
+
+
+def test_kiosk_face_files_for_an_outage_check_and_its_re_check(journal: OutageJournal, tmp_path: Path) -> None:
+    from clinic_terminal.outage import CardIdentity
+    from clinic_terminal.xmlif.followup import write_face_followup, write_face_outage
+
+    down = write_face_outage(tmp_path, t.FACILITY_CODE, encoding="shift_jis", now=t.CLOCK)
+    data = down.read_bytes()
+    assert validation_errors("OQSsiquc01res", data) == []
+    doc = etree.fromstring(data)
+    assert (doc.findtext("MessageHeader/ReferenceClassification"), doc.findtext("MessageHeader/SegmentOfResult"),
+            doc.findtext("MessageHeader/ErrorCode")) == ("1", "9", "unavailable")
+    assert "申立書で受付してください" in (doc.findtext("MessageHeader/ErrorMessage") or "")
+
+    visit = dt.date(2026, 11, 20)
+    entry = journal.record_card(CardIdentity("ab" * 32, "10", "CN=x"), verified_by="pin", visit_date=visit)
+    result = t.simple_result().model_copy(update={"as_of": visit})
+    resolved = journal.resolve(entry, state="done", outcome="valid", result=result)
+    assert resolved is not None
+    path = write_face_followup(tmp_path, resolved, t.FACILITY_CODE, now=t.CLOCK)
+    assert path is not None and path.parent == tmp_path / "face" and path != down
+    follow = etree.fromstring(path.read_bytes())
+    assert validation_errors("OQSsiquc01res", path.read_bytes()) == []
+    assert follow.findtext("MessageHeader/QualificationConfirmationDate") == "20261120"
+    assert follow.findtext("MessageBody/ProcessingResultCode") == "followup"
+    needs_card = journal.record_card(CardIdentity("cd" * 32, "11", "CN=x"), verified_by="pin", visit_date=visit)
+    assert write_face_followup(tmp_path, needs_card, t.FACILITY_CODE) is None
