@@ -3,12 +3,13 @@
 ``ServerClient`` takes an ``httpx`` transport (tests pass ``httpx.ASGITransport`` over the app or
 a ``MockTransport``); it builds the real one only when none is given. Problem+json answers
 become ``ServerError`` with the contract's ``code``; connection failures become
-``ServerError("unavailable")`` so the kiosk can say "ask staff".
+``ServerError("unavailable")`` (refused, timed out, 5xx without a problem body) so the kiosk, the
+staff screen and the XML interface go to outage mode (``clinic_terminal.outage``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import httpx
 
@@ -30,6 +31,10 @@ from schemas.eligibility import (
     EligibilityResult,
 )
 
+#: 20 s for an answer (the CAQH CORE round trip), but 5 s to connect: a server or network that is
+#: away is known quickly and the kiosk goes to outage mode (申立書) instead of holding the patient.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(20.0, connect=5.0)
+
 
 class ServerError(Exception):
     def __init__(self, code: str, message: str, status: int | None = None, body: Any = None) -> None:
@@ -47,7 +52,7 @@ class ServerClient:
         token: str | None,
         *,
         transport: httpx.BaseTransport | None = None,
-        timeout: float = 20.0,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clinic_terminal.config import get_settings
+from clinic_terminal.config import default_data_dir, get_settings, journal_key
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -34,12 +34,15 @@ EXIT_USAGE = 2
               help="write a face file per card check into XML_ROOT/face (default SHIKAKU_XML_ROOT)")
 @click.option("--setting", type=click.Choice(["outpatient", "inpatient", "home"]), default="outpatient",
               show_default=True, help="care setting of the consents taken here")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="the terminal's data folder: the outage journal (default SHIKAKU_TERMINAL_DATA_DIR, else "
+              "XML_ROOT/state, else ~/.local/share/shikaku-terminal)")
 @click.option("--verbose", "-v", is_flag=True)
 def kiosk(
     host: str, port: int, server_url: str | None, token: str | None, role: str, reader: str | None,
     demo_card: Path | None, camera: str | None, card_front: str | None, terminal_key: Path | None,
     terminal_id: str | None,
-    facility_code: str | None, xml_root: Path | None, setting: str, verbose: bool,
+    facility_code: str | None, xml_root: Path | None, setting: str, data_dir: Path | None, verbose: bool,
 ) -> None:
     """Run the kiosk until stopped (Ctrl-C)."""
     import uvicorn
@@ -66,6 +69,8 @@ def kiosk(
         xml_encoding=settings.xml_encoding,
         role=role,  # type: ignore[arg-type]
         setting=setting,  # type: ignore[arg-type]
+        data_dir=data_dir or default_data_dir(settings, root),
+        journal_key=journal_key(settings),
     )
     try:
         runtime = build_kiosk(config)

@@ -11,8 +11,10 @@ from types import FrameType
 import click
 
 from clinic_terminal.client import ServerClient
-from clinic_terminal.config import get_settings
+from clinic_terminal.config import default_data_dir, get_settings, journal_key
+from clinic_terminal.outage import OutageEntry, OutageJournal, Rechecker
 from clinic_terminal.xmlif.files import RESULT_FILE_MODE
+from clinic_terminal.xmlif.followup import write_followup
 from clinic_terminal.xmlif.model import XmlEncoding
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
@@ -34,6 +36,8 @@ EXIT_USAGE = 2
 @click.option("--poll", is_flag=True, help="poll req/ instead of inotify (network shares)")
 @click.option("--poll-interval", type=float, default=0.5, show_default=True, help="seconds between polls")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="requests at a time")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="the outage journal's folder (default SHIKAKU_TERMINAL_DATA_DIR, else ROOT/state)")
 @click.option(
     "--file-mode",
     default=f"{RESULT_FILE_MODE:o}",
@@ -50,6 +54,7 @@ def watch(
     poll: bool,
     poll_interval: float,
     workers: int,
+    data_dir: Path | None,
     file_mode: int,
     verbose: bool,
 ) -> None:
@@ -72,10 +77,20 @@ def watch(
     with (
         ServerClient(server_url or settings.server_url, token or settings.facility_token) as client,
         TerminalState.for_root(root) as state,
+        OutageJournal(data_dir or default_data_dir(settings, root), key=journal_key(settings)) as journal,
     ):
+        if not journal.encrypted:
+            logging.getLogger(__name__).warning("SHIKAKU_TERMINAL_JOURNAL_KEY is not set: the outage journal "
+                                                "is not encrypted")
+        xml_root = root
+
+        def follow_up(entry: OutageEntry) -> None:
+            write_followup(xml_root, state, entry, encoding=enc, mode=file_mode)
+
+        rechecker = Rechecker(journal, client, sources=("xml",), on_outcome=follow_up).start()
         watcher = FolderWatcher(
             root,
-            XmlTerminal(client, state),
+            XmlTerminal(client, state, journal=journal),
             encoding=enc,
             mode="poll" if poll else "inotify",
             poll_interval=poll_interval,
@@ -83,7 +98,10 @@ def watch(
             file_mode=file_mode,
         )
         click.echo(f"watching {watcher.req} ({'polling' if poll else 'inotify'}, results in {enc})", err=True)
-        watcher.run(stop)
+        try:
+            watcher.run(stop)
+        finally:
+            rechecker.stop()
     click.echo(f"stopped; {watcher.stats.answered} answered, {watcher.stats.errors} refused", err=True)
 
 

@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
+from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
     BatchEntry,
     BatchInputError,
+    CheckJournaled,
     ReceptionBoard,
     StaffService,
     parse_batch_csv,
@@ -61,6 +63,10 @@ STAFF_ERRORS = {
     "unauthorized": "端末のトークンが無効です。",
     "rate_limited": "混み合っています。しばらくしてからお試しください。",
 }
+
+
+STAFF_OUTAGE = ("資格確認できず — 申立書で受付してください。中央のサーバーに接続できないため、"
+                "この照会を記録しました。復旧後に自動で再確認し、結果を「受付対応」に表示します。")
 
 
 class _In(BaseModel):
@@ -106,9 +112,11 @@ def _page(name: str) -> str:
 
 
 def create_kiosk_app(
-    flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None
+    flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
+    notices: ReceptionNotices | None = None,
 ) -> FastAPI:
     info = info or KioskInfo()
+    notices = notices or ReceptionNotices()
     app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
     pages = {"kiosk": _page("kiosk.html"), "staff": _page("staff.html")}
     static = {name: _page(name) for name in _STATIC}
@@ -139,6 +147,12 @@ def create_kiosk_app(
             {"code": exc.code, "message": STAFF_ERRORS.get(exc.code, "照会できませんでした。"), "detail": exc.message},
             status_code=status,
         )
+
+    @app.exception_handler(CheckJournaled)
+    async def _journaled(_: Request, exc: CheckJournaled) -> JSONResponse:
+        # outage mode: not an error for the desk — the patient signs the 申立書, the terminal re-checks later
+        return JSONResponse({"outage": True, "code": "unavailable", "message": STAFF_OUTAGE,
+                             "notice": entry_json(exc.entry)}, status_code=202)
 
     @app.get("/", response_class=HTMLResponse)
     def kiosk_page() -> HTMLResponse:
@@ -211,6 +225,11 @@ def create_kiosk_app(
     @staff_api.get("/checks")
     def checks() -> list[dict[str, Any]]:
         return [record_json(r) for r in board.records()]
+
+    @staff_api.get("/notices")
+    def reception_notices() -> list[dict[str, Any]]:
+        """Referrals from the patient screen and outage rows with their re-check outcome."""
+        return notices.rows()
 
     @staff_api.post("/by-number")
     def by_number(body: dict[str, Any]) -> dict[str, Any]:

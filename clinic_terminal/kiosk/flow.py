@@ -56,6 +56,7 @@ ScreenName = Literal[
     "consent",  # per-category choices
     "consent_unavailable",  # 資格証明書: cannot share
     "done",  # 完了 (possibly with a notice to see staff)
+    "outage",  # the server is unreachable: 申立書 at reception; the check is journalled and re-made later
     "error",  # something went wrong; actions say what can be done
 ]
 Action = Literal["read_card", "pin", "face", "collation_b_entry", "restart"]
@@ -65,6 +66,10 @@ Method = Literal["pin", "face"]
 CARD_CLASSIFICATION_CERTIFICATE = "05"
 #: The server's code meaning "this certificate is not linked to anybody yet".
 CARD_NOT_REGISTERED = "card_not_registered"
+#: The client's code for "the server cannot be reached" (refused, timeout, 503): outage mode.
+SERVER_UNAVAILABLE = "unavailable"
+#: Failed reads in a row after which the patient is sent to reception instead of trying again.
+READ_FAILURES_TO_STAFF = 2
 
 
 # --- dependencies ----------------------------------------------------------------------------
@@ -160,6 +165,25 @@ FaceFileWriter = Callable[[EligibilityResult, ConsentRecord | None], None]
 
 
 @dataclass(frozen=True)
+class Referral:
+    """The patient screen sent the patient to reception; the staff board shows why.
+
+    ``certificate`` is the card's authentication certificate when it was read (it identifies the
+    card, nothing personal); ``outage`` marks a check the server could not answer (journalled)."""
+
+    at: dt.datetime
+    code: str
+    method: Method | None = None
+    certificate: bytes | None = None
+    outage: bool = False
+
+
+ReferralSink = Callable[[Referral], None]
+#: After every answered card check: (certificate, result); the outage journal keeps the number.
+CardCheckSink = Callable[[bytes, EligibilityResult], None]
+
+
+@dataclass(frozen=True)
 class ConsentChoice:
     """The patient's answers on the consent screen; everything defaults to 提供しない."""
 
@@ -239,6 +263,8 @@ class CheckFlow:
         face: FacePath | None = None,
         on_check: CheckSink | None = None,
         face_file: FaceFileWriter | None = None,
+        on_referral: ReferralSink | None = None,
+        on_card_checked: CardCheckSink | None = None,
         setting: Setting = "outpatient",
         idle_timeout: float = 120.0,
         done_timeout: float = 15.0,
@@ -251,6 +277,9 @@ class CheckFlow:
         self._face = face
         self._on_check = on_check
         self._face_file = face_file
+        self._on_referral = on_referral
+        self._on_card_checked = on_card_checked
+        self._read_failures = 0
         self._setting: Setting = setting
         self._idle_timeout = idle_timeout
         self._done_timeout = done_timeout
@@ -279,9 +308,10 @@ class CheckFlow:
     def _expire(self) -> None:
         if self._screen.name == "place_card" or self._screen.busy:
             return
-        limit = self._done_timeout if self._screen.name == "done" else self._idle_timeout
+        limit = self._done_timeout if self._screen.name in ("done", "outage") else self._idle_timeout
         if self._clock() - self._touched > limit:
             logger.info("kiosk: %s timed out, back to the start", self._screen.name)
+            self._read_failures = 0
             self._reset_locked()
 
     def _show(self, name: ScreenName, **values: Any) -> Screen:
@@ -333,9 +363,11 @@ class CheckFlow:
                 if transport is not None:
                     transport.close()
                 return self._card_error(exc)
+            self._read_failures = 0
             self._session = _Session(transport=transport, card=card, certificate=certificate)
             methods = self._methods(tries)
             if not methods:
+                self._refer("pin_blocked")
                 return self._show("error", code="pin_blocked", message=msg.PIN_BLOCKED, actions=("restart",))
             message = msg.PIN_BLOCKED_FACE if tries == 0 else None
             return self._show("choose_method", methods=methods, tries_left=tries, message=message)
@@ -349,12 +381,31 @@ class CheckFlow:
 
     def _card_error(self, exc: CardError, *, session_kept: bool = False) -> Screen:
         message = msg.CARD_ERRORS.get(exc.code, msg.CARD_ERRORS["card_error"])
-        if not session_kept:
-            self._drop_session()
         actions: tuple[Action, ...] = ("read_card", "restart")
         if exc.code == "no_reader":
             actions = ("restart",)
+        if exc.code in msg.CARD_UNREADABLE:
+            self._read_failures += 1
+            if self._read_failures >= READ_FAILURES_TO_STAFF:  # do not keep the patient retrying
+                message, actions = msg.CARD_UNREADABLE_STAFF, ("restart",)
+        if msg.ASK_STAFF in message:
+            self._refer(exc.code)
+        if not session_kept:
+            self._drop_session()
         return self._show("error", code=exc.code, message=message, actions=actions)
+
+    def _refer(self, code: str, *, outage: bool = False) -> None:
+        """Leave a row on the staff board: the patient screen sends the patient to reception."""
+        if self._on_referral is None:
+            return
+        session = self._session
+        referral = Referral(at=self._now(), code=code, outage=outage,
+                            method=None if session is None else session.method,
+                            certificate=None if session is None else session.certificate)
+        try:
+            self._on_referral(referral)
+        except Exception:  # the board (or the journal's disk) must not stop the patient screen
+            logger.exception("kiosk: the reception board could not take a referral (%s)", code)
 
     def _drop_session(self) -> None:
         session, self._session = self._session, None
@@ -362,6 +413,8 @@ class CheckFlow:
             session.transport.close()
 
     def _server_error(self, exc: ServerError) -> Screen:
+        if exc.code == SERVER_UNAVAILABLE:
+            return self._outage()
         message = msg.SERVER_ERRORS.get(exc.code, msg.SERVER_DEFAULT)
         session = self._session
         actions: tuple[Action, ...] = ("restart",)
@@ -370,9 +423,19 @@ class CheckFlow:
         elif exc.code.startswith("challenge_") and session is not None:
             actions = (session.method or "pin", "restart")
         else:
+            if msg.ASK_STAFF in message:
+                self._refer(exc.code)
             self._drop_session()
         logger.warning("kiosk: server refused the check: %s", exc.code)
         return self._show("error", code=exc.code, message=message, actions=actions)
+
+    def _outage(self) -> Screen:
+        """The server cannot be reached: the patient goes to reception (申立書); the card check is
+        journalled with what the card identified and made again once the server is back."""
+        logger.warning("kiosk: the server is unreachable; the check is journalled for later")
+        self._refer(SERVER_UNAVAILABLE, outage=True)
+        self._drop_session()
+        return self._show("outage", code=SERVER_UNAVAILABLE, message=msg.OUTAGE, actions=("restart",))
 
     # --- step 2: the method -----------------------------------------------------------------
     def choose(self, method: Method) -> Screen:
@@ -399,6 +462,7 @@ class CheckFlow:
     def _pin_blocked(self) -> Screen:
         if self._face is not None and self._session is not None:
             return self._show("error", code="pin_blocked", message=msg.PIN_BLOCKED_FACE, actions=("face", "restart"))
+        self._refer("pin_blocked")
         self._drop_session()
         return self._show("error", code="pin_blocked", message=msg.PIN_BLOCKED, actions=("restart",))
 
@@ -480,6 +544,7 @@ class CheckFlow:
                 return self._show("register", tries_left=exc.tries_left, message=msg.pin_wrong(exc.tries_left),
                                   code="pin_wrong")
             except PinBlockedError:
+                self._refer("pin_blocked")
                 self._drop_session()
                 return self._show("error", code="pin_blocked", message=msg.PIN_BLOCKED, actions=("restart",))
             except CardError as exc:
@@ -558,6 +623,9 @@ class CheckFlow:
         actions: list[Action] = ["collation_b_entry"] if keyed_entry else []
         if tries:
             actions.append("pin")
+        elif not keyed_entry:  # no PIN left and nothing else to try here: reception
+            message = message.removesuffix(msg.FACE_FAILED_TAIL) + msg.ASK_STAFF
+            self._refer(f"face:{code}")
         actions.append("restart")
         return self._show("face_failed", message=message, code=code, tries_left=tries, actions=tuple(actions))
 
@@ -691,6 +759,11 @@ class CheckFlow:
     # --- step 4: result and consent -------------------------------------------------------
     def _after_result(self, session: _Session, result: EligibilityResult) -> Screen:
         session.result = result
+        if self._on_card_checked is not None and result.insured is not None:
+            try:
+                self._on_card_checked(session.certificate, result)
+            except Exception:  # the journal's disk must not stop the patient's check
+                logger.exception("kiosk: the card could not be remembered for outage re-checks")
         name = result.insured.name if result.insured is not None else None
         notice = {"expires_soon": msg.CERT_EXPIRES_SOON, "grace_period": msg.CERT_GRACE}.get(
             result.certificate_notice or ""

@@ -19,6 +19,10 @@ CARD_ERRORS: Final[dict[str, str]] = {
     "collation_b_format": "顔認証の準備ができませんでした。暗証番号で確認してください。",
 }
 
+#: Card errors that mean "could not read it": after two in a row the patient goes to reception.
+CARD_UNREADABLE: Final = frozenset({"no_card", "card_removed", "card_protocol", "card_error"})
+CARD_UNREADABLE_STAFF: Final = "カードが読み取れませんでした。" + ASK_STAFF
+
 PIN_FORMAT: Final = "暗証番号は数字4桁です。"
 PIN_BLOCKED: Final = (
     "暗証番号がロックされています。" + ASK_STAFF + "（ロックの解除はお住まいの市区町村の窓口で行えます）"
@@ -112,3 +116,43 @@ CONSENT_FAILED: Final = "同意の登録ができませんでした。" + ASK_ST
 INTERNAL: Final = "エラーが発生しました。" + ASK_STAFF
 CERT_EXPIRES_SOON: Final = "カードの電子証明書の有効期限が近づいています。お住まいの市区町村で更新してください。"
 CERT_GRACE: Final = "カードの電子証明書の有効期限が切れています。お住まいの市区町村で更新してください。"
+
+# --- outage mode (緊急時): the central server cannot be reached
+OUTAGE: Final = "ただいま資格確認ができません。受付で申立書をご記入ください。"
+
+# --- for reception: why the patient screen sent a patient to the desk (staff board rows)
+REFERRAL: Final[dict[str, str]] = {
+    "unavailable": "資格確認できず — 申立書で受付",
+    "pin_blocked": "暗証番号ロック — 保険証・資格確認書で確認",
+    "no_reader": "カードリーダーに接続できません",
+    "forbidden_file": "カードが読み取れません",
+    "no_card": "カードが読み取れません（2回）",
+    "card_removed": "カードが読み取れません（2回）",
+    "card_protocol": "カードが読み取れません（2回）",
+    "card_error": "カードが読み取れません（2回）",
+    "not_my_number_card": "マイナンバーカードではありません",
+    "certificate_expired": "電子証明書の期限切れ",
+    "certificate_revoked": "電子証明書の失効",
+    "certificate_untrusted": "電子証明書を確認できません",
+    "signature_invalid": "カードの署名を確認できません",
+    "registration_no_match": "初回登録: 4情報が一致しません",
+    "registration_ambiguous": "初回登録: 本人を特定できません",
+    "rate_limited": "サーバー混雑のため確認できず",
+    "face": "顔認証できず・暗証番号も使えません",
+}
+REFERRAL_DEFAULT: Final = "受付での確認が必要です"
+VERIFIED_BY: Final[dict[str, str]] = {
+    "pin": "暗証番号はカードで確認済み",
+    "face": "顔認証は端末で照合済み",
+}
+
+
+def referral_label(code: str) -> str:
+    """The staff board's wording for a referral code (``face:<reason>`` for a face failure)."""
+    base, _, detail = code.partition(":")
+    text = REFERRAL.get(base, REFERRAL_DEFAULT)
+    if base == "face" and detail:
+        reason = FACE_FAILED.get(detail) or COLLATION_B_FALLBACK.get(detail) or CARD_ERRORS.get(detail)
+        if reason:
+            text += f"（{reason.rstrip('。')}）"
+    return text

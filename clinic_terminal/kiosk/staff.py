@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from typing import Any, Final, Literal, Protocol
 
 from pydantic import ValidationError
 
-from clinic_terminal.kiosk.flow import CheckRecord
+from clinic_terminal.client import ServerError
+from clinic_terminal.kiosk.flow import SERVER_UNAVAILABLE, CheckRecord
 from clinic_terminal.kiosk.messages import VALIDITY
 from schemas.card import Checkups, Medications
 from schemas.eligibility import BatchCreated, BatchResult, ByNumberQuery, EligibilityResult
+
+logger = logging.getLogger(__name__)
 
 JST: Final = dt.timezone(dt.timedelta(hours=9), "JST")
 Role = Literal["reception", "physician", "dentist", "pharmacist"]
@@ -56,6 +60,14 @@ class StaffServer(Protocol):
     def medications(self, visit_id: str) -> Medications: ...
 
     def checkups(self, visit_id: str) -> Checkups: ...
+
+
+class CheckJournaled(Exception):
+    """The server could not be reached: the by-number check was journalled for a later re-check."""
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__("the check was journalled for a re-check")
+        self.entry = entry
 
 
 class BatchInputError(ValueError):
@@ -131,10 +143,14 @@ class ReceptionBoard:
 class StaffService:
     """What the reception screen can do, over the server client and the board."""
 
-    def __init__(self, server: StaffServer, board: ReceptionBoard, *, role: Role = "reception") -> None:
+    def __init__(
+        self, server: StaffServer, board: ReceptionBoard, *, role: Role = "reception",
+        outage: Callable[[ByNumberQuery], Any] | None = None,
+    ) -> None:
         self._server = server
         self._board = board
         self.role: Role = role
+        self._outage = outage  # journals a by-number check the server cannot answer (outage mode)
 
     @property
     def can_see_medications(self) -> bool:
@@ -145,7 +161,19 @@ class StaffService:
         return self.role in ("physician", "dentist")
 
     def by_number(self, query: ByNumberQuery) -> CheckRecord:
-        return self._board.add_number_check(self._server.by_number(query))
+        """Ask the server; when it cannot be reached, journal the check (raises ``CheckJournaled``)."""
+        try:
+            result = self._server.by_number(query)
+        except ServerError as exc:
+            if exc.code != SERVER_UNAVAILABLE or self._outage is None:
+                raise
+            try:
+                entry = self._outage(query)
+            except Exception:  # the journal cannot take it: the desk sees the server error as before
+                logger.exception("staff: the unanswered by-number check could not be journalled")
+                raise exc from None
+            raise CheckJournaled(entry) from exc
+        return self._board.add_number_check(result)
 
     def create_batch(self, queries: list[ByNumberQuery], label: str | None) -> BatchEntry:
         created = self._server.create_batch(queries, label)

@@ -28,8 +28,11 @@ from clinic_terminal.kiosk.flow import (
     FaceFileWriter,
     FaceOutcome,
     FacePath,
+    Referral,
 )
+from clinic_terminal.kiosk.reception import ReceptionNotices
 from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
+from clinic_terminal.outage import Backoff, OutageEntry, OutageJournal, Rechecker
 from schemas.card import Challenge, ConsentRecord, Setting
 from schemas.eligibility import EligibilityResult
 
@@ -60,6 +63,11 @@ class KioskConfig:
     facility_name: str | None = None
     idle_timeout: float = 120.0
     done_timeout: float = 15.0
+    # outage mode: the journal's folder (None: <xml_root>/state, or no journal at all) and its key
+    data_dir: Path | None = None
+    journal_key: str | None = None
+    recheck_idle: float = 30.0
+    recheck_backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass
@@ -71,6 +79,9 @@ class KioskRuntime:
     face_enabled: bool
     demo_card: DemoCard | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    notices: ReceptionNotices | None = None
+    journal: OutageJournal | None = None
+    rechecker: Rechecker | None = None
 
     def close(self) -> None:
         for closer in reversed(self.closers):
@@ -241,17 +252,80 @@ def build_kiosk(
 
     clock_now = now or (lambda: dt.datetime.now(dt.UTC))
     board = ReceptionBoard(now=clock_now)
+    outage_files = _OutageFaceFiles.of(config) if face_file is not None else None
+    journal, rechecker = _outage(config, client, closers,
+                                 on_outcome=None if outage_files is None else outage_files.followup)
+    notices = ReceptionNotices(journal, now=clock_now, on_journalled=None if rechecker is None else rechecker.wake)
+    on_referral: Callable[[Referral], None] = notices.refer
+    if outage_files is not None:
+        on_referral = outage_files.wrap(notices.refer)
     flow = CheckFlow(
         connect_card=connect_card, server=client, face=face, on_check=board.add, face_file=face_file,
+        on_referral=on_referral, on_card_checked=notices.remember_card,
         setting=config.setting, idle_timeout=config.idle_timeout, done_timeout=config.done_timeout, now=clock_now,
     )
-    staff = StaffService(client, board, role=config.role)
+    staff = StaffService(client, board, role=config.role,
+                         outage=None if journal is None else notices.journal_number)
     app = create_kiosk_app(flow, staff, board, info=KioskInfo(demo=config.demo_card is not None,
-                                                             facility_name=config.facility_name))
+                                                             facility_name=config.facility_name), notices=notices)
     if watch_card:
         closers.extend(_watch_card(flow, demo_reader, config.reader))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
-                        demo_card=demo, closers=closers)
+                        demo_card=demo, closers=closers, notices=notices, journal=journal, rechecker=rechecker)
+
+
+@dataclass(frozen=True)
+class _OutageFaceFiles:
+    """With the XML folder interface: a face file for a card check the server could not answer
+    (abnormal end, ``unavailable``) and one for its re-check by number (docs/xml-interface.md)."""
+
+    root: Path
+    facility_code: str
+    encoding: XmlEncoding
+
+    @classmethod
+    def of(cls, config: KioskConfig) -> _OutageFaceFiles | None:
+        if config.xml_root is None or not config.facility_code:
+            return None
+        enc: XmlEncoding = "shift_jis" if config.xml_encoding.lower() == "shift_jis" else "utf-8"
+        return cls(config.xml_root, config.facility_code, enc)
+
+    def followup(self, entry: OutageEntry) -> None:
+        from clinic_terminal.xmlif.followup import write_face_followup
+
+        write_face_followup(self.root, entry, self.facility_code, encoding=self.encoding)
+
+    def wrap(self, refer: Callable[[Referral], None]) -> Callable[[Referral], None]:
+        from clinic_terminal.xmlif.followup import write_face_outage
+
+        def refer_and_write(referral: Referral) -> None:
+            refer(referral)
+            if referral.outage:
+                try:
+                    write_face_outage(self.root, self.facility_code, encoding=self.encoding)
+                except Exception:  # the clinic software's folder must not stop the patient screen
+                    logger.exception("kiosk: the outage face file could not be written")
+
+        return refer_and_write
+
+
+def _outage(
+    config: KioskConfig, client: CardClient, closers: list[Callable[[], None]], *,
+    on_outcome: Callable[[OutageEntry], None] | None = None,
+) -> tuple[OutageJournal | None, Rechecker | None]:
+    """The outage journal and its background re-check of the kiosk's and staff screen's entries."""
+    directory = config.data_dir or (config.xml_root / "state" if config.xml_root is not None else None)
+    if directory is None:
+        logger.warning("kiosk: no data directory: checks made while the server is away are not journalled")
+        return None, None
+    journal = OutageJournal(directory, key=config.journal_key)
+    if not journal.encrypted:
+        logger.warning("kiosk: SHIKAKU_TERMINAL_JOURNAL_KEY is not set: the outage journal is not encrypted")
+    rechecker = Rechecker(journal, client, sources=("kiosk", "staff"), backoff=config.recheck_backoff,
+                          idle=config.recheck_idle, on_outcome=on_outcome).start()
+    closers.append(journal.close)
+    closers.append(rechecker.stop)  # closers run in reverse: the thread stops before the journal closes
+    return journal, rechecker
 
 
 def _watch_card(flow: CheckFlow, demo_reader: object | None, reader_name: str | None) -> list[Callable[[], None]]:

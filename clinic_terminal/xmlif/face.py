@@ -77,3 +77,9 @@ def write_face_result(
     finally:
         if own_state:
             st.close()
+
+
+def release_face_file_id(file_id: str) -> None:
+    """Hand back a name from :func:`face_file_id` once its file is written (or given up)."""
+    with _lock:
+        _reserved.discard(file_id)

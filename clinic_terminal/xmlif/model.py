@@ -140,7 +140,7 @@ class TerminalResult:
     search_info: SearchInfo | None = None  # echoed for by-number results only
     consents: ConsentChoices | None = None  # face results
     reference_number: str | None = None  # 照会番号
-    kind: Literal["single", "face"] = "single"
+    kind: Literal["single", "face", "followup"] = "single"
 
     @property
     def processing(self) -> Processing:

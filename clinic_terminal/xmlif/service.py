@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from clinic_terminal.client import ServerError
+from clinic_terminal.outage.journal import OutageJournal
 from clinic_terminal.xmlif.model import (
     SEGMENT_ABNORMAL,
     SEGMENT_IN_PROGRESS,
@@ -33,6 +35,7 @@ from clinic_terminal.xmlif.state import TerminalState
 from schemas.eligibility import BatchCreated, BatchResult, ByNumberQuery, EligibilityResult
 
 Clock = Callable[[], dt.datetime]
+log = logging.getLogger(__name__)
 
 
 def jst_now() -> dt.datetime:
@@ -66,6 +69,10 @@ ERROR_MESSAGES = {
     BAD_SERVER_ANSWER: "資格確認サーバの応答を読み取れません",
 }
 DEFAULT_ERROR_MESSAGE = "資格確認サーバがエラーを返しました"
+#: Appended to ErrorMessage when an unanswered single query was journalled (outage mode).
+JOURNALED_TAIL = "。申立書で受付してください。復旧後に自動で再照会し、結果を {name} に出力します"
+#: The follow-up result's name: the original result's file id + this suffix (in ``res/``).
+FOLLOWUP_SUFFIX = "_followup"
 
 
 def error_message(code: str, detail: str | None = None) -> str:
@@ -126,10 +133,14 @@ def card_result(
 class XmlTerminal:
     """Turns requests into results, talking to the server and keeping the terminal's state."""
 
-    def __init__(self, server: EligibilityServer, state: TerminalState, *, clock: Clock = jst_now) -> None:
+    def __init__(
+        self, server: EligibilityServer, state: TerminalState, *, clock: Clock = jst_now,
+        journal: OutageJournal | None = None,
+    ) -> None:
         self.server = server
         self.state = state
         self.clock = clock
+        self.journal = journal  # outage mode: single queries the server cannot answer are journalled
 
     def _header(
         self,
@@ -167,6 +178,8 @@ class XmlTerminal:
             eligibility = self.server.by_number(info.to_query(as_of))
         except (ServerError, ValueError) as exc:  # ValueError: an answer that does not parse
             code, message = _server_failure(exc)
+            if code == "unavailable" and self._journal_single(file_id, request, now):
+                message += JOURNALED_TAIL.format(name=f"{file_id}{FOLLOWUP_SUFFIX}.xml")
             header = self._header(request.header, now, segment=SEGMENT_ABNORMAL, error_code=code, error_message=message)
             return TerminalResult(file_id, header, 2, None, search_info=info)
         reference = self.state.reference_number(eligibility_person_key(eligibility, info.key))
@@ -178,6 +191,27 @@ class XmlTerminal:
             search_info=info,
             reference_number=reference,
         )
+
+    def _journal_single(self, file_id: str, request: SingleRequest, now: dt.datetime) -> bool:
+        """Journal an unanswered single query for the re-check (and its follow-up result)."""
+        if self.journal is None:
+            return False
+        header = request.header
+        xml = {
+            "file_id": file_id,
+            "facility_code": header.facility_code,
+            "arbitrary_file_identifier": header.arbitrary_file_identifier,
+            "search_info": search_info_json(request.search_info),
+        }
+        try:
+            self.journal.record_number(
+                request.search_info.to_query(None), source="xml",
+                visit_date=header.confirmation_date or now.date(), xml=xml, now=now,
+            )
+        except Exception:  # a journal that cannot be written must not stop the answer
+            log.exception("%s: the unanswered query could not be journalled", file_id)
+            return False
+        return True
 
     def card_result(
         self,

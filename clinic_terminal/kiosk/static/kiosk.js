@@ -177,7 +177,7 @@
       b.hidden = !(state.actions || []).includes(a);
     });
     if (doneTimer) { clearTimeout(doneTimer); doneTimer = null; }
-    if (state.screen === "done") {
+    if (state.screen === "done" || state.screen === "outage") {
       doneTimer = setTimeout(() => act("/api/kiosk/reset"), DONE_RESET_MS);
     }
     if (state.screen === "place_card") resetConsent();

@@ -136,6 +136,61 @@
     } catch (e) { /* retry at the next poll */ }
   }
 
+  // --- 受付対応: referrals and outage rows (緊急時) --------------------------------------------
+  const STATUS_CLASS = { valid: "status-valid", pending: "status-pending", needs_card: "status-bad",
+    not_insured: "status-bad", multiple: "status-bad", error: "status-bad", unreadable: "status-bad" };
+  const VERIFIED = { pin: "暗証番号（カードで確認済み）", face: "顔認証（端末で照合済み）", number: "番号を入力" };
+
+  function identifiedCell(n) {
+    const parts = [];
+    if (n.number) {
+      const q = n.number;
+      parts.push(el("span", {}, q.insurer_number + " " + [q.symbol, q.number].filter(Boolean).join("・") + (q.branch ? "（" + q.branch + "）" : "")));
+      parts.push(el("span", { class: "small" }, "生年月日 " + q.birth_date));
+    }
+    if (n.card) {
+      parts.push(el("span", { class: "small" }, "カード証明書 ", el("code", {}, n.card.fingerprint + "…")));
+      if (n.card.serial) parts.push(el("span", { class: "small" }, "シリアル ", el("code", {}, n.card.serial)));
+    }
+    return el("td", {}, parts.length ? parts : "—");
+  }
+
+  function statusCell(n) {
+    if (!n.status_label) return el("td", {}, "—");
+    const parts = [el("span", { class: STATUS_CLASS[n.status] || "" }, n.status_label)];
+    const r = n.result;
+    if (r && r.insured) {
+      const ratio = r.elderly ? r.elderly.copay_ratio : r.insured.copay_ratio;
+      parts.push(el("span", { class: "small" }, r.insured.name + "　" + (ratio / 10) + "割" + (r.as_of ? "（" + r.as_of + " 時点）" : "")));
+    }
+    if (n.status === "needs_card") parts.push(el("span", { class: "small" }, "次回来院時にカードで確認してください"));
+    if (n.error_code) parts.push(el("span", { class: "small" }, n.error_code));
+    if (n.resolved_at) parts.push(el("span", { class: "small" }, "確認 " + n.resolved_at));
+    return el("td", {}, parts);
+  }
+
+  function noticeRow(n) {
+    const tr = el("tr", { "data-id": n.id, "data-kind": n.kind, "data-status": n.status || "" },
+      el("td", {}, n.at, n.visit_date ? el("span", { class: "small" }, n.visit_date) : null),
+      el("td", {}, el("span", { class: n.kind === "outage" ? "label" : "label referral" }, n.label)),
+      el("td", {}, n.source_label),
+      identifiedCell(n),
+      el("td", {}, n.verified ? n.verified : (VERIFIED[n.method] || "—")),
+      statusCell(n));
+    if (!seen.has(n.id)) { tr.classList.add("new"); seen.add(n.id); }
+    return tr;
+  }
+
+  async function refreshNotices() {
+    try {
+      const r = await call("GET", "/api/staff/notices");
+      if (!r.ok) return;
+      $("#notices tbody").replaceChildren(...r.data.map(noticeRow));
+      $("#notices-panel").hidden = r.data.length === 0;
+      $("#outage-banner").hidden = !r.data.some((n) => n.status === "pending");
+    } catch (e) { /* retry at the next poll */ }
+  }
+
   async function showHistory(visit, kind) {
     const panel = $("#history-panel");
     panel.hidden = false;
@@ -170,9 +225,11 @@
     const data = formRows(event.target);
     data.include_limit_certificate = event.target.elements.include_limit_certificate.checked;
     showError("#number-error", "");
+    showError("#number-info", "");
     const r = await call("POST", "/api/staff/by-number", data);
     if (!r.ok) { showError("#number-error", errorText(r)); return; }
     event.target.reset();
+    if (r.data && r.data.outage) { showError("#number-info", r.data.message); refreshNotices(); return; }
     refreshChecks();
   });
 
@@ -269,8 +326,10 @@
     tick();
     setInterval(tick, 30000);
     refreshChecks();
+    refreshNotices();
     refreshBatches();
     setInterval(refreshChecks, POLL_MS);
+    setInterval(refreshNotices, POLL_MS);
   }
 
   init();

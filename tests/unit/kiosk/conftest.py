@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.client import ServerError
-from clinic_terminal.kiosk.flow import CheckFlow, CheckRecord, FacePath
+from clinic_terminal.kiosk.flow import CheckFlow, CheckRecord, FacePath, Referral
 from schemas.card import BasicFacts, Challenge, ConsentRecord, ConsentRequest, Registered
 from schemas.eligibility import (
     BatchCreated,
@@ -187,6 +187,8 @@ class Kiosk:
     face_files: list[tuple[EligibilityResult, ConsentRecord | None]]
     clock: Clock
     face_statuses: list[str]
+    referrals: list[Referral] = field(default_factory=list)
+    card_checks: list[tuple[bytes, EligibilityResult]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="session")
@@ -239,12 +241,15 @@ def make_kiosk(kiosk_ca: TestCA, photo: bytes) -> Iterator[MakeKiosk]:
             collation = emulator.profile.collation_b if isinstance(emulator, MyNumberCardEmulator) else None
             source = (lambda: collation) if auto_collation_b else None  # None: staff key 照合番号B in
             face_path = FacePath(checker=checker, signer=signer, collation_b=source)
+        referrals: list[Referral] = []
+        card_checks: list[tuple[bytes, EligibilityResult]] = []
         flow = CheckFlow(
             connect_card=reader.connect, server=server, face=face_path, on_check=records.append,
             face_file=lambda result, consent: files.append((result, consent)), clock=clock,
-            run_in_background=lambda job: job(),
+            run_in_background=lambda job: job(), on_referral=referrals.append,
+            on_card_checked=lambda cert, result: card_checks.append((cert, result)),
         )
-        return Kiosk(flow, emulator, reader, server, records, files, clock, statuses)
+        return Kiosk(flow, emulator, reader, server, records, files, clock, statuses, referrals, card_checks)
 
     yield factory
     assert_no_violations(*cards)

@@ -139,7 +139,7 @@ def test_first_use_without_a_matching_person_asks_for_staff(make_kiosk: MakeKios
     assert k.records == []
 
 
-def test_server_unreachable_asks_for_staff(make_kiosk: MakeKiosk) -> None:
+def test_server_unreachable_sends_the_patient_to_the_desk_with_a_statement(make_kiosk: MakeKiosk) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
@@ -152,9 +152,8 @@ def test_server_unreachable_asks_for_staff(make_kiosk: MakeKiosk) -> None:
         screen = flow.submit_pin("1234")
     finally:
         client.close()
-    assert (screen.name, screen.code) == ("error", "unavailable")
-    assert screen.message == msg.SERVER_ERRORS["unavailable"]
-    assert "受付にお声がけください" in (screen.message or "")
+    assert (screen.name, screen.code) == ("outage", "unavailable")
+    assert screen.message == "ただいま資格確認ができません。受付で申立書をご記入ください。"
     assert screen.actions == ("restart",)
 
 
