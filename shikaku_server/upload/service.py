@@ -66,7 +66,7 @@ from shikaku_server.upload.bulk import (
     is_postgres,
     render_rows,
 )
-from shikaku_server.upload.models import Upload
+from shikaku_server.upload.models import Upload, uploader_of
 
 log = logging.getLogger(__name__)
 BATCH = 10000
@@ -143,6 +143,7 @@ def process_upload(
     declared_sha256: str | None = None,
 ) -> UploadOutcome:
     permitted = principal.require_insurer()
+    uploader = uploader_of(permitted)
     outcome = UploadOutcome(upload_id=secrets.token_urlsafe(16))
     hashing = _Hashing(chunks, max_bytes)
     if declared_sha256:
@@ -153,9 +154,7 @@ def process_upload(
                 FileFormatError("digest_mismatch", "X-Content-SHA256 is not a hex SHA-256")
             ) from None
         with factory() as session:
-            previous = session.execute(
-                select(Upload).where(Upload.kind == kind, Upload.sha256 == declared)
-            ).scalar_one_or_none()
+            previous = _previous(session, kind, uploader, declared)
         if previous is not None:
             # a re-send announced by its digest: read the body only to confirm it, apply nothing
             for _ in hashing:
@@ -166,7 +165,7 @@ def process_upload(
     reader = FileReader(kind, hashing, fmt)  # type: ignore[arg-type]
     session = factory()
     try:
-        session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind))
+        session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind, uploader=uploader))
         session.flush()
         applier = _APPLIERS[kind](session, outcome.upload_id)
 
@@ -226,9 +225,7 @@ def process_upload(
         digest = b64(hashing.sha.digest())
         if declared_sha256 and digest != from_hex(declared_sha256):
             raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
-        previous = session.execute(
-            select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
-        ).scalar_one_or_none()
+        previous = _previous(session, kind, uploader, digest)
         if previous is not None:
             session.rollback()
             return _duplicate(previous)
@@ -251,7 +248,8 @@ def process_upload(
         except IntegrityError:
             # the same file committed concurrently by another request
             session.rollback()
-            previous = session.execute(select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)).scalar_one()
+            previous = _previous(session, kind, uploader, digest)
+            assert previous is not None
             return _duplicate(previous)
     except BaseException:
         session.rollback()
@@ -274,6 +272,13 @@ def process_upload(
         },
     )
     return outcome
+
+
+def _previous(session: Session, kind: str, uploader: str, digest: str) -> Upload | None:
+    """The same file sent earlier by the same uploader (never another party's upload)."""
+    return session.execute(
+        select(Upload).where(Upload.kind == kind, Upload.uploader == uploader, Upload.sha256 == digest)
+    ).scalar_one_or_none()
 
 
 def _duplicate(previous: Upload) -> UploadOutcome:
