@@ -561,7 +561,7 @@ class _EligibilityApplier:
                 line=record.line,
             )
             for p in periods:
-                if p.values == new.values:
+                if p.values == new.values or _already_applied(p, new):
                     return False  # the same period again: nothing to do
             for p in periods:
                 if _overlaps(p, new.valid_from, new.valid_to):
@@ -615,9 +615,11 @@ class _EligibilityApplier:
                 f"the eligibility of this person already ended on {base.valid_to}, before {last}",
             )
         values = base.values | {"valid_to": last, "reason_of_loss": record.reason_of_loss}
-        later = [p for p in periods if p.valid_from > last]
-        if values == base.values and not later:
+        if values == base.values:
+            # the period already ends on that day for that reason: this loss was applied before
+            # (a re-send), and any later period was added after it, so it stays
             return False
+        later = [p for p in periods if p.valid_from > last]
         self._retire(state, base, superseded)
         for p in later:
             self._retire(state, p, superseded)
@@ -745,6 +747,23 @@ def _person_norm(value: str) -> str:
     if _SPACE.search(folded) is not None:
         return normalize_person_text(value)  # other spaces: the general way
     return folded.translate(_HYPHENS) if _HYPHEN.search(folded) is not None else folded
+
+
+_END_FIELDS = ("valid_to", "reason_of_loss")
+
+
+def _already_applied(stored: _Period, added: _Period) -> bool:
+    """Whether an ``add`` is already in the history, ended or split since: a stored period starts
+    on its first day with the same facts, and ends no later than it does (a later ``loss``
+    shortened it, or a later ``change`` split it there). A re-send of the same history is then
+    ``unchanged`` instead of ``overlap``."""
+    if stored.valid_from != added.valid_from:
+        return False
+    end, stored_end = added.valid_to, stored.valid_to
+    if end is not None and (stored_end is None or stored_end > end):
+        return False
+    a, b = stored.values, added.values
+    return all(a[k] == b[k] for k in PERIOD_FIELDS if k not in _END_FIELDS)
 
 
 def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
