@@ -32,6 +32,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,6 +294,26 @@ def _duplicate(previous: Upload) -> UploadOutcome:
     )
 
 
+def _conflict(record: EligibilityRecord) -> RowError:
+    return RowError(
+        record.line,
+        "number",
+        "conflict",
+        "another upload added this person at the same time and was applied first; this row was not"
+        " applied (send it again to apply it to that upload's state)",
+    )
+
+
+_INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
+
+
+def _is_insured_key_violation(exc: Exception) -> bool:
+    """A unique violation of the insured key (PostgreSQL), wrapped by SQLAlchemy or not."""
+    orig = exc.orig if isinstance(exc, IntegrityError) else exc
+    diag = getattr(orig, "diag", None)
+    return getattr(orig, "pgcode", None) == "23505" and getattr(diag, "constraint_name", None) == _INSURED_KEY
+
+
 def _not_permitted(line: int, insurer_number: str) -> RowError:
     return RowError(
         line,
@@ -527,25 +548,36 @@ class _EligibilityApplier:
                     rendered.append(lines)
             else:
                 slow.append(record)
-        if fast:
-            outcome.accepted += len(fast)
-            outcome.insurers.update({r.insurer_number for r in fast})
         states = self._load(slow, ids) if slow else {}
         superseded: set[int] = set()
+        done: list[tuple[EligibilityRecord, RowError | bool]] = []  # a reject, or whether it changed
         for record in slow:
             state = states[_key(record)]
             try:
-                changed = self._apply_one(record, state, superseded)
+                done.append((record, self._apply_one(record, state, superseded)))
             except _RecordError as exc:
+                done.append((record, RowError(record.line, exc.field, exc.code, exc.message)))
+        taken = self._write(states, superseded, fast, rendered)
+        # counted once written: a new person another upload committed meanwhile is a conflict
+        # for every record of it in this batch (the rest of the batch is applied)
+        if taken:
+            fast_kept = [r for r in fast if _key(r) not in taken]
+            done += [(r, _conflict(r)) for r in fast if _key(r) in taken]
+            done = [(r, _conflict(r) if _key(r) in taken and not isinstance(x, RowError) else x) for r, x in done]
+            done.sort(key=lambda item: item[0].line)
+            fast = fast_kept
+        if fast:
+            outcome.accepted += len(fast)
+            outcome.insurers.update({r.insurer_number for r in fast})
+        for record, result in done:
+            if isinstance(result, RowError):
                 outcome.rejected += 1
-                reject(RowError(record.line, exc.field, exc.code, exc.message))
-                continue
-            if changed:
+                reject(result)
+            elif result:
                 outcome.accepted += 1
                 outcome.insurers.add(record.insurer_number)
             else:
                 outcome.unchanged += 1
-        self._write(states, superseded, fast, rendered)
 
     def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: set[int]) -> bool:
         periods = state.periods
@@ -638,7 +670,9 @@ class _EligibilityApplier:
         superseded: set[int],
         fast: list[EligibilityRecord],
         rendered: list[tuple[str, str]] | None = None,
-    ) -> None:
+    ) -> set[Key]:
+        """Write the batch; the keys of new persons that another upload inserted and committed
+        meanwhile (nothing of them is written: the caller reports their records as conflicts)."""
         session = self.session
         if superseded:
             ids = sorted(superseded)
@@ -649,12 +683,37 @@ class _EligibilityApplier:
                     .values(superseded_by=self.upload_id)
                 )
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
-        if rendered is None:
-            insureds += [(r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm) for r in fast]
-            ids = insert_insureds(session, insureds)
-        else:
-            ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+        taken: set[Key] = set()
+        while True:
+            insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
+            try:
+                with self._savepoint():
+                    if rendered is None:
+                        everyone = insureds + [
+                            (r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
+                            for r in fast
+                        ]
+                        ids = insert_insureds(session, everyone)
+                    else:
+                        ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+                break
+            except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
+                # a concurrent upload inserted some of these persons too and has committed them
+                # (it held them until then): those are its; write the others
+                if not self.postgres or not _is_insured_key_violation(exc):
+                    raise
+                now_taken = set(existing_insureds(session, {*new_keys, *map(_key, fast)}))
+                if not now_taken:
+                    raise
+                taken |= now_taken
+                log.warning("upload: new persons added concurrently by another upload", extra={"n": len(now_taken)})
+                new_keys = [k for k in new_keys if k not in now_taken]
+                kept = [i for i, r in enumerate(fast) if _key(r) not in now_taken]
+                fast = [fast[i] for i in kept]
+                if rendered is not None:
+                    rendered = [rendered[i] for i in kept]
+        for key in taken:
+            states.pop(key, None)
         for key, insured_id in zip(new_keys, ids, strict=False):
             states[key].insured_id = insured_id
         upload_id = self.upload_id
@@ -672,6 +731,12 @@ class _EligibilityApplier:
         else:
             lines = [f"{period},{i}\n" for (_, period), i in zip(rendered, fast_ids, strict=True)]
             insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
+        return taken
+
+    def _savepoint(self) -> AbstractContextManager[Any]:
+        """On PostgreSQL a savepoint (a concurrent upload's new person rolls back only this
+        insert); SQLite has one writer at a time, so that cannot happen there."""
+        return self.session.begin_nested() if self.postgres else nullcontext()
 
 
 _ROW_COLUMNS = (*PERIOD_FIELDS, "upload_id", "line", "insured_id")  # the id last: see ``prepare``

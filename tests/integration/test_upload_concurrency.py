@@ -1,0 +1,80 @@
+"""Two uploads at the same time that add the same new person: each file is applied, the person
+once; on PostgreSQL (where both may insert the person at the same moment) the losing file reports
+that row as a ``conflict`` and applies all its others; never a 500 (both backends)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+import shikaku_server.upload.bulk as bulk
+from tests.conftest import auth
+from tests.factories import change, eligibility_csv, person
+
+BIG = 20_000
+
+
+def post(client: TestClient, token: str, body: bytes) -> httpx.Response:
+    headers = {**auth(token), "Content-Type": "text/csv"}
+    r: httpx.Response = client.post("/v1/uploads?kind=eligibility", content=body, headers=headers)
+    return r
+
+
+def count(session_factory: Any, sql: str) -> int:
+    with session_factory() as s:
+        return int(s.execute(sa.text(sql)).scalar_one())
+
+
+@pytest.mark.parametrize("history", ["add", "add+change"])
+def test_concurrent_uploads_adding_the_same_person(
+    client: TestClient,
+    tokens: dict[str, str],
+    session_factory: Any,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    history: str,
+) -> None:
+    shared = [person(number="999999", name="同時 太郎")]
+    if history == "add+change":  # a person with two records in the batch: applied the long way
+        shared.append(change(number="999999", valid_from="2024-06-01", copay_ratio="20"))
+    n = len(shared)
+    big = eligibility_csv(shared + [person(number=str(100000 + i), name=f"試験 {i}") for i in range(BIG)])
+    small = eligibility_csv([person(number=str(500000 + i), name=f"別人 {i}") for i in range(3)] + shared)
+    if backend == "postgres":
+        # both uploads have looked the person up (absent) before either inserts it: the race
+        real = bulk.insert_insureds
+        barrier = threading.Barrier(2, timeout=60)
+        waited: set[int] = set()
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() not in waited:
+                waited.add(threading.get_ident())
+                barrier.wait()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("shikaku_server.upload.service.insert_insureds", racing)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(post, client, tokens["insurer"], body) for body in (big, small)]
+        answers = [f.result() for f in futures]
+    assert [r.status_code for r in answers] == [200, 200], [r.text[:300] for r in answers]
+    out = [r.json() for r in answers]
+    # the person exists once, with one period; every other row of both files is applied
+    assert count(session_factory, "SELECT count(*) FROM insured") == BIG + 3 + 1
+    assert count(session_factory, "SELECT count(*) FROM eligibility_period") == BIG + 3 + n
+    assert sum(o["accepted"] for o in out) == BIG + 3 + n
+    errors = [e for o in out for e in o["errors"]]
+    if backend == "postgres":
+        assert sum(o["rejected"] for o in out) == n
+        loser = 0 if out[0]["rejected"] else 1
+        lines = [2 + i for i in range(n)] if loser == 0 else [5 + i for i in range(n)]
+        assert [(e["line"], e["field"], e["code"]) for e in errors] == [(line, "number", "conflict") for line in lines]
+        assert all("999999" not in e["message"] for e in errors)
+    else:
+        # SQLite has one writer at a time: the second file finds the person and its rows are unchanged
+        assert errors == [] and sum(o["unchanged"] for o in out) == n
