@@ -307,11 +307,11 @@ def _conflict(record: EligibilityRecord) -> RowError:
 _INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
 
 
-def _is_insured_key_violation(exc: Exception) -> bool:
-    """A unique violation of the insured key (PostgreSQL), wrapped by SQLAlchemy or not."""
+def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
+    """A unique violation (PostgreSQL) of a constraint named so, wrapped by SQLAlchemy or not."""
     orig = exc.orig if isinstance(exc, IntegrityError) else exc
-    diag = getattr(orig, "diag", None)
-    return getattr(orig, "pgcode", None) == "23505" and getattr(diag, "constraint_name", None) == _INSURED_KEY
+    name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
+    return getattr(orig, "pgcode", None) == "23505" and name.startswith(constraint_prefix)
 
 
 def _not_permitted(line: int, insurer_number: str) -> RowError:
@@ -700,7 +700,7 @@ class _EligibilityApplier:
             except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
                 # a concurrent upload inserted some of these persons too and has committed them
                 # (it held them until then): those are its; write the others
-                if not self.postgres or not _is_insured_key_violation(exc):
+                if not self.postgres or not _is_unique_violation(exc, _INSURED_KEY):
                     raise
                 now_taken = set(existing_insureds(session, {*new_keys, *map(_key, fast)}))
                 if not now_taken:
@@ -903,10 +903,36 @@ class _ClinicalApplier:
                 inserts[nkey] = row
             outcome.accepted += 1
         self.session.flush()
-        if inserts:
+        while inserts:
             columns = list(next(iter(inserts.values())))
             rows = [tuple(r[c] for c in columns) for r in inserts.values()]
-            insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+            postgres = is_postgres(self.session)
+            try:
+                with self.session.begin_nested() if postgres else nullcontext():
+                    insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+                return
+            except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
+                if not postgres or not _is_unique_violation(exc, f"uq_{self.model.__tablename__}_"):
+                    raise
+                self._merge_concurrent(inserts, outcome)
+
+    def _merge_concurrent(self, inserts: dict[tuple[Any, ...], dict[str, Any]], outcome: UploadOutcome) -> None:
+        """A concurrent upload inserted and committed some of these rows first: those become
+        updates of its rows (``unchanged`` when equal), as if it had come first."""
+        known = self.existing(sorted({r["insured_id"] for r in inserts.values()}))
+        merged = [nkey for nkey in inserts if nkey in known]
+        if not merged:
+            raise RuntimeError("a unique violation with no concurrent row to merge with")
+        log.warning("upload: rows added concurrently by another upload", extra={"n": len(merged)})
+        for nkey in merged:
+            row, current = inserts.pop(nkey), known[nkey]
+            if all(getattr(current, k) == v for k, v in row.items() if k != "upload_id"):
+                outcome.accepted -= 1
+                outcome.unchanged += 1
+                continue
+            for k, v in row.items():
+                setattr(current, k, v)
+        self.session.flush()
 
 
 class _MedicationApplier(_ClinicalApplier):

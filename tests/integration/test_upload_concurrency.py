@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 import shikaku_server.upload.bulk as bulk
 from tests.conftest import auth
-from tests.factories import change, eligibility_csv, person
+from tests.factories import change, csv_bytes, eligibility_csv, person
 
 BIG = 20_000
 
@@ -78,3 +78,47 @@ def test_concurrent_uploads_adding_the_same_person(
     else:
         # SQLite has one writer at a time: the second file finds the person and its rows are unchanged
         assert errors == [] and sum(o["unchanged"] for o in out) == n
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["same-row", "other-quantity"])
+def test_concurrent_medication_uploads_of_the_same_new_row(
+    client: TestClient,
+    tokens: dict[str, str],
+    session_factory: Any,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    same: bool,
+) -> None:
+    from tests.integration.test_consent_api import MED_COLUMNS, med
+
+    people = [person(number=str(4567 + i), name=f"試験 {i}") for i in range(3)]
+    assert post(client, tokens["insurer"], eligibility_csv(people)).json()["accepted"] == 3
+    first = csv_bytes(MED_COLUMNS, [med(), med(number="4568")])
+    second = csv_bytes(MED_COLUMNS, [med(number="4569"), med(quantity="3" if same else "5")])
+    if backend == "postgres":
+        real = bulk.insert_rows
+        barrier = threading.Barrier(2, timeout=60)
+        waited: set[int] = set()
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() not in waited:
+                waited.add(threading.get_ident())
+                barrier.wait()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("shikaku_server.upload.service.insert_rows", racing)
+
+    def send(body: bytes) -> httpx.Response:
+        headers = {**auth(tokens["insurer"]), "Content-Type": "text/csv"}
+        r: httpx.Response = client.post("/v1/uploads?kind=medications", content=body, headers=headers)
+        return r
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, (first, second)))
+    assert [r.status_code for r in answers] == [200, 200], [r.text[:300] for r in answers]
+    out = [r.json() for r in answers]
+    assert count(session_factory, "SELECT count(*) FROM medication") == 3  # the shared row once
+    assert sum(o["rejected"] for o in out) == 0
+    assert sum(o["accepted"] + o["unchanged"] for o in out) == 4
+    if same:
+        assert sum(o["unchanged"] for o in out) == 1
