@@ -114,3 +114,45 @@ def test_events_of_an_earlier_file_make_the_adds_of_a_re_send_unchanged(
     # a genuinely new period that overlaps a stored one is still refused
     clash = upload(client, token, eligibility_csv([person(number="1", valid_from="2024-06-01")]))
     assert [e["code"] for e in clash["errors"]] == ["overlap"]
+
+
+def clinical_table(session_factory: Any, name: str) -> list[tuple[Any, ...]]:
+    with session_factory() as s:
+        return [tuple(r) for r in s.execute(sa.text(f"SELECT * FROM {name} ORDER BY id")).all()]
+
+
+@pytest.mark.parametrize("kind", ["medications", "checkups"])
+def test_a_clinical_file_sent_again_changes_nothing_even_with_a_key_twice(
+    client: TestClient,
+    session_factory: Any,
+    population: Any,
+    token: str,
+    tmp_path: Any,
+    kind: str,
+) -> None:
+    from testbed.population import write_checkups_csv, write_medications_csv
+
+    path = tmp_path / "eligibility.csv"
+    write_csv(path, ELIGIBILITY_HEADER, eligibility_rows(population.people))
+    upload(client, token, path.read_bytes())
+    clinical = tmp_path / f"{kind}.csv"
+    write = write_medications_csv if kind == "medications" else write_checkups_csv
+    n = write(clinical, population.people, today=TODAY)
+    body = clinical.read_bytes()
+    # the same natural key twice in the file, with another value the second time (the last wins)
+    header, first_row = body.decode().split("\n")[:2]
+    cells = dict(zip(header.split(","), first_row.split(","), strict=True))
+    field = "days" if kind == "medications" else "systolic"
+    cells[field] = "299" if cells[field] != "299" else "298"
+    body += (",".join(cells.values()) + "\n").encode()
+    sent = client.post(
+        f"/v1/uploads?kind={kind}", content=body, headers={**auth(token), "Content-Type": "text/csv"}
+    ).json()
+    assert (sent["accepted"], sent["rejected"]) == (n + 1, 0), sent["errors"][:3]
+    table_name = "medication" if kind == "medications" else "checkup"
+    before = clinical_table(session_factory, table_name)
+    again = client.post(
+        f"/v1/uploads?kind={kind}", content=body + b"\n", headers={**auth(token), "Content-Type": "text/csv"}
+    ).json()
+    assert (again["accepted"], again["rejected"], again["unchanged"]) == (0, 0, n + 1), again["errors"][:3]
+    assert clinical_table(session_factory, table_name) == before
