@@ -299,7 +299,7 @@ def _conflict(record: EligibilityRecord) -> RowError:
         record.line,
         "number",
         "conflict",
-        "another upload added this person at the same time and was applied first; this row was not"
+        "another upload wrote this person at the same time and was applied first; this row was not"
         " applied (send it again to apply it to that upload's state)",
     )
 
@@ -429,6 +429,10 @@ class _KeyState:
     periods: list[_Period]
 
 
+class _Raced(Exception):
+    """Another upload replaced some of the rows this batch replaces (PostgreSQL)."""
+
+
 class _RecordError(Exception):
     def __init__(self, field: str | None, code: str, message: str) -> None:
         super().__init__(message)
@@ -549,7 +553,7 @@ class _EligibilityApplier:
             else:
                 slow.append(record)
         states = self._load(slow, ids) if slow else {}
-        superseded: set[int] = set()
+        superseded: dict[int, Key] = {}  # stored rows this batch replaces, and whose they are
         done: list[tuple[EligibilityRecord, RowError | bool]] = []  # a reject, or whether it changed
         for record in slow:
             state = states[_key(record)]
@@ -579,7 +583,7 @@ class _EligibilityApplier:
             else:
                 outcome.unchanged += 1
 
-    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: set[int]) -> bool:
+    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: dict[int, Key]) -> bool:
         periods = state.periods
         if record.action == "add":
             assert record.valid_from is not None
@@ -659,31 +663,26 @@ class _EligibilityApplier:
         return True
 
     @staticmethod
-    def _retire(state: _KeyState, period: _Period, superseded: set[int]) -> None:
+    def _retire(state: _KeyState, period: _Period, superseded: dict[int, Key]) -> None:
         state.periods.remove(period)
         if period.row_id is not None:
-            superseded.add(period.row_id)
+            superseded[period.row_id] = _key(state.record)
 
     def _write(
         self,
         states: dict[Key, _KeyState],
-        superseded: set[int],
+        superseded: dict[int, Key],
         fast: list[EligibilityRecord],
         rendered: list[tuple[str, str]] | None = None,
     ) -> set[Key]:
-        """Write the batch; the keys of new persons that another upload inserted and committed
-        meanwhile (nothing of them is written: the caller reports their records as conflicts)."""
+        """Write the batch; the keys of persons another upload wrote and committed meanwhile
+        (new persons it inserted, stored rows it replaced): nothing of them is written, and the
+        caller reports their records as conflicts."""
         session = self.session
-        if superseded:
-            ids = sorted(superseded)
-            for i in range(0, len(ids), 1000):
-                session.execute(
-                    update(EligibilityPeriod)
-                    .where(EligibilityPeriod.id.in_(ids[i : i + 1000]))
-                    .values(superseded_by=self.upload_id)
-                )
+        taken = self._supersede(superseded)
+        for key in taken:
+            states.pop(key, None)
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        taken: set[Key] = set()
         while True:
             insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
             try:
@@ -731,6 +730,38 @@ class _EligibilityApplier:
         else:
             lines = [f"{period},{i}\n" for (_, period), i in zip(rendered, fast_ids, strict=True)]
             insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
+        return taken
+
+    def _supersede(self, superseded: dict[int, Key]) -> set[Key]:
+        """Mark the replaced rows; the keys whose rows another upload replaced first (it held them
+        until its commit). Those keys' rows are left as that upload left them."""
+        taken: set[Key] = set()
+        while superseded:
+            ids = sorted(superseded)
+            lost: list[int] = []
+            try:
+                with self._savepoint():
+                    for i in range(0, len(ids), 1000):
+                        chunk = ids[i : i + 1000]
+                        statement = (
+                            update(EligibilityPeriod)
+                            .where(EligibilityPeriod.id.in_(chunk), EligibilityPeriod.superseded_by.is_(None))
+                            .values(superseded_by=self.upload_id)
+                        )
+                        if self.postgres:
+                            marked = set(self.session.execute(statement.returning(EligibilityPeriod.id)).scalars())
+                            lost += [row_id for row_id in chunk if row_id not in marked]
+                        else:  # one writer at a time: nobody can have replaced them meanwhile
+                            self.session.execute(statement)
+                    if lost:
+                        raise _Raced  # undo this round's marks (the savepoint), then mark the others
+            except _Raced:
+                now_taken = {superseded[row_id] for row_id in lost}
+                log.warning("upload: persons changed concurrently by another upload", extra={"n": len(now_taken)})
+                taken |= now_taken
+                superseded = {row_id: key for row_id, key in superseded.items() if key not in now_taken}
+                continue
+            break
         return taken
 
     def _savepoint(self) -> AbstractContextManager[Any]:
