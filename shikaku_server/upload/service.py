@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.identifiers import _HYPHENS, normalize_person_text
@@ -58,7 +58,7 @@ from shikaku_server.database import utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
-from shikaku_server.errors import DomainError
+from shikaku_server.errors import DomainError, UnavailableError
 from shikaku_server.upload.bulk import (
     INSURED_COLUMNS,
     existing_insureds,
@@ -87,6 +87,16 @@ class FileRefusedError(DomainError):
     def __init__(self, exc: FileFormatError) -> None:
         super().__init__(exc.message, line=exc.line)
         self.code = exc.code  # type: ignore[misc]
+
+
+class ConcurrentUploadError(UnavailableError):
+    """A deadlock with another upload: this file was rolled back whole and may be sent again."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another upload of the same persons ran at the same time and this file was rolled back;"
+            " nothing was applied: send it again"
+        )
 
 
 @dataclass
@@ -252,8 +262,12 @@ def process_upload(
             previous = _previous(session, kind, uploader, digest)
             assert previous is not None
             return _duplicate(previous)
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
+        if _pg_code(exc) == _DEADLOCK:
+            # two concurrent files that each wait for the other (each adds or changes persons the
+            # other holds): PostgreSQL aborted this one; nothing of it was applied
+            raise ConcurrentUploadError() from None
         raise
     finally:
         session.close()
@@ -307,11 +321,21 @@ def _conflict(record: EligibilityRecord) -> RowError:
 _INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
 
 
+_DEADLOCK = "40P01"
+
+
+def _pg_code(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
 def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
     """A unique violation (PostgreSQL) of a constraint named so, wrapped by SQLAlchemy or not."""
-    orig = exc.orig if isinstance(exc, IntegrityError) else exc
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
     name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
-    return getattr(orig, "pgcode", None) == "23505" and name.startswith(constraint_prefix)
+    return _pg_code(exc) == "23505" and name.startswith(constraint_prefix)
 
 
 def _not_permitted(line: int, insurer_number: str) -> RowError:

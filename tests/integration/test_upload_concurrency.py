@@ -168,3 +168,37 @@ def test_concurrent_uploads_changing_the_same_person(
     if backend == "postgres":
         assert codes == ["conflict"]
     assert sum(o["accepted"] for o in out) == 3 - len(codes)
+
+
+def test_two_crossing_uploads_deadlock_cleanly(
+    client: TestClient, tokens: dict[str, str], session_factory: Any, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File one adds X then Y, file two Y then X, one batch each: each holds what the other needs
+    next. PostgreSQL aborts one: it is answered 503 ``unavailable`` (nothing of it applied; send it
+    again), never a 500; the other file is applied whole."""
+    if backend != "postgres":
+        pytest.skip("SQLite runs one upload at a time: no deadlock")
+    monkeypatch.setattr(service, "BATCH", 1)
+    x, y = person(number="1", name="交差 一"), person(number="2", name="交差 二")
+    real = bulk.insert_insureds
+    barrier = threading.Barrier(2, timeout=60)
+    waited: set[int] = set()
+
+    def crossing(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        if threading.get_ident() not in waited:  # each holds its first person before either goes on
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return out
+
+    monkeypatch.setattr("shikaku_server.upload.service.insert_insureds", crossing)
+    with ThreadPoolExecutor(2) as pool:
+        bodies = (eligibility_csv([x, y]), eligibility_csv([y, x]))
+        answers = list(pool.map(lambda body: post(client, tokens["insurer"], body), bodies))
+    assert sorted(r.status_code for r in answers) == [200, 503], [r.text[:300] for r in answers]
+    (refused,) = [r for r in answers if r.status_code == 503]
+    assert refused.json()["code"] == "unavailable"
+    (applied,) = [r.json() for r in answers if r.status_code == 200]
+    assert applied["accepted"] == 2
+    assert count(session_factory, "SELECT count(*) FROM insured") == 2
+    assert count(session_factory, "SELECT count(*) FROM upload") == 1
