@@ -4,8 +4,12 @@ Atomicity (documented in docs/uploads.md): **one transaction per file, validatio
 Every valid record of the file is applied and the file commits as a whole; a rejected record
 changes nothing; a file-level problem (bad header, My Number column) or a crash / dropped
 connection rolls the whole file back. Re-sending a file with the same bytes is recognised by its
-SHA-256 and changes nothing (``duplicate: true``); re-applying the same records in another file
-is a no-op per record (``unchanged``).
+SHA-256, per uploader (the token's set of insurer numbers: never another party's upload), and
+changes nothing (``duplicate: true``); re-applying the same records in another file is a no-op
+per record (``unchanged``), also when the history moved on since (``_already_applied``). On
+PostgreSQL concurrent uploads run side by side: a person another upload wrote meanwhile (a new
+person inserted, stored rows replaced) makes this batch's records of that person ``conflict``
+rejects (savepoints keep the rest of the batch), and a deadlock between two files is a 503.
 
 Records are applied in batches: the current state of every key in the batch is read in one
 query, the batch's records are applied in file order in memory, and the differences are written
