@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import re
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schemas.identifiers import my_number_in
 from shikaku_server import api
 from shikaku_server.access_log.service import AccessLogWriter
+from shikaku_server.batch.service import BatchRecovery
 from shikaku_server.cache import make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
@@ -229,9 +231,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.shikaku = state
         holder["state"] = state
         _freeze_startup_objects()
+        recovery = BatchRecovery(
+            factory, cache, settings.eligibility_cache_ttl_seconds, dt.timedelta(seconds=settings.batch_lease_seconds)
+        )
+        recovery.start()  # batches whose runner died (in this process before a restart, or in another)
         try:
             yield
         finally:
+            recovery.close()
             state.access_log.close()
             if state.pg is not None:
                 state.pg.close()

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     upload_error_limit: int = 10_000  # errors listed in an upload answer (all are counted)
     db_pool_size: int = 10
+    batch_lease_seconds: int = 30  # a batch whose runner stopped renewing this long is taken over
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     # rate limits (docs/operations.md "Rate limits"): per token and per facility, in fixed windows

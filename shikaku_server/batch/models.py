@@ -22,6 +22,10 @@ class Batch(Base):
     count: Mapped[int]
     queries: Mapped[list[Any]]
     results: Mapped[list[Any] | None]
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # the runner holding the batch (``running``) and until when; a runner that dies stops
+    # renewing, and once the lease has passed any process takes the batch over (service.py)
+    owner: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[dt.datetime | None]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, BackgroundTasks, status
 
 from schemas.eligibility import BatchCreate, BatchCreated, BatchResult
@@ -23,15 +25,22 @@ def create(
         state.cache,
         state.settings.eligibility_cache_ttl_seconds,
         created.batch_id,
+        lease=dt.timedelta(seconds=state.settings.batch_lease_seconds),
     )
     return created
 
 
 @router.get("/{batch_id}", response_model=BatchResult)
 def get(batch_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep) -> BatchResult:
-    result, stale = service.get_batch(session, principal, batch_id)
-    if stale:  # its runner died (restart): answer it now
-        service.run_batch(state.session_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, batch_id)
+    result, abandoned = service.get_batch(session, principal, batch_id)
+    if abandoned:  # its runner died (a crash, a restart): answer it now
+        service.run_batch(
+            state.session_factory,
+            state.cache,
+            state.settings.eligibility_cache_ttl_seconds,
+            batch_id,
+            lease=dt.timedelta(seconds=state.settings.batch_lease_seconds),
+        )
         session.expire_all()
         result, _ = service.get_batch(session, principal, batch_id)
     return result

@@ -4,8 +4,12 @@ Atomicity (documented in docs/uploads.md): **one transaction per file, validatio
 Every valid record of the file is applied and the file commits as a whole; a rejected record
 changes nothing; a file-level problem (bad header, My Number column) or a crash / dropped
 connection rolls the whole file back. Re-sending a file with the same bytes is recognised by its
-SHA-256 and changes nothing (``duplicate: true``); re-applying the same records in another file
-is a no-op per record (``unchanged``).
+SHA-256, per uploader (the token's set of insurer numbers: never another party's upload), and
+changes nothing (``duplicate: true``); re-applying the same records in another file is a no-op
+per record (``unchanged``), also when the history moved on since (``_already_applied``). On
+PostgreSQL concurrent uploads run side by side: a person another upload wrote meanwhile (a new
+person inserted, stored rows replaced) makes this batch's records of that person ``conflict``
+rejects (savepoints keep the rest of the batch), and a deadlock between two files is a 503.
 
 Records are applied in batches: the current state of every key in the batch is read in one
 query, the batch's records are applied in file order in memory, and the differences are written
@@ -32,11 +36,12 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.identifiers import _HYPHENS, normalize_person_text
@@ -57,7 +62,7 @@ from shikaku_server.database import utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
-from shikaku_server.errors import DomainError
+from shikaku_server.errors import DomainError, UnavailableError
 from shikaku_server.upload.bulk import (
     INSURED_COLUMNS,
     existing_insureds,
@@ -66,7 +71,7 @@ from shikaku_server.upload.bulk import (
     is_postgres,
     render_rows,
 )
-from shikaku_server.upload.models import Upload
+from shikaku_server.upload.models import Upload, uploader_of
 
 log = logging.getLogger(__name__)
 BATCH = 10000
@@ -86,6 +91,16 @@ class FileRefusedError(DomainError):
     def __init__(self, exc: FileFormatError) -> None:
         super().__init__(exc.message, line=exc.line)
         self.code = exc.code  # type: ignore[misc]
+
+
+class ConcurrentUploadError(UnavailableError):
+    """A deadlock with another upload: this file was rolled back whole and may be sent again."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another upload of the same persons ran at the same time and this file was rolled back;"
+            " nothing was applied: send it again"
+        )
 
 
 @dataclass
@@ -143,6 +158,7 @@ def process_upload(
     declared_sha256: str | None = None,
 ) -> UploadOutcome:
     permitted = principal.require_insurer()
+    uploader = uploader_of(permitted)
     outcome = UploadOutcome(upload_id=secrets.token_urlsafe(16))
     hashing = _Hashing(chunks, max_bytes)
     if declared_sha256:
@@ -153,9 +169,7 @@ def process_upload(
                 FileFormatError("digest_mismatch", "X-Content-SHA256 is not a hex SHA-256")
             ) from None
         with factory() as session:
-            previous = session.execute(
-                select(Upload).where(Upload.kind == kind, Upload.sha256 == declared)
-            ).scalar_one_or_none()
+            previous = _previous(session, kind, uploader, declared)
         if previous is not None:
             # a re-send announced by its digest: read the body only to confirm it, apply nothing
             for _ in hashing:
@@ -166,7 +180,7 @@ def process_upload(
     reader = FileReader(kind, hashing, fmt)  # type: ignore[arg-type]
     session = factory()
     try:
-        session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind))
+        session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind, uploader=uploader))
         session.flush()
         applier = _APPLIERS[kind](session, outcome.upload_id)
 
@@ -226,9 +240,7 @@ def process_upload(
         digest = b64(hashing.sha.digest())
         if declared_sha256 and digest != from_hex(declared_sha256):
             raise FileRefusedError(FileFormatError("digest_mismatch", _DIGEST_MISMATCH))
-        previous = session.execute(
-            select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)
-        ).scalar_one_or_none()
+        previous = _previous(session, kind, uploader, digest)
         if previous is not None:
             session.rollback()
             return _duplicate(previous)
@@ -251,10 +263,15 @@ def process_upload(
         except IntegrityError:
             # the same file committed concurrently by another request
             session.rollback()
-            previous = session.execute(select(Upload).where(Upload.kind == kind, Upload.sha256 == digest)).scalar_one()
+            previous = _previous(session, kind, uploader, digest)
+            assert previous is not None
             return _duplicate(previous)
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
+        if _pg_code(exc) == _DEADLOCK:
+            # two concurrent files that each wait for the other (each adds or changes persons the
+            # other holds): PostgreSQL aborted this one; nothing of it was applied
+            raise ConcurrentUploadError() from None
         raise
     finally:
         session.close()
@@ -276,6 +293,13 @@ def process_upload(
     return outcome
 
 
+def _previous(session: Session, kind: str, uploader: str, digest: str) -> Upload | None:
+    """The same file sent earlier by the same uploader (never another party's upload)."""
+    return session.execute(
+        select(Upload).where(Upload.kind == kind, Upload.uploader == uploader, Upload.sha256 == digest)
+    ).scalar_one_or_none()
+
+
 def _duplicate(previous: Upload) -> UploadOutcome:
     return UploadOutcome(
         upload_id=previous.id,
@@ -286,6 +310,36 @@ def _duplicate(previous: Upload) -> UploadOutcome:
         errors=list(previous.errors or []),
         errors_truncated=previous.errors_truncated,
     )
+
+
+def _conflict(record: EligibilityRecord) -> RowError:
+    return RowError(
+        record.line,
+        "number",
+        "conflict",
+        "another upload wrote this person at the same time and was applied first; this row was not"
+        " applied (send it again to apply it to that upload's state)",
+    )
+
+
+_INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
+
+
+_DEADLOCK = "40P01"
+
+
+def _pg_code(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
+    """A unique violation (PostgreSQL) of a constraint named so, wrapped by SQLAlchemy or not."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
+    return _pg_code(exc) == "23505" and name.startswith(constraint_prefix)
 
 
 def _not_permitted(line: int, insurer_number: str) -> RowError:
@@ -401,6 +455,10 @@ class _KeyState:
     record: EligibilityRecord  # the first record seen: symbol/number as sent
     insured_id: int | None
     periods: list[_Period]
+
+
+class _Raced(Exception):
+    """Another upload replaced some of the rows this batch replaces (PostgreSQL)."""
 
 
 class _RecordError(Exception):
@@ -522,27 +580,38 @@ class _EligibilityApplier:
                     rendered.append(lines)
             else:
                 slow.append(record)
-        if fast:
-            outcome.accepted += len(fast)
-            outcome.insurers.update({r.insurer_number for r in fast})
         states = self._load(slow, ids) if slow else {}
-        superseded: set[int] = set()
+        superseded: dict[int, Key] = {}  # stored rows this batch replaces, and whose they are
+        done: list[tuple[EligibilityRecord, RowError | bool]] = []  # a reject, or whether it changed
         for record in slow:
             state = states[_key(record)]
             try:
-                changed = self._apply_one(record, state, superseded)
+                done.append((record, self._apply_one(record, state, superseded)))
             except _RecordError as exc:
+                done.append((record, RowError(record.line, exc.field, exc.code, exc.message)))
+        taken = self._write(states, superseded, fast, rendered)
+        # counted once written: a new person another upload committed meanwhile is a conflict
+        # for every record of it in this batch (the rest of the batch is applied)
+        if taken:
+            fast_kept = [r for r in fast if _key(r) not in taken]
+            done += [(r, _conflict(r)) for r in fast if _key(r) in taken]
+            done = [(r, _conflict(r) if _key(r) in taken and not isinstance(x, RowError) else x) for r, x in done]
+            done.sort(key=lambda item: item[0].line)
+            fast = fast_kept
+        if fast:
+            outcome.accepted += len(fast)
+            outcome.insurers.update({r.insurer_number for r in fast})
+        for record, result in done:
+            if isinstance(result, RowError):
                 outcome.rejected += 1
-                reject(RowError(record.line, exc.field, exc.code, exc.message))
-                continue
-            if changed:
+                reject(result)
+            elif result:
                 outcome.accepted += 1
                 outcome.insurers.add(record.insurer_number)
             else:
                 outcome.unchanged += 1
-        self._write(states, superseded, fast, rendered)
 
-    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: set[int]) -> bool:
+    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: dict[int, Key]) -> bool:
         periods = state.periods
         if record.action == "add":
             assert record.valid_from is not None
@@ -556,7 +625,7 @@ class _EligibilityApplier:
                 line=record.line,
             )
             for p in periods:
-                if p.values == new.values:
+                if p.values == new.values or _already_applied(p, new):
                     return False  # the same period again: nothing to do
             for p in periods:
                 if _overlaps(p, new.valid_from, new.valid_to):
@@ -610,9 +679,11 @@ class _EligibilityApplier:
                 f"the eligibility of this person already ended on {base.valid_to}, before {last}",
             )
         values = base.values | {"valid_to": last, "reason_of_loss": record.reason_of_loss}
-        later = [p for p in periods if p.valid_from > last]
-        if values == base.values and not later:
+        if values == base.values:
+            # the period already ends on that day for that reason: this loss was applied before
+            # (a re-send), and any later period was added after it, so it stays
             return False
+        later = [p for p in periods if p.valid_from > last]
         self._retire(state, base, superseded)
         for p in later:
             self._retire(state, p, superseded)
@@ -620,34 +691,56 @@ class _EligibilityApplier:
         return True
 
     @staticmethod
-    def _retire(state: _KeyState, period: _Period, superseded: set[int]) -> None:
+    def _retire(state: _KeyState, period: _Period, superseded: dict[int, Key]) -> None:
         state.periods.remove(period)
         if period.row_id is not None:
-            superseded.add(period.row_id)
+            superseded[period.row_id] = _key(state.record)
 
     def _write(
         self,
         states: dict[Key, _KeyState],
-        superseded: set[int],
+        superseded: dict[int, Key],
         fast: list[EligibilityRecord],
         rendered: list[tuple[str, str]] | None = None,
-    ) -> None:
+    ) -> set[Key]:
+        """Write the batch; the keys of persons another upload wrote and committed meanwhile
+        (new persons it inserted, stored rows it replaced): nothing of them is written, and the
+        caller reports their records as conflicts."""
         session = self.session
-        if superseded:
-            ids = sorted(superseded)
-            for i in range(0, len(ids), 1000):
-                session.execute(
-                    update(EligibilityPeriod)
-                    .where(EligibilityPeriod.id.in_(ids[i : i + 1000]))
-                    .values(superseded_by=self.upload_id)
-                )
+        taken = self._supersede(superseded)
+        for key in taken:
+            states.pop(key, None)
         new_keys = [k for k, s in states.items() if s.insured_id is None and any(p.row_id is None for p in s.periods)]
-        insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
-        if rendered is None:
-            insureds += [(r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm) for r in fast]
-            ids = insert_insureds(session, insureds)
-        else:
-            ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+        while True:
+            insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
+            try:
+                with self._savepoint():
+                    if rendered is None:
+                        everyone = insureds + [
+                            (r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
+                            for r in fast
+                        ]
+                        ids = insert_insureds(session, everyone)
+                    else:
+                        ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+                break
+            except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
+                # a concurrent upload inserted some of these persons too and has committed them
+                # (it held them until then): those are its; write the others
+                if not self.postgres or not _is_unique_violation(exc, _INSURED_KEY):
+                    raise
+                now_taken = set(existing_insureds(session, {*new_keys, *map(_key, fast)}))
+                if not now_taken:
+                    raise
+                taken |= now_taken
+                log.warning("upload: new persons added concurrently by another upload", extra={"n": len(now_taken)})
+                new_keys = [k for k in new_keys if k not in now_taken]
+                kept = [i for i, r in enumerate(fast) if _key(r) not in now_taken]
+                fast = [fast[i] for i in kept]
+                if rendered is not None:
+                    rendered = [rendered[i] for i in kept]
+        for key in taken:
+            states.pop(key, None)
         for key, insured_id in zip(new_keys, ids, strict=False):
             states[key].insured_id = insured_id
         upload_id = self.upload_id
@@ -665,6 +758,44 @@ class _EligibilityApplier:
         else:
             lines = [f"{period},{i}\n" for (_, period), i in zip(rendered, fast_ids, strict=True)]
             insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
+        return taken
+
+    def _supersede(self, superseded: dict[int, Key]) -> set[Key]:
+        """Mark the replaced rows; the keys whose rows another upload replaced first (it held them
+        until its commit). Those keys' rows are left as that upload left them."""
+        taken: set[Key] = set()
+        while superseded:
+            ids = sorted(superseded)
+            lost: list[int] = []
+            try:
+                with self._savepoint():
+                    for i in range(0, len(ids), 1000):
+                        chunk = ids[i : i + 1000]
+                        statement = (
+                            update(EligibilityPeriod)
+                            .where(EligibilityPeriod.id.in_(chunk), EligibilityPeriod.superseded_by.is_(None))
+                            .values(superseded_by=self.upload_id)
+                        )
+                        if self.postgres:
+                            marked = set(self.session.execute(statement.returning(EligibilityPeriod.id)).scalars())
+                            lost += [row_id for row_id in chunk if row_id not in marked]
+                        else:  # one writer at a time: nobody can have replaced them meanwhile
+                            self.session.execute(statement)
+                    if lost:
+                        raise _Raced  # undo this round's marks (the savepoint), then mark the others
+            except _Raced:
+                now_taken = {superseded[row_id] for row_id in lost}
+                log.warning("upload: persons changed concurrently by another upload", extra={"n": len(now_taken)})
+                taken |= now_taken
+                superseded = {row_id: key for row_id, key in superseded.items() if key not in now_taken}
+                continue
+            break
+        return taken
+
+    def _savepoint(self) -> AbstractContextManager[Any]:
+        """On PostgreSQL a savepoint (a concurrent upload's new person rolls back only this
+        insert); SQLite has one writer at a time, so that cannot happen there."""
+        return self.session.begin_nested() if self.postgres else nullcontext()
 
 
 _ROW_COLUMNS = (*PERIOD_FIELDS, "upload_id", "line", "insured_id")  # the id last: see ``prepare``
@@ -742,6 +873,23 @@ def _person_norm(value: str) -> str:
     return folded.translate(_HYPHENS) if _HYPHEN.search(folded) is not None else folded
 
 
+_END_FIELDS = ("valid_to", "reason_of_loss")
+
+
+def _already_applied(stored: _Period, added: _Period) -> bool:
+    """Whether an ``add`` is already in the history, ended or split since: a stored period starts
+    on its first day with the same facts, and ends no later than it does (a later ``loss``
+    shortened it, or a later ``change`` split it there). A re-send of the same history is then
+    ``unchanged`` instead of ``overlap``."""
+    if stored.valid_from != added.valid_from:
+        return False
+    end, stored_end = added.valid_to, stored.valid_to
+    if end is not None and (stored_end is None or stored_end > end):
+        return False
+    a, b = stored.values, added.values
+    return all(a[k] == b[k] for k in PERIOD_FIELDS if k not in _END_FIELDS)
+
+
 def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
     return (end is None or p.valid_from <= end) and (p.valid_to is None or start <= p.valid_to)
 
@@ -783,6 +931,8 @@ class _ClinicalApplier:
         ids = existing_insureds(self.session, {_key(r) for r in records})
         known = self.existing(sorted(set(ids.values())))
         inserts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        last: dict[tuple[Any, ...], dict[str, Any]] = {}  # a key's last row in the batch: the one that stays
         for record in records:
             insured_id = ids.get(_key(record))
             if insured_id is None:
@@ -798,9 +948,14 @@ class _ClinicalApplier:
                 continue
             nkey = self.natural_key(insured_id, record)
             row = self.row(insured_id, record)
+            rows.append((nkey, row))
+            last[nkey] = row
+        for nkey, row in rows:
             current = known.get(nkey)
             if current is not None:
-                if all(getattr(current, k) == v for k, v in row.items() if k not in ("upload_id",)):
+                if _same(current, row) or _same(current, last[nkey]):
+                    # the same row again, or a key the batch sends twice and ends where the table
+                    # is (a re-send of such a file): nothing to do
                     outcome.unchanged += 1
                     continue
                 for k, v in row.items():
@@ -814,10 +969,41 @@ class _ClinicalApplier:
                 inserts[nkey] = row
             outcome.accepted += 1
         self.session.flush()
-        if inserts:
+        while inserts:
             columns = list(next(iter(inserts.values())))
             rows = [tuple(r[c] for c in columns) for r in inserts.values()]
-            insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+            postgres = is_postgres(self.session)
+            try:
+                with self.session.begin_nested() if postgres else nullcontext():
+                    insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+                return
+            except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
+                if not postgres or not _is_unique_violation(exc, f"uq_{self.model.__tablename__}_"):
+                    raise
+                self._merge_concurrent(inserts, outcome)
+
+    def _merge_concurrent(self, inserts: dict[tuple[Any, ...], dict[str, Any]], outcome: UploadOutcome) -> None:
+        """A concurrent upload inserted and committed some of these rows first: those become
+        updates of its rows (``unchanged`` when equal), as if it had come first."""
+        known = self.existing(sorted({r["insured_id"] for r in inserts.values()}))
+        merged = [nkey for nkey in inserts if nkey in known]
+        if not merged:
+            raise RuntimeError("a unique violation with no concurrent row to merge with")
+        log.warning("upload: rows added concurrently by another upload", extra={"n": len(merged)})
+        for nkey in merged:
+            row, current = inserts.pop(nkey), known[nkey]
+            if _same(current, row):
+                outcome.accepted -= 1
+                outcome.unchanged += 1
+                continue
+            for k, v in row.items():
+                setattr(current, k, v)
+        self.session.flush()
+
+
+def _same(current: Any, row: dict[str, Any]) -> bool:
+    """Whether a stored medication/checkup already holds ``row`` (whichever upload wrote it)."""
+    return all(getattr(current, k) == v for k, v in row.items() if k != "upload_id")
 
 
 class _MedicationApplier(_ClinicalApplier):
