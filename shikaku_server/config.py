@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shikaku_server.database import DBTimeouts
+
 DEFAULT_SQLITE = "sqlite:///./shikaku.sqlite3"
 
 
@@ -24,8 +26,21 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
     upload_error_limit: int = 10_000  # errors listed in an upload answer (all are counted)
     db_pool_size: int = 10
+    # how long a request waits for a backing service before 503 (docs/operations.md)
+    db_connect_timeout_seconds: float = 2.0
+    db_statement_timeout_seconds: float = 3.0
+    db_pool_timeout_seconds: float = 2.0
+    redis_timeout_seconds: float = 0.5
+    redis_breaker_seconds: float = 2.0
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
+
+    def db_timeouts(self) -> DBTimeouts:
+        return DBTimeouts(
+            connect=self.db_connect_timeout_seconds,
+            statement=self.db_statement_timeout_seconds or None,
+            pool=self.db_pool_timeout_seconds,
+        )
 
     def trust_anchor_paths(self) -> list[Path]:
         import os
