@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg2  # type: ignore[import-untyped]  # no stubs installed (psycopg2-binary)
+import redis
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,21 +21,43 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shikaku_server import api
 from shikaku_server.access_log.service import AccessLogWriter
-from shikaku_server.cache import make_cache
+from shikaku_server.cache import CacheError, make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
-from shikaku_server.errors import DomainError, MyNumberDetectedError
+from shikaku_server.errors import DomainError, MyNumberDetectedError, UnavailableError
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.state import AppState
 
 log = logging.getLogger("shikaku_server.request")
 PROBLEM = "application/problem+json"
+RETRY_AFTER_SECONDS = 2  # on 503: the breaker's and the pool's scale (docs/operations.md)
+
+# A backing service that is down, frozen or out of connections (the database, its pool, Redis):
+# translated to ``UnavailableError`` (503 with Retry-After) in one place, ``RequestMiddleware``.
+# SQLite's "database is locked" is an OperationalError too: busy, so 503 as well.
+BACKING_SERVICE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection became free within pool_timeout
+    psycopg2.OperationalError,  # the event-loop reads (pgasync)
+    psycopg2.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    CacheError,
+)
 
 
-def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": f"urn:shikaku:problem:{code}",
         "title": title,
@@ -41,11 +66,24 @@ def problem(status: int, code: str, title: str, detail: str | None = None, **ext
         "code": code,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def domain_problem(exc: DomainError) -> JSONResponse:
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The answer to an exception that reached the boundary: a domain error as itself, a backing
+    service failure as 503 ``unavailable``, anything else as 500 (logged with its type only)."""
+    if isinstance(exc, DomainError):
+        return domain_problem(exc)
+    if isinstance(exc, BACKING_SERVICE_ERRORS):
+        logging.getLogger("shikaku_server").warning("a backing service is unavailable", exc_info=exc)
+        return domain_problem(UnavailableError("a backing service (database or cache) is unavailable; retry later"))
+    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
 
 
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -80,8 +118,8 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
-    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
+    """Last resort (outside ``RequestMiddleware``, which answers every error of a request)."""
+    return error_response(exc)
 
 
 class _BodyTooLarge(Exception):
@@ -89,7 +127,11 @@ class _BodyTooLarge(Exception):
 
 
 class RequestMiddleware:
-    """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI)."""
+    """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI).
+
+    It is also the error boundary: an exception that escapes the app (a route, a dependency,
+    the by-number fast path) is answered here by ``error_response``, so a 500 or a 503 gets its
+    log line and its metric like any other answer."""
 
     def __init__(self, app: ASGIApp, state_getter: Any) -> None:
         self.app = app
@@ -133,6 +175,13 @@ class RequestMiddleware:
         except _BodyTooLarge:
             if not status_holder["started"]:
                 await self._too_large(scope, receive, tracking_send, limit or 0)
+        except Exception as exc:
+            if status_holder["started"]:  # too late for an error answer: log it, end the response
+                logging.getLogger("shikaku_server").error("error after the response started", exc_info=exc)
+                status_holder["status"] = 500
+                self._finish(state, scope, 500, start, request_id)
+                raise
+            await error_response(exc)(scope, receive, tracking_send)
         self._finish(state, scope, status_holder["status"], start, request_id)
 
     @staticmethod
@@ -179,8 +228,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        cache = make_cache(settings.redis_url)
+        timeouts = settings.db_timeouts()
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts)
+        cache = make_cache(
+            settings.redis_url, timeout=settings.redis_timeout_seconds, breaker=settings.redis_breaker_seconds
+        )
         factory = make_session_factory(engine)
         state = AppState(
             settings=settings,
@@ -191,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=Metrics(),
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
             access_log=AccessLogWriter(factory),
-            pg=AsyncPG(engine, settings.db_pool_size) if engine.dialect.driver == "psycopg2" else None,
+            pg=AsyncPG(engine, settings.db_pool_size, timeouts) if engine.dialect.driver == "psycopg2" else None,
         )
         app.state.shikaku = state
         holder["state"] = state
