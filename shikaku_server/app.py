@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import secrets
@@ -16,11 +18,13 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shikaku_server import api
 from shikaku_server.access_log.service import AccessLogWriter
+from shikaku_server.auth.service import revocation_mark
 from shikaku_server.cache import CacheError, make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
@@ -209,6 +213,32 @@ class RequestMiddleware:
         )
 
 
+async def watch_revocations(state: AppState, interval: float) -> None:
+    """Empty the principal cache whenever a token has been revoked (by ``shikaku-admin token
+    revoke`` in any process): one small query every ``interval`` seconds per process, nothing on
+    the request path. A failing database is retried at the next tick."""
+
+    def mark() -> tuple[int, str | None]:
+        with state.read_factory() as session:
+            return revocation_mark(session)
+
+    last: tuple[int, str | None] | None = None
+    failing = False
+    while True:
+        try:
+            current = await run_in_threadpool(mark)
+        except Exception:
+            if not failing:
+                logging.getLogger("shikaku_server").warning("token revocation check failed", exc_info=True)
+            failing = True
+        else:
+            failing = False
+            if last is not None and current != last:
+                state.principals.clear()
+            last = current
+        await asyncio.sleep(interval)
+
+
 _FROZEN: list[bool] = []
 
 
@@ -248,9 +278,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.shikaku = state
         holder["state"] = state
         _freeze_startup_objects()
+        watcher = asyncio.create_task(watch_revocations(state, settings.token_revocation_check_seconds))
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             state.access_log.close()
             if state.pg is not None:
                 state.pg.close()

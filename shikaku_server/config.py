@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = 2.0
     redis_timeout_seconds: float = 0.5
     redis_breaker_seconds: float = 2.0
+    token_revocation_check_seconds: float = 1.0  # a revoked token stops working within about this
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
 
