@@ -6,7 +6,7 @@ import click
 import uvicorn
 
 from shikaku_server.config import get_settings
-from shikaku_server.logging_setup import configure
+from shikaku_server.logging_setup import configure, log_config
 
 
 @click.command()
@@ -35,6 +35,6 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        log_config=log_config(settings.log_level),  # applied in every worker process too
         access_log=False,
     )
