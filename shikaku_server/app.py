@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shikaku_server import api
+from shikaku_server import api, openapi
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.service import revocation_mark
 from shikaku_server.cache import CacheError, make_cache
@@ -291,7 +291,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache.close()
             engine.dispose()
 
-    app = FastAPI(title="shikaku central server", version="1", lifespan=lifespan)
+    app = FastAPI(title="shikaku central server", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    openapi.install(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
