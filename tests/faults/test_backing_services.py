@@ -30,9 +30,9 @@ from tests.faults.conftest import PrivatePG, PrivateRedis
 pytestmark = pytest.mark.slow
 
 # the documented bound (docs/operations.md, "When PostgreSQL or Redis fails"): a request that needs
-# a service that is down or frozen is answered 503 within 5 s (connect 2 s, pool wait 2 s,
-# statement 3 s + 1 s client deadline); asserted with a margin for a loaded CI machine
-BOUND = 6.5
+# a service that is down or frozen is answered 503 within 6 s (connect 2 s, pool wait 2 s,
+# statement 3 s + 1 s client deadline: pool wait + statement at worst); a margin for a loaded CI
+BOUND = 7.0
 _numbers = itertools.count(1000)
 
 
@@ -105,16 +105,19 @@ def _paths_needing_postgres(client: TestClient, tokens: dict[str, str]) -> None:
         r, elapsed = timed(call)
         assert r.status_code != 500, name
         assert_unavailable(r, elapsed)
+        print(f"{name}: 503 in {elapsed:.2f} s")
     r, elapsed = timed(lambda: client.get("/readyz"))
     assert r.status_code == 503 and r.json()["checks"]["database"] == "unavailable"
     assert elapsed < BOUND
 
 
 def _works_again(client: TestClient, tokens: dict[str, str]) -> None:
-    deadline = time.monotonic() + 15
+    """Back within 2 s of the service's return, without restarting the server."""
+    start = time.monotonic()
     while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "not ready after the restart"
-        time.sleep(0.1)
+        assert time.monotonic() - start < 2.0, "not ready after the restart"
+        time.sleep(0.05)
+    print(f"ready again {time.monotonic() - start:.2f} s after the restart")
     r = client.post("/v1/eligibility/by-number", json=query("4567"), headers=auth(tokens["reception"]))
     assert r.status_code == 200, r.text
     r = client.post("/v1/eligibility/by-number", json=query(), headers=auth(tokens["spare"]))
@@ -167,10 +170,11 @@ def test_redis_frozen_or_killed_costs_lookups_little_and_challenges_are_503(serv
     assert_unavailable(r, elapsed)
     assert lookup().status_code == 200
     rds.start()
-    deadline = time.monotonic() + 10
+    start = time.monotonic()  # the breaker lets a probe through within its 2 s
     while client.post("/v1/card/challenges", headers=auth(tokens["reception"])).status_code != 200:
-        assert time.monotonic() < deadline, "challenges not back after Redis restarted"
-        time.sleep(0.1)
+        assert time.monotonic() - start < 3.0, "challenges not back after Redis restarted"
+        time.sleep(0.05)
+    print(f"challenges again {time.monotonic() - start:.2f} s after the Redis restart")
     assert client.get("/readyz").status_code == 200
 
 
