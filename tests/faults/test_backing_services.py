@@ -25,9 +25,11 @@ from shikaku_server.cache import CacheError, RedisCache
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
+from testbed.pki import IssuedCertificate, TestCA
 from tests.conftest import FACILITY_CODE, auth
 from tests.factories import INSURER_A, eligibility_csv, person
 from tests.faults.conftest import PrivatePG, PrivateRedis
+from tests.integration.test_card_api import by_card, register
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +65,9 @@ def timed(call: Any) -> tuple[Any, float]:
 
 
 @pytest.fixture
-def server(private_pg: PrivatePG, private_redis: PrivateRedis, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def server(
+    private_pg: PrivatePG, private_redis: PrivateRedis, test_ca: TestCA, trust_anchor_file: Path
+) -> Iterator[dict[str, Any]]:
     upgrade(private_pg.url)
     engine = make_engine(private_pg.url)
     with transaction(make_session_factory(engine)) as s:
@@ -73,7 +77,8 @@ def server(private_pg: PrivatePG, private_redis: PrivateRedis, tmp_path: Path) -
             "insurer": add_insurer(s, numbers=[INSURER_A], name="全国健康保険協会 東京支部"),
         }
     engine.dispose()
-    settings = Settings(database_url=private_pg.url, redis_url=private_redis.url)
+    settings = Settings(database_url=private_pg.url, redis_url=private_redis.url, trust_anchors=str(trust_anchor_file))
+    card = test_ca.issue_auth_certificate()
     with TestClient(create_app(settings)) as client:
         r = client.post(
             "/v1/uploads?kind=eligibility",
@@ -81,17 +86,21 @@ def server(private_pg: PrivatePG, private_redis: PrivateRedis, tmp_path: Path) -
             headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"},
         )
         assert r.status_code == 200, r.text
+        r = register(client, tokens["reception"], card)
+        assert r.status_code == 200 and r.json()["status"] == "linked", r.text
+        assert by_card(client, tokens["reception"], card).status_code == 200
         # resolve the tokens once (cached per process), so the outage hits the data paths
         for token in ("reception", "insurer"):
             r = client.post("/v1/eligibility/by-number", json=query(), headers=auth(tokens[token]))
             assert r.status_code in (200, 403), r.text
-        yield {"client": client, "tokens": tokens, "pg": private_pg, "redis": private_redis}
+        yield {"client": client, "tokens": tokens, "pg": private_pg, "redis": private_redis, "card": card}
 
 
-def _paths_needing_postgres(client: TestClient, tokens: dict[str, str]) -> None:
-    """Every path that needs PostgreSQL: an uncached lookup, an upload, a token not yet resolved,
-    a batch, and /readyz."""
+def _paths_needing_postgres(client: TestClient, tokens: dict[str, str], card: IssuedCertificate) -> None:
+    """Every path that needs PostgreSQL: an uncached lookup, a card check, an upload, a token not
+    yet resolved, a batch, and /readyz."""
     calls = {
+        "by-card": lambda: by_card(client, tokens["reception"], card),
         "lookup": lambda: client.post("/v1/eligibility/by-number", json=query(), headers=auth(tokens["reception"])),
         "upload": lambda: client.post(
             "/v1/uploads?kind=eligibility",
@@ -129,7 +138,7 @@ def _works_again(client: TestClient, tokens: dict[str, str]) -> None:
 def test_postgres_stopped_is_503_then_recovers(server: dict[str, Any]) -> None:
     client, tokens, pg = server["client"], server["tokens"], server["pg"]
     pg.stop()
-    _paths_needing_postgres(client, tokens)
+    _paths_needing_postgres(client, tokens, server["card"])
     pg.start()
     _works_again(client, tokens)
 
@@ -138,7 +147,7 @@ def test_postgres_frozen_is_503_within_the_bound_then_recovers(server: dict[str,
     client, tokens, pg = server["client"], server["tokens"], server["pg"]
     pg.freeze()
     try:
-        _paths_needing_postgres(client, tokens)
+        _paths_needing_postgres(client, tokens, server["card"])
     finally:
         pg.cont()
     _works_again(client, tokens)
