@@ -462,19 +462,16 @@ class RedisCache:
         return int(version), value
 
     async def aget_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
+        args = (b"1", self._k(f"ver:{namespace}").encode(), self._k(f"v:{namespace}:").encode(), key.encode())
         try:
-            version, value = await self._call(
-                b"EVALSHA",
-                self._get_versioned_sha,
-                b"1",
-                self._k(f"ver:{namespace}").encode(),
-                self._k(f"v:{namespace}:").encode(),
-                key.encode(),
-            )
+            try:
+                version, value = await self._call(b"EVALSHA", self._get_versioned_sha, *args)
+            except _ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # Redis does not know the script (once per Redis start): EVAL sends and caches it
+                version, value = await self._call(b"EVAL", _GET_VERSIONED.encode(), *args)
         except _ReplyError as exc:
-            if str(exc).startswith("NOSCRIPT"):  # load the script, once per Redis start
-                await self._call(b"SCRIPT", b"LOAD", _GET_VERSIONED.encode())
-                return await self.aget_versioned(namespace, key)
             raise CacheError(str(exc)) from exc
         return int(version), value
 

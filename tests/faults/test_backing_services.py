@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
-from shikaku_server.cache import CacheError, RedisCache
+from shikaku_server.cache import CacheError, RedisCache, _RedisPyAsync
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
@@ -189,14 +189,21 @@ def test_redis_frozen_or_killed_costs_lookups_little_and_challenges_are_503(serv
     assert client.get("/readyz").status_code == 200
 
 
-def test_unix_socket_redis_never_blocks_the_event_loop(private_redis: PrivateRedis) -> None:
-    """Through a ``unix://`` URL the cache talks to Redis on the event loop: while Redis is frozen,
-    another task keeps running (the blocking client used to stop the loop for its timeout)."""
-    cache = RedisCache(private_redis.unix_url)
+@pytest.mark.parametrize("client_kind", ["unix socket", "redis-py asyncio"])
+def test_redis_is_never_waited_for_on_the_event_loop(private_redis: PrivateRedis, client_kind: str) -> None:
+    """Through a ``unix://`` URL (the small client) and through redis-py's asyncio client (what
+    ``rediss://`` URLs use; TLS itself is not tested here) the cache talks to Redis on the event
+    loop: while Redis is frozen another task keeps running (the blocking client used to stop the
+    loop for its timeout), and a script Redis does not know yet is loaded (NOSCRIPT)."""
+    if client_kind == "unix socket":
+        cache = RedisCache(private_redis.unix_url)
+    else:
+        cache = RedisCache(private_redis.url)
+        cache._async = _RedisPyAsync(private_redis.url, 0.5)
 
     async def scenario() -> int:
         await cache.aset_versioned("ns", 0, "k", b"v", 60)
-        assert await cache.aget_versioned("ns", "k") == (0, b"v")
+        assert await cache.aget_versioned("ns", "k") == (0, b"v")  # EVALSHA after a NOSCRIPT
         ticks = 0
         stop = asyncio.Event()
 
