@@ -69,6 +69,43 @@ def insurer_add(numbers: tuple[str, ...], name: str, label: str | None) -> None:
 
 
 @cli.group()
+def token() -> None:
+    """API tokens: list and revoke (a revocation takes effect in every server process within
+    about SHIKAKU_TOKEN_REVOCATION_CHECK_SECONDS)."""
+
+
+@token.command("list")
+@click.option("--all", "show_all", is_flag=True, help="include revoked tokens")
+def token_list(show_all: bool) -> None:
+    """Tokens by id: kind, facility or insurer numbers, role, label, created, revoked (never the
+    token or its hash)."""
+    from shikaku_server.auth.service import list_tokens
+
+    with transaction(_factory()) as session:
+        rows = [t for t in list_tokens(session) if show_all or t["revoked"] is None]
+    click.echo("id\tkind\tfacility/insurers\trole\tlabel\tcreated\trevoked")
+    for t in rows:
+        owner = t["facility"] or ",".join(t["insurers"])
+        fields = (t["id"], t["kind"], owner, t["role"] or "-", t["label"] or "-", t["created"], t["revoked"] or "-")
+        click.echo("\t".join(str(f) for f in fields))
+
+
+@token.command("revoke")
+@click.argument("token_ids", nargs=-1, type=int)
+@click.option("--facility", "facility_code", default=None, help="every token of this facility")
+@click.option("--insurer", "insurer_number", default=None, help="every token that may write this insurer number")
+def token_revoke(token_ids: tuple[int, ...], facility_code: str | None, insurer_number: str | None) -> None:
+    """Revoke TOKEN_ID(s) (see ``token list``), or every live token of a facility or an insurer."""
+    from shikaku_server.auth.service import revoke_tokens
+
+    with transaction(_factory()) as session:
+        revoked = revoke_tokens(
+            session, token_ids=token_ids, facility_code=facility_code, insurer_number=insurer_number
+        )
+    click.echo(f"{len(revoked)} token(s) revoked" + (f": {', '.join(map(str, revoked))}" if revoked else ""))
+
+
+@cli.group()
 def terminal() -> None:
     """Kiosk terminals (face attestations are signed with their keys)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -12,22 +14,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg2  # type: ignore[import-untyped]  # no stubs installed (psycopg2-binary)
+import redis
+import sqlalchemy.exc
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.identifiers import my_number_in
-from shikaku_server import api
+from shikaku_server import api, openapi
 from shikaku_server.access_log.service import AccessLogWriter
+from shikaku_server.auth.service import revocation_mark
 from shikaku_server.batch.service import BatchRecovery
-from shikaku_server.cache import make_cache
+from shikaku_server.cache import CacheError, make_cache
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
-from shikaku_server.errors import DomainError, MyNumberDetectedError
+from shikaku_server.errors import DomainError, MyNumberDetectedError, UnavailableError
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -35,9 +42,31 @@ from shikaku_server.state import AppState
 
 log = logging.getLogger("shikaku_server.request")
 PROBLEM = "application/problem+json"
+RETRY_AFTER_SECONDS = 2  # on 503: the breaker's and the pool's scale (docs/operations.md)
+
+# A backing service that is down, frozen or out of connections (the database, its pool, Redis):
+# translated to ``UnavailableError`` (503 with Retry-After) in one place, ``RequestMiddleware``.
+# SQLite's "database is locked" is an OperationalError too: busy, so 503 as well.
+BACKING_SERVICE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection became free within pool_timeout
+    psycopg2.OperationalError,  # the event-loop reads (pgasync)
+    psycopg2.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    CacheError,
+)
 
 
-def problem(status: int, code: str, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": f"urn:shikaku:problem:{code}",
         "title": title,
@@ -46,13 +75,26 @@ def problem(status: int, code: str, title: str, detail: str | None = None, **ext
         "code": code,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def domain_problem(exc: DomainError) -> JSONResponse:
-    response = problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
-    response.headers.update(exc.headers)
-    return response
+    headers = dict(exc.headers)
+    if exc.status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The answer to an exception that reached the boundary: a domain error as itself, a backing
+    service failure as 503 ``unavailable``, anything else as 500 (logged with its type only)."""
+    if isinstance(exc, DomainError):
+        return domain_problem(exc)
+    if isinstance(exc, BACKING_SERVICE_ERRORS):
+        logging.getLogger("shikaku_server").warning("a backing service is unavailable", exc_info=exc)
+        return domain_problem(UnavailableError("a backing service (database or cache) is unavailable; retry later"))
+    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
 
 
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -113,8 +155,8 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
-    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
+    """Last resort (outside ``RequestMiddleware``, which answers every error of a request)."""
+    return error_response(exc)
 
 
 class _BodyTooLarge(Exception):
@@ -122,7 +164,11 @@ class _BodyTooLarge(Exception):
 
 
 class RequestMiddleware:
-    """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI)."""
+    """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI).
+
+    It is also the error boundary: an exception that escapes the app (a route, a dependency,
+    the by-number fast path) is answered here by ``error_response``, so a 500 or a 503 gets its
+    log line and its metric like any other answer."""
 
     def __init__(self, app: ASGIApp, state_getter: Any) -> None:
         self.app = app
@@ -166,6 +212,13 @@ class RequestMiddleware:
         except _BodyTooLarge:
             if not status_holder["started"]:
                 await self._too_large(scope, receive, tracking_send, limit or 0)
+        except Exception as exc:
+            if status_holder["started"]:  # too late for an error answer: log it, end the response
+                logging.getLogger("shikaku_server").error("error after the response started", exc_info=exc)
+                status_holder["status"] = 500
+                self._finish(state, scope, 500, start, request_id)
+                raise
+            await error_response(exc)(scope, receive, tracking_send)
         self._finish(state, scope, status_holder["status"], start, request_id)
 
     @staticmethod
@@ -193,6 +246,32 @@ class RequestMiddleware:
         )
 
 
+async def watch_revocations(state: AppState, interval: float) -> None:
+    """Empty the principal cache whenever a token has been revoked (by ``shikaku-admin token
+    revoke`` in any process): one small query every ``interval`` seconds per process, nothing on
+    the request path. A failing database is retried at the next tick."""
+
+    def mark() -> tuple[int, str | None]:
+        with state.read_factory() as session:
+            return revocation_mark(session)
+
+    last: tuple[int, str | None] | None = None
+    failing = False
+    while True:
+        try:
+            current = await run_in_threadpool(mark)
+        except Exception:
+            if not failing:
+                logging.getLogger("shikaku_server").warning("token revocation check failed", exc_info=True)
+            failing = True
+        else:
+            failing = False
+            if last is not None and current != last:
+                state.principals.clear()
+            last = current
+        await asyncio.sleep(interval)
+
+
 _FROZEN: list[bool] = []
 
 
@@ -212,8 +291,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        cache = make_cache(settings.redis_url)
+        timeouts = settings.db_timeouts()
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts)
+        cache = make_cache(
+            settings.redis_url, timeout=settings.redis_timeout_seconds, breaker=settings.redis_breaker_seconds
+        )
         factory = make_session_factory(engine)
         metrics = Metrics()
         state = AppState(
@@ -226,7 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
             access_log=AccessLogWriter(factory),
             limiter=RateLimiter(cache, settings, metrics),
-            pg=AsyncPG(engine, settings.db_pool_size) if engine.dialect.driver == "psycopg2" else None,
+            pg=AsyncPG(engine, settings.db_pool_size, timeouts) if engine.dialect.driver == "psycopg2" else None,
         )
         app.state.shikaku = state
         holder["state"] = state
@@ -235,9 +317,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             factory, cache, settings.eligibility_cache_ttl_seconds, dt.timedelta(seconds=settings.batch_lease_seconds)
         )
         recovery.start()  # batches whose runner died (in this process before a restart, or in another)
+        watcher = asyncio.create_task(watch_revocations(state, settings.token_revocation_check_seconds))
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             recovery.close()
             state.access_log.close()
             if state.pg is not None:
@@ -250,7 +336,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         dependencies=[Depends(_path_without_nul)],
+        docs_url=None,
+        redoc_url=None,
     )
+    openapi.install(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -5,8 +5,11 @@ entry under that version in one round trip; an upload bumps the version *after* 
 an entry filled from pre-commit data can never be read again.
 
 When Redis fails: reads of cached data fall back to the database (``CacheError`` is caught by
-the caller); the challenge store has no fallback (challenges must be visible to every process),
-so challenge operations raise ``UnavailableError`` (503 ``unavailable``).
+the caller: the cache fails open); the challenge store has no fallback (challenges must be
+visible to every process), so challenge operations raise ``UnavailableError`` (503
+``unavailable``). Every Redis call has a short timeout (0.5 s by default), and a circuit breaker
+keeps a frozen or dead Redis from costing every request that timeout: after a failure, calls fail
+at once for ``breaker`` seconds, then one call probes Redis again (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -21,12 +24,42 @@ from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shikaku_server.errors import UnavailableError
 
 
 class CacheError(Exception):
     pass
+
+
+class _Breaker:
+    """Open for ``cooldown`` seconds after a connection failure or timeout: calls then fail at
+    once. When it has elapsed, the next call is let through as a probe (the others still fail
+    fast until the probe has answered)."""
+
+    def __init__(self, cooldown: float, clock: Any = time.monotonic) -> None:
+        self._cooldown = cooldown
+        self._clock = clock
+        self._open_until = 0.0
+        self._tripped = False
+
+    def check(self) -> None:
+        if not self._tripped:
+            return
+        now = self._clock()
+        if now < self._open_until:
+            raise CacheError("Redis is unavailable (circuit open)")
+        self._open_until = now + self._cooldown  # this call is the probe
+
+    def failure(self) -> None:
+        self._tripped = True
+        self._open_until = self._clock() + self._cooldown
+
+    def success(self) -> None:
+        self._tripped = False
 
 
 class Cache(Protocol):
@@ -307,17 +340,25 @@ class _Pipe(asyncio.Protocol):
 class _AsyncRedis:
     """The few commands of the hot path, without blocking the event loop and without a thread
     hop: one connection per process and loop, commands pipelined, a timeout per command (a
-    timeout drops the connection; the next command reconnects). Plain ``redis://host:port/db``
-    URLs with an optional password; anything else keeps the blocking client."""
+    timeout drops the connection; the next command reconnects). ``redis://host:port/db`` and
+    ``unix:///path?db=N`` URLs with an optional password; anything else (``rediss://``) goes
+    through redis-py's asyncio client (``_RedisPyAsync``)."""
 
     def __init__(self, url: str, timeout: float) -> None:
         parts = urlsplit(url)
-        self.supported = parts.scheme == "redis" and bool(parts.hostname)
+        query = dict(p.partition("=")[::2] for p in parts.query.split("&") if p)
+        self.unix_path = unquote(parts.path) if parts.scheme == "unix" and parts.path else None
+        self.supported = (parts.scheme == "redis" and bool(parts.hostname)) or self.unix_path is not None
         self.host = parts.hostname or "localhost"
         self.port = parts.port or 6379
-        self.db = (parts.path or "/0").strip("/") or "0"
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        if self.unix_path is not None:
+            self.db = query.get("db", "0") or "0"
+        else:
+            self.db = (parts.path or "/0").strip("/") or "0"
+        username = parts.username or query.get("username")
+        password = parts.password or query.get("password")
+        self.username = unquote(username) if username else None
+        self.password = unquote(password) if password else None
         self.timeout = timeout
         self._pipe: _Pipe | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -346,7 +387,10 @@ class _AsyncRedis:
         return pipe
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Pipe:
-        _, pipe = await loop.create_connection(_Pipe, self.host, self.port)
+        if self.unix_path is not None:
+            _, pipe = await loop.create_unix_connection(_Pipe, self.unix_path)
+        else:
+            _, pipe = await loop.create_connection(_Pipe, self.host, self.port)
         try:
             setup = []
             if self.password is not None:
@@ -415,60 +459,112 @@ class PendingCounts:
         self._waiter.add_done_callback(retrieve)
 
 
+class _RedisPyAsync:
+    """``_AsyncRedis.call`` over redis-py's asyncio client, for the URLs the small client does not
+    speak (``rediss://`` …): one client per event loop, raw replies, the same errors."""
+
+    supported = True
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._clients: dict[int, redis.asyncio.Redis[bytes]] = {}
+
+    async def call(self, *args: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            client = self._clients[id(loop)] = redis.asyncio.Redis.from_url(
+                self._url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            )
+        try:
+            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError as exc:
+            raise _ReplyError(f"NOSCRIPT {exc}") from exc
+        except redis.exceptions.ResponseError as exc:
+            raise _ReplyError(str(exc)) from exc
+        except redis.RedisError as exc:
+            raise CacheError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._clients.clear()  # their connections close with their event loops
+
+
 class RedisCache:
     """Redis (``SHIKAKU_REDIS_URL``): shared by every server process."""
 
-    def __init__(self, url: str, prefix: str = "shikaku:") -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    def __init__(self, url: str, prefix: str = "shikaku:", *, timeout: float = 0.5, breaker: float = 2.0) -> None:
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
         self._prefix = prefix
+        self._breaker = _Breaker(breaker)
         self._get_versioned = self._redis.register_script(_GET_VERSIONED)
         # the script's name for EVALSHA (what Redis calls it; not a security use)
         self._get_versioned_sha = hashlib.sha1(_GET_VERSIONED.encode(), usedforsecurity=False).hexdigest().encode()
-        self._async = _AsyncRedis(url, timeout=2.0)
+        small = _AsyncRedis(url, timeout=timeout)
+        self._async: _AsyncRedis | _RedisPyAsync = small if small.supported else _RedisPyAsync(url, timeout)
         self._incr_windows = self._redis.register_script(_INCR_WINDOWS)
+
+    def _sync(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """A blocking redis-py call behind the breaker; ``CacheError`` when Redis fails."""
+        self._breaker.check()
+        try:
+            result = call(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._breaker.failure()
+            raise CacheError(str(exc)) from exc
+        except redis.RedisError as exc:
+            raise CacheError(str(exc)) from exc
+        self._breaker.success()
+        return result
+
+    async def _call(self, *args: bytes) -> Any:
+        """A command on the event loop behind the breaker (error replies raise ``_ReplyError``)."""
+        self._breaker.check()
+        try:
+            reply = await self._async.call(*args)
+        except _ReplyError:
+            self._breaker.success()
+            raise
+        except CacheError:
+            self._breaker.failure()
+            raise
+        self._breaker.success()
+        return reply
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
     def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        try:
-            version, value = self._get_versioned(
-                keys=[self._k(f"ver:{namespace}")], args=[self._k(f"v:{namespace}:"), key]
-            )
-        except redis.RedisError as exc:
-            raise CacheError(str(exc)) from exc
+        version, value = self._sync(
+            self._get_versioned, keys=[self._k(f"ver:{namespace}")], args=[self._k(f"v:{namespace}:"), key]
+        )
         return int(version), value
 
     async def aget_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        if not self._async.supported:
-            return self.get_versioned(namespace, key)
+        args = (b"1", self._k(f"ver:{namespace}").encode(), self._k(f"v:{namespace}:").encode(), key.encode())
         try:
-            version, value = await self._async.call(
-                b"EVALSHA",
-                self._get_versioned_sha,
-                b"1",
-                self._k(f"ver:{namespace}").encode(),
-                self._k(f"v:{namespace}:").encode(),
-                key.encode(),
-            )
+            try:
+                version, value = await self._call(b"EVALSHA", self._get_versioned_sha, *args)
+            except _ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # Redis does not know the script (once per Redis start): EVAL sends and caches it
+                version, value = await self._call(b"EVAL", _GET_VERSIONED.encode(), *args)
         except _ReplyError as exc:
-            if str(exc).startswith("NOSCRIPT"):
-                return self.get_versioned(namespace, key)  # loads the script, once per Redis start
             raise CacheError(str(exc)) from exc
         return int(version), value
 
     def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        try:
-            self._redis.set(self._k(f"v:{namespace}:{version}:{key}"), value, ex=ttl)
-        except redis.RedisError as exc:
-            raise CacheError(str(exc)) from exc
+        self._sync(self._redis.set, self._k(f"v:{namespace}:{version}:{key}"), value, ex=ttl)
 
     async def aset_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        if not self._async.supported:
-            self.set_versioned(namespace, version, key, value, ttl)
-            return
         try:
-            await self._async.call(
+            await self._call(
                 b"SET", self._k(f"v:{namespace}:{version}:{key}").encode(), value, b"EX", str(ttl).encode()
             )
         except _ReplyError as exc:
@@ -476,13 +572,13 @@ class RedisCache:
 
     @property
     def on_event_loop(self) -> bool:
-        """Whether ``aput_new`` and ``aeval`` are available (the URL is one the non-blocking
-        client speaks); callers otherwise use the blocking calls in a thread."""
+        """Whether ``aput_new`` and ``aeval`` are available: always (the small client, or
+        redis-py's asyncio client for the URLs it does not speak)."""
         return self._async.supported
 
     async def _acall(self, *args: bytes) -> Any:
         try:
-            return await self._async.call(*args)
+            return await self._call(*args)
         except _ReplyError as exc:
             raise CacheError(str(exc)) from exc
 
@@ -497,52 +593,44 @@ class RedisCache:
         )
 
     def bump(self, namespace: str) -> None:
+        """Never skipped by the breaker: an invalidation is always attempted."""
         try:
             self._redis.incr(self._k(f"ver:{namespace}"))
         except redis.RedisError as exc:
             raise CacheError(str(exc)) from exc
 
-    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
+    def _store(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return bool(self._redis.set(self._k(key), value, ex=ttl, nx=True))
-        except redis.RedisError as exc:
-            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+            return self._sync(call, *args, **kwargs)
+        except CacheError as exc:
+            raise UnavailableError(f"the {what} (Redis) is unavailable") from exc
+
+    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
+        return bool(self._store("challenge store", self._redis.set, self._k(key), value, ex=ttl, nx=True))
 
     def take(self, key: str) -> bytes | None:
-        try:
-            value = self._redis.getdel(self._k(key))
-        except redis.RedisError as exc:
-            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+        value = self._store("challenge store", self._redis.getdel, self._k(key))
         return value if isinstance(value, bytes) else None
 
     def get(self, key: str) -> bytes | None:
-        try:
-            value = self._redis.get(self._k(key))
-        except redis.RedisError as exc:
-            raise UnavailableError("the cache (Redis) is unavailable") from exc
+        value = self._store("cache", self._redis.get, self._k(key))
         return value if isinstance(value, bytes) else None
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
-        try:
-            self._redis.set(self._k(key), value, ex=ttl)
-        except redis.RedisError as exc:
-            raise UnavailableError("the cache (Redis) is unavailable") from exc
+        self._store("cache", self._redis.set, self._k(key), value, ex=ttl)
 
     def incr_window(self, key: str, ttl: int) -> int:
-        try:
+        def incr() -> int:
             pipe = self._redis.pipeline()
             pipe.incr(self._k(key))
             pipe.expire(self._k(key), ttl, nx=True)
             count, _ = pipe.execute()
-        except redis.RedisError as exc:
-            raise UnavailableError("the cache (Redis) is unavailable") from exc
-        return int(count)
+            return int(count)
+
+        return int(self._store("cache", incr))
 
     def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        try:
-            reply = self._incr_windows(keys=[self._k(k) for k in keys], args=[amount, ttl])
-        except redis.RedisError as exc:
-            raise CacheError(str(exc)) from exc
+        reply = self._sync(self._incr_windows, keys=[self._k(k) for k in keys], args=[amount, ttl])
         return [int(n) for n in reply]
 
     async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
@@ -555,8 +643,9 @@ class RedisCache:
         """``aincr_windows`` sent now, its reply awaited later (``PendingCounts``), so that the
         next command on the event-loop connection shares its round trip; None when that
         connection is not up (or the URL is one it does not handle): use ``aincr_windows``."""
-        if not self._async.supported:
+        if not isinstance(self._async, _AsyncRedis):
             return None
+        self._breaker.check()
         waiter = self._async.send_nowait(*self._incr_windows_command(keys, amount, ttl))
         return PendingCounts(waiter) if waiter is not None else None
 
@@ -571,15 +660,18 @@ class RedisCache:
         )
 
     def ping(self) -> bool:
+        """Always asks Redis (readiness must see a recovery), within the socket timeout."""
         try:
-            return bool(self._redis.ping())
+            ok = bool(self._redis.ping())
         except redis.RedisError:
             return False
+        self._breaker.success()
+        return ok
 
     def close(self) -> None:
         self._async.close()
         self._redis.close()
 
 
-def make_cache(redis_url: str | None) -> Cache:
-    return RedisCache(redis_url) if redis_url else InMemoryCache()
+def make_cache(redis_url: str | None, *, timeout: float = 0.5, breaker: float = 2.0) -> Cache:
+    return RedisCache(redis_url, timeout=timeout, breaker=breaker) if redis_url else InMemoryCache()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shikaku_server.database import DBTimeouts
+
 DEFAULT_SQLITE = "sqlite:///./shikaku.sqlite3"
 
 
@@ -25,6 +27,13 @@ class Settings(BaseSettings):
     upload_error_limit: int = 10_000  # errors listed in an upload answer (all are counted)
     db_pool_size: int = 10
     batch_lease_seconds: int = 30  # a batch whose runner stopped renewing this long is taken over
+    # how long a request waits for a backing service before 503 (docs/operations.md)
+    db_connect_timeout_seconds: float = 2.0
+    db_statement_timeout_seconds: float = 3.0
+    db_pool_timeout_seconds: float = 2.0
+    redis_timeout_seconds: float = 0.5
+    redis_breaker_seconds: float = 2.0
+    token_revocation_check_seconds: float = 1.0  # a revoked token stops working within about this
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     # rate limits (docs/operations.md "Rate limits"): per token and per facility, in fixed windows
@@ -37,6 +46,13 @@ class Settings(BaseSettings):
     rate_limit_batch_queries_per_facility: int = 50_000
     rate_limit_registrations_per_token: int = 20
     rate_limit_registrations_per_facility: int = 60
+
+    def db_timeouts(self) -> DBTimeouts:
+        return DBTimeouts(
+            connect=self.db_connect_timeout_seconds,
+            statement=self.db_statement_timeout_seconds or None,
+            pool=self.db_pool_timeout_seconds,
+        )
 
     def trust_anchor_paths(self) -> list[Path]:
         import os

@@ -80,8 +80,9 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     token_hash = hash_token(token)
     principal = state.principals.get(token_hash)
     if principal is None:
+        generation = state.principals.generation  # a revocation meanwhile: not cached
         principal = await run_in_threadpool(_resolve, state, token)
-        state.principals.put(token_hash, principal)
+        state.principals.put(token_hash, principal, generation)
     return principal
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import re
 from typing import Any
 
 SAFE_EXTRAS = (
@@ -24,13 +24,26 @@ SAFE_EXTRAS = (
 )
 
 
+# what a library's message may quote from the database: libpq's DETAIL/HINT/CONTEXT lines (a
+# unique violation's DETAIL names the key's values), SQLAlchemy's [SQL: …] and [parameters: …]
+_DB_QUOTES = re.compile(r"(\n|\s)(DETAIL|HINT|CONTEXT|LINE \d+):.*|\[(SQL|parameters): .*", re.DOTALL)
+_LONG_DIGITS = re.compile(r"\d{10,}")
+
+
+def scrub(message: str) -> str:
+    """A library's message without what it may quote from the database, and without long runs of
+    digits (an identifier, perhaps a My Number)."""
+    return _LONG_DIGITS.sub("[digits]", _DB_QUOTES.sub("", message)).strip()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "pid": record.process,  # which worker (``--workers N``)
+            "msg": scrub(record.getMessage()),
         }
         for key in SAFE_EXTRAS:
             if key in record.__dict__:
@@ -40,13 +53,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+def log_config(level: str = "INFO") -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of every server process: uvicorn applies it in the
+    supervisor and again in each worker it spawns (``--workers N``), so every line is JSON."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "shikaku_server.logging_setup.JsonFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+            "null": {"class": "logging.NullHandler"},
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            # uvicorn's own loggers go to the root's JSON handler
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            # our own request line replaces the access log (it never has paths)
+            "uvicorn.access": {"handlers": ["null"], "propagate": False},
+            # SQL statement logging would print bound parameters (personal data) at INFO/DEBUG
+            "sqlalchemy": {"level": "WARNING"},
+        },
+    }
+
+
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
-        logging.getLogger(noisy).disabled = True  # our own request line replaces it (no paths)
-    # SQL statement logging would print bound parameters (personal data) at INFO/DEBUG
-    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    import logging.config
+
+    logging.config.dictConfig(log_config(level))
+    logging.captureWarnings(True)  # warnings as JSON lines too, not raw text on stderr

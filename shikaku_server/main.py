@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+
 import click
 import uvicorn
 
 from shikaku_server.config import get_settings
-from shikaku_server.logging_setup import configure
+from shikaku_server.logging_setup import configure, log_config
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 @click.command()
@@ -25,6 +37,11 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
     configure(settings.log_level)
     if workers > 1 and not settings.redis_url:
         raise click.UsageError("--workers > 1 needs SHIKAKU_REDIS_URL: challenges and cache must be shared")
+    if not settings.metrics_token and not is_loopback(host):
+        logging.getLogger("shikaku_server").warning(
+            "/metrics is open to anyone who can reach this address: SHIKAKU_METRICS_TOKEN is not set "
+            "(set it, or keep /metrics off the network at the reverse proxy)"
+        )
     if migrate:
         from shikaku_server.migrate import upgrade
 
@@ -35,6 +52,6 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
+        log_config=log_config(settings.log_level),  # applied in every worker process too
         access_log=False,
     )

@@ -25,6 +25,8 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
+from shikaku_server.database import DBTimeouts, postgres_connect_args
+
 log = logging.getLogger(__name__)
 
 
@@ -48,11 +50,22 @@ class _Connection:
         self.prepared: set[str] = set()
 
 
-class AsyncPG:
-    """At most ``size`` asynchronous connections, opened on demand, reused in LIFO order."""
+class DeadlineExceeded(psycopg2.OperationalError):  # type: ignore[misc]  # untyped base
+    """PostgreSQL did not answer in time (a frozen or overloaded server): never retried."""
 
-    def __init__(self, engine: Engine, size: int) -> None:
-        _, self._connect_kwargs = engine.dialect.create_connect_args(engine.url)
+
+class AsyncPG:
+    """At most ``size`` asynchronous connections, opened on demand, reused in LIFO order.
+
+    Every wait on the server has a deadline (``timeouts``: the connect timeout for a new
+    connection, the statement deadline for a statement); past it the connection is dropped and
+    ``DeadlineExceeded`` raised (503 at the app's boundary). A free connection is waited for at
+    most the pool timeout."""
+
+    def __init__(self, engine: Engine, size: int, timeouts: DBTimeouts | None = None) -> None:
+        _, kwargs = engine.dialect.create_connect_args(engine.url)
+        self._timeouts = timeouts or DBTimeouts()
+        self._connect_kwargs = {**kwargs, **postgres_connect_args(self._timeouts)}
         self._size = size
         self._idle: deque[_Connection] = deque()
         self._open = 0
@@ -67,6 +80,9 @@ class AsyncPG:
             conn, reused = await self._acquire()
             try:
                 rows = await self._run(conn, statement, values)
+            except DeadlineExceeded:
+                self._discard(conn)
+                raise
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 self._discard(conn)
                 if attempt == 1 and reused:
@@ -82,13 +98,14 @@ class AsyncPG:
 
     async def _run(self, conn: _Connection, statement: Prepared, values: Sequence[Any]) -> list[tuple[Any, ...]]:
         cursor = conn.raw.cursor()
+        deadline = self._timeouts.deadline
         try:
             if statement.name not in conn.prepared:
                 cursor.execute(statement.prepare_sql)
-                await self._wait(conn.raw)
+                await self._wait(conn.raw, deadline)
                 conn.prepared.add(statement.name)
             cursor.execute(statement.execute_sql, values)
-            await self._wait(conn.raw)
+            await self._wait(conn.raw, deadline)
             rows: list[tuple[Any, ...]] = cursor.fetchall()
             return rows
         finally:
@@ -104,7 +121,11 @@ class AsyncPG:
                 self._open += 1
                 try:
                     raw = psycopg2.connect(**self._connect_kwargs, async_=1)
-                    await self._wait(raw)
+                    try:
+                        await self._wait(raw, self._timeouts.connect)
+                    except BaseException:
+                        raw.close()
+                        raise
                 except BaseException:
                     self._open -= 1
                     self._wake()
@@ -113,7 +134,11 @@ class AsyncPG:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
+                await asyncio.wait_for(waiter, self._timeouts.pool)
+            except TimeoutError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise DeadlineExceeded("no PostgreSQL connection became free in time") from None
             except BaseException:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
@@ -140,9 +165,18 @@ class AsyncPG:
                 return
 
     @staticmethod
-    async def _wait(raw: Any) -> None:
-        """Drive ``raw.poll()`` until the pending operation is done, sleeping on the socket."""
+    async def _wait(raw: Any, seconds: float | None) -> None:
+        """Drive ``raw.poll()`` until the pending operation is done, sleeping on the socket, for at
+        most ``seconds`` in all (None: no limit)."""
         loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(seconds):
+                await AsyncPG._poll(loop, raw)
+        except TimeoutError:
+            raise DeadlineExceeded("PostgreSQL did not answer in time") from None
+
+    @staticmethod
+    async def _poll(loop: asyncio.AbstractEventLoop, raw: Any) -> None:
         while True:
             state = raw.poll()
             if state == psycopg2.extensions.POLL_OK:

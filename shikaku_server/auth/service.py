@@ -6,15 +6,18 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schemas.identifiers import facility_code_problem, insurer_number_problem
 from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
+from shikaku_server.database import utcnow
 from shikaku_server.digests import sha256_text
-from shikaku_server.errors import ForbiddenRoleError, UnauthorizedError, ValidationFailedError
+from shikaku_server.errors import ForbiddenRoleError, NotFoundError, UnauthorizedError, ValidationFailedError
 
 FACILITY_ROLES = ("reception", "physician", "dentist", "pharmacist")
 
@@ -101,13 +104,18 @@ def add_terminal(session: Session, *, terminal_id: str, facility_code: str, publ
 
 
 class PrincipalCache:
-    """Resolved tokens, kept ``ttl`` seconds per process (a revocation takes effect within it)."""
+    """Resolved tokens, kept ``ttl`` seconds per process. A revocation empties it at once
+    (``clear``, called by the app's revocation watcher within a second of the revocation).
+
+    ``generation`` is read before a token is resolved and given back to ``put``: a principal
+    resolved before a ``clear`` (perhaps before the revocation committed) is never stored after it."""
 
     def __init__(self, ttl: float = 30.0, size: int = 10_000) -> None:
         self._ttl = ttl
         self._size = size
         self._items: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
+        self.generation = 0
 
     def get(self, token_hash: str) -> Principal | None:
         item = self._items.get(token_hash)
@@ -115,11 +123,74 @@ class PrincipalCache:
             return None
         return item[1]
 
-    def put(self, token_hash: str, principal: Principal) -> None:
+    def put(self, token_hash: str, principal: Principal, generation: int | None = None) -> None:
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             if len(self._items) >= self._size:
                 self._items.clear()
             self._items[token_hash] = (time.monotonic() + self._ttl, principal)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._items = {}
+
+
+def revocation_mark(session: Session) -> tuple[int, str | None]:
+    """Changes whenever a token is revoked: (revoked tokens, latest revocation time)."""
+    count, latest = session.execute(
+        select(func.count(ApiToken.id), func.max(ApiToken.revoked_at)).where(ApiToken.revoked_at.is_not(None))
+    ).one()
+    return int(count), None if latest is None else str(latest)
+
+
+def list_tokens(session: Session) -> list[dict[str, Any]]:
+    """Every token as the operator may see it: never the token, never its hash."""
+    rows = session.execute(select(ApiToken).order_by(ApiToken.id)).scalars()
+    return [
+        {
+            "id": t.id,
+            "kind": t.kind,
+            "facility": t.facility_code,
+            "insurers": sorted(t.insurer_numbers or ()),
+            "role": t.role,
+            "label": t.label,
+            "created": t.created_at.isoformat(timespec="seconds"),
+            "revoked": t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else None,
+        }
+        for t in rows
+    ]
+
+
+def revoke_tokens(
+    session: Session,
+    *,
+    token_ids: Sequence[int] = (),
+    facility_code: str | None = None,
+    insurer_number: str | None = None,
+) -> list[int]:
+    """Revoke the live tokens selected (by id, every token of a facility, every token that may
+    write an insurer number); the ids revoked. Unknown ids are refused (nothing is revoked)."""
+    if not token_ids and facility_code is None and insurer_number is None:
+        raise ValidationFailedError("name the token id(s), --facility or --insurer to revoke")
+    live = session.execute(select(ApiToken).where(ApiToken.revoked_at.is_(None))).scalars().all()
+    known = set(session.execute(select(ApiToken.id)).scalars())
+    unknown = sorted(set(token_ids) - known)
+    if unknown:
+        raise NotFoundError(f"no token with id {', '.join(map(str, unknown))}")
+    chosen = [
+        t
+        for t in live
+        if t.id in token_ids
+        or (facility_code is not None and t.facility_code == facility_code)
+        or (insurer_number is not None and insurer_number in (t.insurer_numbers or ()))
+    ]
+    now = utcnow()
+    for token in chosen:
+        token.revoked_at = now
+    session.flush()
+    return [t.id for t in chosen]
 
 
 def resolve_token(session: Session, token: str) -> Principal:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from shikaku_server.config import get_settings
-from shikaku_server.database import make_engine
+from shikaku_server.database import DBTimeouts, make_engine
 from shikaku_server.models import Base
 
 config = context.config
@@ -27,7 +27,7 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts=DBTimeouts(statement=None))  # an index build may take long
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
