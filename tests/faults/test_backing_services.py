@@ -181,9 +181,10 @@ def test_redis_frozen_or_killed_costs_lookups_little_and_challenges_are_503(serv
     assert_unavailable(r, elapsed)
     assert lookup().status_code == 200
     rds.start()
-    start = time.monotonic()  # the breaker lets a probe through within its 2 s
+    start = time.monotonic()  # the breaker lets a probe through within its 2 s (+ 0.5 s probe timeout)
     while client.post("/v1/card/challenges", headers=auth(tokens["reception"])).status_code != 200:
-        assert time.monotonic() - start < 3.0, "challenges not back after Redis restarted"
+        # bound: breaker + probe + margin for a loaded 2-core CI machine (seen 3.04 s there)
+        assert time.monotonic() - start < 6.0, "challenges not back after Redis restarted"
         time.sleep(0.05)
     print(f"challenges again {time.monotonic() - start:.2f} s after the Redis restart")
     assert client.get("/readyz").status_code == 200
