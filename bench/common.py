@@ -38,7 +38,7 @@ def free_port() -> int:
 
 _RATE_LIMITS = [
     f"{what}_PER_{who}"
-    for what in ("LOOKUPS", "CHALLENGES", "BATCH_QUERIES", "REGISTRATIONS")
+    for what in ("LOOKUPS", "LOOKUP_FAILURES", "CHALLENGES", "BATCH_QUERIES", "REGISTRATIONS")
     for who in ("TOKEN", "FACILITY")
 ]
 

@@ -38,8 +38,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     # rate limits (docs/operations.md "Rate limits"): per token and per facility, in fixed windows
     # of a minute (lookups, challenges) or an hour (batch queries, registrations); 0 turns one off
-    rate_limit_lookups_per_token: int = 60
-    rate_limit_lookups_per_facility: int = 300
+    rate_limit_lookups_per_token: int = 600
+    rate_limit_lookups_per_facility: int = 3_000
+    rate_limit_lookup_failures_per_token: int = 30  # per hour: lookups that matched nobody
+    rate_limit_lookup_failures_per_facility: int = 100
     rate_limit_challenges_per_token: int = 120
     rate_limit_challenges_per_facility: int = 600
     rate_limit_batch_queries_per_token: int = 20_000

@@ -41,6 +41,7 @@ WINDOWS: dict[str, tuple[int, str]] = {
     "challenge": (60, "card challenges"),
     "batch_query": (3600, "batch queries"),
     "registration": (3600, "card registrations"),
+    "lookup_failure": (3600, "by-number lookups that matched nobody"),
 }
 _WARN_EVERY = 10.0  # seconds between two "store unavailable" warnings
 
@@ -72,6 +73,11 @@ def rules_from(settings: Settings) -> dict[str, Rule]:
             settings.rate_limit_registrations_per_token,
             settings.rate_limit_registrations_per_facility,
         ),
+        "lookup_failure": rule(
+            "lookup_failure",
+            settings.rate_limit_lookup_failures_per_token,
+            settings.rate_limit_lookup_failures_per_facility,
+        ),
     }
 
 
@@ -86,6 +92,7 @@ class _Counted:
     limits: list[int]
     scopes: list[str]
     window_end: float
+    reached: bool = False  # refuse once a counter has reached its limit (a read), not only passed it
 
 
 class Hit:
@@ -176,7 +183,11 @@ class RateLimiter:
     # ------------------------------------------------------------ the verdict
 
     def _refusal(self, counted: _Counted, counts: list[int]) -> RateLimitedError | None:
-        over = [i for i, (n, limit) in enumerate(zip(counts, counted.limits, strict=True)) if n > limit]
+        over = [
+            i
+            for i, (n, limit) in enumerate(zip(counts, counted.limits, strict=True))
+            if n > limit or (counted.reached and n >= limit)
+        ]
         if not over:
             return None
         rule, principal = counted.rule, counted.principal
@@ -204,13 +215,15 @@ class RateLimiter:
     def verdict(self, counted: _Counted, counts: list[int]) -> None:
         refusal = self._refusal(counted, counts)
         if refusal is not None:
-            self._counts(counted, -counted.amount)  # a refused request is given back
+            if counted.amount:
+                self._counts(counted, -counted.amount)  # a refused request is given back
             raise refusal
 
     async def averdict(self, counted: _Counted, counts: list[int]) -> None:
         refusal = self._refusal(counted, counts)
         if refusal is not None:
-            await self._acounts(counted, -counted.amount)
+            if counted.amount:
+                await self._acounts(counted, -counted.amount)
             raise refusal
 
     # ------------------------------------------------------------ entry points
@@ -228,7 +241,24 @@ class RateLimiter:
     async def abegin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
         """Start counting a request: on the event-loop Redis client the counters are sent now and
         read by ``Hit.check``, so a cache read sent in between shares their round trip."""
-        counted = self._counted(action, principal, amount)
+        return await self._abegin(self._counted(action, principal, amount))
+
+    async def abegin_failures(self, principal: Principal) -> Hit:
+        """Read this token's and facility's counters of failed lookups (sent now, like ``abegin``):
+        ``Hit.check`` refuses once either has reached its limit. Failures are added afterwards,
+        by ``acount_failure``, only when the lookup matched nobody."""
+        counted = self._counted("lookup_failure", principal, 0)
+        if counted is not None:
+            counted.reached = True
+        return await self._abegin(counted)
+
+    async def acount_failure(self, principal: Principal) -> None:
+        """One more failed lookup (no verdict: the lookup that failed has had its answer)."""
+        counted = self._counted("lookup_failure", principal, 1)
+        if counted is not None:
+            await self._acounts(counted)
+
+    async def _abegin(self, counted: _Counted | None) -> Hit:
         if counted is None:
             return Hit(self, None)
         if isinstance(self.cache, RedisCache):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from schemas.codes import Validity
 from schemas.eligibility import ByNumberQuery, EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.deps import PrincipalDep, StateDep
@@ -16,20 +17,27 @@ async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) ->
 
     Shared by the route below and by ``fastpath.ByNumberFastPath`` (the same code answers).
     Rate-limited per token and per facility (``ratelimit``: the counters are sent before the
-    cache read and read after it, one Redis round trip for both); a refused lookup discloses
-    nothing and logs nothing. A lookup that matches nobody is logged for each person of that
+    cache read and read after it, one Redis round trip for all), in volume and in failures: a
+    token or facility that has used up its failed lookups (validity 4) of the hour is refused
+    every lookup until the hour ends, so a birth date cannot be guessed. A refused lookup
+    discloses nothing and logs nothing. A lookup that matches nobody is logged for each person of that
     insurance number whose birth date it did not carry (``eligibility_no_match``), so that a
     guessed birth date shows in the victim's access log, and counted in /metrics."""
     facility = principal.require_facility()
     hit = await state.limiter.abegin("lookup", principal)
+    failures = await state.limiter.abegin_failures(principal)
     try:
         answer = await service.answer_by_number(
             state.read_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query, state.pg
         )
     except BaseException:
         hit.discard()
+        failures.discard()
         raise
     await hit.check()
+    await failures.check()
+    if answer.validity == Validity.NONE:
+        await state.limiter.acount_failure(principal)
     entry = {"facility_code": facility, "role": principal.role or "", "query_kind": "number"}
     if answer.insured_id is not None:
         state.access_log.submit({**entry, "insured_id": answer.insured_id, "what": "eligibility"})

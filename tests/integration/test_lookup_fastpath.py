@@ -92,7 +92,14 @@ def _queries() -> list[dict[str, Any]]:
 
 
 def test_fast_path_answers_byte_for_byte_like_the_route(settings: Settings, tokens: dict[str, str]) -> None:
-    unlimited = settings.model_copy(update={"rate_limit_lookups_per_token": 0, "rate_limit_lookups_per_facility": 0})
+    unlimited = settings.model_copy(
+        update={
+            "rate_limit_lookups_per_token": 0,
+            "rate_limit_lookups_per_facility": 0,
+            "rate_limit_lookup_failures_per_token": 0,
+            "rate_limit_lookup_failures_per_facility": 0,
+        }
+    )
     with TestClient(create_app(unlimited)) as client:
         _compare_fast_path_and_route(client, tokens)
 

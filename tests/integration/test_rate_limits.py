@@ -86,7 +86,9 @@ def test_birth_date_brute_force_is_cut_off_counted_and_logged_for_the_victim(
     upload(client, tokens["insurer"], eligibility_csv([person()]))
     victim_card = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], victim_card).status_code == 200
-    limit = client.app.state.shikaku.settings.rate_limit_lookups_per_token  # type: ignore[attr-defined]
+    settings = client.app.state.shikaku.settings  # type: ignore[attr-defined]
+    limit = settings.rate_limit_lookup_failures_per_token
+    assert limit < settings.rate_limit_lookups_per_token  # failures, not volume, cut the guessing off
     guesses = [(dt.date(1980, 4, 1) + dt.timedelta(days=i - limit - 20)).isoformat() for i in range(limit + 40)]
     assert FACTS["birth_date"] in guesses[limit:]  # the right date comes after the cut-off
     answers = [lookup(client, tokens["reception"], day) for day in guesses]
@@ -94,18 +96,40 @@ def test_birth_date_brute_force_is_cut_off_counted_and_logged_for_the_victim(
     assert all(r.json()["validity"] == 4 and r.json()["insured"] is None for r in answers[:limit])
     refused = answers[limit]
     assert problem_code(refused) == "rate_limited"
-    assert refused.headers["retry-after"] == "55"  # the clock is 5 s into a minute window
+    assert refused.headers["retry-after"] == "3595"  # the clock is 5 s into an hour window
     assert "山田" not in refused.text
+    # the right birth date, once the failures are used up, is refused too: nothing is disclosed
+    assert all("山田" not in r.text for r in answers[limit:])
 
     counted = events(client)
     assert counted["eligibility_birth_date_mismatch"] == limit
     assert counted["eligibility_validity_4"] == limit
-    assert counted["rate_limited_lookup"] == 40
+    assert counted["rate_limited_lookup_failure"] == 40
 
     entries = my_log(client, tokens["reception"], victim_card)
     failed = [e for e in entries if e["what"] == "eligibility_no_match"]
     assert len(failed) == limit
     assert {(e["facility_code"], e["role"], e["query_kind"]) for e in failed} == {("0110113719", "reception", "number")}
+
+
+def test_failed_lookups_are_limited_per_facility_and_matching_lookups_are_not_failures(
+    settings: Settings, clock: Clock, tokens: dict[str, str]
+) -> None:
+    with started(
+        settings, clock, rate_limit_lookup_failures_per_token=3, rate_limit_lookup_failures_per_facility=4
+    ) as client:
+        upload(client, tokens["insurer"], eligibility_csv([person()]))
+        # lookups that match are never failures: far more of them than the failure limit
+        assert {lookup(client, tokens["reception"], "1980-04-01").status_code for _ in range(10)} == {200}
+        wrong = [lookup(client, tokens["reception"], "1981-01-01").status_code for _ in range(4)]
+        assert wrong == [200, 200, 200, 429]
+        # the token's failures are used up: even a matching lookup is refused, for the window
+        assert lookup(client, tokens["reception"], "1980-04-01").status_code == 429
+        # another token of the facility: the facility's 4 failures allow one more
+        other = [lookup(client, tokens["physician"], "1981-01-01").status_code for _ in range(2)]
+        assert other == [200, 429]
+        clock.now += 3600  # the next hour window
+        assert lookup(client, tokens["reception"], "1980-04-01").json()["validity"] == 1
 
 
 def test_limits_per_token_and_per_facility_and_the_window_ends(
