@@ -76,7 +76,7 @@ CHECKUP_ITEMS: dict[str, tuple[str, str, str, str]] = {
     "waist_cm": ("9N016160100000001", "腹囲（実測）", "cm", "cm"),
     "systolic": ("9A755000000000001", "収縮期血圧（その他）", "mm[Hg]", "mmHg"),
     "diastolic": ("9A765000000000001", "拡張期血圧（その他）", "mm[Hg]", "mmHg"),
-    "hba1c": ("3D045000001999902", "HbA1c（NGSP）", "%", "%"),
+    "hba1c": ("3D046000001999902", "HbA1c（NGSP）（その他）", "%", "%"),
     "ldl": ("3F077000002399901", "LDLコレステロール", "mg/dL", "mg/dL"),
     "hdl": ("3F070000002399901", "HDLコレステロール", "mg/dL", "mg/dL"),
     "triglycerides": ("3F015000002399901", "中性脂肪（トリグリセリド）", "mg/dL", "mg/dL"),

@@ -32,9 +32,9 @@ from shikaku_server.state import AppState
 MAX_BATCH_ENTRIES = 1000
 
 
-def by_number_query(data: Any) -> tuple[ByNumberQuery, dict[str, Any] | None]:
+def by_number_query(data: Any, raw: bytes | None = None) -> tuple[ByNumberQuery, dict[str, Any] | None]:
     """The contract's by-number query a CoverageEligibilityRequest asks (or the reason it is refused)."""
-    parsed = mapping.read_request(data)
+    parsed = mapping.read_request(data, raw)
     try:
         query = ByNumberQuery.model_validate(parsed["query"])
     except ValidationError as exc:
@@ -43,8 +43,8 @@ def by_number_query(data: Any) -> tuple[ByNumberQuery, dict[str, Any] | None]:
     return query, parsed["identifier"]
 
 
-async def eligibility(state: AppState, principal: Principal, data: Any) -> dict[str, Any]:
-    query, identifier = by_number_query(data)
+async def eligibility(state: AppState, principal: Principal, data: Any, raw: bytes | None = None) -> dict[str, Any]:
+    query, identifier = by_number_query(data, raw)
     body = await lookup(state, principal, query)  # the JSON route's own lookup, access log and metric
     return mapping.eligibility_response(orjson.loads(body), {"insurer_number": query.insurer_number}, identifier)
 
@@ -123,7 +123,11 @@ async def observations(state: AppState, principal: Principal, visit_id: str, lin
 def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:
     """A consent this facility recorded; ``active`` exactly when it is the one in force now."""
     facility = principal.require_facility()
-    row = session.get(Consent, int(consent_id)) if consent_id.isdigit() and len(consent_id) < 18 else None
+    row = (
+        session.get(Consent, int(consent_id))
+        if consent_id.isascii() and consent_id.isdigit() and len(consent_id) < 18
+        else None
+    )
     if row is None or row.facility_code != facility:
         raise NotFoundError("no such consent at this facility")
     live = live_consent(session, insured_id=row.insured_id, facility_code=facility)

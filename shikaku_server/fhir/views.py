@@ -38,7 +38,7 @@ _KNOWN = {
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(resource), status_code=status, media_type=codes.FHIR_JSON, headers=headers)
+    return Response(mapping.render(resource), status_code=status, media_type=codes.FHIR_JSON, headers=headers)
 
 
 def error_response(exc: DomainError) -> Response:
@@ -77,26 +77,20 @@ async def _principal(request: Request) -> Principal:
     return await get_principal(request, _state(request))
 
 
-async def _json_body(request: Request) -> Any:
+async def _resource(request: Request) -> tuple[Any, bytes]:
+    """The body as parsed JSON, and its bytes; malformed JSON is 400 (as on the JSON API)."""
     raw = await request.body()
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), raw
     except orjson.JSONDecodeError:
-        raise InvalidResourceError(
+        raise _MalformedJSONError(
             "the request body is not valid JSON",
             mapping.operation_outcome("validation_error", 400, "the request body is not valid JSON"),
         ) from None
 
 
-class _MalformedJSON(InvalidResourceError):
+class _MalformedJSONError(InvalidResourceError):
     status = 400
-
-
-async def _resource(request: Request) -> Any:
-    try:
-        return await _json_body(request)
-    except InvalidResourceError as exc:
-        raise _MalformedJSON(exc.detail, exc.outcome) from None
 
 
 def _link(request: Request) -> str:
@@ -117,7 +111,8 @@ async def _ready(value: dict[str, Any]) -> dict[str, Any]:
 async def coverage_eligibility(request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
-        return await service.eligibility(_state(request), principal, await _resource(request))
+        data, raw = await _resource(request)
+        return await service.eligibility(_state(request), principal, data, raw)
 
     return await guarded(work)
 
@@ -126,7 +121,7 @@ async def coverage_eligibility(request: Request) -> Response:
 async def system_batch(request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
-        data = await _resource(request)
+        data, _ = await _resource(request)
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
             raise ValidationFailedError("a Bundle of type batch is expected")
         return await service.batch(_state(request), principal, data)

@@ -4,6 +4,7 @@ the JSON routes (on both backends)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -145,7 +146,7 @@ def test_observations_are_the_json_checkups_with_jlac10(
         assert o["valueQuantity"]["value"] == value and o["valueQuantity"]["system"] == c.UCUM
         jlac10 = next(x for x in o["code"]["coding"] if x["system"] == c.JLAC10_SYSTEM)
         assert jlac10["code"] == c.CHECKUP_ITEMS[key][0] and len(jlac10["code"]) == 17
-    assert by_item["hba1c"]["code"]["coding"][0]["code"] == "3D045000001999902"
+    assert by_item["hba1c"]["code"]["coding"][0]["code"] == "3D046000001999902"
     assert by_item["systolic"]["valueQuantity"]["code"] == "mm[Hg]"
     assert by_item["urine_protein"]["valueString"] == items[0]["urine_protein"]
 
@@ -177,7 +178,7 @@ def test_consent_of_another_facility_does_not_exist(
 ) -> None:
     v = visit(client, tokens["physician"], card)
     given = consent(client, tokens["physician"], v, drug=True).json()
-    for consent_id in (str(given["consent_id"]), "999999", "abc", "9" * 40):
+    for consent_id in (str(given["consent_id"]), "999999", "abc", "9" * 40, "²", "١"):
         token = tokens["pharmacist"] if consent_id == str(given["consent_id"]) else tokens["physician"]
         r = client.get(f"{BASE}/Consent/{consent_id}", headers=auth(token))
         assert r.status_code == 404 and outcome_code(r) == "not_found"
@@ -209,6 +210,7 @@ def test_patient_reads_the_access_log_as_audit_events(
     assert {("medications", "physician"), ("eligibility", "physician")} <= seen
     drug_read = next(e for e in events if e["entity"][0]["what"]["display"] == "medications")
     assert drug_read["action"] == "R" and drug_read["type"]["code"] == "rest"
+    assert dt.datetime.fromisoformat(drug_read["recorded"]).tzinfo is not None  # an instant has its zone
     assert drug_read["agent"][0]["who"]["identifier"]["system"] == c.FACILITY_CODE_SYSTEM
     assert drug_read["agent"][0]["who"]["display"] == "しかく内科クリニック"
     assert drug_read["entity"][1]["what"]["reference"] == f"Consent/{given['consent_id']}"
