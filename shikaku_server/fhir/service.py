@@ -1,0 +1,179 @@
+"""The FHIR facade's interactions, each through the very service function its JSON route calls.
+
+Nothing here decides eligibility, consent or who may read what: the by-number lookup
+(``eligibility.views.lookup``: answer, access-log entry, metric), the drug and checkup reads
+(``clinical.service``), the consent rules (``consent.service``) and the patient's access log
+(``card.service.my_access_log``) answer; this module only translates (``mapping``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from schemas.card import AccessLogRequest
+from schemas.eligibility import ByNumberQuery
+from shikaku_server.auth.service import Principal
+from shikaku_server.card import service as card
+from shikaku_server.clinical import service as clinical
+from shikaku_server.consent.models import Consent
+from shikaku_server.consent.service import live_consent
+from shikaku_server.database import transaction
+from shikaku_server.eligibility.views import lookup
+from shikaku_server.errors import DomainError, NotFoundError, ValidationFailedError
+from shikaku_server.fhir import mapping
+from shikaku_server.fhir.mapping import InvalidResourceError
+from shikaku_server.state import AppState
+
+MAX_BATCH_ENTRIES = 1000
+
+
+def by_number_query(data: Any, raw: bytes | None = None) -> tuple[ByNumberQuery, dict[str, Any] | None]:
+    """The contract's by-number query a CoverageEligibilityRequest asks (or the reason it is refused)."""
+    parsed = mapping.read_request(data, raw)
+    try:
+        query = ByNumberQuery.model_validate(parsed["query"])
+    except ValidationError as exc:
+        code, outcome = mapping.query_outcome(exc.errors(include_input=False))
+        raise InvalidResourceError("the query is not valid", outcome, my_number=code == "my_number_detected") from None
+    return query, parsed["identifier"]
+
+
+async def eligibility(state: AppState, principal: Principal, data: Any, raw: bytes | None = None) -> dict[str, Any]:
+    query, identifier = by_number_query(data, raw)
+    body = await lookup(state, principal, query)  # the JSON route's own lookup, access log and metric
+    return mapping.eligibility_response(orjson.loads(body), {"insurer_number": query.insurer_number}, identifier)
+
+
+def _entry_error(status: int, outcome: dict[str, Any]) -> dict[str, Any]:
+    return {"response": {"status": str(status), "outcome": outcome}}
+
+
+async def batch(state: AppState, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """一括照会 as a FHIR batch: each entry a ``POST CoverageEligibilityRequest``, answered in order;
+    an entry that fails answers its own OperationOutcome and the others are answered all the same."""
+    principal.require_facility()
+    if data.get("type") != "batch":
+        raise ValidationFailedError("Bundle.type must be batch")
+    entries = data.get("entry") or []
+    if not isinstance(entries, list) or len(entries) > MAX_BATCH_ENTRIES:
+        raise ValidationFailedError(f"Bundle.entry: a list of at most {MAX_BATCH_ENTRIES} entries")
+    out: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        method = request.get("method") if isinstance(request, dict) else None
+        url = request.get("url") if isinstance(request, dict) else None
+        if method != "POST" or not isinstance(url, str) or url.strip("/") != "CoverageEligibilityRequest":
+            out.append(
+                _entry_error(
+                    405,
+                    mapping.operation_outcome(
+                        "method_not_allowed",
+                        405,
+                        f"Bundle.entry[{index}].request: only POST CoverageEligibilityRequest is supported in a batch",
+                    ),
+                )
+            )
+            continue
+        try:
+            resource = await eligibility(state, principal, entry.get("resource"))
+        except InvalidResourceError as exc:
+            out.append(_entry_error(exc.status, exc.outcome or mapping.outcome_of(exc)))
+            continue
+        except DomainError as exc:
+            out.append(_entry_error(exc.status, mapping.outcome_of(exc)))
+            continue
+        out.append({"resource": resource, "response": {"status": "200 OK"}})
+    return mapping.bundle("batch-response", out)
+
+
+def _searchset(resources: list[dict[str, Any]], link: str) -> dict[str, Any]:
+    return mapping.bundle("searchset", [mapping.search_entry(r) for r in resources], total=len(resources), link=link)
+
+
+def _in_transaction(state: AppState, work: Any) -> Any:
+    with transaction(state.session_factory) as session:  # committed (access log included) before the answer
+        return work(session)
+
+
+async def medication_dispenses(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
+    def read(session: Session) -> dict[str, Any]:
+        found = clinical.medications(session, principal, visit_id)
+        items = [mapping.medication_dispense(i.model_dump(mode="json")) for i in found.items]
+        return _searchset(items, link)
+
+    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
+    return result
+
+
+async def observations(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
+    def read(session: Session) -> dict[str, Any]:
+        found = clinical.checkups(session, principal, visit_id)
+        items = [o for i in found.items for o in mapping.checkup_observations(i.model_dump(mode="json"))]
+        return _searchset(items, link)
+
+    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
+    return result
+
+
+def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:
+    """A consent this facility recorded; ``active`` exactly when it is the one in force now."""
+    facility = principal.require_facility()
+    row = (
+        session.get(Consent, int(consent_id))
+        if consent_id.isascii() and consent_id.isdigit() and len(consent_id) < 18
+        else None
+    )
+    if row is None or row.facility_code != facility:
+        raise NotFoundError("no such consent at this facility")
+    live = live_consent(session, insured_id=row.insured_id, facility_code=facility)
+    values = {
+        name: getattr(row, name)
+        for name in (
+            "id",
+            "facility_code",
+            "visit_id",
+            "drug",
+            "checkup",
+            "clinical",
+            "limit_certificate",
+            "setting",
+            "given_at",
+            "expires_at",
+            "revoked_at",
+        )
+    }
+    for name in ("given_at", "expires_at", "revoked_at"):
+        if values[name] is not None and values[name].tzinfo is None:  # SQLite gives naive UTC
+            values[name] = values[name].replace(tzinfo=dt.UTC)
+    return mapping.consent_resource(values, active=live is not None and live.id == row.id)
+
+
+async def audit_events(state: AppState, facility: str | None, form: dict[str, Any], link: str) -> dict[str, Any]:
+    """The patient's access log (``/v1/me/access-log``'s service, the same entry recorded)."""
+    try:
+        proof = AccessLogRequest.model_validate(form)
+    except ValidationError as exc:
+        _, outcome = mapping.validation_outcome(exc.errors(include_input=False), "AuditEvent/_search")
+        raise InvalidResourceError("the card's proof is not valid", outcome) from None
+
+    def read() -> list[dict[str, object]]:
+        state.access_log.flush()  # the patient sees every entry, including those still queued
+        with state.session_factory.begin() as session:
+            return card.my_access_log(
+                session,
+                state.cache,
+                state.verifier,
+                challenge_id=proof.challenge_id,
+                cert_der=proof.certificate,
+                signature=proof.signature,
+                facility_code=facility,
+                challenge_ttl=state.settings.challenge_ttl_seconds,
+            )
+
+    entries = await run_in_threadpool(read)
+    return _searchset([mapping.audit_event(e) for e in entries], link)
