@@ -466,4 +466,8 @@ class RedisCache:
 
 
 def make_cache(redis_url: str | None) -> Cache:
+    if redis_url and redis_url.startswith("redis+sentinel://"):
+        from shikaku_server.redis_sentinel import SentinelRedisCache  # follows a Sentinel failover
+
+        return SentinelRedisCache(redis_url)
     return RedisCache(redis_url) if redis_url else InMemoryCache()
