@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.factories import INSURER_A, eligibility_csv, person
@@ -97,6 +98,7 @@ class Outcome:
     kind: str  # "lookup" | "upload" | "check"
     status: int  # 0: no HTTP answer (connection refused/reset, timeout)
     code: str | None = None
+    latency: float = 0.0
 
 
 @dataclass
@@ -107,7 +109,7 @@ class Run:
     stale: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, response: httpx.Response | None) -> None:
+    def add(self, kind: str, response: httpx.Response | None, started: float | None = None) -> None:
         code = None
         if response is not None and response.status_code >= 400:
             try:
@@ -115,7 +117,9 @@ class Run:
             except ValueError:
                 code = "(not json)"
         with self.lock:
-            self.outcomes.append(Outcome(time.monotonic(), kind, response.status_code if response else 0, code))
+            now = time.monotonic()
+            status = response.status_code if response is not None else 0
+            self.outcomes.append(Outcome(now, kind, status, code, now - started if started is not None else 0.0))
 
 
 def _code(r: httpx.Response) -> str:
@@ -134,10 +138,11 @@ def load(run: Run, facility: str, insurer: str, stop: threading.Event, prefix: s
             for _ in range(20_000):  # bounded count
                 if stop.is_set():
                     return
+                started = time.monotonic()
                 try:
                     r = lookup(client, facility, "1")
                 except httpx.HTTPError:
-                    run.add("lookup", None)
+                    run.add("lookup", None, started)
                     time.sleep(0.05)
                     continue
                 run.add("lookup", r)
@@ -151,14 +156,15 @@ def load(run: Run, facility: str, insurer: str, stop: threading.Event, prefix: s
                 if stop.is_set():
                     return
                 number = f"{prefix}{k}"
+                started = time.monotonic()
                 try:
                     r = upload(insurer, [person(**{**FIXED, "number": number})])
                 except httpx.HTTPError:
-                    run.add("upload", None)
+                    run.add("upload", None, started)
                     run.refused.append(number)
                     time.sleep(0.1)
                     continue
-                run.add("upload", r)
+                run.add("upload", r, started)
                 if r.status_code != 200:
                     run.refused.append(number)
                     time.sleep(0.1)
@@ -189,36 +195,55 @@ def leader(st: dict[str, Any]) -> str:
     return str(next(m["name"] for m in st["members"] if m["role"] == "leader"))
 
 
-def _kill_pg_primary() -> str:
+Fault = tuple[str, Callable[[], None] | None]  # what was done, and how to heal it (None: `up` heals)
+PARTITION_S = 10.0  # how long a partitioned replica stays cut off
+
+
+def _kill_pg_primary() -> Fault:
     name = leader(status())
     os.kill(pid_of(STATE / "pg" / name / "data" / "postmaster.pid"), signal.SIGKILL)
-    return f"kill -9 the postmaster of {name}"
+    return f"kill -9 the postmaster of {name}", None
 
 
-def _stop_patroni_leader() -> str:
+def _stop_patroni_leader() -> Fault:
     name = leader(status())
     os.kill(pid_of(STATE / "run" / f"{name}.pid"), signal.SIGTERM)
-    return f"stop Patroni on {name} (SIGTERM: it stops PostgreSQL and hands over)"
+    return f"stop Patroni on {name} (SIGTERM: it stops PostgreSQL and hands over)", None
 
 
-def _kill_redis_master() -> str:
+def _kill_redis_master() -> Fault:
     master = status()["redis"]["master"]
     port = master.rsplit(":", 1)[1]
     node = "redis0" if port == "6390" else "redis1"
     os.kill(pid_of(STATE / "run" / f"{node}.pid"), signal.SIGKILL)
-    return f"kill -9 the Redis master {node}"
+    return f"kill -9 the Redis master {node}", None
 
 
-def _kill_server() -> str:
+def _kill_server() -> Fault:
     os.kill(pid_of(STATE / "run" / "server0.pid"), signal.SIGKILL)
-    return "kill -9 server process server0"
+    return "kill -9 server process server0", None
 
 
-FAULTS: dict[str, Callable[[], str]] = {
+def _partition_sync_standby() -> Fault:
+    """Stop the synchronous standby's streaming (SIGSTOP its walreceiver): the harder case, since
+    every commit waits for that standby until the primary gives up on it (wal_sender_timeout)."""
+    name = next(m["name"] for m in status()["members"] if m["role"] == "sync_standby")
+    postmaster = psutil.Process(pid_of(STATE / "pg" / name / "data" / "postmaster.pid"))
+    receiver = next(p for p in postmaster.children() if "walreceiver" in " ".join(p.cmdline()))
+    receiver.send_signal(signal.SIGSTOP)
+
+    def heal() -> None:
+        receiver.send_signal(signal.SIGCONT)
+
+    return f"stop streaming on the sync standby {name} for {PARTITION_S:.0f} s (SIGSTOP walreceiver)", heal
+
+
+FAULTS: dict[str, Callable[[], Fault]] = {
     "pg_primary_kill9": _kill_pg_primary,
     "patroni_leader_stop": _stop_patroni_leader,
     "redis_master_kill9": _kill_redis_master,
     "server_kill9": _kill_server,
+    "sync_standby_partition": _partition_sync_standby,
 }
 
 
@@ -231,10 +256,15 @@ def test_fault(fault: str, tokens: tuple[str, str]) -> None:
     threads = load(run, facility, insurer, stop, prefix=f"{list(FAULTS).index(fault) + 2}")
     time.sleep(2.0)  # steady state
     t0 = time.monotonic()
-    what = FAULTS[fault]()
+    what, heal = FAULTS[fault]()
     deadline = t0 + RECOVERY_LIMIT
     while time.monotonic() < deadline:
         time.sleep(0.5)
+        if heal is not None:
+            if time.monotonic() - t0 < PARTITION_S:
+                continue
+            heal()
+            heal = None
         with run.lock:
             last_error = max((o.t for o in run.outcomes if o.status != 200), default=t0)
         if time.monotonic() - max(last_error, t0) > AFTER_RECOVERY + 2.0:
@@ -272,6 +302,16 @@ def test_fault(fault: str, tokens: tuple[str, str]) -> None:
                     if name in line:
                         logged[name] = logged.get(name, 0) + 1
         report["server_log_exceptions"] = logged
+    with run.lock:
+        upload_latency = [o.latency for o in run.outcomes if o.kind == "upload" and o.t >= t0]
+    report["slowest_upload_after_fault_s"] = round(max(upload_latency, default=0.0), 2)
+    report["no_answer_after_s"] = [round(o.latency, 2) for o in errors if o.status == 0]
+    if fault == "sync_standby_partition":  # the cut-off standby catches up once it streams again
+        healed = time.monotonic()
+        while time.monotonic() - healed < 60 and any(m["lag"] != 0 for m in status()["members"]):
+            time.sleep(0.5)
+        report["replica_caught_up_s"] = round(time.monotonic() - healed, 2)
+        assert all(m["lag"] == 0 for m in status()["members"]), report
     print("\nCLUSTER-FAULT " + json.dumps(report, ensure_ascii=False))
     (STATE.parent / f"shikaku-cluster-{fault}.json").write_text(json.dumps(report, ensure_ascii=False))
 
