@@ -109,8 +109,10 @@ class Run:
     stale: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, response: httpx.Response | None, started: float | None = None) -> None:
-        code = None
+    def add(
+        self, kind: str, response: httpx.Response | None, started: float | None = None, error: str | None = None
+    ) -> None:
+        code = error  # no HTTP answer: the client's exception class
         if response is not None and response.status_code >= 400:
             try:
                 code = response.json().get("code")
@@ -141,8 +143,8 @@ def load(run: Run, facility: str, insurer: str, stop: threading.Event, prefix: s
                 started = time.monotonic()
                 try:
                     r = lookup(client, facility, "1")
-                except httpx.HTTPError:
-                    run.add("lookup", None, started)
+                except httpx.HTTPError as exc:
+                    run.add("lookup", None, started, type(exc).__name__)
                     time.sleep(0.05)
                     continue
                 run.add("lookup", r)
@@ -159,8 +161,8 @@ def load(run: Run, facility: str, insurer: str, stop: threading.Event, prefix: s
                 started = time.monotonic()
                 try:
                     r = upload(insurer, [person(**{**FIXED, "number": number})])
-                except httpx.HTTPError:
-                    run.add("upload", None, started)
+                except httpx.HTTPError as exc:
+                    run.add("upload", None, started, type(exc).__name__)
                     run.refused.append(number)
                     time.sleep(0.1)
                     continue
@@ -174,8 +176,8 @@ def load(run: Run, facility: str, insurer: str, stop: threading.Event, prefix: s
                 for _ in range(2):  # two reads right after the ack: round robin hits both processes
                     try:
                         check = lookup(client, facility, number)
-                    except httpx.HTTPError:
-                        run.add("check", None)
+                    except httpx.HTTPError as exc:
+                        run.add("check", None, None, type(exc).__name__)
                         continue
                     run.add("check", check)
                     if check.status_code == 200 and check.json()["validity"] != 1:
