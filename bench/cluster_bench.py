@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ FACILITY = "0110113719"
 def _admin(db_url: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SHIKAKU_DATABASE_URL": db_url}
     out = subprocess.run(
-        ["python", "-c", "from shikaku_server.admin import cli; cli()", *args],
+        [sys.executable, "-c", "from shikaku_server.admin import cli; cli()", *args],
         check=True, capture_output=True, text=True, timeout=60, env=env,
     )
     return out.stdout.strip().splitlines()[-1]
@@ -49,7 +50,10 @@ def main() -> None:
     args = parser.parse_args()
 
     up = json.loads(
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), "up"], check=True, capture_output=True, text=True).stdout
+        subprocess.run(
+            [str(ROOT / "scripts/cluster.sh"), "up"],
+            check=True, capture_output=True, text=True, env={**os.environ, "SHIKAKU_PYTHON": sys.executable},
+        ).stdout
     )
     insurer = _admin(up["database_url"], "insurer", "add", "--number", INSURER_A, "--name", "bench")
     facility = _admin(up["database_url"], "facility", "add", "--code", FACILITY, "--name", "bench")
