@@ -77,12 +77,13 @@ class _AsyncSentinelClient:
     def __init__(self, config: SentinelURL) -> None:
         self._config = config
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sentinel: redis.asyncio.sentinel.Sentinel | None = None
         self._client: redis.asyncio.Redis[bytes] | None = None
 
     def _master(self) -> redis.asyncio.Redis[bytes]:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            sentinel = redis.asyncio.sentinel.Sentinel(
+            sentinel = self._sentinel = redis.asyncio.sentinel.Sentinel(
                 list(self._config.sentinels), socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
             )
             self._client = sentinel.master_for(
@@ -110,10 +111,12 @@ class _AsyncSentinelClient:
         """Close this loop's connections (before the loop ends)."""
         if self._client is not None:
             await self._client.aclose()  # type: ignore[attr-defined]  # the stubs predate aclose
-        self._client = None
+        for client in self._sentinel.sentinels if self._sentinel is not None else []:
+            await client.aclose()  # type: ignore[attr-defined]
+        self._client = self._sentinel = None
 
     def close(self) -> None:
-        self._client = None  # its connections close with their event loop
+        self._client = self._sentinel = None  # their connections close with their event loop
 
 
 class SentinelRedisCache(RedisCache):
@@ -176,3 +179,8 @@ class SentinelRedisCache(RedisCache):
         reply = await super().aeval(script, keys, args)
         await self._areplicated()
         return reply
+
+    def close(self) -> None:
+        super().close()
+        for client in self._sentinel.sentinels:
+            client.close()

@@ -4,6 +4,7 @@ challenges stay single-use through it. A master, a replica and one sentinel on l
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import socket
 import subprocess
@@ -17,12 +18,7 @@ import redis
 from shikaku_server.cache import make_cache
 from shikaku_server.redis_sentinel import SentinelRedisCache, parse_sentinel_url
 
-pytestmark = [
-    pytest.mark.redis,
-    # the throw-away clients this test opens on the nodes are left to the garbage collector
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.redis
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -74,6 +70,7 @@ def sentinel_setup(tmp_path: Path) -> Iterator[tuple[str, int, int]]:
             p.terminate()
         for p in procs:
             p.wait(10)
+        gc.collect()  # what is left unclosed warns here, under this module's filters, not in a later test
 
 
 def test_url_parsing_names_the_rule() -> None:
