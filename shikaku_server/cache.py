@@ -674,4 +674,8 @@ class RedisCache:
 
 
 def make_cache(redis_url: str | None, *, timeout: float = 0.5, breaker: float = 2.0) -> Cache:
+    if redis_url and redis_url.startswith("redis+sentinel://"):
+        from shikaku_server.redis_sentinel import SentinelRedisCache  # follows a Sentinel failover
+
+        return SentinelRedisCache(redis_url, timeout=timeout, breaker=breaker)
     return RedisCache(redis_url, timeout=timeout, breaker=breaker) if redis_url else InMemoryCache()
