@@ -190,6 +190,8 @@ up_redis() {
 
 SERVER_ENV=(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" SHIKAKU_DATABASE_URL="$DATABASE_URL"
   SHIKAKU_REDIS_URL="$REDIS_URL")
+# rate limits set in the caller's environment reach the servers (a load test drives one token)
+while IFS= read -r var; do SERVER_ENV+=("$var=${!var}"); done < <(compgen -e | grep '^SHIKAKU_RATE_LIMIT_' || true)
 
 has_sync_standby() {
   local p

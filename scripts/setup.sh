@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-noto-cjk tesseract-ocr wrk strace
-              python3-venv build-essential)
+              python3-venv build-essential
+              patroni etcd-server haproxy redis-sentinel gettext-base curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

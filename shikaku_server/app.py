@@ -57,6 +57,22 @@ BACKING_SERVICE_ERRORS: tuple[type[BaseException], ...] = (
     redis.TimeoutError,
     CacheError,
 )
+# Database errors of other classes that mean "the database cannot serve now", by SQLSTATE:
+# 08 connection, 40 transaction rollback (deadlock, serialization: retry), 53 insufficient
+# resources (disk full, too many connections), 57 operator intervention (shutdown, starting up),
+# 58 system error (I/O), and 25006 (read-only transaction: the node behind the primary's address
+# is a replica for the moment of a failover).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+_UNAVAILABLE_SQLSTATES = ("25006",)
+
+
+def backing_service_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` says a backing service is down, frozen, full or switching over (503)."""
+    if isinstance(exc, BACKING_SERVICE_ERRORS):
+        return True
+    orig = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    code = getattr(orig, "pgcode", None)
+    return isinstance(code, str) and (code[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or code in _UNAVAILABLE_SQLSTATES)
 
 
 def problem(
@@ -90,7 +106,7 @@ def error_response(exc: Exception) -> JSONResponse:
     service failure as 503 ``unavailable``, anything else as 500 (logged with its type only)."""
     if isinstance(exc, DomainError):
         return domain_problem(exc)
-    if isinstance(exc, BACKING_SERVICE_ERRORS):
+    if backing_service_failed(exc):
         logging.getLogger("shikaku_server").warning("a backing service is unavailable", exc_info=exc)
         return domain_problem(UnavailableError("a backing service (database or cache) is unavailable; retry later"))
     logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)

@@ -34,12 +34,19 @@ STATE = Path(os.environ.get("SHIKAKU_CLUSTER_DIR", "/tmp/shikaku-cluster"))
 API = "http://127.0.0.1:8800"
 FACILITY = "0110113719"  # 医科, Luhn-valid (as tests/conftest.py)
 FIXED = {"symbol": "1", "number": "1", "branch": "00", "birth_date": "1980-04-01"}
+RATE_LIMITS = [
+    f"{what}_PER_{who}"
+    for what in ("LOOKUPS", "LOOKUP_FAILURES", "CHALLENGES", "BATCH_QUERIES", "REGISTRATIONS")
+    for who in ("TOKEN", "FACILITY")
+]
 RECOVERY_LIMIT = 60.0  # seconds a fault may take to heal before the test fails
 AFTER_RECOVERY = 3.0  # seconds of load kept after the last error
 
 
 def cluster(*args: str, timeout: float = 400) -> str:
     env = {**os.environ, "SHIKAKU_PYTHON": sys.executable}  # the servers run this interpreter
+    # the load drives one facility token at hundreds of lookups a second: limits that never refuse
+    env |= {f"SHIKAKU_RATE_LIMIT_{name}": "1000000000" for name in RATE_LIMITS}
     out = subprocess.run(
         [str(SCRIPT), *args], check=True, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
@@ -344,8 +351,4 @@ def test_fault(fault: str, tokens: tuple[str, str]) -> None:
             r = upload(insurer, [person(**{**FIXED, "number": number})])
             assert r.status_code == 200, r.text
             assert lookup(client, facility, number).json()["validity"] == 1
-    if server_500s:
-        # zero 500s is the rule; a database connection broken by the failover still surfaces as
-        # a 500 on this branch (mapping it to 503 is another change). Recorded, not hidden: the
-        # test reports XFAIL with the count until that change is in, then this line is not reached.
-        pytest.xfail(f"{len(server_500s)} answers were 500 during the switch: {report}")
+    assert server_500s == [], f"{len(server_500s)} answers were 500 during the switch: {report}"
