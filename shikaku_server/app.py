@@ -34,7 +34,7 @@ from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
-from shikaku_server.errors import DomainError, MyNumberDetectedError, UnavailableError
+from shikaku_server.errors import RETRY_AFTER_SECONDS, DomainError, MyNumberDetectedError, UnavailableError
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -42,7 +42,6 @@ from shikaku_server.state import AppState
 
 log = logging.getLogger("shikaku_server.request")
 PROBLEM = "application/problem+json"
-RETRY_AFTER_SECONDS = 2  # on 503: the breaker's and the pool's scale (docs/operations.md)
 
 # A backing service that is down, frozen or out of connections (the database, its pool, Redis):
 # translated to ``UnavailableError`` (503 with Retry-After) in one place, ``RequestMiddleware``.

@@ -54,6 +54,11 @@ class _Breaker:
             raise CacheError("Redis is unavailable (circuit open)")
         self._open_until = now + self._cooldown  # this call is the probe
 
+    @property
+    def tripped(self) -> bool:
+        """Whether a failure has not been followed by a success yet (no probe is taken)."""
+        return self._tripped
+
     def failure(self) -> None:
         self._tripped = True
         self._open_until = self._clock() + self._cooldown
@@ -643,9 +648,8 @@ class RedisCache:
         """``aincr_windows`` sent now, its reply awaited later (``PendingCounts``), so that the
         next command on the event-loop connection shares its round trip; None when that
         connection is not up (or the URL is one it does not handle): use ``aincr_windows``."""
-        if not isinstance(self._async, _AsyncRedis):
-            return None
-        self._breaker.check()
+        if not isinstance(self._async, _AsyncRedis) or self._breaker.tripped:
+            return None  # after a failure: ``aincr_windows``, whose answer the breaker sees
         waiter = self._async.send_nowait(*self._incr_windows_command(keys, amount, ttl))
         return PendingCounts(waiter) if waiter is not None else None
 

@@ -153,7 +153,14 @@ class RateLimitedError(DomainError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+RETRY_AFTER_SECONDS = 2  # on 503: the Redis breaker's and the pool's scale (docs/operations.md)
+
+
 class UnavailableError(DomainError):
     code = "unavailable"
     title = "A backing service is unavailable"
     status = 503
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

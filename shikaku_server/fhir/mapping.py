@@ -261,10 +261,11 @@ QUERY_PATHS = {
 
 def query_outcome(errors: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Validation errors of the by-number query, named by the FHIR element of each field."""
-    renamed = [
-        {**err, "loc": (QUERY_PATHS.get(str(err.get("loc", ("",))[0]), str(err.get("loc", ("",))[0])),)}
-        for err in errors
-    ]
+    def element(loc: Any) -> str:
+        field = str(loc[0]) if loc else ""  # a whole-body check (the My Number screen) has no field
+        return QUERY_PATHS.get(field, field)
+
+    renamed = [{**err, "loc": (element(err.get("loc", ())),)} for err in errors]
     code, outcome = validation_outcome(renamed, "CoverageEligibilityRequest")
     for issue in outcome["issue"]:  # the element path alone, not prefixed twice
         issue["expression"] = [issue["expression"][0].removeprefix("CoverageEligibilityRequest.")]

@@ -46,10 +46,10 @@ def error_response(exc: DomainError) -> Response:
     status = exc.status
     if isinstance(exc, InvalidResourceError) and exc.my_number:
         outcome["issue"][0]["details"]["coding"][0]["code"] = "my_number_detected"
-    headers = {"Retry-After": "1"} if isinstance(exc, UnavailableError) else None
+    headers = dict(exc.headers)  # Retry-After of a rate limit or an outage
     if exc.status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return fhir_response(outcome, status, headers)
+        headers["WWW-Authenticate"] = "Bearer"
+    return fhir_response(outcome, status, headers or None)
 
 
 async def guarded(work: Callable[[], Awaitable[dict[str, Any]]], status: int = 200) -> Response:
@@ -197,7 +197,9 @@ async def audit_event_search(request: Request) -> Response:
     return await guarded(work)
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@router.api_route(
+    "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], include_in_schema=False
+)
 async def unsupported(rest: str, request: Request) -> Response:
     """Anything else under the base: an OperationOutcome, 405 for a known path, else 404."""
     path = rest.strip("/")

@@ -18,7 +18,9 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from shikaku_server import errors
 from shikaku_server.access_log.models import AccessLogEntry
+from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_insurer
+from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from shikaku_server.fhir import codes as c
 from shikaku_server.fhir import service as fhir_service
@@ -62,10 +64,12 @@ def same_answer(client: TestClient, token: str, **query: Any) -> dict[str, Any]:
     return from_fhir
 
 
-def log_count(client: TestClient, session_factory: Any) -> int:
+def log_count(client: TestClient, session_factory: Any, what: str = "eligibility") -> int:
+    """Access-log entries of one kind: ``eligibility`` (a read that disclosed a person) by default."""
     client.app.state.shikaku.access_log.flush()  # type: ignore[attr-defined]
     with session_factory() as s:
-        return int(s.execute(sa.select(sa.func.count()).select_from(AccessLogEntry)).scalar_one())
+        query = sa.select(sa.func.count()).select_from(AccessLogEntry).where(AccessLogEntry.what == what)
+        return int(s.execute(query).scalar_one())
 
 
 # ---------------------------------------------------------------- the same answer through both doors
@@ -184,9 +188,18 @@ def test_elderly_limit_certificate_and_diseases_only_when_asked(client: TestClie
 
 
 def test_population_sample_same_answer(
+    settings: Settings, tokens: dict[str, str], session_factory: Any, tmp_path: Path
+) -> None:
+    """Generated people (all kinds: valid, lost, changed, elderly, families), each through both doors
+    (hundreds of lookups, many of them validity 4: with the failed-lookup limit off)."""
+    unlimited = {"rate_limit_lookup_failures_per_token": 0, "rate_limit_lookup_failures_per_facility": 0}
+    with TestClient(create_app(settings.model_copy(update=unlimited))) as client:
+        _population_sample_same_answer(client, tokens, session_factory, tmp_path)
+
+
+def _population_sample_same_answer(
     client: TestClient, tokens: dict[str, str], session_factory: Any, tmp_path: Path
 ) -> None:
-    """Generated people (all kinds: valid, lost, changed, elderly, families), each through both doors."""
     today = dt.date(2025, 6, 1)
     population = generate_population(120, seed=16, today=today)
     with transaction(session_factory) as s:
@@ -222,10 +235,15 @@ def test_one_access_log_entry_per_read_whichever_door(
     fhir_answer(client, tokens["reception"], as_of="2025-01-01")
     after_fhir = log_count(client, session_factory)
     assert after_json - before == 1 and after_fhir - after_json == 1
-    fhir_answer(client, tokens["reception"], birth_date="1999-01-01")  # nobody disclosed: nothing logged
+    # nobody disclosed: no read logged, but the wrong birth date is in the person's log, as by JSON
+    fhir_answer(client, tokens["reception"], birth_date="1999-01-01")
     assert log_count(client, session_factory) == after_fhir
+    assert log_count(client, session_factory, "eligibility_no_match") == 1
     with session_factory() as s:
-        entry = s.execute(sa.select(AccessLogEntry).order_by(AccessLogEntry.id.desc()).limit(1)).scalar_one()
+        entry = s.execute(
+            sa.select(AccessLogEntry).where(AccessLogEntry.what == "eligibility").order_by(AccessLogEntry.id.desc())
+        ).scalars().first()
+    assert entry is not None
     assert (entry.what, entry.query_kind, entry.role) == ("eligibility", "number", "reception")
 
 
@@ -398,6 +416,8 @@ def test_every_error_code_is_an_operation_outcome_with_the_json_status(
     client: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch, error: type[errors.DomainError]
 ) -> None:
     async def failing(*_: Any) -> bytes:
+        if error is errors.RateLimitedError:
+            raise errors.RateLimitedError(retry_after=30)
         raise error()
 
     monkeypatch.setattr(fhir_service, "lookup", failing)
@@ -407,6 +427,8 @@ def test_every_error_code_is_an_operation_outcome_with_the_json_status(
     assert outcome_code(r) == error.code
     if error is errors.UnavailableError:
         assert r.headers["retry-after"]
+    if error is errors.RateLimitedError:
+        assert r.headers["retry-after"] == "30"
 
 
 def test_database_down_is_503_not_500(
