@@ -1,7 +1,8 @@
 """The terminal's commands run without ``testbed`` and ``faker``; only ``kiosk --demo-card`` needs them.
 
 Each case runs in a fresh interpreter in which ``testbed`` and ``faker`` cannot be imported, as in
-an install of ``.[terminal]`` without the project's source tree.
+an install of ``.[terminal]`` without the project's source tree. The last case is an install
+without the terminal extra at all: ``clinic-terminal`` names it instead of a traceback.
 """
 
 from __future__ import annotations
@@ -59,3 +60,12 @@ def test_the_other_commands_run_without_testbed() -> None:
         done = _cli(*argv)
         assert done.returncode == 0, (argv, done.stderr)
         assert "testbed loaded: False" in done.stdout
+
+
+def test_clinic_terminal_without_its_libraries_names_the_extra() -> None:
+    code = "import sys\nsys.modules['lxml'] = None\nfrom clinic_terminal.cli import main\nmain()\n"
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, check=False)
+    assert done.returncode == 2
+    hint = "pip install 'shikaku[terminal]'"
+    assert done.stderr == f"clinic-terminal: the Python module 'lxml' is not installed: {hint}\n"
