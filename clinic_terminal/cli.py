@@ -32,6 +32,13 @@ def _register() -> None:
         cli.add_command(getattr(module, attr))
 
 
+INSTALL_HINT = "pip install 'shikaku[terminal]'"
+
+
 def main() -> None:
-    _register()
-    cli()
+    try:
+        _register()
+        cli()
+    except ModuleNotFoundError as exc:  # the project installed without the terminal extra
+        click.echo(f"clinic-terminal: the Python module {exc.name!r} is not installed: {INSTALL_HINT}", err=True)
+        raise SystemExit(2) from None

@@ -12,10 +12,18 @@ from collections.abc import Sequence
 
 import click
 
-from hokensha_loader.commands.load import commands
 from hokensha_loader.errors import LoaderError
 from hokensha_loader.status_codes import ExitCode
 from schemas.identifiers import withhold_my_number
+
+INSTALL_HINT = "pip install 'shikaku[loader]'"
+try:
+    from hokensha_loader.commands.load import commands
+except ModuleNotFoundError as _exc:  # the project installed without the loader extra: run() says so
+    _MISSING: str | None = _exc.name or "a dependency"
+    commands = []
+else:
+    _MISSING = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +42,9 @@ for _command in commands:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code (``main`` exits with it)."""
+    if _MISSING is not None:
+        print(f"hokensha-load: the Python module {_MISSING!r} is not installed: {INSTALL_HINT}", file=sys.stderr)
+        return int(ExitCode.USAGE_ERROR)
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or "-v" in args
     try:

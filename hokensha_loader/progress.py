@@ -1,15 +1,22 @@
 """Progress as a renderer wrapping an iterable (pip-style): off when the stream is not a TTY.
 
 ``Progress.chunks`` wraps the byte chunks read from the file (bytes done / total, and lines as a
-cheap row count while uploading); ``Progress.rows`` wraps validated rows (dry run). Rendering is
-throttled, so wrapping costs next to nothing per item.
+cheap row count while uploading); ``Progress.rows`` wraps validated rows (dry run). The line is
+drawn by click's progress bar (redrawn in place, cursor hidden while it runs); what is counted,
+and how often it is redrawn, is decided here: rendering is throttled by an injectable clock, so
+wrapping costs next to nothing per item.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Protocol, TextIO, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar returns
 
 T = TypeVar("T")
 _BAR_WIDTH = 24
@@ -45,7 +52,7 @@ def _size(n: float) -> str:
 
 
 class BarProgress:
-    """One line redrawn in place with ``\\r``: bar, bytes, rows, rows/s."""
+    """One line redrawn in place: label, percent, bar, bytes, rows, rows/s."""
 
     def __init__(self, stream: TextIO, total_bytes: int, label: str, *,
                  interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
@@ -59,6 +66,13 @@ class BarProgress:
         self.done_rows = 0
         self._last_draw = 0.0
         self._drawn = False
+        self._now = self.started
+        # click draws; the percent and the counts are ours (the bar's own ETA uses the wall clock)
+        self._bar: ProgressBar[int] = click.progressbar(
+            length=max(total_bytes, 1), label=label, file=stream, width=_BAR_WIDTH, fill_char="█",
+            empty_char=" ", bar_template="%(label)s %(info)s", show_eta=False, show_percent=False,
+            item_show_func=lambda _: self._info(),
+        )
 
     def chunks(self, chunks: Iterable[bytes], *, count_lines: bool = False) -> Iterator[bytes]:
         for chunk in chunks:
@@ -81,28 +95,31 @@ class BarProgress:
             self._last_draw = now
             self.draw(now)
 
-    def render(self, now: float) -> str:
-        elapsed = max(now - self.started, 1e-9)
-        fraction = min(self.done_bytes / self.total_bytes, 1.0) if self.total_bytes else 1.0
-        filled = round(fraction * _BAR_WIDTH)
-        bar = "█" * filled + " " * (_BAR_WIDTH - filled)
-        return (f"{self.label} {fraction:4.0%} |{bar}| {_size(self.done_bytes)}/{_size(self.total_bytes)} "
+    def _info(self) -> str:
+        elapsed = max(self._now - self.started, 1e-9)
+        return (f"{self._bar.format_pct()} |{self._bar.format_bar()}| "
+                f"{_size(self.done_bytes)}/{_size(self.total_bytes)} "
                 f"{self.done_rows:,} rows {self.done_rows / elapsed:,.0f} rows/s")
 
+    def render(self, now: float) -> str:
+        """The line as drawn at ``now`` (without the terminal's control characters)."""
+        self._now = now
+        self._bar.pos = min(self.done_bytes, self._bar.length or 0) if self.total_bytes else (self._bar.length or 0)
+        return self._bar.format_progress_line()
+
     def draw(self, now: float) -> None:
-        self.stream.write("\r" + self.render(now) + "\x1b[K")
-        self.stream.flush()
+        self.render(now)
+        self._bar.render_progress()
         self._drawn = True
 
     def close(self) -> None:
         if self._drawn:
             self.draw(self.clock())
-            self.stream.write("\n")
-            self.stream.flush()
+            self._bar.render_finish()  # shows the cursor again and ends the line
 
 
 def make_progress(stream: TextIO, total_bytes: int, label: str, *, enabled: bool | None = None) -> Progress:
-    """A bar on ``stream`` when it is a terminal (or when ``enabled`` forces it), else nothing."""
+    """A bar on ``stream`` when it is a terminal, else nothing; ``enabled=False`` turns it off."""
     if enabled is None:
         isatty = getattr(stream, "isatty", None)
         enabled = bool(isatty and isatty())

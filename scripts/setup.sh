@@ -25,8 +25,8 @@ fi
 stamp=.venv/.shikaku-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
+  # .[dev] = the server, loader and terminal extras, the testbed's faker, and the test tools. The face
+  # check needs no face_recognition (it pins a source build of dlib): dlib-bin + face_recognition_models.
   .venv/bin/pip install -q -e ".[dev]"
-  # face_recognition pins dlib (a 15-minute source build); dlib-bin provides the same module prebuilt.
-  .venv/bin/pip install -q --no-deps "face_recognition==1.3.0"
   touch "$stamp"
 fi

@@ -196,12 +196,12 @@ def _face_material(root: Path, faces: Path) -> tuple[bytes, Path]:
 
 def prepare(root: Path, *, people: int, faces: Path | None) -> DemoState:
     """Make a fresh demo state in ``root`` (everything but the uploads, which need the server)."""
-    from clinic_terminal.kiosk.demo import write_profile
     from schemas.attestation import generate_terminal_key, private_key_pem, public_key_pem
     from shikaku_server.auth.service import add_facility, add_insurer, add_terminal
     from shikaku_server.database import make_engine, make_session_factory, transaction
     from shikaku_server.migrate import upgrade
     from testbed.card_emulator import BasicFactsRecord, build_card
+    from testbed.kiosk_demo import write_profile
     from testbed.pki import TestCA
     from testbed.population import default_insurers
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import cv2
 import dlib
-import face_recognition
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+from clinic_terminal.face import _dlib
 
 # public-domain test portraits kept in the repository (see data/faces/README.md)
 FACES_DIR = Path(__file__).parent / "data" / "faces"
@@ -62,8 +63,10 @@ def _geometry(name: str, faces_dir: Path = FACES_DIR) -> tuple[tuple[int, int, i
     factor = min(1.0, 800 / width)
     small = cv2.resize(bgr, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
     rgb = np.ascontiguousarray(small[:, :, ::-1])
-    boxes = sorted(
-        face_recognition.face_locations(rgb, 1),
+    models = _dlib.models()
+    boxes = sorted(  # face_recognition.face_locations(rgb, 1): HOG at upsample 1, trimmed to the image
+        ((max(r.top(), 0), min(r.right(), rgb.shape[1]), min(r.bottom(), rgb.shape[0]), max(r.left(), 0))
+         for r in models.detector(rgb, 1)),
         key=lambda b: (b[2] - b[0]) * (b[1] - b[3]),
         reverse=True,
     )
@@ -71,7 +74,7 @@ def _geometry(name: str, faces_dir: Path = FACES_DIR) -> tuple[tuple[int, int, i
         raise ValueError(f"no face in {name}")
     box = boxes[0]
     top, right, bottom, left = box
-    shape = face_recognition.api.pose_predictor_68_point(rgb, dlib.rectangle(left, top, right, bottom))
+    shape = models.pose_68(rgb, dlib.rectangle(left, top, right, bottom))
     points = [(p.x, p.y) for p in shape.parts()]
     full = np.array(points[:68], dtype=np.float64) / factor
     scaled_box = tuple(round(v / factor) for v in box)

@@ -1,7 +1,8 @@
 """In-process transport: the terminal talks to an emulated card object without PC/SC.
 
 Any object with an ``atr`` and ``process_apdu(bytes) -> bytes`` will do (the testbed's emulator
-is one); ``clinic_terminal`` never imports ``testbed``. :class:`InProcessReader` models the reader
+is one); ``clinic_terminal`` imports ``testbed`` only for the kiosk's ``--demo-card``
+(``kiosk/wiring.py``). :class:`InProcessReader` models the reader
 slot so tests can insert and remove cards, including in the middle of a read.
 """
 

@@ -1,7 +1,8 @@
 """`clinic-terminal face-check`: card photo vs camera, without a card; one JSON line out.
 
 Exit codes: 0 the same person and alive, 1 refused (no match, liveness failed, no face, several
-faces), 2 could not check (card photo unreadable, camera unavailable).
+faces), 2 could not check (card photo unreadable, camera unavailable). Without the face libraries
+it prints what to install on stderr (no JSON line) and exits 2.
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ EXIT_ERROR = 2
 )
 def face_check(card_photo: Path, camera_source: str, threshold: float | None, frames_n: int | None) -> None:
     """Compare a card photo with the live camera (liveness included) and print one JSON line."""
-    from clinic_terminal.face import FaceCheckError, OpenCVCamera, check_face, get_face_settings
+    try:
+        from clinic_terminal.face import FaceCheckError, OpenCVCamera, check_face, get_face_settings
+    except ImportError as exc:  # FaceLibrariesMissingError: its message names the pip command
+        click.echo(f"face-check: {exc}", err=True)
+        raise SystemExit(EXIT_ERROR) from None
 
     settings = get_face_settings()
     limit = threshold if threshold is not None else settings.threshold

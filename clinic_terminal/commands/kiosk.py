@@ -22,7 +22,8 @@ EXIT_USAGE = 2
               show_default=True, help="the token's role: physicians/pharmacists see the drug history button")
 @click.option("--reader", help="PC/SC reader name (default: the first virtual or real reader found)")
 @click.option("--demo-card", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="demo mode: an in-process virtual card from this profile folder instead of PC/SC")
+              help="demo mode: an in-process virtual card from this profile folder instead of PC/SC (needs testbed: "
+              "python -m testbed.kiosk_demo makes one)")
 @click.option("--camera", help="camera index, video file or stream URL (enables 顔認証 with the options below)")
 @click.option("--card-front", help="camera index, image/video file or URL showing the card front: 照合番号B is read "
               "by OCR (Tesseract) for 顔認証")

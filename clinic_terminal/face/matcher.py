@@ -20,17 +20,18 @@ from dataclasses import dataclass, field
 
 import cv2
 import dlib
-import face_recognition
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from clinic_terminal.face import _dlib
 from clinic_terminal.face.camera import CameraSource, Frame, frames
 from clinic_terminal.face.config import FaceSettings, get_face_settings
 from clinic_terminal.face.errors import CameraError, CardPhotoError, FaceReason
 from clinic_terminal.face.liveness import LivenessReport, assess_liveness
 
 logger = logging.getLogger(__name__)
+_MODELS = _dlib.models()  # loaded at import, as face_recognition did
 
 RGBImage = npt.NDArray[np.uint8]
 Encoding = npt.NDArray[np.float64]
@@ -130,7 +131,7 @@ def find_faces(image: npt.NDArray[np.uint8], *, upsample: int = 0, scale: float 
         fx, fy = width / size[0], height / size[1]
     else:
         small, fx, fy = image, 1.0, 1.0
-    rects = face_recognition.api.face_detector(small, upsample)
+    rects = _MODELS.detector(small, upsample)
     boxes = [
         _trim((round(r.top() * fy), round(r.right() * fx), round(r.bottom() * fy), round(r.left() * fx)), image.shape)
         for r in rects
@@ -185,8 +186,8 @@ def _encode(rgb: RGBImage, box: Box) -> Encoding:
     """128-d encoding of the face in ``box``: dlib's 5-point landmarks, then the ResNet (as
     ``face_recognition.face_encodings(rgb, [box], num_jitters=1, model="small")``)."""
     top, right, bottom, left = box
-    shape = face_recognition.api.pose_predictor_5_point(rgb, dlib.rectangle(left, top, right, bottom))
-    descriptor = face_recognition.api.face_encoder.compute_face_descriptor(rgb, shape, 1)
+    shape = _MODELS.pose_5(rgb, dlib.rectangle(left, top, right, bottom))
+    descriptor = _MODELS.encoder.compute_face_descriptor(rgb, shape, 1)
     result: Encoding = np.asarray(descriptor, dtype=np.float64)
     return result
 
@@ -211,7 +212,7 @@ def encode_card_photo(data: bytes, *, max_width: int = 640) -> Encoding:
 def landmarks_68(rgb: RGBImage, box: Box) -> npt.NDArray[np.float64]:
     """dlib's 68 landmarks of one face as a (68, 2) array."""
     top, right, bottom, left = box
-    shape = face_recognition.api.pose_predictor_68_point(rgb, dlib.rectangle(left, top, right, bottom))
+    shape = _MODELS.pose_68(rgb, dlib.rectangle(left, top, right, bottom))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 

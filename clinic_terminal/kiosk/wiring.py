@@ -38,7 +38,7 @@ from schemas.eligibility import EligibilityResult
 
 if TYPE_CHECKING:
     from clinic_terminal.face.camera import CameraSource
-    from clinic_terminal.kiosk.demo import DemoCard
+    from testbed.kiosk_demo import DemoCard  # demo mode only: see _load_demo_card
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ def build_kiosk(
     demo: DemoCard | None = None
     if connect_card is None:
         if config.demo_card is not None:
-            from clinic_terminal.kiosk.demo import load_demo_card
-
-            demo = load_demo_card(config.demo_card)
+            demo = _load_demo_card(config.demo_card)
             connect_card = demo.connect
             demo_reader = demo.reader
             if collation_b is None and demo.has_photo:
@@ -205,6 +203,8 @@ def build_kiosk(
 
             connect_card = connect_pcsc
 
+    if config.camera is not None or config.card_front is not None:
+        _require_face_libraries("--camera" if config.camera is not None else "--card-front")
     if collation_b is None and config.card_front is not None:
         from clinic_terminal.face.camera import OpenCVCamera
         from clinic_terminal.ocr import read_collation_b
@@ -272,6 +272,27 @@ def build_kiosk(
         closers.extend(_watch_card(flow, demo_reader, config.reader))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
                         demo_card=demo, closers=closers, notices=notices, journal=journal, rechecker=rechecker)
+
+
+DEMO_HINT = "a source checkout of the project, or pip install 'shikaku[demo]'"
+
+
+def _load_demo_card(folder: Path) -> DemoCard:
+    """Demo mode is the one place the terminal uses ``testbed`` (its card emulator): imported here,
+    only for ``--demo-card``, so that nothing else in the terminal needs ``testbed`` installed."""
+    try:
+        from testbed.kiosk_demo import load_demo_card
+    except ImportError as exc:
+        raise ValueError(f"--demo-card needs the testbed ({exc.name or 'testbed'} is missing): {DEMO_HINT}") from None
+    return load_demo_card(folder)
+
+
+def _require_face_libraries(option: str) -> None:
+    """The camera options need the face libraries: say what to install at start, not at the first check."""
+    try:
+        import clinic_terminal.face  # noqa: F401 - the import is the check
+    except ImportError as exc:  # FaceLibrariesMissingError: its message names the pip command
+        raise ValueError(f"{option}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from clinic_terminal.kiosk.demo import write_profile
 from clinic_terminal.kiosk.wiring import KioskConfig, KioskRuntime, build_kiosk
 from schemas.attestation import generate_terminal_key, private_key_pem, public_key_pem
 from shikaku_server.app import create_app
@@ -36,6 +35,7 @@ from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
 from testbed.card_emulator import BasicFactsRecord, build_card
+from testbed.kiosk_demo import write_profile
 from testbed.pki import TestCA
 from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
 

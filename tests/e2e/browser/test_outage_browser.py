@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from clinic_terminal.kiosk.demo import write_profile
 from clinic_terminal.kiosk.wiring import KioskConfig, KioskRuntime, build_kiosk
 from clinic_terminal.outage import Backoff
 from shikaku_server.app import create_app
@@ -26,6 +25,7 @@ from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
 from testbed.card_emulator import build_card
+from testbed.kiosk_demo import write_profile
 from testbed.pki import TestCA
 from tests.e2e.browser.conftest import FACILITY_CODE, FACTS, PIN, ServerThread, _upload, free_port
 from tests.factories import INSURER_A, eligibility_csv, person

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clinic_terminal.xmlif import testing as t
+from testbed import xmlif_server as t
 
 
 @pytest.fixture

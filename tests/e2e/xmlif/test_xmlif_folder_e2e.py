@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.schema import validation_errors
+from testbed import xmlif_server as t
 
 CLI = "from clinic_terminal.cli import main; main()"
 WORKERS = 4  # the watcher's default

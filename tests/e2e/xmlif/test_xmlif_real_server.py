@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 from clinic_terminal.client import ServerClient
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.identifiers import luhn_check_digit
 from schemas.insurer_files import ELIGIBILITY_COLUMNS
+from testbed import xmlif_server as t
 
 KOKUHO = "13805" + str(luhn_check_digit("13805"))  # 6 digits: space-padded on the wire
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from clinic_terminal.cli import _register, cli
 from clinic_terminal.config import get_settings
-from clinic_terminal.kiosk.demo import make_demo
 from clinic_terminal.outage import OutageJournal
+from testbed.kiosk_demo import make_demo
 
 
 def test_demo_kiosk_starts_with_the_virtual_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

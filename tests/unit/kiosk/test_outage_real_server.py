@@ -29,7 +29,6 @@ from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.client import ServerClient
 from clinic_terminal.kiosk.wiring import KioskConfig, KioskRuntime, build_kiosk
 from clinic_terminal.outage import Backoff, OutageEntry, Rechecker, visit_date_of
-from clinic_terminal.xmlif import testing as xt
 from clinic_terminal.xmlif.followup import write_followup
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
@@ -41,6 +40,7 @@ from shikaku_server.auth.service import add_facility, add_insurer
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
+from testbed import xmlif_server as xt
 from testbed.card_emulator import BasicFactsRecord, MyNumberCardEmulator, build_card
 from testbed.pki import TestCA
 from tests.factories import INSURER_A, eligibility_csv, person

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 
-from clinic_terminal.kiosk.demo import make_demo
 from clinic_terminal.kiosk.wiring import KioskConfig, build_kiosk, make_attestation_signer
 from schemas.attestation import (
     certificate_fingerprint,
@@ -19,6 +18,7 @@ from schemas.attestation import (
     verify_attestation,
 )
 from schemas.card import Challenge
+from testbed.kiosk_demo import make_demo
 from tests.unit.kiosk.conftest import FakeFaceOutcome
 
 

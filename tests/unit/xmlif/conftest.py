@@ -8,7 +8,7 @@ import pytest
 
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
-from clinic_terminal.xmlif.testing import CLOCK, InMemoryServer
+from testbed.xmlif_server import CLOCK, InMemoryServer
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.face import write_face_result
 from clinic_terminal.xmlif.json_routes import make_router
 from clinic_terminal.xmlif.model import ConsentChoices
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.state import TerminalState
+from testbed import xmlif_server as t
 
 CONSENTS = ConsentChoices(consent_time=t.CLOCK, drug=True, checkup=False, clinical=True, limit_certificate=True)
 NAME = re.compile(r"^OQSsiquc01res_face_(0110113719[0-9]{20})_(20261128093015)\.xml$")

@@ -11,7 +11,6 @@ from lxml import etree
 
 from clinic_terminal.client import ServerError
 from clinic_terminal.outage import OutageJournal, Rechecker
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.followup import write_followup
 from clinic_terminal.xmlif.model import TerminalResult, XmlEncoding
 from clinic_terminal.xmlif.parse import parse_request
@@ -21,6 +20,7 @@ from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.eligibility import ByNumberQuery, EligibilityResult
+from testbed import xmlif_server as t
 
 ENCODINGS: list[XmlEncoding] = ["utf-8", "shift_jis"]
 DOWN = ServerError("unavailable", "the server cannot be reached: connection refused")

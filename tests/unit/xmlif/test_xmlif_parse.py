@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.model import (
     BulkDownloadRequest,
     BulkRegistrationRequest,
@@ -14,6 +13,7 @@ from clinic_terminal.xmlif.model import (
     SingleRequest,
 )
 from clinic_terminal.xmlif.parse import RequestError, parse_request, result_name
+from testbed import xmlif_server as t
 
 ENCODINGS = ["UTF-8", "Shift_JIS"]
 

@@ -9,7 +9,6 @@ import pytest
 from lxml import etree
 
 from clinic_terminal.client import ServerError
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.model import AnyResult, ConsentChoices, XmlEncoding
 from clinic_terminal.xmlif.parse import parse_request
 from clinic_terminal.xmlif.render import (
@@ -23,6 +22,7 @@ from clinic_terminal.xmlif.render import (
 from clinic_terminal.xmlif.schema import family_of, validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
+from testbed import xmlif_server as t
 
 ENCODINGS: list[XmlEncoding] = ["utf-8", "shift_jis"]
 CONSENTS = ConsentChoices(

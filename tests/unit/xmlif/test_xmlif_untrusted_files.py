@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.face import write_face_result
 from clinic_terminal.xmlif.files import RESULT_FILE_MODE, temp_path
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import DB_NAME, StateError, TerminalState
 from clinic_terminal.xmlif.watcher import REQUEST_SIZE_LIMIT, FolderWatcher
+from testbed import xmlif_server as t
 
 SECRET = b"not the terminal's file\n"
 

@@ -13,13 +13,13 @@ import pytest
 from lxml import etree
 
 from clinic_terminal.client import ServerClient
-from clinic_terminal.xmlif import testing as t
 from clinic_terminal.xmlif.files import temp_path
 from clinic_terminal.xmlif.model import XmlEncoding
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher, WatchMode
+from testbed import xmlif_server as t
 
 MODES: list[WatchMode] = ["inotify", "poll"]
 

@@ -9,8 +9,8 @@ A profile folder holds what was written into one test card::
     key.pem          the card's authentication private key (PKCS#8, unencrypted: test keys only)
     photo.jp2        the card-face photo (optional; without it there is no 顔認証)
 
-The emulator comes from ``testbed`` (installed with the project); this module imports it only
-when demo mode is used, so production code paths never load it.
+The emulator is ``testbed.card_emulator``; the terminal itself does not import ``testbed``:
+``clinic_terminal.kiosk.wiring`` loads this module only for ``clinic-terminal kiosk --demo-card``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from clinic_terminal.card.inprocess import EmulatedCard, InProcessReader, InProcessTransport
-
-if TYPE_CHECKING:
-    from testbed.card_emulator import CardProfile
+from testbed.card_emulator import BasicFactsRecord, CardProfile, MyNumberCardEmulator, build_card
+from testbed.pki import TestCA
 
 
 @dataclass
@@ -69,8 +68,6 @@ def write_profile(folder: Path, profile: CardProfile) -> Path:
 
 def load_demo_card(folder: Path) -> DemoCard:
     """Build the emulated card of a profile folder and place it on a fresh in-process reader."""
-    from testbed.card_emulator import BasicFactsRecord, CardProfile, MyNumberCardEmulator
-
     meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
     key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -101,9 +98,6 @@ def make_demo(folder: Path, *, pin: str = "1234", photo: Path | None = None) -> 
     The card holds the four facts of ``tests/factories.person()`` (山田 太郎), so a server loaded with
     that row links it at first use. ``photo`` (any image Pillow reads) becomes the card-face photo.
     """
-    from testbed.card_emulator import BasicFactsRecord, build_card
-    from testbed.pki import TestCA
-
     folder.mkdir(parents=True, exist_ok=True)
     ca = TestCA.create(common_name="JPKI Demo User Authentication CA")
     anchor = ca.write_trust_anchor(folder / "jpki-root.pem")
@@ -124,10 +118,10 @@ def make_demo(folder: Path, *, pin: str = "1234", photo: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m clinic_terminal.kiosk.demo FOLDER [--photo IMAGE]``: make a demo card."""
+    """``python -m testbed.kiosk_demo FOLDER [--photo IMAGE]``: make a demo card."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m clinic_terminal.kiosk.demo", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testbed.kiosk_demo", description=main.__doc__)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--photo", type=Path, help="card-face photo (enables 顔認証 in demo mode)")
     parser.add_argument("--pin", default="1234")
