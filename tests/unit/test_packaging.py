@@ -31,6 +31,7 @@ PROVIDED_BY = {
     "face_recognition_models": "face_recognition_models",
     "fastapi": "fastapi",
     "faker": "faker",
+    "fhir": "fhir.resources",
     "httpx": "httpx",
     "inotify_simple": "inotify-simple",
     "jaconv": "jaconv",
@@ -47,6 +48,7 @@ PROVIDED_BY = {
     "smartcard": "pyscard",
     "sqlalchemy": "sqlalchemy",
     "starlette": "fastapi",
+    "swagger_ui_bundle": "swagger-ui-bundle",
     "uvicorn": "uvicorn",
 }
 
