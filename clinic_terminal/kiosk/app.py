@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
+from clinic_terminal.kiosk.history import checkups_json, medications_json
 from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
+    SEX,
     BatchEntry,
     BatchInputError,
     CheckJournaled,
@@ -105,6 +107,7 @@ class KioskInfo:
 
     demo: bool = False
     facility_name: str | None = None
+    facility_code: str | None = None  # with the name: the drug history names this terminal's own facility
 
 
 def _page(name: str) -> str:
@@ -117,6 +120,7 @@ def create_kiosk_app(
 ) -> FastAPI:
     info = info or KioskInfo()
     notices = notices or ReceptionNotices()
+    facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
     app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
     pages = {"kiosk": _page("kiosk.html"), "staff": _page("staff.html")}
     static = {name: _page(name) for name in _STATIC}
@@ -224,7 +228,7 @@ def create_kiosk_app(
 
     @staff_api.get("/checks")
     def checks() -> list[dict[str, Any]]:
-        return [record_json(r) for r in board.records()]
+        return [record_json(r, board) for r in board.records()]
 
     @staff_api.get("/notices")
     def reception_notices() -> list[dict[str, Any]]:
@@ -236,12 +240,16 @@ def create_kiosk_app(
         try:
             (query,) = queries_from_rows([body])
         except BatchInputError as exc:
-            return _bad(exc)  # type: ignore[return-value]
-        return record_json(staff.by_number(query))
+            # one record: no row numbers, each field's problem next to the field
+            fields = {p.field or "": p.message for p in exc.fields}
+            return JSONResponse({"code": "validation_error", "message": "入力内容を確認してください。",  # type: ignore[return-value]
+                                 "fields": fields}, status_code=422)
+        return record_json(staff.by_number(query), board)
 
     def _bad(exc: BatchInputError) -> JSONResponse:
         return JSONResponse({"code": "validation_error", "message": str(exc),
-                             "problems": [{"row": r, "message": m} for r, m in exc.problems]}, status_code=422)
+                             "problems": [{"row": p.row, "field": p.field, "message": p.text} for p in exc.fields]},
+                            status_code=422)
 
     def _entry(entry: BatchEntry) -> dict[str, Any]:
         return {"batch_id": entry.batch_id, "label": entry.label, "count": entry.count,
@@ -284,13 +292,15 @@ def create_kiosk_app(
     def medications(visit_id: str) -> Any:
         if not staff.can_see_medications:
             return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
-        return _visit_or_404(visit_id) or staff.medications(visit_id).model_dump(mode="json")
+        return _visit_or_404(visit_id) or medications_json(staff.medications(visit_id), facility_names)
 
     @staff_api.get("/visits/{visit_id}/checkups")
     def checkups(visit_id: str) -> Any:
         if not staff.can_see_checkups:
             return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
-        return _visit_or_404(visit_id) or staff.checkups(visit_id).model_dump(mode="json")
+        visit = board.visit(visit_id)
+        sex = None if visit is None or visit.result.insured is None else SEX.get(visit.result.insured.sex)
+        return _visit_or_404(visit_id) or checkups_json(staff.checkups(visit_id), sex)
 
     app.include_router(kiosk)
     app.include_router(staff_api)

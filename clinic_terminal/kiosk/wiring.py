@@ -267,7 +267,8 @@ def build_kiosk(
     staff = StaffService(client, board, role=config.role,
                          outage=None if journal is None else notices.journal_number)
     app = create_kiosk_app(flow, staff, board, info=KioskInfo(demo=config.demo_card is not None,
-                                                             facility_name=config.facility_name), notices=notices)
+                                                             facility_name=config.facility_name,
+                                                             facility_code=config.facility_code), notices=notices)
     if watch_card:
         closers.extend(_watch_card(flow, demo_reader, config.reader))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
