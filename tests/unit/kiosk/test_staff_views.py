@@ -80,7 +80,7 @@ def test_copay_is_in_wari_everywhere() -> None:
 def _result(**over: object) -> EligibilityResult:
     values: dict[str, object] = {"validity": 1, "query_kind": "number", "as_of": TODAY, "insured": insured()}
     values.update(over)
-    return EligibilityResult(**values)  # type: ignore[arg-type]
+    return EligibilityResult(**values)
 
 
 def test_board_shows_what_changed_since_the_previous_check_of_the_same_person() -> None:
