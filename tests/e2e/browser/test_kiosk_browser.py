@@ -123,14 +123,36 @@ def test_staff_screen_shows_the_check_and_the_drug_history(browser: Browser, sta
     expect(row.locator(".pill.on")).to_have_text(["薬剤", "健診", "限度額"])
     page.screenshot(path=str(screenshots / "staff-checks.png"))
 
+    # the two history buttons line up (one column, the same left edge and width)
+    drug_box = row.get_by_role("button", name="薬剤情報").bounding_box()
+    checkup_box = row.get_by_role("button", name="健診情報").bounding_box()
+    assert drug_box and checkup_box
+    assert (drug_box["x"], drug_box["width"]) == (checkup_box["x"], checkup_box["width"])
+
     row.get_by_role("button", name="薬剤情報").click()
     history = page.locator("#history")
     expect(history).to_contain_text("アムロジピン錠5mg", timeout=TIMEOUT)
     expect(history).to_contain_text("ロキソプロフェンNa錠60mg")
+    drugs = history.locator("tbody tr")
+    expect(drugs.nth(0)).to_contain_text("東京都の薬局")  # a code this terminal has no name for: what it says
+    expect(drugs.nth(0)).to_contain_text("医療機関コード 1341234563")
+    expect(drugs.nth(1)).to_contain_text("しかく内科クリニック")  # this terminal's own facility
     page.screenshot(path=str(screenshots / "staff-drug-history.png"))
 
     row.get_by_role("button", name="健診情報").click()
-    expect(history).to_contain_text("24.1", timeout=TIMEOUT)
+    expect(history).to_contain_text("収縮期血圧", timeout=TIMEOUT)
+    for raw in ("systolic", "height_cm", "weight_kg", "bmi,"):
+        expect(history).not_to_contain_text(raw)
+    systolic = history.locator("tr[data-item=systolic]")
+    expect(systolic).to_contain_text("mmHg")
+    expect(systolic).to_contain_text("130 未満")
+    expect(systolic.locator("td.flag-referral")).to_have_text("142 ●")  # 受診勧奨判定値 140 以上
+    expect(history.locator("tr[data-item=waist_cm] td.flag-guidance")).to_have_text("86.0 ▲")  # 男性 85 cm
+    expect(history.locator("tr[data-item=triglycerides] td.flag-guidance")).to_have_text("160 ▲")
+    expect(history.locator("tr[data-item=urine_protein]")).to_contain_text("（±）")
+    expect(history.locator("tr[data-item=urine_protein]")).to_contain_text("（−）")
+    expect(page.locator("#history-legend")).to_contain_text("受診勧奨判定値以上")
+    page.locator("#history-panel").screenshot(path=str(screenshots / "staff-checkups.png"))
     page.locator("#history-close").click()
 
     # 資格確認書: by number (an invalid birth date → no match, shown with its reason).
@@ -247,6 +269,116 @@ def test_staff_key_in_collation_b_when_the_automatic_try_is_refused(browser: Bro
         page.close()
     finally:
         card.state.collation_b_tries_left = 10
+
+
+PHONE = ViewportSize(width=390, height=844)
+
+
+def _by_number(page: Page, **fields: str) -> None:
+    form = page.locator("#number-form")
+    for name in ("insurer_number", "symbol", "number", "branch", "birth_date"):
+        form.locator(f"[name={name}]").fill(fields.get(name, ""))
+    form.get_by_role("button", name="照会する").click()
+
+
+def test_staff_form_errors_are_per_field_and_a_miss_shows_the_search(
+    browser: Browser, stack: Stack, screenshots: Path
+) -> None:
+    page = browser.new_page(viewport=STAFF, locale="ja-JP")
+    page.goto(stack.kiosk_url + "/staff")
+    _by_number(page, insurer_number="0113001", number="４５６７", branch="1")  # no birth date either
+    form = page.locator("#number-form")
+    expect(form.locator("[data-error-for=insurer_number]")).to_have_text(
+        "8桁の数字で入力してください（国民健康保険は6桁）", timeout=TIMEOUT)
+    expect(form.locator("[data-error-for=branch]")).to_have_text("2桁の数字で入力してください（例: 00）")
+    expect(form.locator("[data-error-for=birth_date]")).to_have_text("入力してください")
+    expect(form.locator("[data-error-for=number]")).to_be_hidden()
+    expect(page.locator("#number-panel")).not_to_contain_text("行目")
+    expect(page.locator("#number-panel")).not_to_contain_text("insurer_number")
+    # each message sits next to its field: right under the input, inside its label
+    box_input = form.locator("[name=insurer_number]").bounding_box()
+    box_error = form.locator("[data-error-for=insurer_number]").bounding_box()
+    assert box_input and box_error and 0 <= box_error["y"] - (box_input["y"] + box_input["height"]) < 20
+    page.locator("#number-panel").screenshot(path=str(screenshots / "staff-form-errors.png"))
+
+    # a lookup that finds nobody says what was searched for
+    _by_number(page, insurer_number="01130012", symbol="１２３", number="９９９９", branch="00",
+               birth_date="1970-01-01")
+    expect(page.locator("#number-error")).to_have_text("該当する資格がありません。", timeout=TIMEOUT)
+    expect(page.locator("#number-searched")).to_have_text(
+        "照会した内容: 保険者番号 01130012・記号 １２３・番号 ９９９９・枝番 00・生年月日 1970-01-01")
+    miss = page.locator("#checks tbody tr").first
+    expect(miss).to_contain_text("該当者なし")
+    expect(miss).to_contain_text("照会: 保険者番号 01130012")
+    expect(miss.locator(".state")).to_have_text("資格なし")
+    page.close()
+
+
+def test_staff_board_at_a_glance_and_at_phone_width(browser: Browser, stack: Stack, screenshots: Path) -> None:
+    import datetime as dt
+
+    import httpx
+
+    from clinic_terminal.kiosk.flow import Referral
+    from schemas.eligibility import ByNumberQuery
+    from tests.factories import INSURER_A, change, eligibility_csv
+
+    page = browser.new_page(viewport=STAFF, locale="ja-JP")
+    page.goto(stack.kiosk_url + "/staff")
+    hanako = {"insurer_number": INSURER_A, "symbol": "１２３", "number": "４５６７", "branch": "01",
+              "birth_date": "1982-02-02"}
+    _by_number(page, **hanako)
+    expect(page.locator("#checks tbody tr").first).to_contain_text("山田 花子", timeout=TIMEOUT)
+    # the insurer changes her copay; the desk checks her again: the board says what changed
+    today = dt.date.today().isoformat()
+    answer = httpx.post(f"{stack.server_url}/v1/uploads?kind=eligibility", timeout=30,
+                        content=eligibility_csv([change(branch="01", valid_from=today, copay_ratio="20")]),
+                        headers={"Authorization": f"Bearer {stack.insurer_token}", "Content-Type": "text/csv"})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+    _by_number(page, **hanako)
+    changed = page.locator("#checks tbody tr[data-attention=changed]").first
+    expect(changed).to_contain_text("負担割合が変わりました（3割 → 2割）", timeout=TIMEOUT)
+    expect(changed.locator(".state")).to_have_text("変更あり")
+
+    # 受付へ (a referral from the patient screen) and 申立書 (a check the server could not answer)
+    notices = stack.kiosk.notices
+    assert notices is not None
+    notices.refer(Referral(at=dt.datetime.now(dt.UTC), code="pin_blocked", method="pin"))
+    notices.journal_number(ByNumberQuery(insurer_number=INSURER_A, symbol="１２３", number="８８８８",
+                                         birth_date=dt.date(1975, 5, 5)))
+    summary = page.locator("#board-summary")
+    expect(summary.locator("[data-chip=desk] strong")).to_have_text("1", timeout=TIMEOUT)
+    expect(summary.locator("[data-chip=statement] strong")).to_have_text("1")
+    expect(summary.locator("[data-chip=not_insured] strong")).not_to_have_text("0")
+    expect(summary.locator("[data-chip=changed] strong")).not_to_have_text("0")
+    expect(page.locator("#notices tr[data-attention=desk] .state")).to_have_text("受付へ")
+    expect(page.locator("#notices tr[data-attention=statement] .state")).to_have_text("申立書")
+    page.wait_for_timeout(2500)  # let the new-row flash fade before the picture
+    page.screenshot(path=str(screenshots / "staff-board-attention.png"))
+
+    # the board is a fixed region: more rows scroll inside it, the forms stay where they are
+    top = page.locator("#number-panel").bounding_box()
+    for _ in range(6):
+        _by_number(page, **hanako)
+    expect(page.locator("#checks tbody tr")).not_to_have_count(0)
+    page.wait_for_timeout(1700)
+    assert page.locator("#number-panel").bounding_box() == top
+
+    # words and dates never break inside (暗証番号, 本人, 2024-04-01〜)
+    for text in ("番号", "本人", "2024-04-01〜"):
+        lines = page.evaluate("""(t) => Array.from(document.querySelectorAll('#checks span.nowrap'))
+            .filter((e) => e.textContent.includes(t)).map((e) => e.getClientRects().length)""", text)
+        assert lines and set(lines) == {1}, (text, lines)
+
+    # phone: no horizontal overflow of the page; the tables scroll inside the board
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(300)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], width
+    page.screenshot(path=str(screenshots / "staff-phone.png"))
+    page.locator("#number-panel").scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshots / "staff-phone-form.png"))
+    page.close()
 
 
 def test_blocked_pin_asks_for_staff_and_offers_face(browser: Browser, stack: Stack, screenshots: Path) -> None:
