@@ -23,6 +23,7 @@ from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
 from clinic_terminal.kiosk.history import checkups_json, medications_json
+from clinic_terminal.kiosk.preview import LivePreview
 from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
     SEX,
@@ -116,8 +117,11 @@ def _page(name: str) -> str:
 
 def create_kiosk_app(
     flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
-    notices: ReceptionNotices | None = None,
+    notices: ReceptionNotices | None = None, preview: LivePreview | None = None,
+    remove_card: Callable[[], None] | None = None,
 ) -> FastAPI:
+    """``preview``: the face screen's camera preview (frames in memory only); ``remove_card``: the
+    demo's 「カードを抜く」 (None outside demo mode: the route answers 404)."""
     info = info or KioskInfo()
     notices = notices or ReceptionNotices()
     facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
@@ -173,7 +177,14 @@ def create_kiosk_app(
         return Response(static[name], media_type=_STATIC[name])
 
     def _screen(screen: Screen) -> dict[str, Any]:
-        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo}
+        guidance = None
+        if preview is not None:
+            if screen.name == "face":
+                guidance = preview.guidance_text()
+            else:
+                preview.clear()  # the frame lives only while the face screen shows it
+        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo,
+                                   "face_guidance": guidance, "demo_remove_card": remove_card is not None}
 
     kiosk = APIRouter(prefix="/api/kiosk")
 
@@ -218,6 +229,22 @@ def create_kiosk_app(
     @kiosk.post("/reset")
     def reset() -> dict[str, Any]:
         return _screen(flow.reset())
+
+    @kiosk.get("/camera.jpg")
+    def camera_frame() -> Response:
+        """The latest camera frame while the face screen shows (JPEG bytes from memory, no-store)."""
+        frame = preview.jpeg() if preview is not None and flow.screen().name == "face" else None
+        if frame is None:
+            return Response(status_code=204)
+        return Response(frame, media_type="image/jpeg")
+
+    @kiosk.post("/demo/remove-card")
+    def demo_remove_card() -> Any:
+        """Demo mode only: take the virtual card out of its reader (as a hand would, mid-check)."""
+        if remove_card is None:
+            return JSONResponse({"code": "not_found"}, status_code=404)
+        remove_card()
+        return _screen(flow.screen())
 
     staff_api = APIRouter(prefix="/api/staff")
 
