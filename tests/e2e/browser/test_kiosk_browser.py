@@ -69,7 +69,12 @@ def test_pin_first_use_consent_done(browser: Browser, stack: Stack, screenshots:
 
     _tap_pin(page, PIN)
     _screen(page, "register")  # first use: the card is not linked yet
-    expect(page.locator("[data-field=explain]")).to_contain_text("利用登録がまだです")
+    explain = page.locator("[data-field=explain]")
+    expect(explain).to_contain_text("利用登録がまだです")
+    # the first PIN was right: the screen says so, and why a PIN is asked again
+    expect(explain).to_contain_text("暗証番号は確認できました。")
+    expect(explain).to_contain_text("初回登録")
+    expect(explain).to_contain_text("「券面事項入力補助用」の暗証番号")
     page.screenshot(path=str(screenshots / "kiosk-register.png"))
     _tap_pin(page, PIN)
 
@@ -200,6 +205,18 @@ def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screens
     status = page.locator("#face-status")
     expect(status).to_contain_text("中", timeout=TIMEOUT)  # 準備中 / 顔を検出中 / 照合中
     expect(status).to_have_text(re.compile("顔を検出中|照合中|資格情報を確認"), timeout=TIMEOUT)
+    # the live preview: the camera's frames drawn in the page, with guidance from what is in them
+    expect(page.locator("#face-preview[data-drawn='1']")).to_have_count(1, timeout=TIMEOUT)
+    expect(page.locator("#face-guidance")).to_have_text(
+        re.compile("もう少し近づいてください|明るい場所で|カメラを見てください|まばたき"), timeout=TIMEOUT)
+    painted = page.evaluate("""() => {
+        const c = document.querySelector('#face-preview');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let lit = 0;
+        for (let i = 0; i < d.length; i += 400) if (d[i] + d[i + 1] + d[i + 2] > 60) lit++;
+        return lit;
+    }""")
+    assert painted > 50, painted  # not the dark box of before
     page.screenshot(path=str(screenshots / "kiosk-face.png"))
     page.wait_for_selector("body[data-screen='consent'], body[data-screen='register']", timeout=30_000)
     if page.locator("body[data-screen='register']").count():  # when run alone: link the card first
@@ -279,6 +296,46 @@ def _by_number(page: Page, **fields: str) -> None:
     for name in ("insurer_number", "symbol", "number", "branch", "birth_date"):
         form.locator(f"[name={name}]").fill(fields.get(name, ""))
     form.get_by_role("button", name="照会する").click()
+
+
+def test_phone_consent_keeps_the_confirm_button_in_view_and_the_card_can_be_taken_out(
+    browser: Browser, stack: Stack, screenshots: Path
+) -> None:
+    page = browser.new_page(viewport=PHONE, locale="ja-JP")
+    page.goto(stack.kiosk_url + "/")
+    _screen(page, "place_card")
+    # demo controls: take the card out midway, see what the patient sees, put it back
+    page.get_by_role("button", name="読み取る").click()
+    _screen(page, "choose_method")
+    page.get_by_role("button", name="カードを抜く").click()
+    _screen(page, "error")
+    error = page.locator("section[data-screen=error]")
+    expect(error.locator("[data-field=message]")).to_have_text(
+        "カードが取り出されました。受付はまだ終わっていません。もう一度カードを置いて、「もう一度読み取る」を押してください。")
+    expect(error.get_by_role("button", name="もう一度読み取る")).to_be_visible()
+    page.screenshot(path=str(screenshots / "kiosk-card-removed-phone.png"))
+    error.get_by_role("button", name="もう一度読み取る").click()
+    _screen(page, "choose_method")
+
+    page.locator("#choose-pin").click()
+    _screen(page, "pin")
+    _tap_pin(page, PIN)
+    page.wait_for_selector("body[data-screen='consent'], body[data-screen='register']", timeout=TIMEOUT)
+    if page.locator("body[data-screen='register']").count():  # when run alone: link the card first
+        _tap_pin(page, PIN)
+    _screen(page, "consent")
+    assert page.evaluate("document.documentElement.scrollHeight") > PHONE["height"]  # a long screen
+    button = page.locator("#consent-ok")
+    expect(button).to_be_in_viewport(ratio=1.0)  # the primary action is on screen before any scroll
+    box = button.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= PHONE["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=str(screenshots / "kiosk-consent-phone.png"))
+    page.mouse.wheel(0, 400)
+    expect(button).to_be_in_viewport(ratio=1.0)  # and stays while the patient reads on
+    button.click()
+    _screen(page, "done")
+    page.close()
 
 
 def test_staff_form_errors_are_per_field_and_a_miss_shows_the_search(
@@ -390,13 +447,22 @@ def test_blocked_pin_asks_for_staff_and_offers_face(browser: Browser, stack: Sta
     _screen(page, "choose_method")
     page.locator("#choose-pin").click()
     _screen(page, "pin")
+    pin_message = page.locator("section[data-screen='pin register'] [data-field=message]")
     for tries_left, wrong in ((2, "0000"), (1, "0001")):
         _tap_pin(page, wrong)
         expect(page.locator("[data-field=tries]")).to_have_text(f"残り入力回数：{tries_left}回", timeout=TIMEOUT)
+        if tries_left == 2:
+            expect(page.locator("#pin-to-face")).to_be_hidden()
+    # at the last try, 顔認証 is offered instead
+    expect(pin_message).to_have_text(
+        "暗証番号が違います。あと1回間違えるとロックされます。顔認証に切り替えることもできます。")
+    expect(page.locator("#pin-to-face")).to_be_visible()
+    page.screenshot(path=str(screenshots / "kiosk-pin-last-try.png"))
     _tap_pin(page, "0002")
     _screen(page, "error")
     message = page.locator("section[data-screen=error] [data-field=message]")
-    expect(message).to_have_text("暗証番号がロックされています。顔認証をご利用いただくか、受付にお声がけください。")
+    expect(message).to_have_text("暗証番号がロックされています。顔認証をご利用いただくか、受付にお声がけください。"
+                                 "（暗証番号のロックの解除・再設定は、お住まいの市区町村の窓口で行えます）")
     error = page.locator("section[data-screen=error]")
     expect(error.get_by_role("button", name="顔認証で確認する")).to_be_visible()
     expect(error.get_by_role("button", name="暗証番号で確認する")).to_be_hidden()
