@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import click
 
+from hokensha_loader.config import get_settings
 from hokensha_loader.errors import LoaderError
+from hokensha_loader.messages import Lang, lang_of, text
 from hokensha_loader.status_codes import ExitCode
 from schemas.identifiers import withhold_my_number
 
@@ -31,9 +33,25 @@ def cli() -> None:
     """Upload (or --dry-run validate) an insurer file: eligibility, medications or checkups.
 
     \b
-    exit codes: 0 ok, 1 some rows rejected, 2 file refused,
-                3 server/auth/network error, 4 usage error, 5 unexpected error
+    exit codes: 0 all loaded, 1 loaded except rejected rows, 2 file refused as a whole,
+                3 server/auth/network error, 4 usage error, 5 unexpected error,
+                6 not all lines read
+    messages in Japanese; --lang en (or SHIKAKU_LANG=en) for English
     """
+
+
+def _lang(args: list[str]) -> Lang:
+    """--lang of the command line (read before click, for the errors click never sees), else the
+    settings."""
+    for i, arg in enumerate(args):
+        if arg == "--lang" and i + 1 < len(args):
+            return lang_of(args[i + 1])
+        if arg.startswith("--lang="):
+            return lang_of(arg.split("=", 1)[1])
+    try:
+        return lang_of(get_settings().lang)
+    except Exception:  # unreadable settings: the default language, the error comes later
+        return lang_of(None)
 
 
 for _command in commands:
@@ -47,12 +65,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.USAGE_ERROR)
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or "-v" in args
+    lang = _lang(args)
     try:
         result = cli.main(args=args, prog_name="hokensha-load", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        print("hokensha-load: interrupted", file=sys.stderr)
+        print(text("interrupted", lang), file=sys.stderr)
         return int(ExitCode.SERVER_ERROR)
     except click.ClickException as exc:  # bad option, missing file, ...
         exc.show(file=sys.stderr)
@@ -60,13 +79,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     except LoaderError as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
-        print(f"hokensha-load: error: {exc.message}", file=sys.stderr)
+        print(text("error_prefix", lang) + exc.render(lang), file=sys.stderr)
         return int(exc.exit_code)
     except Exception as exc:
         if verbose:
             traceback.print_exc(file=sys.stderr)
         else:
-            print("hokensha-load: unexpected error (rerun with --verbose for details)", file=sys.stderr)
+            print(text("unexpected", lang), file=sys.stderr)
         print(f"hokensha-load: {type(exc).__name__}: {withhold_my_number(str(exc))}", file=sys.stderr)
         return int(ExitCode.INTERNAL_ERROR)
     return int(result) if isinstance(result, int) else int(ExitCode.OK)

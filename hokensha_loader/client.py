@@ -104,9 +104,15 @@ class UploadClient:
         try:
             response = self._client.post("/v1/uploads", params={"kind": kind}, content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise NetworkError(f"the server at {self.server_url} did not answer in time ({exc})") from exc
+            raise NetworkError(
+                f"the server at {self.server_url} did not answer in time ({exc})",
+                key="timeout", params={"url": self.server_url, "reason": exc},
+            ) from exc
         except httpx.TransportError as exc:
-            raise NetworkError(f"cannot reach the server at {self.server_url}: {exc}") from exc
+            raise NetworkError(
+                f"cannot reach the server at {self.server_url}: {exc}",
+                key="unreachable", params={"url": self.server_url, "reason": exc},
+            ) from exc
         return _answer(response)
 
 
@@ -125,17 +131,30 @@ def _answer(response: httpx.Response) -> UploadAnswer:
             return UploadAnswer.model_validate_json(response.content)
         except ValidationError as exc:
             first = exc.errors()[0]["msg"]
-            raise ServerError(f"the server's answer is not an upload result: {first}") from exc
+            raise ServerError(
+                f"the server's answer is not an upload result: {first}", key="bad_answer", params={"reason": first}
+            ) from exc
     problem = _problem(response)
     code = problem.get("code")
     detail = problem.get("detail") or problem.get("title") or response.reason_phrase
     line = problem.get("line") if isinstance(problem.get("line"), int) else None
     where = f" (line {line})" if line else ""
     if status == 401:
-        raise AuthError(f"the server refused the token: {detail}", code=code or "unauthorized")
+        raise AuthError(
+            f"the server refused the token: {detail}", code=code or "unauthorized",
+            key="token_refused", params={"reason": detail},
+        )
     if status == 403:
-        raise AuthError(f"this token may not upload that: {detail}", code=code)
+        raise AuthError(
+            f"this token may not upload that: {detail}", code=code, key="token_forbidden", params={"reason": detail}
+        )
     if status in (400, 413, 415, 422):
-        raise FileRefusedError(f"the server refused the file{where}: {detail}", code=code, line=line)
+        raise FileRefusedError(
+            f"the server refused the file{where}: {detail}", code=code, line=line,
+            key="server_refused", params={"reason": detail},
+        )
     error: type[LoaderError] = ServerError
-    raise error(f"the server answered {status}: {detail}", code=code)
+    raise error(
+        f"the server answered {status}: {detail}", code=code, key="server_status",
+        params={"status": status, "reason": detail},
+    )

@@ -13,6 +13,7 @@ class LoaderSettings(BaseSettings):
     server_url: str = "http://127.0.0.1:8000"
     insurer_token: str | None = None
     upload_timeout_s: float = 3600.0  # the server answers after committing the whole file
+    lang: str = "ja"  # messages and reject report: ja or en (--lang overrides)
 
 
 @lru_cache

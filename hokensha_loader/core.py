@@ -18,6 +18,7 @@ from typing import IO, Literal
 
 from hokensha_loader.client import UploadClient
 from hokensha_loader.errors import FileRefusedError, UsageError
+from hokensha_loader.messages import DEFAULT_LANG, Lang, row_message
 from hokensha_loader.progress import NullProgress, Progress
 from hokensha_loader.status_codes import ExitCode
 from schemas.identifiers import withhold_my_number
@@ -37,12 +38,20 @@ def format_for(path: Path, explicit: Format | None = None) -> Format:
         return explicit
     fmt = _EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"cannot tell the format of {path.name!r} from its extension: use --format csv|ndjson")
+        raise UsageError(
+            f"cannot tell the format of {path.name!r} from its extension: use --format csv|ndjson",
+            key="unknown_format", params={"name": path.name},
+        )
     return fmt
 
 
 def default_report_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
+
+
+def _unreadable(path: Path, exc: OSError) -> UsageError:
+    reason = exc.strerror or str(exc)
+    return UsageError(f"cannot read {path}: {reason}", key="cannot_read", params={"path": path, "reason": reason})
 
 
 def read_chunks(path: Path, size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -52,7 +61,7 @@ def read_chunks(path: Path, size: int = CHUNK_SIZE) -> Iterator[bytes]:
             while chunk := fh.read(size):
                 yield chunk
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def file_sha256(path: Path) -> str:
@@ -67,7 +76,7 @@ def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise _unreadable(path, exc) from exc
 
 
 class RejectReport:
@@ -77,8 +86,9 @@ class RejectReport:
     of the same file (recognised by its header) is removed so it cannot mislead.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lang: Lang = DEFAULT_LANG) -> None:
         self.path = path
+        self.lang = lang
         self.count = 0
         self._fh: IO[str] | None = None
         self._writer: csv.DictWriter[str] | None = None
@@ -89,7 +99,7 @@ class RejectReport:
             self._fh = self.path.open("w", encoding="utf-8-sig", newline="")
             self._writer = csv.DictWriter(self._fh, fieldnames=REPORT_COLUMNS, lineterminator="\r\n")
             self._writer.writeheader()
-        self._writer.writerow(error.as_dict())
+        self._writer.writerow(error.as_dict() | {"message": row_message(error, self.lang)})
         self.count += 1
 
     def write_all(self, errors: Iterable[RowError]) -> None:
@@ -142,23 +152,52 @@ class Summary:
     report_path: Path | None = None  # set when a report was written
     report_lines: int = 0
     sample_errors: list[RowError] = field(default_factory=list)
+    records: int | None = None  # the file's records, when the server's counts miss some of them
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
+    def unread(self) -> bool:
+        """Not every record of the file was accounted for (accepted, rejected or unchanged)."""
+        return self.records is not None and self.accepted + self.rejected + self.unchanged < self.records
+
+    @property
     def exit_code(self) -> ExitCode:
+        if self.unread:
+            return ExitCode.LINES_UNREAD
         return ExitCode.ROWS_REJECTED if self.rejected else ExitCode.OK
+
+
+def count_records(path: Path, kind: FileKind, fmt: Format) -> int:
+    """The file's records as the server counts them (every non-blank line after the CSV header,
+    a quoted multi-line field one record): a read-only pass, no validation."""
+    reader = FileReader(kind, read_chunks(path), fmt=fmt)
+    try:
+        for _ in reader:
+            pass
+    except FileFormatError as exc:
+        raise _refused(exc) from exc
+    return reader.rows_read
 
 
 def _refused(exc: FileFormatError) -> FileRefusedError:
     where = f" (line {exc.line})" if exc.line else ""
-    return FileRefusedError(f"file refused{where}: {exc.message}", code=exc.code, line=exc.line)
+    return FileRefusedError(
+        f"file refused{where}: {exc.message}", code=exc.code, line=exc.line,
+        key="file_refused", params={"reason": exc.message},
+    )
 
 
 def validate_file(
-    path: Path, kind: FileKind, fmt: Format, *, report_path: Path, progress: Progress | None = None
+    path: Path,
+    kind: FileKind,
+    fmt: Format,
+    *,
+    report_path: Path,
+    progress: Progress | None = None,
+    lang: Lang = DEFAULT_LANG,
 ) -> Summary:
     """Dry run: validate every row locally with the shared ``check_rows``; nothing is sent."""
     progress = progress or NullProgress()
@@ -166,7 +205,7 @@ def validate_file(
     summary = Summary(kind, path, "dry-run", bytes=file_size(path))
     reader = FileReader(kind, progress.chunks(read_chunks(path)), fmt=fmt)
     try:
-        with RejectReport(report_path) as report:
+        with RejectReport(report_path, lang) as report:
             for checked in progress.rows(check_rows(reader)):
                 if checked.errors:
                     summary.rejected += 1
@@ -207,6 +246,7 @@ def upload_file(
     client: UploadClient,
     report_path: Path,
     progress: Progress | None = None,
+    lang: Lang = DEFAULT_LANG,
 ) -> Summary:
     """Stream the file's raw bytes to the server; the server validates and commits, and its
     answer (counts and per-row errors) becomes the summary and the reject report."""
@@ -216,11 +256,13 @@ def upload_file(
     size = file_size(path)
     summary = Summary(kind, path, "upload", bytes=size)
     lines = 0
+    last = b"\n"
 
     def body() -> Iterator[bytes]:
-        nonlocal lines
+        nonlocal lines, last
         for chunk in progress.chunks(read_chunks(path), count_lines=True):
             lines += chunk.count(b"\n")
+            last = chunk[-1:]
             yield chunk
 
     try:
@@ -233,8 +275,17 @@ def upload_file(
     summary.duplicate = answer.duplicate
     summary.errors_truncated = answer.errors_truncated
     summary.rows = answer.accepted + answer.rejected + answer.unchanged
-    if not summary.rows:  # a duplicate answers zeros: count the lines we sent instead
-        summary.rows = max(lines - (1 if fmt == "csv" else 0), 0)
+    if last != b"\n":
+        lines += 1  # a last line without its newline
+    data_lines = max(lines - (1 if fmt == "csv" else 0), 0)
+    if answer.duplicate and not summary.rows:  # a duplicate answers zeros: count the lines we sent instead
+        summary.rows = data_lines
+    elif summary.rows != data_lines:
+        # blank lines or a quoted multi-line field, or lines the server did not read: only then
+        # count the records exactly (a read-only pass), so the common case costs nothing more
+        records = count_records(path, kind, fmt)
+        if summary.rows < records:
+            summary.records = records
     # the server's messages are printed and written to the report: a message (or a field name)
     # holding a My Number is withheld, whatever the server sent
     errors = [
@@ -242,7 +293,7 @@ def upload_file(
         for e in answer.errors
     ]
     summary.sample_errors = errors[:SAMPLE_ERRORS]
-    with RejectReport(report_path) as report:
+    with RejectReport(report_path, lang) as report:
         report.write_all(errors)
     if report.written:
         summary.report_path, summary.report_lines = report_path, report.count

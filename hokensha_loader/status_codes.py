@@ -12,3 +12,4 @@ class ExitCode(IntEnum):
     SERVER_ERROR = 3  # authentication, network or server failure: nothing is known to be loaded
     USAGE_ERROR = 4  # bad command line (unknown option, missing file, no token)
     INTERNAL_ERROR = 5  # a bug: rerun with --verbose and report the traceback
+    LINES_UNREAD = 6  # the server's counts do not add up to the file's records: not all lines were read

@@ -22,8 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
+from clinic_terminal.kiosk.history import checkups_json, medications_json
+from clinic_terminal.kiosk.preview import LivePreview
 from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
+    SEX,
     BatchEntry,
     BatchInputError,
     CheckJournaled,
@@ -105,6 +108,7 @@ class KioskInfo:
 
     demo: bool = False
     facility_name: str | None = None
+    facility_code: str | None = None  # with the name: the drug history names this terminal's own facility
 
 
 def _page(name: str) -> str:
@@ -113,10 +117,14 @@ def _page(name: str) -> str:
 
 def create_kiosk_app(
     flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
-    notices: ReceptionNotices | None = None,
+    notices: ReceptionNotices | None = None, preview: LivePreview | None = None,
+    remove_card: Callable[[], None] | None = None,
 ) -> FastAPI:
+    """``preview``: the face screen's camera preview (frames in memory only); ``remove_card``: the
+    demo's 「カードを抜く」 (None outside demo mode: the route answers 404)."""
     info = info or KioskInfo()
     notices = notices or ReceptionNotices()
+    facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
     app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
     pages = {"kiosk": _page("kiosk.html"), "staff": _page("staff.html")}
     static = {name: _page(name) for name in _STATIC}
@@ -169,7 +177,14 @@ def create_kiosk_app(
         return Response(static[name], media_type=_STATIC[name])
 
     def _screen(screen: Screen) -> dict[str, Any]:
-        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo}
+        guidance = None
+        if preview is not None:
+            if screen.name == "face":
+                guidance = preview.guidance_text()
+            else:
+                preview.clear()  # the frame lives only while the face screen shows it
+        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo,
+                                   "face_guidance": guidance, "demo_remove_card": remove_card is not None}
 
     kiosk = APIRouter(prefix="/api/kiosk")
 
@@ -215,6 +230,22 @@ def create_kiosk_app(
     def reset() -> dict[str, Any]:
         return _screen(flow.reset())
 
+    @kiosk.get("/camera.jpg")
+    def camera_frame() -> Response:
+        """The latest camera frame while the face screen shows (JPEG bytes from memory, no-store)."""
+        frame = preview.jpeg() if preview is not None and flow.screen().name == "face" else None
+        if frame is None:
+            return Response(status_code=204)
+        return Response(frame, media_type="image/jpeg")
+
+    @kiosk.post("/demo/remove-card")
+    def demo_remove_card() -> Any:
+        """Demo mode only: take the virtual card out of its reader (as a hand would, mid-check)."""
+        if remove_card is None:
+            return JSONResponse({"code": "not_found"}, status_code=404)
+        remove_card()
+        return _screen(flow.screen())
+
     staff_api = APIRouter(prefix="/api/staff")
 
     @staff_api.get("/config")
@@ -224,7 +255,7 @@ def create_kiosk_app(
 
     @staff_api.get("/checks")
     def checks() -> list[dict[str, Any]]:
-        return [record_json(r) for r in board.records()]
+        return [record_json(r, board) for r in board.records()]
 
     @staff_api.get("/notices")
     def reception_notices() -> list[dict[str, Any]]:
@@ -236,12 +267,16 @@ def create_kiosk_app(
         try:
             (query,) = queries_from_rows([body])
         except BatchInputError as exc:
-            return _bad(exc)  # type: ignore[return-value]
-        return record_json(staff.by_number(query))
+            # one record: no row numbers, each field's problem next to the field
+            fields = {p.field or "": p.message for p in exc.fields}
+            return JSONResponse({"code": "validation_error", "message": "入力内容を確認してください。",  # type: ignore[return-value]
+                                 "fields": fields}, status_code=422)
+        return record_json(staff.by_number(query), board)
 
     def _bad(exc: BatchInputError) -> JSONResponse:
         return JSONResponse({"code": "validation_error", "message": str(exc),
-                             "problems": [{"row": r, "message": m} for r, m in exc.problems]}, status_code=422)
+                             "problems": [{"row": p.row, "field": p.field, "message": p.text} for p in exc.fields]},
+                            status_code=422)
 
     def _entry(entry: BatchEntry) -> dict[str, Any]:
         return {"batch_id": entry.batch_id, "label": entry.label, "count": entry.count,
@@ -284,13 +319,15 @@ def create_kiosk_app(
     def medications(visit_id: str) -> Any:
         if not staff.can_see_medications:
             return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
-        return _visit_or_404(visit_id) or staff.medications(visit_id).model_dump(mode="json")
+        return _visit_or_404(visit_id) or medications_json(staff.medications(visit_id), facility_names)
 
     @staff_api.get("/visits/{visit_id}/checkups")
     def checkups(visit_id: str) -> Any:
         if not staff.can_see_checkups:
             return JSONResponse({"code": "forbidden_role", "message": STAFF_ERRORS["forbidden_role"]}, status_code=403)
-        return _visit_or_404(visit_id) or staff.checkups(visit_id).model_dump(mode="json")
+        visit = board.visit(visit_id)
+        sex = None if visit is None or visit.result.insured is None else SEX.get(visit.result.insured.sex)
+        return _visit_or_404(visit_id) or checkups_json(staff.checkups(visit_id), sex)
 
     app.include_router(kiosk)
     app.include_router(staff_api)

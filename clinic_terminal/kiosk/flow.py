@@ -341,10 +341,16 @@ class CheckFlow:
         return self._show("place_card", actions=("read_card",))
 
     def card_removed(self) -> None:
-        """The card monitor saw the card leave: a half-done check starts over."""
+        """The card monitor saw the card leave: a half-done check starts over. In the middle of a
+        check (a card session open) the screen says so, so the patient knows to put it back."""
         with self._lock:
-            if self._screen.name not in ("done", "place_card") and not self._screen.busy:
-                self._reset_locked()
+            screen = self._screen
+            if screen.name in ("done", "place_card") or screen.busy or screen.code == "card_taken_out":
+                return
+            midway = self._session is not None and self._screen.name != "error"
+            self._reset_locked()
+            if midway:
+                self._show("error", code="card_taken_out", message=msg.CARD_TAKEN_OUT, actions=("read_card",))
 
     # --- step 1: the card -----------------------------------------------------------------
     def read_card(self) -> Screen:
@@ -481,8 +487,7 @@ class CheckFlow:
             except PinFormatError:
                 return self._show("pin", tries_left=self._screen.tries_left, message=msg.PIN_FORMAT, code="pin_format")
             except PinWrongError as exc:
-                return self._show("pin", tries_left=exc.tries_left, message=msg.pin_wrong(exc.tries_left),
-                                  code="pin_wrong")
+                return self._pin_wrong("pin", exc.tries_left)
             except PinBlockedError:
                 return self._pin_blocked()
             except CardError as exc:
@@ -503,10 +508,18 @@ class CheckFlow:
             )
         except ServerError as exc:
             if exc.code == CARD_NOT_REGISTERED:
-                return self._show("register", message=msg.REGISTER_EXPLAIN, code=exc.code,
+                # after a PIN the card accepted, say so and why a PIN is asked again (初回登録)
+                explain = msg.REGISTER_AFTER_PIN if signature is not None else msg.REGISTER_EXPLAIN
+                return self._show("register", message=explain, code=exc.code,
                                   tries_left=self._tries(session))
             return self._server_error(exc)
         return self._after_result(session, result)
+
+    def _pin_wrong(self, name: ScreenName, tries_left: int) -> Screen:
+        """A wrong PIN; at the last try 顔認証 is offered beside the PIN pad (when the kiosk has it)."""
+        face = self._face is not None and tries_left == 1
+        return self._show(name, tries_left=tries_left, message=msg.pin_wrong(tries_left, face=face),
+                          code="pin_wrong", actions=("face",) if face else ())
 
     def _tries(self, session: _Session) -> int | None:
         try:
@@ -541,8 +554,7 @@ class CheckFlow:
                 return self._show("register", message=msg.PIN_FORMAT, code="pin_format",
                                   tries_left=self._screen.tries_left)
             except PinWrongError as exc:
-                return self._show("register", tries_left=exc.tries_left, message=msg.pin_wrong(exc.tries_left),
-                                  code="pin_wrong")
+                return self._pin_wrong("register", exc.tries_left)
             except PinBlockedError:
                 self._refer("pin_blocked")
                 self._drop_session()

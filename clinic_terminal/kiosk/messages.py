@@ -19,19 +19,27 @@ CARD_ERRORS: Final[dict[str, str]] = {
     "collation_b_format": "顔認証の準備ができませんでした。暗証番号で確認してください。",
 }
 
+CARD_TAKEN_OUT: Final = (
+    "カードが取り出されました。受付はまだ終わっていません。もう一度カードを置いて、「もう一度読み取る」を押してください。"
+)
+
 #: Card errors that mean "could not read it": after two in a row the patient goes to reception.
 CARD_UNREADABLE: Final = frozenset({"no_card", "card_removed", "card_protocol", "card_error"})
 CARD_UNREADABLE_STAFF: Final = "カードが読み取れませんでした。" + ASK_STAFF
 
 PIN_FORMAT: Final = "暗証番号は数字4桁です。"
-PIN_BLOCKED: Final = (
-    "暗証番号がロックされています。" + ASK_STAFF + "（ロックの解除はお住まいの市区町村の窓口で行えます）"
-)
-PIN_BLOCKED_FACE: Final = "暗証番号がロックされています。顔認証をご利用いただくか、" + ASK_STAFF
+PIN_RESET_WHERE: Final = "（暗証番号のロックの解除・再設定は、お住まいの市区町村の窓口で行えます）"
+PIN_BLOCKED: Final = "暗証番号がロックされています。" + ASK_STAFF + PIN_RESET_WHERE
+PIN_BLOCKED_FACE: Final = "暗証番号がロックされています。顔認証をご利用いただくか、" + ASK_STAFF + PIN_RESET_WHERE
+PIN_LAST_TRY_FACE: Final = "次に間違えるとロックされます。顔認証に切り替えることもできます。"
 
 
-def pin_wrong(tries_left: int) -> str:
-    return f"暗証番号が違います。あと{tries_left}回間違えるとロックされます。"
+def pin_wrong(tries_left: int, *, face: bool = False) -> str:
+    """A wrong PIN; at the last try, with 顔認証 available, the patient is offered it instead."""
+    text = f"暗証番号が違います。あと{tries_left}回間違えるとロックされます。"
+    if tries_left == 1 and face:
+        text += "顔認証に切り替えることもできます。"
+    return text
 
 
 FACE_UNAVAILABLE: Final = "顔認証は現在ご利用いただけません。暗証番号で確認してください。"
@@ -94,6 +102,14 @@ SERVER_ERRORS: Final[dict[str, str]] = {
 }
 SERVER_DEFAULT: Final = "資格確認ができませんでした。" + ASK_STAFF
 
+#: 初回登録 after the PIN was accepted (PIN-first path): say the first PIN was right, and why a
+#: second one is asked — the card's 券面事項入力補助 PIN reads the four facts for the registration
+REGISTER_AFTER_PIN: Final = (
+    "暗証番号は確認できました。"
+    "このカードは健康保険証としての利用登録がまだです（初回登録）。"
+    "登録のため、カードに記録された氏名・生年月日・性別・住所を読み取り、保険者の情報と照合します。"
+    "読み取りに使う「券面事項入力補助用」の暗証番号（数字4桁。多くの方は先ほどと同じ番号）を、もう一度入力してください。"
+)
 REGISTER_EXPLAIN: Final = (
     "このカードは健康保険証としての利用登録がまだです。"
     "登録のため、カードに記録された氏名・生年月日・性別・住所を読み取り、保険者の情報と照合します。"

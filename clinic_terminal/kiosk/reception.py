@@ -80,6 +80,9 @@ def entry_json(entry: OutageEntry) -> dict[str, Any]:
         "at": entry.created_at.astimezone(JST).strftime("%H:%M:%S"),
         "visit_date": entry.visit_date.isoformat(),
         "label": OUTAGE_LABEL,
+        # the board's one-word state: 申立書 while the re-check is pending or failed, then its outcome
+        "attention": "statement" if entry.status != "valid" else "ok",
+        "attention_label": "申立書" if entry.status != "valid" else "後日確認済み",
         "source": entry.source,
         "source_label": SOURCE_LABEL[entry.source],
         "method": entry.verified_by or ("number" if entry.kind == "number" else None),
@@ -187,6 +190,8 @@ class ReceptionNotices:
             "kind": "referral",
             "at": note.at.astimezone(JST).strftime("%H:%M:%S"),
             "label": msg.referral_label(note.code),
+            "attention": "desk",
+            "attention_label": "受付へ",
             "code": note.code,
             "source": "kiosk",
             "source_label": SOURCE_LABEL["kiosk"],

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import itertools
 import logging
 import threading
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from pydantic import ValidationError
@@ -70,12 +73,60 @@ class CheckJournaled(Exception):
         self.entry = entry
 
 
-class BatchInputError(ValueError):
-    """Rows of a 一括照会 that cannot be sent; ``problems`` lists them (row number, message)."""
+#: the query's fields as the form labels them
+FIELD_LABELS: Final = {
+    "insurer_number": "保険者番号", "symbol": "記号", "number": "番号", "branch": "枝番",
+    "birth_date": "生年月日", "as_of": "照会日", "include_limit_certificate": "限度額情報",
+}
 
-    def __init__(self, problems: list[tuple[int, str]]) -> None:
-        super().__init__("; ".join(f"{row}行目: {text}" for row, text in problems))
-        self.problems = problems
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One field of one row that cannot be sent: which field and what is wrong (never its value)."""
+
+    row: int
+    field: str | None  # None: the row (or the file) as a whole
+    message: str
+
+    @property
+    def text(self) -> str:
+        label = FIELD_LABELS.get(self.field or "", self.field)
+        return f"{label}: {self.message}" if label else self.message
+
+
+class BatchInputError(ValueError):
+    """Rows of a 一括照会 that cannot be sent; ``problems`` lists them (row number, message) and
+    ``fields`` the same per field."""
+
+    def __init__(self, problems: list[tuple[int, str]] | list[FieldProblem]) -> None:
+        fields = [p if isinstance(p, FieldProblem) else FieldProblem(p[0], None, p[1]) for p in problems]
+        super().__init__("; ".join(f"{p.row}行目: {p.text}" for p in fields))
+        self.fields = fields
+        self.problems = [(p.row, p.text) for p in fields]
+
+
+def field_problem(name: str, error: Any) -> str:
+    """What is wrong with one field, in the form's words (pydantic's error → Japanese)."""
+    kind, text = str(error.get("type", "")), str(error.get("msg", ""))
+    if kind == "missing":
+        return "入力してください"
+    if "my_number" in text or "My Number" in text:
+        return "個人番号（マイナンバー）は入力できません。保険証・資格確認書の番号を入力してください"
+    if name == "insurer_number":
+        if "check digit" in text:
+            return "検証番号（最後の1桁）が合いません。番号をお確かめください"
+        return "8桁の数字で入力してください（国民健康保険は6桁）"
+    if name == "branch":
+        return "2桁の数字で入力してください（例: 00）"
+    if name in ("birth_date", "as_of"):
+        return "日付を入力してください（例: 1980-04-01）"
+    if kind == "string_too_long":
+        return "長すぎます（40文字まで）"
+    if kind == "string_too_short":
+        return "入力してください"
+    if kind == "extra_forbidden":
+        return "この項目は使えません"
+    return "形式が正しくありません"
 
 
 @dataclass(frozen=True)
@@ -87,7 +138,15 @@ class BatchEntry:
 
 
 class ReceptionBoard:
-    """Today's checks in memory; cleared when the Japanese calendar day changes."""
+    """Today's checks in memory; cleared when the Japanese calendar day changes.
+
+    Beside the day's checks it keeps, also in memory only, the last check of each person seen on
+    this terminal (keyed by a hash of kana name, birth date and sex; at most ``PREVIOUS_MAX``), so
+    a check can say what changed since the person's previous one — a new insurer, a loss, another
+    copay — even when that was on an earlier day. A restart forgets it.
+    """
+
+    PREVIOUS_MAX: Final = 5000
 
     def __init__(self, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self._now = now
@@ -96,6 +155,9 @@ class ReceptionBoard:
         self._records: list[CheckRecord] = []
         self._batches: list[BatchEntry] = []
         self._ids = itertools.count(100_000)
+        self._previous: OrderedDict[str, tuple[dt.datetime, EligibilityResult]] = OrderedDict()
+        self._changes: dict[int, Changes] = {}
+        self._searched: dict[int, ByNumberQuery] = {}
 
     def _today(self) -> dt.date:
         return self._now().astimezone(JST).date()
@@ -104,16 +166,39 @@ class ReceptionBoard:
         today = self._today()
         if today != self._day:
             self._day, self._records, self._batches = today, [], []
+            self._changes, self._searched = {}, {}
 
     def add(self, record: CheckRecord) -> None:
         with self._lock:
             self._roll()
             self._records.append(record)
+            key = person_key(record.result)
+            if key is None:
+                return
+            previous = self._previous.pop(key, None)
+            if previous is not None:
+                self._changes[record.id] = Changes(previous[0], changes_between(previous[1], record.result))
+            self._previous[key] = (record.at, record.result)
+            while len(self._previous) > self.PREVIOUS_MAX:
+                self._previous.popitem(last=False)
 
-    def add_number_check(self, result: EligibilityResult) -> CheckRecord:
+    def add_number_check(self, result: EligibilityResult, query: ByNumberQuery | None = None) -> CheckRecord:
         record = CheckRecord(id=next(self._ids), at=self._now(), method="number", result=result)
+        if query is not None:
+            with self._lock:
+                self._searched[record.id] = query
         self.add(record)
         return record
+
+    def changes(self, record_id: int) -> Changes | None:
+        """What changed since the previous check of the same person (None: the first one seen)."""
+        with self._lock:
+            return self._changes.get(record_id)
+
+    def searched(self, record_id: int) -> ByNumberQuery | None:
+        """What the desk keyed for a by-number check."""
+        with self._lock:
+            return self._searched.get(record_id)
 
     def records(self) -> list[CheckRecord]:
         with self._lock:
@@ -138,6 +223,63 @@ class ReceptionBoard:
     def clear(self) -> None:
         with self._lock:
             self._records, self._batches = [], []
+            self._previous, self._changes, self._searched = OrderedDict(), {}, {}
+
+
+@dataclass(frozen=True)
+class Changes:
+    previous_at: dt.datetime
+    items: list[str] = field(default_factory=list)
+
+
+def person_key(result: EligibilityResult) -> str | None:
+    """The same person across checks, whatever their insurer: kana name, birth date and sex
+    (hashed: the map holds no name)."""
+    insured = result.insured
+    if insured is None:
+        return None
+    kana = "".join(unicodedata.normalize("NFKC", insured.name_kana).split())
+    raw = f"{kana}|{insured.birth_date.isoformat()}|{insured.sex}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def copay_of(result: EligibilityResult) -> int | None:
+    """The copay that applies (高齢受給者's when there is one), in percent."""
+    if result.elderly is not None:
+        return result.elderly.copay_ratio
+    return None if result.insured is None else result.insured.copay_ratio
+
+
+def wari(percent: int | None) -> str:
+    """30 → 「3割」: one unit for every copay on the screen."""
+    if percent is None:
+        return "—"
+    return f"{percent // 10}割" if percent % 10 == 0 else f"{percent / 10:g}割"
+
+
+def changes_between(before: EligibilityResult, after: EligibilityResult) -> list[str]:
+    """What the desk must notice since the person's previous check, in its words."""
+    a, b = before.insured, after.insured
+    out: list[str] = []
+    if a is None or b is None:
+        return out
+    if a.insurer_number != b.insurer_number:
+        old = a.insurer_name or a.insurer_number
+        new = b.insurer_name or b.insurer_number
+        out.append(f"保険者が変わりました（{old} → {new}）")
+    elif (a.symbol, a.number, a.branch) != (b.symbol, b.number, b.branch):
+        out.append("記号・番号が変わりました")
+    if before.usable and not after.usable:
+        out.append("資格を喪失しています（前回は有効）")
+    elif not before.usable and after.usable:
+        out.append("資格が有効になりました（前回は無効）")
+    if copay_of(before) != copay_of(after):
+        out.append(f"負担割合が変わりました（{wari(copay_of(before))} → {wari(copay_of(after))}）")
+    la, lb = before.limit_certificate, after.limit_certificate
+    if (la and la.classification) != (lb and lb.classification) and la is not None and lb is not None:
+        out.append(f"限度額区分が変わりました（{LIMIT_CLASS.get(la.classification, la.classification)} → "
+                   f"{LIMIT_CLASS.get(lb.classification, lb.classification)}）")
+    return out
 
 
 class StaffService:
@@ -173,7 +315,7 @@ class StaffService:
                 logger.exception("staff: the unanswered by-number check could not be journalled")
                 raise exc from None
             raise CheckJournaled(entry) from exc
-        return self._board.add_number_check(result)
+        return self._board.add_number_check(result, query)
 
     def create_batch(self, queries: list[ByNumberQuery], label: str | None) -> BatchEntry:
         created = self._server.create_batch(queries, label)
@@ -212,7 +354,7 @@ def queries_from_rows(
     rows: Iterable[dict[str, Any]], *, default_as_of: dt.date | None = None, first_row: int = 1
 ) -> list[ByNumberQuery]:
     queries: list[ByNumberQuery] = []
-    problems: list[tuple[int, str]] = []
+    problems: list[FieldProblem] = []
     for index, row in enumerate(rows, start=first_row):
         values = {k: v for k, v in row.items() if v not in (None, "")}
         if default_as_of is not None and "as_of" not in values:
@@ -223,8 +365,13 @@ def queries_from_rows(
         try:
             queries.append(ByNumberQuery.model_validate(values))
         except ValidationError as exc:
-            fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
-            problems.append((index, f"入力に誤りがあります（{fields or '形式'}）"))
+            seen: set[str] = set()
+            for error in exc.errors():
+                name = str(error["loc"][0]) if error["loc"] else None
+                if name in seen:
+                    continue
+                seen.add(name or "")
+                problems.append(FieldProblem(index, name, field_problem(name or "", error)))
     if problems:
         raise BatchInputError(problems)
     if not queries:
@@ -271,10 +418,13 @@ def result_json(result: EligibilityResult) -> dict[str, Any]:
             "reason_of_loss": insured.reason_of_loss,
             "reason_of_loss_label": REASON_OF_LOSS.get(insured.reason_of_loss or "", None),
             "copay_ratio": insured.copay_ratio,
+            "copay_label": wari(insured.copay_ratio),
         }
+    out["copay_label"] = wari(copay_of(result))
     if result.elderly is not None:
         e = result.elderly
-        out["elderly"] = {"copay_ratio": e.copay_ratio, "valid_from": _d(e.valid_from), "valid_to": _d(e.valid_to),
+        out["elderly"] = {"copay_ratio": e.copay_ratio, "copay_label": wari(e.copay_ratio),
+                          "valid_from": _d(e.valid_from), "valid_to": _d(e.valid_to),
                           "certificate_date": _d(e.certificate_date)}
     if result.limit_certificate is not None:
         lc = result.limit_certificate
@@ -286,13 +436,39 @@ def result_json(result: EligibilityResult) -> dict[str, Any]:
     return out
 
 
-def record_json(record: CheckRecord) -> dict[str, Any]:
+def query_json(query: ByNumberQuery) -> dict[str, Any]:
+    """What the desk keyed (shown with a lookup that found nobody)."""
+    return {"insurer_number": query.insurer_number, "symbol": query.symbol, "number": query.number,
+            "branch": query.branch, "birth_date": query.birth_date.isoformat(),
+            "as_of": _d(query.as_of)}
+
+
+def attention_of(record: CheckRecord, changes: Changes | None) -> tuple[str, str]:
+    """The board's one-word state of a check: who needs the desk, who can go on waiting."""
+    if not record.result.usable:
+        return "not_insured", "資格なし"
+    if changes is not None and changes.items:
+        return "changed", "変更あり"
+    return "ok", "確認済み"
+
+
+def record_json(record: CheckRecord, board: ReceptionBoard | None = None) -> dict[str, Any]:
     consent = record.consent
+    changes = board.changes(record.id) if board is not None else None
+    searched = board.searched(record.id) if board is not None else None
+    attention, attention_label = attention_of(record, changes)
     return {
         "id": record.id,
         "at": record.at.astimezone(JST).strftime("%H:%M:%S"),
         "method": record.method,
         "result": result_json(record.result),
+        "attention": attention,
+        "attention_label": attention_label,
+        "changes": None if changes is None else {
+            "previous_at": changes.previous_at.astimezone(JST).strftime("%m/%d %H:%M"),
+            "items": changes.items,
+        },
+        "searched": None if searched is None else query_json(searched),
         "consent": None if consent is None else {
             "drug": consent.drug, "checkup": consent.checkup, "clinical": consent.clinical,
             "limit_certificate": consent.limit_certificate, "setting": consent.setting,

@@ -30,6 +30,7 @@ from clinic_terminal.kiosk.flow import (
     FacePath,
     Referral,
 )
+from clinic_terminal.kiosk.preview import LivePreview, PreviewCamera
 from clinic_terminal.kiosk.reception import ReceptionNotices
 from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
 from clinic_terminal.outage import Backoff, OutageEntry, OutageJournal, Rechecker
@@ -227,6 +228,16 @@ def build_kiosk(
 
         camera_factory = open_camera
 
+    # the face screen's live preview: the frames the check reads, the latest kept in memory only
+    preview = LivePreview()
+    if camera_factory is not None:
+        raw_camera = camera_factory
+
+        def previewed_camera() -> CameraSource:
+            return PreviewCamera(raw_camera(), preview)
+
+        camera_factory = previewed_camera
+
     face: FacePath | None = None
     signer: AttestationSigner | None = None
     if config.terminal_key is not None and config.terminal_id and config.facility_code:
@@ -267,7 +278,9 @@ def build_kiosk(
     staff = StaffService(client, board, role=config.role,
                          outage=None if journal is None else notices.journal_number)
     app = create_kiosk_app(flow, staff, board, info=KioskInfo(demo=config.demo_card is not None,
-                                                             facility_name=config.facility_name), notices=notices)
+                                                             facility_name=config.facility_name,
+                                                             facility_code=config.facility_code), notices=notices,
+                           preview=preview, remove_card=None if demo is None else _demo_remove(demo, flow))
     if watch_card:
         closers.extend(_watch_card(flow, demo_reader, config.reader))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
@@ -349,6 +362,16 @@ def _outage(
     return journal, rechecker
 
 
+def _demo_remove(demo: DemoCard, flow: CheckFlow) -> Callable[[], None]:
+    """The demo's 「カードを抜く」: the virtual card leaves its reader, as a hand would take it."""
+
+    def remove() -> None:
+        demo.reader.remove()
+        flow.card_removed()  # the card monitor would say so too (when watching); the flow acts once
+
+    return remove
+
+
 def _watch_card(flow: CheckFlow, demo_reader: object | None, reader_name: str | None) -> list[Callable[[], None]]:
     """Start reading when a card is placed and start over when it is taken away."""
     from clinic_terminal.card.inprocess import InProcessReader
@@ -356,7 +379,9 @@ def _watch_card(flow: CheckFlow, demo_reader: object | None, reader_name: str | 
 
     def on_event(event: CardEvent) -> None:
         try:
-            if event.kind is CardEventKind.INSERTED and flow.screen().name == "place_card":
+            screen = flow.screen()
+            waiting = screen.name == "place_card" or screen.code == "card_taken_out"
+            if event.kind is CardEventKind.INSERTED and waiting:
                 flow.read_card()
             elif event.kind is CardEventKind.REMOVED:
                 flow.card_removed()

@@ -23,7 +23,8 @@ from hokensha_loader.core import (
     upload_file,
     validate_file,
 )
-from hokensha_loader.errors import UsageError
+from hokensha_loader.errors import FileRefusedError, UsageError
+from hokensha_loader.messages import DEFAULT_LANG, LANGS, Lang, lang_of, row_message, text
 from hokensha_loader.progress import make_progress
 from schemas.insurer_files import FileKind
 
@@ -34,20 +35,32 @@ _HELP = {
 }
 
 
-def summary_line(s: Summary) -> str:
-    """The one line printed after every run, TTY or not."""
-    what = "checked" if s.mode == "dry-run" else "loaded"
-    parts = [f"{s.kind}: {s.path.name} {what}", f"accepted {s.accepted:,}", f"rejected {s.rejected:,}"]
+def summary_line(s: Summary, lang: Lang = DEFAULT_LANG) -> str:
+    """The one line printed after every run, TTY or not: the counts, then the outcome."""
+    what = text("checked" if s.mode == "dry-run" else "loaded", lang)
+    sep = "、" if lang == "ja" else ", "
+    parts = [f"{s.kind}: {s.path.name} {what}", text("accepted", lang, n=s.accepted),
+             text("rejected", lang, n=s.rejected)]
     if s.mode == "upload":
-        parts.append(f"unchanged {s.unchanged:,}")
-        parts.append("duplicate: yes (nothing changed)" if s.duplicate else "duplicate: no")
-    parts.append(f"{s.rows_per_s:,.0f} rows/s")
-    parts.append(f"{s.elapsed_s:.1f} s")
-    return ", ".join(parts)
+        parts.append(text("unchanged", lang, n=s.unchanged))
+        parts.append(text("duplicate_yes" if s.duplicate else "duplicate_no", lang))
+    parts.append(text("rate", lang, rate=s.rows_per_s))
+    parts.append(text("elapsed", lang, s=s.elapsed_s))
+    return sep.join(parts) + " — " + outcome_line(s, lang)
 
 
-def print_summary(s: Summary, out: TextIO, *, quiet: bool, verbose: bool) -> None:
-    print(summary_line(s), file=out)
+def outcome_line(s: Summary, lang: Lang = DEFAULT_LANG) -> str:
+    """Which of the outcomes this run had (each has its own exit code)."""
+    dry = s.mode == "dry-run"
+    if s.unread:
+        return text("outcome_unread", lang, records=s.records, counted=s.accepted + s.rejected + s.unchanged)
+    if s.rejected:
+        return text("outcome_rejects_dry" if dry else "outcome_rejects", lang, n=s.rejected)
+    return text("outcome_ok_dry" if dry else "outcome_ok", lang)
+
+
+def print_summary(s: Summary, out: TextIO, *, quiet: bool, verbose: bool, lang: Lang = DEFAULT_LANG) -> None:
+    print(summary_line(s, lang), file=out)
     if quiet:
         return
     if verbose:
@@ -58,13 +71,14 @@ def print_summary(s: Summary, out: TextIO, *, quiet: bool, verbose: bool) -> Non
             extra.append(f"upload_id {s.upload_id}")
         print("  " + ", ".join(extra), file=out)
     for e in s.sample_errors:
-        print(f"  line {e.line}: {e.field or '-'}: {e.code}: {e.message}", file=out)
+        print(text("row_error", lang, line=e.line, field=e.field or "-", code=e.code,
+                   message=row_message(e, lang)), file=out)
     if s.rejected > len(s.sample_errors) and s.sample_errors:
-        print(f"  ... {s.rejected - len({e.line for e in s.sample_errors}):,} more rejected row(s)", file=out)
+        print(text("more_rejected", lang, n=s.rejected - len({e.line for e in s.sample_errors})), file=out)
     if s.errors_truncated:
-        print("  the server sent only the first errors; the report lists those", file=out)
+        print(text("truncated", lang), file=out)
     if s.report_path is not None:
-        print(f"reject report: {s.report_path} ({s.report_lines:,} line(s))", file=out)
+        print(text("report", lang, path=s.report_path, n=s.report_lines), file=out)
 
 
 def make_command(kind: FileKind) -> click.Command:
@@ -79,25 +93,33 @@ def make_command(kind: FileKind) -> click.Command:
                   help="Reject report path (default: FILE.rejects.csv).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the summary line.")
     @click.option("--verbose", "-v", is_flag=True, help="More detail; tracebacks on errors.")
+    @click.option("--lang", "lang_name", type=click.Choice(LANGS),
+                  help="Language of the messages and the report: ja (default) or en [env SHIKAKU_LANG].")
     def command(file: Path, server_url: str | None, token: str | None, dry_run: bool, fmt: Format | None,
-                report_path: Path | None, quiet: bool, verbose: bool) -> int:
+                report_path: Path | None, quiet: bool, verbose: bool, lang_name: str | None) -> int:
+        settings = get_settings()
+        lang = lang_of(lang_name or settings.lang)
         if quiet and verbose:
-            raise UsageError("--quiet and --verbose exclude each other")
+            raise UsageError("--quiet and --verbose exclude each other", key="quiet_verbose")
         fmt = format_for(file, fmt)
         report_path = report_path or default_report_path(file)
         progress = make_progress(sys.stderr, file_size(file), kind, enabled=False if quiet else None)
-        if dry_run:
-            summary = validate_file(file, kind, fmt, report_path=report_path, progress=progress)
-        else:
-            settings = get_settings()
-            token = token or settings.insurer_token
-            if not token:
-                raise UsageError("no upload token: pass --token or set SHIKAKU_INSURER_TOKEN")
-            with UploadClient(server_url or settings.server_url, token,
-                              timeout_s=settings.upload_timeout_s) as client:
-                summary = upload_file(file, kind, fmt, client=client, report_path=report_path,
-                                      progress=progress)
-        print_summary(summary, sys.stdout, quiet=quiet, verbose=verbose)
+        try:
+            if dry_run:
+                summary = validate_file(file, kind, fmt, report_path=report_path, progress=progress, lang=lang)
+            else:
+                token = token or settings.insurer_token
+                if not token:
+                    raise UsageError("no upload token: pass --token or set SHIKAKU_INSURER_TOKEN", key="no_token")
+                with UploadClient(server_url or settings.server_url, token,
+                                  timeout_s=settings.upload_timeout_s) as client:
+                    summary = upload_file(file, kind, fmt, client=client, report_path=report_path,
+                                          progress=progress, lang=lang)
+        except FileRefusedError:
+            # the outcome on stdout like every other run's; the reason goes to stderr (cli.run)
+            print(f"{kind}: {file.name} — {text('outcome_refused', lang)}", file=sys.stdout)
+            raise
+        print_summary(summary, sys.stdout, quiet=quiet, verbose=verbose, lang=lang)
         return int(summary.exit_code)
 
     return command

@@ -146,8 +146,44 @@
     });
   }
 
+  // the face screen's live preview: frames fetched from this kiosk's backend (memory only there) and
+  // drawn on a canvas, mirrored like a mirror; nothing is kept here beyond the frame being drawn
+  let previewTimer = null;
+  async function drawPreview() {
+    previewTimer = null;
+    if (!current || current.screen !== "face") return;
+    try {
+      const response = await fetch("/api/kiosk/camera.jpg", { cache: "no-store", credentials: "omit" });
+      if (response.status === 200) {
+        const bitmap = await createImageBitmap(await response.blob());
+        const canvas = $("#face-preview");
+        const ctx = canvas.getContext("2d");
+        const scale = Math.max(canvas.width / bitmap.width, canvas.height / bitmap.height);
+        const w = bitmap.width * scale;
+        const h = bitmap.height * scale;
+        ctx.save();
+        ctx.setTransform(-1, 0, 0, 1, canvas.width, 0);
+        ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+        ctx.restore();
+        bitmap.close();
+        canvas.dataset.drawn = "1";
+      }
+    } catch (e) { /* the next frame */ }
+    if (current && current.screen === "face") previewTimer = setTimeout(drawPreview, 150);
+  }
+
+  function stopPreview() {
+    if (previewTimer) { clearTimeout(previewTimer); previewTimer = null; }
+    const canvas = $("#face-preview");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    delete canvas.dataset.drawn;
+  }
+
   function render(state, force) {
-    if (!force && current && state.seq === current.seq) return;
+    if (!force && current && state.seq === current.seq) {
+      if (state.screen === "face") updateGuidance(state);
+      return;
+    }
     const previous = current ? current.screen : null;
     current = state;
     $("#demo-badge").hidden = !state.demo;
@@ -181,7 +217,16 @@
       doneTimer = setTimeout(() => act("/api/kiosk/reset"), DONE_RESET_MS);
     }
     if (state.screen === "place_card") resetConsent();
+    $("#demo-controls").hidden = !state.demo_remove_card;
+    if (state.screen === "face") { if (previous !== "face") drawPreview(); updateGuidance(state); }
+    else if (previous === "face") stopPreview();
     document.body.dataset.screen = state.screen;
+  }
+
+  function updateGuidance(state) {
+    const el = $("#face-guidance");
+    el.textContent = state.face_guidance || "";
+    el.hidden = !el.textContent;
   }
 
   async function poll() {
@@ -232,6 +277,7 @@
     }
     if (target.id === "consent-ok") { act("/api/kiosk/consent", Object.assign({}, consent)); return; }
     if (target.id === "skip-consent") { act("/api/kiosk/skip-consent"); return; }
+    if (target.id === "demo-remove-card") { act("/api/kiosk/demo/remove-card"); return; }
     const action = target.dataset.action;
     if (action === "read_card") act("/api/kiosk/read");
     else if (action === "restart") act("/api/kiosk/reset");

@@ -25,7 +25,7 @@
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     Object.entries(attrs || {}).forEach(([k, v]) => {
-      if (k === "class") node.className = v; else if (k.startsWith("data-")) node.setAttribute(k, v); else node[k] = v;
+      if (k === "class") node.className = v; else if (k.startsWith("data-") || k.startsWith("aria-")) node.setAttribute(k, v); else node[k] = v;
     });
     children.flat().forEach((c) => { if (c != null) node.append(c instanceof Node ? c : String(c)); });
     return node;
@@ -35,6 +35,26 @@
     const p = $(id);
     p.textContent = text || "";
     p.hidden = !text;
+  }
+
+  // a date or a range of dates never breaks inside a date: 「2024-04-01〜」「2025-03-31」
+  function range(from, to) {
+    return [el("span", { class: "nowrap" }, (from || "") + "〜"), to ? el("span", { class: "nowrap" }, to) : null];
+  }
+
+  function nowrap(text) { return el("span", { class: "nowrap" }, text); }
+
+  const FIELD_LABEL = { insurer_number: "保険者番号", symbol: "記号", number: "番号", branch: "枝番", birth_date: "生年月日" };
+
+  // what the desk keyed, for a lookup that failed or found nobody (never a My Number: the form has no such field)
+  function searchedText(q) {
+    const parts = [];
+    if (q.insurer_number) parts.push("保険者番号 " + q.insurer_number);
+    if (q.symbol) parts.push("記号 " + q.symbol);
+    if (q.number) parts.push("番号 " + q.number);
+    if (q.branch) parts.push("枝番 " + q.branch);
+    if (q.birth_date) parts.push("生年月日 " + q.birth_date);
+    return parts.join("・");
   }
 
   function errorText(r) {
@@ -49,20 +69,24 @@
     if (!result.usable) {
       parts.push(el("span", { class: "small" }, result.validity_label));
       if (ins && ins.reason_of_loss_label) parts.push(el("span", { class: "small" }, "喪失事由: " + ins.reason_of_loss_label));
-      if (ins && ins.valid_to) parts.push(el("span", { class: "small" }, "資格終了: " + ins.valid_to));
+      if (ins && ins.valid_to) parts.push(el("span", { class: "small" }, "資格終了: ", nowrap(ins.valid_to)));
       if (result.processing && result.processing.status === "error") parts.push(el("span", { class: "small" }, result.processing.message || result.processing.code));
     } else if (ins) {
-      parts.push(el("span", { class: "small" }, ins.valid_from + "〜" + (ins.valid_to || "")));
+      parts.push(el("span", { class: "small" }, range(ins.valid_from, ins.valid_to)));
     }
     if (result.certificate_notice === "expires_soon") parts.push(el("span", { class: "small" }, "電子証明書 期限間近"));
     if (result.certificate_notice === "grace_period") parts.push(el("span", { class: "small" }, "電子証明書 期限切れ（猶予期間）"));
     return el("td", {}, parts);
   }
 
-  function nameCell(ins) {
-    if (!ins) return el("td", {}, "—");
+  function nameCell(ins, searched) {
+    if (!ins) {
+      return el("td", {}, el("strong", {}, "該当者なし"),
+        searched ? el("span", { class: "small searched" }, "照会: " + searchedText(searched)) : null);
+    }
     return el("td", {}, el("strong", {}, ins.name), el("span", { class: "kana" }, ins.name_kana),
-      el("span", { class: "small" }, [ins.birth_date, ins.sex, ins.personal_family].filter(Boolean).join(" ")));
+      el("span", { class: "small" }, [ins.birth_date, ins.sex, ins.personal_family].filter(Boolean).map(nowrap)
+        .flatMap((n, i) => i ? [" ", n] : [n])));
   }
 
   function insurerCell(ins) {
@@ -72,26 +96,25 @@
 
   function numberCell(ins) {
     if (!ins) return el("td", {}, "—");
-    return el("td", {}, [ins.symbol, ins.number].filter(Boolean).join("・") + (ins.branch ? "（" + ins.branch + "）" : ""));
+    return el("td", {}, nowrap([ins.symbol, ins.number].filter(Boolean).join("・")), ins.branch ? nowrap("（" + ins.branch + "）") : null);
   }
 
   function copayCell(result) {
     const ins = result.insured;
     if (!ins) return el("td", {}, "—");
-    const ratio = result.elderly ? result.elderly.copay_ratio : ins.copay_ratio;
-    return el("td", {}, el("strong", {}, (ratio / 10) + "割"), result.elderly ? el("span", { class: "small" }, "高齢受給者") : null);
+    return el("td", { class: "nowrap" }, el("strong", {}, result.copay_label), result.elderly ? el("span", { class: "small" }, "高齢受給者") : null);
   }
 
   function elderlyCell(result) {
     const e = result.elderly;
     if (!e) return el("td", {}, "—");
-    return el("td", {}, e.copay_ratio + "%", el("span", { class: "small" }, e.valid_from + "〜" + (e.valid_to || "")));
+    return el("td", {}, nowrap(e.copay_label), el("span", { class: "small" }, range(e.valid_from, e.valid_to)));
   }
 
   function limitCell(result) {
     const parts = [];
     const lc = result.limit_certificate;
-    if (lc) parts.push(el("span", {}, "区分 " + lc.classification_label + "（" + lc.classification + "）"), el("span", { class: "small" }, lc.valid_from + "〜" + (lc.valid_to || "")));
+    if (lc) parts.push(el("span", {}, "区分 " + lc.classification_label + "（" + lc.classification + "）"), el("span", { class: "small" }, range(lc.valid_from, lc.valid_to)));
     (result.specific_diseases || []).forEach((d) => parts.push(el("span", { class: "small" }, "特定疾病: " + d.label + (d.self_pay != null ? "（上限 " + d.self_pay + "円）" : ""))));
     return el("td", {}, parts.length ? parts : "—");
   }
@@ -113,17 +136,46 @@
     if (visit && c && config.checkups && c.checkup) {
       buttons.push(el("button", { type: "button", class: "ghost", "data-visit": visit, "data-kind": "checkups" }, "健診情報"));
     }
-    return el("td", {}, buttons);
+    return el("td", { class: "actions" }, el("div", { class: "stack" }, buttons));
+  }
+
+  // the board's one-word state, and what changed since the person's previous check on this terminal
+  function stateCell(record) {
+    const parts = [el("span", { class: "state state-" + record.attention }, record.attention_label)];
+    const ch = record.changes;
+    if (ch && ch.items.length) {
+      parts.push(el("ul", { class: "changes" }, ch.items.map((t) => el("li", {}, t))));
+      parts.push(el("span", { class: "small" }, "前回確認 ", nowrap(ch.previous_at)));
+    } else if (ch) {
+      parts.push(el("span", { class: "small" }, "前回（", nowrap(ch.previous_at), "）から変更なし"));
+    }
+    return el("td", { class: "state-cell" }, parts);
   }
 
   function checkRow(record) {
     const r = record.result;
-    const tr = el("tr", { "data-id": String(record.id) },
-      el("td", {}, record.at), el("td", {}, METHOD[record.method] || record.method),
-      nameCell(r.insured), insurerCell(r.insured), numberCell(r.insured), copayCell(r), validityCell(r),
+    const tr = el("tr", { "data-id": String(record.id), "data-attention": record.attention },
+      el("td", {}, nowrap(record.at)), stateCell(record), el("td", {}, nowrap(METHOD[record.method] || record.method)),
+      nameCell(r.insured, record.searched), insurerCell(r.insured), numberCell(r.insured), copayCell(r), validityCell(r),
       elderlyCell(r), limitCell(r), consentCell(record), actionsCell(record));
     if (!seen.has(record.id)) { tr.classList.add("new"); seen.add(record.id); }
     return tr;
+  }
+
+  let lastChecks = [];
+  let lastNotices = [];
+
+  // at a glance: who is waiting, who needs the desk (受付へ / 申立書 / 資格なし), whose data changed
+  function renderSummary() {
+    const count = (list, attention) => list.filter((x) => x.attention === attention).length;
+    const chip = (attention, label, n) => el("span", { class: "chip state-" + attention + (n ? "" : " zero"), "data-chip": attention }, label + " ", el("strong", {}, String(n)));
+    $("#board-summary").replaceChildren(
+      el("span", { class: "chip", "data-chip": "waiting" }, "本日の確認 ", el("strong", {}, String(lastChecks.length)), " 件"),
+      el("span", { class: "sep" }, "要対応"),
+      chip("desk", "受付へ", count(lastNotices, "desk")),
+      chip("statement", "申立書", count(lastNotices, "statement")),
+      chip("not_insured", "資格なし", count(lastChecks, "not_insured")),
+      chip("changed", "変更あり", count(lastChecks, "changed")));
   }
 
   async function refreshChecks() {
@@ -133,6 +185,8 @@
       const body = $("#checks tbody");
       body.replaceChildren(...r.data.map(checkRow));
       $("#checks-empty").hidden = r.data.length > 0;
+      lastChecks = r.data;
+      renderSummary();
     } catch (e) { /* retry at the next poll */ }
   }
 
@@ -161,7 +215,7 @@
     const r = n.result;
     if (r && r.insured) {
       const ratio = r.elderly ? r.elderly.copay_ratio : r.insured.copay_ratio;
-      parts.push(el("span", { class: "small" }, r.insured.name + "　" + (ratio / 10) + "割" + (r.as_of ? "（" + r.as_of + " 時点）" : "")));
+      parts.push(el("span", { class: "small" }, r.insured.name + "　", nowrap(r.copay_label), r.as_of ? nowrap("（" + r.as_of + " 時点）") : null));
     }
     if (n.status === "needs_card") parts.push(el("span", { class: "small" }, "次回来院時にカードで確認してください"));
     if (n.error_code) parts.push(el("span", { class: "small" }, n.error_code));
@@ -170,12 +224,13 @@
   }
 
   function noticeRow(n) {
-    const tr = el("tr", { "data-id": n.id, "data-kind": n.kind, "data-status": n.status || "" },
-      el("td", {}, n.at, n.visit_date ? el("span", { class: "small" }, n.visit_date) : null),
+    const tr = el("tr", { "data-id": n.id, "data-kind": n.kind, "data-status": n.status || "", "data-attention": n.attention },
+      el("td", { class: "nowrap" }, n.at, n.visit_date ? el("span", { class: "small" }, n.visit_date) : null),
+      el("td", {}, el("span", { class: "state state-" + n.attention }, n.attention_label)),
       el("td", {}, el("span", { class: n.kind === "outage" ? "label" : "label referral" }, n.label)),
       el("td", {}, n.source_label),
       identifiedCell(n),
-      el("td", {}, n.verified ? n.verified : (VERIFIED[n.method] || "—")),
+      el("td", { class: "keep" }, n.verified ? n.verified : (VERIFIED[n.method] || "—")),
       statusCell(n));
     if (!seen.has(n.id)) { tr.classList.add("new"); seen.add(n.id); }
     return tr;
@@ -187,6 +242,8 @@
       if (!r.ok) return;
       $("#notices tbody").replaceChildren(...r.data.map(noticeRow));
       $("#notices-panel").hidden = r.data.length === 0;
+      lastNotices = r.data;
+      renderSummary();
       $("#outage-banner").hidden = !r.data.some((n) => n.status === "pending");
     } catch (e) { /* retry at the next poll */ }
   }
@@ -201,16 +258,35 @@
     table.tBodies[0].replaceChildren();
     const r = await call("GET", "/api/staff/visits/" + encodeURIComponent(visit) + "/" + kind);
     if (!r.ok) { showError("#history-error", errorText(r)); return; }
+    $("#history-legend").hidden = kind !== "checkups";
     if (kind === "medications") {
-      table.tHead.append(el("tr", {}, ["調剤日", "薬品名", "数量", "日数", "医療機関・薬局"].map((h) => el("th", {}, h))));
-      r.data.items.forEach((m) => table.tBodies[0].append(el("tr", {}, el("td", {}, m.dispensed_on), el("td", {}, m.drug_name, el("span", { class: "small" }, m.drug_code)), el("td", {}, m.quantity + " " + m.unit), el("td", {}, m.days + "日"), el("td", {}, m.facility_code))));
+      table.tHead.append(el("tr", {}, ["調剤日", "薬品名", "数量", "日数", "調剤した医療機関・薬局"].map((h) => el("th", {}, h))));
+      r.data.items.forEach((m) => table.tBodies[0].append(el("tr", {},
+        el("td", { class: "nowrap" }, m.dispensed_on),
+        el("td", {}, m.drug_name, el("span", { class: "small" }, m.drug_code)),
+        el("td", { class: "nowrap num" }, m.quantity + " " + m.unit),
+        el("td", { class: "nowrap num" }, m.days + "日"),
+        el("td", {}, el("span", {}, m.facility_name || m.facility_description || "医療機関名不明"),
+          el("span", { class: "small nowrap" }, "医療機関コード " + m.facility_code)))));
+      if (!r.data.items.length) table.tBodies[0].append(el("tr", {}, el("td", { colSpan: 5 }, "記録はありません。")));
     } else {
-      const keys = [];
-      r.data.items.forEach((c) => Object.keys(c.results).forEach((k) => { if (!keys.includes(k)) keys.push(k); }));
-      table.tHead.append(el("tr", {}, [el("th", {}, "健診日")].concat(keys.map((k) => el("th", {}, k)), [el("th", {}, "尿蛋白")])));
-      r.data.items.forEach((c) => table.tBodies[0].append(el("tr", {}, [el("td", {}, c.checked_on)].concat(keys.map((k) => el("td", {}, c.results[k] != null ? String(c.results[k]) : "")), [el("td", {}, c.urine_protein || "")]))));
+      table.tHead.append(el("tr", {}, [el("th", {}, "区分"), el("th", {}, "検査項目"), el("th", {}, "単位"), el("th", {}, "基準範囲")]
+        .concat(r.data.dates.map((d) => el("th", { class: "nowrap" }, d)))));
+      let group = null;
+      r.data.rows.forEach((row) => {
+        const first = row.group !== group;
+        group = row.group;
+        table.tBodies[0].append(el("tr", { "data-item": row.key, class: first ? "group-start" : "" },
+          el("td", { class: "keep group" }, first ? row.group : ""),
+          el("th", { scope: "row", class: "keep item", title: row.thresholds }, row.label),
+          el("td", { class: "nowrap unit" }, row.unit),
+          el("td", { class: "nowrap ref" }, row.reference),
+          row.values.map((v) => el("td", { class: "nowrap num" + (v.flag ? " flag-" + v.flag : ""), title: v.flag_label || "" },
+            v.text, v.flag ? el("span", { class: "mark " + v.flag, "aria-label": v.flag_label }, v.flag === "referral" ? " ●" : " ▲") : null))));
+      });
+      if (!r.data.dates.length) table.tBodies[0].append(el("tr", {}, el("td", { colSpan: 4 }, "記録はありません。")));
+      return panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
     }
-    if (!r.data.items.length) table.tBodies[0].append(el("tr", {}, el("td", { colSpan: 6 }, "記録はありません。")));
     panel.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
@@ -220,16 +296,44 @@
     return data;
   }
 
+  function showFieldErrors(form, fields) {
+    $$("[data-error-for]", form).forEach((span) => {
+      const text = fields[span.dataset.errorFor];
+      span.textContent = text || "";
+      span.hidden = !text;
+      const input = form.elements[span.dataset.errorFor];
+      if (input) { if (text) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid"); }
+    });
+  }
+
   $("#number-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const data = formRows(event.target);
-    data.include_limit_certificate = event.target.elements.include_limit_certificate.checked;
+    const form = event.target;
+    const data = formRows(form);
+    data.include_limit_certificate = form.elements.include_limit_certificate.checked;
     showError("#number-error", "");
+    showError("#number-searched", "");
     showError("#number-info", "");
+    showFieldErrors(form, {});
     const r = await call("POST", "/api/staff/by-number", data);
-    if (!r.ok) { showError("#number-error", errorText(r)); return; }
-    event.target.reset();
+    if (!r.ok) {
+      if (r.status === 422 && r.data && r.data.fields) {
+        showFieldErrors(form, r.data.fields);
+        showError("#number-error", r.data.message);
+        const first = Object.keys(r.data.fields)[0];
+        if (first && form.elements[first]) form.elements[first].focus();
+        return;
+      }
+      showError("#number-error", errorText(r));
+      showError("#number-searched", "照会した内容: " + searchedText(data));
+      return;
+    }
+    form.reset();
     if (r.data && r.data.outage) { showError("#number-info", r.data.message); refreshNotices(); return; }
+    if (r.data && r.data.result && !r.data.result.insured) {
+      showError("#number-error", r.data.result.validity_label + "。");
+      showError("#number-searched", "照会した内容: " + searchedText(data));
+    }
     refreshChecks();
   });
 
@@ -263,7 +367,7 @@
     showError("#batch-error", "");
     const r = await call("POST", "/api/staff/batches", body);
     if (!r.ok) {
-      const problems = r.data && r.data.problems ? r.data.problems.map((p) => p.row + "行目: " + p.message).join(" / ") : "";
+      const problems = r.data && r.data.problems ? r.data.problems.map((p) => p.row + "行目 " + p.message).join(" / ") : "";
       showError("#batch-error", problems || errorText(r));
       return;
     }
@@ -298,7 +402,7 @@
       const res = item.result;
       const q = item.query;
       body.append(el("tr", { "data-index": String(item.index) }, el("td", {}, String(item.index + 1)),
-        res.insured ? nameCell(res.insured) : el("td", {}, "—", el("span", { class: "small" }, q.insurer_number + " " + (q.symbol || "") + "・" + q.number)),
+        nameCell(res.insured, q),
         insurerCell(res.insured), numberCell(res.insured), copayCell(res), validityCell(res), elderlyCell(res)));
     });
   }

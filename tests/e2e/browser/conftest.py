@@ -51,8 +51,9 @@ FACTS = BasicFactsRecord(name="山田 太郎", address="東京都千代田区霞
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 MEDICATION_COLUMNS = ["insurer_number", "symbol", "number", "branch", "dispensed_on", "facility_code", "drug_code",
                       "drug_name", "quantity", "unit", "days"]
-CHECKUP_COLUMNS = ["insurer_number", "symbol", "number", "branch", "checked_on", "height_cm", "weight_kg", "bmi",
-                   "systolic", "diastolic", "hba1c", "ldl", "urine_protein"]
+CHECKUP_COLUMNS = ["insurer_number", "symbol", "number", "branch", "checked_on", "height_cm", "weight_kg", "waist_cm",
+                   "bmi", "systolic", "diastolic", "triglycerides", "hdl", "ldl", "ast", "alt", "ggt",
+                   "fasting_glucose", "hba1c", "urine_protein"]
 
 
 def free_port() -> int:
@@ -137,14 +138,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ], optional=True))
     key = {"insurer_number": INSURER_A, "symbol": "１２３", "number": "４５６７", "branch": "00"}
     _upload(central.url, insurer, "medications", csv_bytes(MEDICATION_COLUMNS, [
-        {**key, "dispensed_on": (today - dt.timedelta(days=d)).isoformat(), "facility_code": "1341234563",
+        {**key, "dispensed_on": (today - dt.timedelta(days=d)).isoformat(), "facility_code": facility,
          "drug_code": code, "drug_name": name, "quantity": q, "unit": "錠", "days": days}
-        for d, code, name, q, days in [(14, "620000001", "アムロジピン錠5mg", "28", "28"),
-                                       (45, "620000002", "ロキソプロフェンNa錠60mg", "21", "7")]
+        for d, facility, code, name, q, days in [
+            (14, "1341234563", "620000001", "アムロジピン錠5mg", "28", "28"),  # a pharmacy in 東京都
+            (45, FACILITY_CODE, "620000002", "ロキソプロフェンNa錠60mg", "21", "7"),  # this clinic (院内処方)
+        ]
     ]))
     _upload(central.url, insurer, "checkups", csv_bytes(CHECKUP_COLUMNS, [
         {**key, "checked_on": (today - dt.timedelta(days=200)).isoformat(), "height_cm": "171.2", "weight_kg": "70.5",
-         "bmi": "24.1", "systolic": "128", "diastolic": "82", "hba1c": "5.6", "ldl": "118", "urine_protein": "-"},
+         "waist_cm": "86.0", "bmi": "24.1", "systolic": "142", "diastolic": "82", "triglycerides": "160", "hdl": "52",
+         "ldl": "118", "ast": "24", "alt": "35", "ggt": "40", "fasting_glucose": "98", "hba1c": "5.6",
+         "urine_protein": "±"},
+        {**key, "checked_on": (today - dt.timedelta(days=565)).isoformat(), "height_cm": "171.0", "weight_kg": "68.0",
+         "waist_cm": "83.5", "bmi": "23.3", "systolic": "126", "diastolic": "80", "triglycerides": "120", "hdl": "55",
+         "ldl": "112", "ast": "22", "alt": "28", "ggt": "35", "fasting_glucose": "94", "hba1c": "5.4",
+         "urine_protein": "-"},
     ]))
 
     card = build_card(ca, pin=PIN, facts=FACTS, photo_jp2=card_photo_jp2("obama.jpg"))

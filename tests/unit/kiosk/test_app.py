@@ -129,6 +129,9 @@ def test_by_number_check_goes_on_the_board(client: TestClient) -> None:
     assert response.json()["result"]["limit_certificate"]["classification_label"] == "ウ"
     bad = client.post("/api/staff/by-number", json={"insurer_number": "123", "number": "1", "birth_date": "x"})
     assert bad.status_code == 422
+    assert "行目" not in bad.text  # one record: each field's problem, no row number
+    assert bad.json()["fields"] == {"insurer_number": "8桁の数字で入力してください（国民健康保険は6桁）",
+                                    "birth_date": "日付を入力してください（例: 1980-04-01）"}
 
 
 def test_batch_from_csv_is_sent_and_listed(client: TestClient) -> None:

@@ -107,7 +107,10 @@ def test_first_use_links_the_card_with_the_four_facts_then_checks(make_kiosk: Ma
     screen = k.flow.submit_pin("1234")
     assert screen.name == "register"
     assert screen.code == "card_not_registered"
-    assert screen.message == msg.REGISTER_EXPLAIN
+    # the PIN was right: the screen says so, and why a PIN is asked again (初回登録)
+    assert screen.message == msg.REGISTER_AFTER_PIN
+    assert msg.REGISTER_AFTER_PIN.startswith("暗証番号は確認できました。")
+    assert "券面事項入力補助" in msg.REGISTER_AFTER_PIN
 
     screen = k.flow.submit_registration("1234")
     assert screen.name == "consent"
@@ -358,3 +361,45 @@ def test_a_wrong_collation_b_costs_one_try_and_offers_the_pin(make_kiosk: MakeKi
     assert k.card.state.collation_b_tries_left == 9
     assert k.flow.choose("pin").name == "pin"
     assert k.flow.submit_pin("1234").name == "consent"
+
+
+def test_last_pin_try_offers_face(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk(face=True)
+    k.flow.read_card()
+    k.flow.choose("pin")
+    screen = k.flow.submit_pin("0000")
+    assert (screen.tries_left, screen.actions) == (2, ())
+    assert "顔認証" not in (screen.message or "")
+    screen = k.flow.submit_pin("0001")
+    assert screen.tries_left == 1
+    assert screen.message == "暗証番号が違います。あと1回間違えるとロックされます。顔認証に切り替えることもできます。"
+    assert screen.actions == ("face",)
+    assert k.flow.choose("face").name in ("face", "consent")  # the offer works from the PIN screen
+
+
+def test_last_pin_try_without_face_offers_nothing_else(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk()
+    k.flow.read_card()
+    k.flow.choose("pin")
+    k.flow.submit_pin("0000")
+    screen = k.flow.submit_pin("0001")
+    assert screen.message == msg.pin_wrong(1) and screen.actions == ()
+
+
+def test_lock_message_says_where_the_pin_is_reset() -> None:
+    for text in (msg.PIN_BLOCKED, msg.PIN_BLOCKED_FACE):
+        assert "市区町村の窓口" in text
+
+
+def test_card_taken_out_midway_says_so(make_kiosk: MakeKiosk) -> None:
+    k = make_kiosk()
+    k.flow.read_card()
+    k.flow.choose("pin")
+    k.reader.remove()
+    k.flow.card_removed()
+    screen = k.flow.screen()
+    assert (screen.name, screen.code, screen.message) == ("error", "card_taken_out", msg.CARD_TAKEN_OUT)
+    assert msg.CARD_TAKEN_OUT.startswith("カードが取り出されました")
+    assert screen.actions == ("read_card",)
+    k.flow.card_removed()  # the monitor and the demo button may both report it: nothing more happens
+    assert k.flow.screen().code == "card_taken_out"

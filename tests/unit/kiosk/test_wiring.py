@@ -26,7 +26,7 @@ def _unreachable(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("refused", request=request)
 
 
-def test_placing_the_demo_card_starts_the_read_and_taking_it_resets(tmp_path: Path) -> None:
+def test_placing_the_demo_card_starts_the_read_and_taking_it_out_says_so(tmp_path: Path) -> None:
     profile, _ = make_demo(tmp_path / "demo")
     runtime = build_kiosk(KioskConfig(server_url="http://central.invalid", token="t", demo_card=profile),
                           transport=httpx.MockTransport(_unreachable))
@@ -41,11 +41,16 @@ def test_placing_the_demo_card_starts_the_read_and_taking_it_resets(tmp_path: Pa
         while runtime.flow.screen().name != "choose_method" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert runtime.flow.screen().name == "choose_method"
-        reader.remove()
+        reader.remove()  # taken out mid-check: the screen says so
         deadline = time.monotonic() + 5
-        while runtime.flow.screen().name != "place_card" and time.monotonic() < deadline:
+        while runtime.flow.screen().code != "card_taken_out" and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert runtime.flow.screen().name == "place_card"
+        assert (runtime.flow.screen().name, runtime.flow.screen().code) == ("error", "card_taken_out")
+        reader.insert(demo.card)  # put back: read again at once
+        deadline = time.monotonic() + 5
+        while runtime.flow.screen().name != "choose_method" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runtime.flow.screen().name == "choose_method"
     finally:
         runtime.close()
 

@@ -18,6 +18,9 @@ from .helpers import TODAY, Result
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("SHIKAKU_SERVER_URL", "SHIKAKU_INSURER_TOKEN", "SHIKAKU_UPLOAD_TIMEOUT_S"):
         monkeypatch.delenv(name, raising=False)
+    # the tests written before the Japanese messages read the English ones; the tests of the
+    # Japanese default (test_loader_messages.py) unset this
+    monkeypatch.setenv("SHIKAKU_LANG", "en")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -130,7 +130,7 @@ def test_file_level_problems_exit_2(tmp_path: Path, load: Load, content: bytes, 
     result = load("eligibility", path, "--dry-run")
     assert result.code == ExitCode.FILE_REFUSED
     assert message in result.err
-    assert result.out == ""
+    assert result.out.splitlines() == ["eligibility: e.csv — result: the file was refused as a whole (nothing loaded)"]
 
 
 def test_wrong_kind_for_the_file_is_refused(tmp_path: Path, population: Population, load: Load) -> None:

@@ -17,7 +17,7 @@ Load = Callable[..., Result]
 def test_exit_codes_are_stable() -> None:
     assert {c.name: int(c) for c in ExitCode} == {
         "OK": 0, "ROWS_REJECTED": 1, "FILE_REFUSED": 2, "SERVER_ERROR": 3, "USAGE_ERROR": 4,
-        "INTERNAL_ERROR": 5,
+        "INTERNAL_ERROR": 5, "LINES_UNREAD": 6,
     }
 
 

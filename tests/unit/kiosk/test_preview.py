@@ -1,0 +1,78 @@
+"""The face screen's preview: the latest frame as JPEG in memory only, guidance from the frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clinic_terminal.kiosk.preview import GUIDANCE_TEXT, LivePreview, PreviewCamera, assess
+
+
+def frame(level: int = 128, width: int = 640, height: int = 480) -> np.ndarray:  # type: ignore[type-arg]
+    return np.full((height, width, 3), level, dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("level", "boxes", "expected"),
+    [
+        (20, [(100, 400, 400, 100)], "lighter"),  # too dark, whatever was found
+        (128, [], "look"),
+        (128, [(100, 400, 400, 100), (100, 600, 300, 450)], "alone"),
+        (128, [(200, 360, 300, 260)], "closer"),  # 100 px of 640: too far
+        (128, [(100, 420, 420, 100)], "blink"),
+    ],
+)
+def test_guidance_follows_what_is_in_the_frame(level: int, boxes: list[tuple[int, int, int, int]],
+                                               expected: str) -> None:
+    assert assess(frame(level), boxes) == expected
+
+
+def test_guidance_texts_are_the_patient_words() -> None:
+    assert GUIDANCE_TEXT["closer"] == "もう少し近づいてください"
+    assert "明るい場所" in GUIDANCE_TEXT["lighter"]
+    assert GUIDANCE_TEXT["look"] == "カメラを見てください"
+    assert "まばたき" in GUIDANCE_TEXT["blink"]
+
+
+class Clip:
+    def __init__(self, frames: list[np.ndarray]) -> None:  # type: ignore[type-arg]
+        self.frames = frames
+        self.closed = False
+
+    def __enter__(self) -> Clip:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.closed = True
+
+    def read(self) -> np.ndarray | None:  # type: ignore[type-arg]
+        return self.frames.pop(0) if self.frames else None
+
+
+def test_the_camera_is_shown_as_read_and_forgotten_on_clear() -> None:
+    now = [0.0]
+    preview = LivePreview(clock=lambda: now[0], find_faces=lambda f: [])
+    clip = Clip([frame(10), frame(200, width=1280, height=720)])
+    with PreviewCamera(clip, preview) as camera:
+        first = camera.read()
+        assert first is not None and first.mean() == 10  # the check gets the frame itself
+        assert preview.guidance() == "lighter"
+        jpeg = preview.jpeg()
+        assert jpeg is not None and jpeg[:3] == b"\xff\xd8\xff"
+        now[0] += 1
+        camera.read()
+    assert clip.closed
+    assert preview.guidance() == "look"
+    assert preview.jpeg() != jpeg  # only the latest frame is kept
+    preview.clear()
+    assert (preview.jpeg(), preview.guidance()) == (None, None)
+
+
+def test_frames_are_throttled() -> None:
+    now = [0.0]
+    preview = LivePreview(clock=lambda: now[0], find_faces=lambda f: [], min_interval_s=0.1)
+    preview.offer(frame(50))
+    kept = preview.jpeg()
+    now[0] += 0.05
+    preview.offer(frame(250))
+    assert preview.jpeg() == kept
