@@ -25,17 +25,15 @@ import hmac
 import json
 import logging
 import os
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from clinic_terminal.sqlite_store import SQLiteStore
 from schemas.eligibility import ByNumberQuery, EligibilityResult
 from schemas.identifiers import contains_my_number
 
@@ -173,7 +171,7 @@ def outcome_of(result: EligibilityResult) -> Outcome:
     return "not_insured"
 
 
-class OutageJournal:
+class OutageJournal(SQLiteStore):
     """SQLite-backed, thread-safe; several processes may open the same file."""
 
     def __init__(self, directory: Path, *, key: str | bytes | None = None) -> None:
@@ -185,38 +183,12 @@ class OutageJournal:
         self._fernet = Fernet(key) if key else None
         self._mac_key = hashlib.sha256(b"shikaku-journal-card|" + (key.encode() if isinstance(key, str) else key)
                                        ).digest() if key else None
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        super().__init__(self.path, _SCHEMA, busy_timeout_ms=10_000)
         self._purge_known_cards()
 
     @property
     def encrypted(self) -> bool:
         return self._fernet is not None
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> OutageJournal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # --- sealing
     def _seal(self, data: dict[str, Any], *, scan: tuple[str, ...]) -> bytes:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import stat
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from clinic_terminal.sqlite_store import SQLiteStore
 
 STATE_DIR = "state"
 DB_NAME = "terminal.sqlite3"
@@ -119,43 +118,17 @@ def _private_database(path: Path) -> None:
         os.close(fd)
 
 
-class TerminalState:
+class TerminalState(SQLiteStore):
     """SQLite-backed state; one connection, safe to share between the threads of one process."""
 
     def __init__(self, directory: Path) -> None:
         _private_folder(directory)
         _private_database(directory / DB_NAME)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(directory / DB_NAME, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        super().__init__(directory / DB_NAME, _SCHEMA, busy_timeout_ms=5_000)
 
     @classmethod
     def for_root(cls, root: Path) -> TerminalState:
         return cls(state_dir(root))
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> TerminalState:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
         with self._lock:

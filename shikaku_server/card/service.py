@@ -870,6 +870,25 @@ def card_link_report(
 # ---------------------------------------------------------------- the patient's own log
 
 
+def read_my_access_log(
+    state: AppState, *, challenge_id: str, cert_der: bytes, signature: bytes, facility_code: str | None
+) -> list[dict[str, object]]:
+    """The patient's own access log, proven by the card, with every entry still queued by the
+    access-log writer (blocking: run it in a thread). Both doors, JSON and FHIR, answer with it."""
+    state.access_log.flush()
+    with state.session_factory.begin() as session:
+        return my_access_log(
+            session,
+            state.cache,
+            state.verifier,
+            challenge_id=challenge_id,
+            cert_der=cert_der,
+            signature=signature,
+            facility_code=facility_code,
+            challenge_ttl=state.settings.challenge_ttl_seconds,
+        )
+
+
 def my_access_log(
     session: Session,
     cache: Cache,

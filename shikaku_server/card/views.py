@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -98,21 +99,16 @@ async def my_access_log(body: AccessLogRequest, request: Request, state: StateDe
     if request.headers.get("authorization"):
         facility = (await get_principal(request, state)).require_facility()
 
-    def read() -> list[dict[str, object]]:
-        state.access_log.flush()  # the patient sees every entry, including those still queued
-        with state.session_factory.begin() as session:
-            return service.my_access_log(
-                session,
-                state.cache,
-                state.verifier,
-                challenge_id=body.challenge_id,
-                cert_der=body.certificate,
-                signature=body.signature,
-                facility_code=facility,
-                challenge_ttl=state.settings.challenge_ttl_seconds,
-            )
-
-    entries = await run_in_threadpool(read)
+    entries = await run_in_threadpool(
+        partial(
+            service.read_my_access_log,
+            state,
+            challenge_id=body.challenge_id,
+            cert_der=body.certificate,
+            signature=body.signature,
+            facility_code=facility,
+        )
+    )
     return AccessLog.model_validate({"entries": entries})
 
 

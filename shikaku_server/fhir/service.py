@@ -8,6 +8,7 @@ Nothing here decides eligibility, consent or who may read what: the by-number lo
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import orjson
@@ -161,19 +162,14 @@ async def audit_events(state: AppState, facility: str | None, form: dict[str, An
         _, outcome = mapping.validation_outcome(exc.errors(include_input=False), "AuditEvent/_search")
         raise InvalidResourceError("the card's proof is not valid", outcome) from None
 
-    def read() -> list[dict[str, object]]:
-        state.access_log.flush()  # the patient sees every entry, including those still queued
-        with state.session_factory.begin() as session:
-            return card.my_access_log(
-                session,
-                state.cache,
-                state.verifier,
-                challenge_id=proof.challenge_id,
-                cert_der=proof.certificate,
-                signature=proof.signature,
-                facility_code=facility,
-                challenge_ttl=state.settings.challenge_ttl_seconds,
-            )
-
-    entries = await run_in_threadpool(read)
+    entries = await run_in_threadpool(
+        partial(
+            card.read_my_access_log,
+            state,
+            challenge_id=proof.challenge_id,
+            cert_der=proof.certificate,
+            signature=proof.signature,
+            facility_code=facility,
+        )
+    )
     return _searchset([mapping.audit_event(e) for e in entries], link)
