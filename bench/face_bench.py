@@ -1,13 +1,15 @@
 """Face-check benchmark: latency on this CPU and accuracy on every pair the test images give.
 
-    .venv/bin/python bench/face_bench.py [--rounds 5] [--checks 10] [--baseline REF] [--threshold 0.5]
+    .venv/bin/python bench/face_bench.py [--rounds 5] [--checks 10] [--baseline REF] [--configs ...]
 
 Each configuration runs in a process of its own, kept warm for the whole run, and the parent
 interleaves them: every round runs ``--checks`` checks in each configuration, in a rotating order,
-so that the other load on this shared machine weighs on all alike. Configurations:
+so that the other load on this shared machine weighs on all alike. Configurations (``--configs``,
+default ``after,after_no_worker,before``):
 
 * ``after``: this tree, the encoder worker on (waited for before the first round);
 * ``after_no_worker``: this tree with ``SHIKAKU_FACE_WORKER=false`` (everything in one process);
+* ``after_2_frames``: this tree, the worker on, ``SHIKAKU_FACE_ENCODE_FRAMES=2`` (not the default);
 * ``before`` (with ``--baseline REF``): ``clinic_terminal``, ``schemas`` and ``testbed`` of git
   revision REF (``git archive`` into a temporary directory), driven by this same script.
 
@@ -248,12 +250,14 @@ def _ratios(a: _Config, b: _Config) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, baseline: Path | None) -> dict[str, Any]:
-    configs = [
-        _Config("after", REPO, {"SHIKAKU_FACE_WORKER": "true"}, args.threshold),
-        _Config("after_no_worker", REPO, {"SHIKAKU_FACE_WORKER": "false"}, args.threshold),
-    ]
+    known = {
+        "after": (REPO, {"SHIKAKU_FACE_WORKER": "true"}),
+        "after_no_worker": (REPO, {"SHIKAKU_FACE_WORKER": "false"}),
+        "after_2_frames": (REPO, {"SHIKAKU_FACE_WORKER": "true", "SHIKAKU_FACE_ENCODE_FRAMES": "2"}),
+    }
     if baseline is not None:
-        configs.append(_Config("before", baseline, {}, args.threshold))
+        known["before"] = (baseline, {})
+    configs = [_Config(name, *known[name], args.threshold) for name in args.configs.split(",") if name in known]
     try:
         for config in configs:
             config.hello = config.ask("")
@@ -282,11 +286,11 @@ def _run(args: argparse.Namespace, baseline: Path | None) -> dict[str, Any]:
         "checks_per_round": args.checks,
         "baseline": args.baseline,
         "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "ratio_after_over_after_no_worker": _ratios(by_name["after"], by_name["after_no_worker"]),
     }
-    if "before" in by_name:
-        report["ratio_after_over_before"] = _ratios(by_name["after"], by_name["before"])
-        report["ratio_after_no_worker_over_before"] = _ratios(by_name["after_no_worker"], by_name["before"])
+    compared = ("after", "before"), ("after_no_worker", "before"), ("after_2_frames", "before")
+    for a, b in (*compared, ("after", "after_no_worker")):
+        if a in by_name and b in by_name:
+            report[f"ratio_{a}_over_{b}"] = _ratios(by_name[a], by_name[b])
     report["configs"] = {c.name: _summary(c) for c in configs}
     return report
 
@@ -297,6 +301,11 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=10, help="checks per configuration and round")
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--baseline", default=None, help="git revision to compare with (e.g. 7013de7)")
+    parser.add_argument(
+        "--configs",
+        default="after,after_no_worker,before",
+        help="comma-separated: after, after_no_worker, after_2_frames, before (needs --baseline)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -192,12 +192,6 @@ def _find_near(image: npt.NDArray[np.uint8], box: Box, *, upsample: int) -> list
     return [(t + y0, r + x0, b + y0, lft + x0) for t, r, b, lft in find_faces(window, upsample=upsample, scale=scale)]
 
 
-def _encode(rgb: RGBImage, box: Box) -> Encoding:
-    """128-d encoding of the face in ``box``, in this process (as
-    ``face_recognition.face_encodings(rgb, [box], num_jitters=1, model="small")``)."""
-    return describe(face_chip(rgb, box))
-
-
 def _distance(card: Encoding, camera: Encoding) -> float:
     return float(np.linalg.norm(camera - card))
 

@@ -12,13 +12,16 @@ fresh working directory and with a fresh TMPDIR / tempfile.tempdir. Three layers
 3. Shared directories (the repository, tempfile.gettempdir(), /tmp, /dev/shm) are snapshotted
    before and after; every new or changed file is searched for content only this check can have
    produced: the float64 and float32 bytes of every encoding it computed (captured by a spy on the
-   encoder) and the card photo's own bytes. Image magic bytes are NOT looked for there: other
+   comparison, so encodings computed by the worker process count too) and the card photo's own
+   bytes. Image magic bytes are NOT looked for there: other
    engineers' tests write screenshots and images into the same tree concurrently, and such a
    file says nothing about this check (layer 1 attributes writes to this process instead).
 
 4. OS level: the real ``clinic-terminal face-check`` runs under strace; no syscall may create or
    open a file for writing (this also covers C-level writes by dlib, OpenCV and Pillow, which
-   layer 1 cannot see). Skipped only where strace is missing or cannot trace.
+   layer 1 cannot see); so does a check whose every encoding the encoder worker process computes,
+   the worker's start included (``strace -f`` follows it). Skipped only where strace is missing
+   or cannot trace.
 
 The log text may hold no encoding value and no run of numbers. The test's own inputs (pytest's
 temporary tree) are excluded from the shared snapshot.
