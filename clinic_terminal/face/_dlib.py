@@ -35,10 +35,11 @@ _REQUIRED: tuple[tuple[str, str], ...] = (
     ("face_recognition_models", "face_recognition_models"),
 )
 
+ENCODER_MODEL = "dlib_face_recognition_resnet_model_v1.dat"  # also read by the encoding worker
 _MODEL_FILES = {
     "pose_5": "shape_predictor_5_face_landmarks.dat",
     "pose_68": "shape_predictor_68_face_landmarks.dat",
-    "encoder": "dlib_face_recognition_resnet_model_v1.dat",
+    "encoder": ENCODER_MODEL,
 }
 
 

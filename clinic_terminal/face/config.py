@@ -31,6 +31,9 @@ class FaceSettings(BaseSettings):
     """A second face at least this fraction of the largest face's width counts as comparable."""
     encode_frames: int = Field(3, ge=1, le=10)
     """Camera frames encoded and compared with the card photo (the largest distance counts)."""
+    worker: bool = True
+    """Run the face encodings in a worker process (the second core), started on first use and
+    kept warm; off, everything runs in the calling process (same results, see docs/face.md)."""
     eye_change_min: float = Field(DEFAULT_EYE_CHANGE_MIN, gt=0.0, lt=1.0)
     """Minimum eye change (a blink) for liveness (see clinic_terminal.face.liveness)."""
 

@@ -115,29 +115,47 @@ def _median3(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
-def _eye_changes(
-    greys: Sequence[Grey], landmarks: Sequence[Landmarks], ref_index: int
-) -> tuple[npt.NDArray[np.float64], float] | None:
-    """Per-frame eye change against frame ``ref_index`` (NaN where no homography exists) and
-    the largest non-rigid residual; ``None`` when the reference shows no usable eye region."""
-    ref_grey = greys[ref_index]
-    ref = np.asarray(landmarks[ref_index], dtype=np.float64)
-    boxes = [_eye_box(ref[_RIGHT_EYE], ref_grey.shape), _eye_box(ref[_LEFT_EYE], ref_grey.shape)]
-    eye_boxes = [b for b in boxes if b is not None]
-    if not eye_boxes:
-        return None
-    changes: list[float] = []
-    residuals: list[float] = [0.0]
-    for grey, raw in zip(greys, landmarks, strict=True):
-        points = np.asarray(raw, dtype=np.float64)
+class LivenessTracker:
+    """The liveness measurement fed one frame at a time, as the frames arrive (see the module
+    docstring); :func:`assess_liveness` is the same over whole lists. The first frame added is the
+    reference, and only it is kept: a frame's eye change depends on that frame and the reference
+    alone, so the per-frame work is done while the camera is still delivering and nothing else of
+    the earlier frames needs to be held."""
+
+    def __init__(self, *, eye_change_min: float = DEFAULT_EYE_CHANGE_MIN, min_frames: int = 3) -> None:
+        self._eye_change_min = eye_change_min
+        self._min_frames = min_frames
+        self._ref_grey: Grey | None = None
+        self._ref: Landmarks | None = None
+        self._eye_boxes: list[tuple[int, int, int, int]] = []
+        self._changes: list[float] = []
+        self._residuals: list[float] = [0.0]
+
+    @property
+    def frames(self) -> int:
+        return len(self._changes)
+
+    def add(self, grey: Grey, landmarks: Landmarks) -> float:
+        """Add the next frame; returns its eye change against the reference before smoothing
+        (0 for the reference itself, NaN where no homography exists or no eye region is usable)."""
+        points = np.asarray(landmarks, dtype=np.float64)
+        if self._ref_grey is None:
+            self._ref_grey, self._ref = grey, points
+            boxes = [_eye_box(points[_RIGHT_EYE], grey.shape), _eye_box(points[_LEFT_EYE], grey.shape)]
+            self._eye_boxes = [b for b in boxes if b is not None]
+        ref_grey, ref = self._ref_grey, self._ref
+        assert ref is not None
+        if not self._eye_boxes:
+            self._changes.append(float("nan"))
+            return float("nan")
         h_rigid = _fit_homography(ref[_RIGID], points[_RIGID])
         h_all = _fit_homography(ref, points)
         if h_rigid is None or h_all is None or abs(np.linalg.det(h_rigid)) < 1e-9:
             # degenerate geometry is no evidence of life: the frame is left out
-            changes.append(float("nan"))
-            continue
+            self._changes.append(float("nan"))
+            return float("nan")
         scores = []
-        for left, top, right, bottom in eye_boxes:
+        for left, top, right, bottom in self._eye_boxes:
             template = ref_grey[top:bottom, left:right]
             search = _aligned_region(
                 grey, h_rigid, left - _SEARCH_PX, top - _SEARCH_PX, right + _SEARCH_PX, bottom + _SEARCH_PX
@@ -147,11 +165,30 @@ def _eye_changes(
                 continue
             correlation = cv2.matchTemplate(search, template, cv2.TM_CCOEFF_NORMED)
             scores.append(1.0 - float(np.nan_to_num(correlation, nan=1.0).max()))
-        changes.append(float(np.mean(scores)))
+        change = float(np.mean(scores))
+        self._changes.append(change)
         iod = max(_interocular(points), 1e-6)
         residual = np.linalg.norm(_apply(h_all, ref) - points, axis=1)
-        residuals.append(float(np.sqrt(np.mean(residual**2))) / iod)
-    return _median3(np.asarray(changes, dtype=np.float64)), max(residuals)
+        self._residuals.append(float(np.sqrt(np.mean(residual**2))) / iod)
+        return change
+
+    def report(self) -> LivenessReport:
+        """The decision over every frame added so far."""
+        n = len(self._changes)
+        not_live = LivenessReport(False, 0.0, 0.0, n, tuple(0.0 for _ in range(n)))
+        if n < self._min_frames or not self._eye_boxes:
+            return not_live
+        smoothed = _median3(np.asarray(self._changes, dtype=np.float64))
+        nonrigid = max(self._residuals)
+        if int(np.count_nonzero(np.isfinite(smoothed))) < self._min_frames:
+            return not_live
+        filled = np.nan_to_num(smoothed, nan=0.0)
+        peak_at = int(np.argmax(filled))
+        peak = float(filled[peak_at])
+        later = smoothed[peak_at + 1 :]
+        reopened = bool(np.any(later[np.isfinite(later)] < self._eye_change_min / 2))
+        live = peak >= self._eye_change_min and reopened
+        return LivenessReport(live, peak, nonrigid, n, tuple(float(v) for v in filled))
 
 
 def assess_liveness(
@@ -166,21 +203,9 @@ def assess_liveness(
     The first frame is the reference: a capture that starts with the eyes closed fails (a false
     reject; the patient tries again).
     """
-    n = len(landmarks)
-    if n != len(greys):
+    if len(landmarks) != len(greys):
         raise ValueError("one landmark set per frame is required")
-    not_live = LivenessReport(False, 0.0, 0.0, n, tuple(0.0 for _ in range(n)))
-    if n < min_frames:
-        return not_live
-    measured = _eye_changes(greys, landmarks, 0)
-    if measured is None:
-        return not_live
-    smoothed, nonrigid = measured
-    if int(np.count_nonzero(np.isfinite(smoothed))) < min_frames:
-        return not_live
-    filled = np.nan_to_num(smoothed, nan=0.0)
-    peak_at = int(np.argmax(filled))
-    peak = float(filled[peak_at])
-    later = smoothed[peak_at + 1 :]
-    reopened = bool(np.any(later[np.isfinite(later)] < eye_change_min / 2))
-    return LivenessReport(peak >= eye_change_min and reopened, peak, nonrigid, n, tuple(float(v) for v in filled))
+    tracker = LivenessTracker(eye_change_min=eye_change_min, min_frames=min_frames)
+    for grey, points in zip(greys, landmarks, strict=True):
+        tracker.add(grey, points)
+    return tracker.report()

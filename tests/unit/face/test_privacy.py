@@ -12,13 +12,16 @@ fresh working directory and with a fresh TMPDIR / tempfile.tempdir. Three layers
 3. Shared directories (the repository, tempfile.gettempdir(), /tmp, /dev/shm) are snapshotted
    before and after; every new or changed file is searched for content only this check can have
    produced: the float64 and float32 bytes of every encoding it computed (captured by a spy on the
-   encoder) and the card photo's own bytes. Image magic bytes are NOT looked for there: other
+   comparison, so encodings computed by the worker process count too) and the card photo's own
+   bytes. Image magic bytes are NOT looked for there: other
    engineers' tests write screenshots and images into the same tree concurrently, and such a
    file says nothing about this check (layer 1 attributes writes to this process instead).
 
 4. OS level: the real ``clinic-terminal face-check`` runs under strace; no syscall may create or
    open a file for writing (this also covers C-level writes by dlib, OpenCV and Pillow, which
-   layer 1 cannot see). Skipped only where strace is missing or cannot trace.
+   layer 1 cannot see); so does a check whose every encoding the encoder worker process computes,
+   the worker's start included (``strace -f`` follows it). Skipped only where strace is missing
+   or cannot trace.
 
 The log text may hold no encoding value and no run of numbers. The test's own inputs (pytest's
 temporary tree) are excluded from the shared snapshot.
@@ -27,6 +30,7 @@ temporary tree) are excluded from the shared snapshot.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -155,16 +159,16 @@ def test_face_check_leaves_no_trace(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # spy on the encoder to learn exactly which encodings this check computes
+    # spy on the comparison to learn exactly which encodings this check computed (the card
+    # photo's and every sampled frame's, whether the worker process or this one computed them)
     computed: list[npt.NDArray[np.float64]] = []
-    real_encode = matcher_module._encode
+    real_distance = matcher_module._distance
 
-    def spy(rgb: npt.NDArray[np.uint8], box: tuple[int, int, int, int]) -> npt.NDArray[np.float64]:
-        encoding = real_encode(rgb, box)
-        computed.append(encoding.copy())
-        return encoding
+    def spy(card: npt.NDArray[np.float64], camera: npt.NDArray[np.float64]) -> float:
+        computed.extend((card.copy(), camera.copy()))
+        return real_distance(card, camera)
 
-    monkeypatch.setattr(matcher_module, "_encode", spy)
+    monkeypatch.setattr(matcher_module, "_distance", spy)
     workdir, tmpdir = tmp_path / "cwd", tmp_path / "tmp"
     workdir.mkdir()
     tmpdir.mkdir()
@@ -238,46 +242,25 @@ _WRITE_SYSCALL = re.compile(
 )
 
 
-@pytest.mark.slow
-def test_console_check_opens_no_file_for_writing(
-    card_photos: dict[str, bytes], clip_files: dict[str, Path], tmp_path: Path
-) -> None:
-    """Layer 4, at the OS level (catches C-level writes by dlib, OpenCV, Pillow too): the real
-    `clinic-terminal face-check` under strace makes no syscall that creates or writes a file."""
+def _under_strace(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``argv`` and every process it starts under ``strace -f``; returns the run and every
+    successful syscall that created, renamed, linked or opened a file for writing (``/dev/null``
+    aside). Skips where strace is missing or cannot trace."""
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed: OS-level attribution not available here")
-    card = tmp_path / "card.jp2"
-    card.write_bytes(card_photos["obama.jpg"])
-    trace = tmp_path / "trace.txt"
-    script = Path(sys.executable).parent / "clinic-terminal"
+    trace = cwd / "trace.txt"
     done = subprocess.run(
-        [
-            strace,
-            "-f",
-            "-qq",
-            "-e",
-            "trace=%file,memfd_create",
-            "-o",
-            str(trace),
-            str(script),
-            "face-check",
-            "--card-photo",
-            str(card),
-            "--camera",
-            str(clip_files["genuine"]),
-        ],
+        [strace, "-f", "-qq", "-e", "trace=%file,memfd_create", "-o", str(trace), *argv],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     if "ptrace" in done.stderr or not trace.exists():
         pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
-    assert done.returncode == 0, done.stderr
-    assert '"match": true' in done.stdout
     writes = []
     for line in trace.read_text(errors="replace").splitlines():
         found = _WRITE_SYSCALL.match(line)
@@ -288,4 +271,52 @@ def test_console_check_opens_no_file_for_writing(
         if '"/dev/null"' in found["args"]:
             continue
         writes.append(line)
+    return done, writes
+
+
+@pytest.mark.slow
+def test_console_check_opens_no_file_for_writing(
+    card_photos: dict[str, bytes], clip_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Layer 4, at the OS level (catches C-level writes by dlib, OpenCV, Pillow too): the real
+    `clinic-terminal face-check` under strace makes no syscall that creates or writes a file."""
+    card = tmp_path / "card.jp2"
+    card.write_bytes(card_photos["obama.jpg"])
+    script = Path(sys.executable).parent / "clinic-terminal"
+    done, writes = _under_strace(
+        [str(script), "face-check", "--card-photo", str(card), "--camera", str(clip_files["genuine"])], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"match": true' in done.stdout
+    assert writes == []
+
+
+_WORKER_CHECK = """
+import json, sys
+from clinic_terminal.face import OpenCVCamera, check_face, encoder
+local = []
+real = encoder.describe
+encoder.describe = lambda chip: local.append(1) or real(chip)
+assert encoder.start_encoder_worker(wait=240.0), "worker not ready"
+card = open(sys.argv[1], "rb").read()
+result = check_face(card, OpenCVCamera(sys.argv[2]))
+print(json.dumps({"accepted": result.accepted, "local": len(local)}))
+"""
+
+
+@pytest.mark.slow
+def test_worker_process_opens_no_file_for_writing(
+    card_photos: dict[str, bytes], clip_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Layer 4 for the encoder worker: a check whose every encoding is computed in the worker
+    process (chips handed over through a socket pair), the worker's own start included, makes no
+    syscall in any process that creates or writes a file -- no shared memory in /dev/shm, no
+    temporary file, no semaphore file, no memfd."""
+    card = tmp_path / "card.jp2"
+    card.write_bytes(card_photos["obama.jpg"])
+    done, writes = _under_strace(
+        [sys.executable, "-c", _WORKER_CHECK, str(card), str(clip_files["genuine"])], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"accepted": True, "local": 0}
     assert writes == []
