@@ -65,7 +65,7 @@ def _bare_encodings() -> Any:
     try:
         from clinic_terminal.face import _dlib
     except ImportError:  # a baseline tree that still used face_recognition
-        import face_recognition  # type: ignore[import-untyped]  # only in baseline trees
+        import face_recognition  # only in baseline trees (mypy: ignore_missing_imports)
 
         return face_recognition.face_encodings
     models = _dlib.models()
