@@ -139,18 +139,13 @@ def _run_chunk(
     with transaction(factory) as session:
         entries: list[dict[str, Any]] = []
         for raw in queries[len(results) :]:
-            result, insured_id = query_by_number(session, cache, ttl, ByNumberQuery.model_validate(raw))
+            result, insured_id, mismatched = query_by_number(session, cache, ttl, ByNumberQuery.model_validate(raw))
             done.append(result.model_dump(mode="json"))
+            entry = {"facility_code": facility, "role": role, "query_kind": "batch"}
             if insured_id is not None:
-                entries.append(
-                    {
-                        "insured_id": insured_id,
-                        "facility_code": facility,
-                        "role": role,
-                        "what": "eligibility",
-                        "query_kind": "batch",
-                    }
-                )
+                entries.append({**entry, "insured_id": insured_id, "what": "eligibility"})
+            # a guessed birth date shows in the victim's log, as for a single lookup
+            entries.extend({**entry, "insured_id": i, "what": "eligibility_no_match"} for i in mismatched)
             if len(entries) >= 1000:
                 record_many(session, entries)
                 entries = []

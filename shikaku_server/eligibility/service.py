@@ -432,15 +432,24 @@ def _answer(
     return result, evaluation.insured_id
 
 
+def _mismatched(bundle: dict[str, Any], query: ByNumberQuery, validity: int) -> list[int]:
+    """For a query that matched nobody: the persons of its number whose birth date it missed."""
+    if validity != Validity.NONE:
+        return []
+    return birth_date_mismatches(bundle, branch=query.branch, birth_date=query.birth_date)
+
+
 def query_by_number(
     session: Session, cache: Cache, ttl: int, query: ByNumberQuery
-) -> tuple[EligibilityResult, int | None]:
-    """The eligibility result for a by-number query and the insured id it disclosed (if any)."""
+) -> tuple[EligibilityResult, int | None, list[int]]:
+    """The eligibility result for a by-number query, the insured id it disclosed (if any) and,
+    when it matched nobody, the persons of that number whose birth date it did not carry."""
     as_of = query.as_of or today_jst()
     bundle = cached_bundle(
         session, cache, ttl, query.insurer_number, normalize_key_text(query.symbol), normalize_key_text(query.number)
     )
-    return _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
+    result, insured_id = _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
+    return result, insured_id, _mismatched(bundle, query, result.validity)
 
 
 async def cached_bundle_async(
@@ -518,9 +527,5 @@ async def answer_by_number(
             share_limit_certificate=query.include_limit_certificate,
         )
     )
-    mismatched = (
-        birth_date_mismatches(bundle, branch=query.branch, birth_date=query.birth_date)
-        if evaluation.validity == Validity.NONE
-        else []
-    )
+    mismatched = _mismatched(bundle, query, evaluation.validity)
     return NumberAnswer(body, int(evaluation.validity), evaluation.insured_id, mismatched)

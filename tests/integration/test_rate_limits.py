@@ -259,3 +259,24 @@ def test_the_counters_share_the_lookups_round_trip_to_redis(
         pipe.transport.write = real_write
     assert len(writes) == 1
     assert b"INCRBY" in writes[0] and b"EVALSHA" in writes[0]
+
+
+def test_a_batch_of_guessed_birth_dates_is_in_the_victims_access_log(
+    client: TestClient, tokens: dict[str, str], test_ca: TestCA
+) -> None:
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    victim_card = test_ca.issue_auth_certificate()
+    assert register(client, tokens["reception"], victim_card).status_code == 200
+    guesses = [{**QUERY, "birth_date": f"1980-05-{day:02d}", "as_of": "2025-01-01"} for day in range(1, 6)]
+    created = client.post("/v1/eligibility/batches", json={"queries": guesses}, headers=auth(tokens["reception"]))
+    assert created.status_code == 202, created.text
+    for _ in range(100):  # the batch runs after its answer, in the app's background
+        batch = client.get(f"/v1/eligibility/batches/{created.json()['batch_id']}", headers=auth(tokens["reception"]))
+        if batch.json()["status"] == "done":
+            break
+    assert batch.json()["status"] == "done"
+    assert [r["result"]["validity"] for r in batch.json()["results"]] == [4] * 5
+
+    failed = [e for e in my_log(client, tokens["reception"], victim_card) if e["what"] == "eligibility_no_match"]
+    assert len(failed) == 5
+    assert {(e["facility_code"], e["role"], e["query_kind"]) for e in failed} == {("0110113719", "reception", "batch")}
