@@ -351,6 +351,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         lifespan=lifespan,
         dependencies=[Depends(_path_without_nul)],
+        openapi_url=None,  # served by openapi.install, with /docs
         docs_url=None,
         redoc_url=None,
     )

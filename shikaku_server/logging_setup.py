@@ -3,6 +3,7 @@ carry no personal data; request lines carry the route template, never the path o
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -39,7 +40,8 @@ def scrub(message: str) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # ISO 8601 with the offset (the host's zone: +09:00 on a server set to JST)
+            "ts": dt.datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "pid": record.process,  # which worker (``--workers N``)

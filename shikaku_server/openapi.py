@@ -13,16 +13,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle  # type: ignore[import-untyped]  # no stubs: only a path is used
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from shikaku_server.errors import NotFoundError
 
 STATIC = "/docs/static"
+OPENAPI_URL = "/openapi.json"
 PROBLEM = "application/problem+json"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -161,8 +164,8 @@ _UPLOAD_BODY = {
 
 
 def install(app: FastAPI) -> None:
-    """The OpenAPI builder and ``/docs`` with local Swagger UI assets (create the app with
-    ``docs_url=None, redoc_url=None``)."""
+    """The OpenAPI builder, ``/openapi.json`` and ``/docs`` with local Swagger UI assets (create
+    the app with ``openapi_url=None, docs_url=None, redoc_url=None``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -170,12 +173,25 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise
-    app.mount(STATIC, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")
+    # the document and the assets as routes of the app (not a Starlette route or mount), so that
+    # the request log and /metrics name them by their template, as every other route
+    assets = {p.name: p for p in Path(swagger_ui_bundle.swagger_ui_path).iterdir() if p.is_file()}
+
+    @app.get(OPENAPI_URL, include_in_schema=False)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get(STATIC + "/{asset}", include_in_schema=False)
+    async def swagger_asset(asset: str) -> FileResponse:
+        path = assets.get(asset)
+        if path is None:
+            raise NotFoundError("no such Swagger UI asset")
+        return FileResponse(path)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=OPENAPI_URL,
             title=f"{app.title} — API",
             swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{STATIC}/swagger-ui.css",

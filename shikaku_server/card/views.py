@@ -4,6 +4,7 @@ import datetime as dt
 from functools import partial
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -88,6 +89,9 @@ async def by_card(body: ByCardQuery, context: CardContext) -> Response | Eligibi
 
         result = await run_in_threadpool(face)
     state.metrics.event(f"card_check_{body.auth_method}")
+    # the validity counters count every check, by number and by card alike
+    validity = orjson.loads(result.body)["validity"] if isinstance(result, Response) else int(result.validity)
+    state.metrics.event(f"eligibility_validity_{validity}")
     return result
 
 

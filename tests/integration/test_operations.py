@@ -92,3 +92,34 @@ def test_a_database_error_is_503_with_retry_after_logged_and_counted(
     assert int(r.headers["retry-after"]) >= 1
     assert [line.__dict__["status"] for line in request_lines(caplog)] == [503]
     assert series(client, "/v1/eligibility/batches", 503) == 1
+
+
+def _events(client: TestClient) -> dict[str, int]:
+    import re
+
+    text = client.get("/metrics").text
+    return {m[1]: int(m[2]) for m in re.finditer(r'shikaku_events_total\{event="([^"]+)"\} (\d+)', text)}
+
+
+def test_card_checks_count_in_the_validity_counters(client: TestClient, tokens: dict[str, str], test_ca: Any) -> None:
+    from tests.factories import eligibility_csv, person
+    from tests.integration.test_card_api import by_card, register
+    from tests.integration.test_eligibility_api import upload
+
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    card = test_ca.issue_auth_certificate()
+    assert register(client, tokens["reception"], card).status_code == 200
+    before = _events(client).get("eligibility_validity_1", 0)
+    assert by_card(client, tokens["reception"], card, as_of="2025-01-01").json()["validity"] == 1
+    assert by_card(client, tokens["reception"], card, as_of="2025-01-01").json()["validity"] == 1
+    assert _events(client)["eligibility_validity_1"] == before + 2
+
+
+def test_the_api_document_and_swagger_assets_are_counted_by_their_route(client: TestClient) -> None:
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs/static/swagger-ui.css").status_code == 200
+    assert client.get("/docs/static/no-such-file.js").status_code == 404
+    text = client.get("/metrics").text
+    assert 'route="/openapi.json",status="200"' in text
+    assert 'route="/docs/static/{asset}",status="200"' in text
+    assert 'route="unmatched",status="200"' not in text

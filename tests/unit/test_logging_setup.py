@@ -30,3 +30,17 @@ def test_a_logged_database_error_loses_detail_sql_and_parameters() -> None:
     assert out["exc_type"] == "RuntimeError"
     for secret in ("DETAIL", "123456789018", "06131005", "山田", "INSERT", "ヤマダ", "Traceback"):
         assert secret not in line
+
+
+def test_timestamps_are_iso_8601_with_their_offset() -> None:
+    import datetime as dt
+    import json
+    import logging
+
+    from shikaku_server.logging_setup import JsonFormatter
+
+    record = logging.LogRecord("shikaku_server", logging.INFO, __file__, 1, "request", None, None)
+    ts = json.loads(JsonFormatter().format(record))["ts"]
+    parsed = dt.datetime.fromisoformat(ts)
+    assert parsed.utcoffset() is not None  # an offset, never a bare local time
+    assert abs(parsed.timestamp() - record.created) < 0.001
