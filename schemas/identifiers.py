@@ -128,8 +128,8 @@ def _text_has_my_number(text: str) -> bool:
         return False  # the common case: fewer than 12 digits in all
     for chain in _DIGIT_CHAIN.findall(folded):
         groups = _ASCII_DIGIT_RUN.findall(chain)
-        # every run of consecutive groups holding exactly 12 digits: "123456789018",
-        # "1234 5678 9018", "tel 03-1234.5678.9018" …
+        # every run of consecutive groups holding exactly 12 digits: "dddddddddddd",
+        # "dddd dddd dddd", "tel 03-dddd.dddd.dddd" … (d a digit)
         for i in range(len(groups)):
             total = 0
             for j in range(i, len(groups)):
