@@ -1,0 +1,252 @@
+"""The authorization matrix (issue 10), generated from the app's own route table (its OpenAPI):
+every route × {no token, malformed, revoked, insurer, each facility role, another facility}.
+
+Each cell names what must happen, by the answer's stable code (problem+json ``code``, or for the
+FHIR door the OperationOutcome's ``urn:shikaku:error`` coding):
+
+* ``UNAUTH``  — refused as ``unauthorized``;
+* ``ROLE``    — refused as ``forbidden_role``;
+* ``HIDDEN``  — another facility's resource does not exist for it (``not_found``);
+* ``PASS``    — authorization let it through: whatever comes next (an answer, a validation or
+  consent error), never ``unauthorized`` / ``forbidden_role`` / ``not_found``.
+
+A route that the table does not name fails the test: a new route needs its row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from schemas.identifiers import luhn_check_digit
+from shikaku_server.auth.service import add_facility, resolve_token, revoke_tokens
+from shikaku_server.database import transaction
+from testbed.pki import TestCA
+from tests.conftest import FACILITY_CODE, auth
+from tests.factories import INSURER_A, eligibility_csv, person
+from tests.integration.test_card_api import by_card, register
+from tests.integration.test_eligibility_api import upload
+
+UNAUTH, ROLE, HIDDEN, PASS = "unauthorized", "forbidden_role", "not_found", "pass"
+AUTH_CODES = {UNAUTH, ROLE, HIDDEN}
+COLUMNS = ("none", "malformed", "revoked", "insurer", "reception", "physician", "dentist", "pharmacist", "other")
+QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00", "birth_date": "1980-04-01"}
+OTHER_FACILITY = "01101" + "2345"  # 医科 in the same prefecture, another clinic
+
+
+def _code(response: Any) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if body.get("resourceType") == "OperationOutcome":
+        return str(body["issue"][0]["details"]["coding"][0]["code"])
+    code = body.get("code")
+    return str(code) if isinstance(code, str) else None
+
+
+@dataclass
+class World:
+    client: TestClient
+    headers: dict[str, dict[str, str]]  # column -> the request headers of that principal
+    visit_id: str  # a visit of facility A (FACILITY_CODE), with a live consent
+    batch_id: str  # a batch of facility A
+    consent_id: int  # that consent
+
+
+# any facility user; an insurer token is the wrong kind
+FACILITY_ANY = {**dict.fromkeys(COLUMNS, PASS), "none": UNAUTH, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": ROLE}
+PUBLIC = dict.fromkeys(COLUMNS, PASS)
+# card-proven (the patient's own): no token needed; a token that is sent must be good
+CARD_PROVEN = {**PUBLIC, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": ROLE}
+INSURER_ONLY = {**dict.fromkeys(COLUMNS, ROLE), "none": UNAUTH, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": PASS}
+# a resource of facility A: the pharmacist's token is another facility's (さくら薬局), like "other"
+OWN_RESOURCE = {**FACILITY_ANY, "pharmacist": HIDDEN, "other": HIDDEN}
+DRUGS = {**OWN_RESOURCE, "reception": ROLE}  # physician, dentist, pharmacist
+CHECKUPS = {**OWN_RESOURCE, "reception": ROLE, "pharmacist": ROLE}  # physician, dentist
+# the role is checked before the visit: a pharmacist is refused checkups whoever's visit it is
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: dict[str, str]
+    call: Callable[[TestClient, dict[str, str], World], Any]
+
+
+def _post(path: str, body: Callable[[World], Any]) -> Callable[[TestClient, dict[str, str], World], Any]:
+    return lambda c, h, w: c.post(path, json=body(w), headers=h)
+
+
+def _get(path: Callable[[World], str]) -> Callable[[TestClient, dict[str, str], World], Any]:
+    return lambda c, h, w: c.get(path(w), headers=h)
+
+
+def _coverage_request(_: World) -> dict[str, Any]:
+    from tests.integration.fhir_helpers import eligibility_request
+
+    return eligibility_request()
+
+
+ROWS: dict[tuple[str, str], Row] = {
+    ("GET", "/healthz"): Row(PUBLIC, _get(lambda w: "/healthz")),
+    ("GET", "/readyz"): Row(PUBLIC, _get(lambda w: "/readyz")),
+    ("GET", "/metrics"): Row(PUBLIC, _get(lambda w: "/metrics")),  # open unless SHIKAKU_METRICS_TOKEN
+    ("POST", "/v1/eligibility/by-number"): Row(FACILITY_ANY, _post("/v1/eligibility/by-number", lambda w: QUERY)),
+    ("POST", "/v1/eligibility/batches"): Row(
+        FACILITY_ANY, _post("/v1/eligibility/batches", lambda w: {"queries": [QUERY]})
+    ),
+    ("GET", "/v1/eligibility/batches/{batch_id}"): Row(
+        OWN_RESOURCE, _get(lambda w: f"/v1/eligibility/batches/{w.batch_id}")
+    ),
+    ("POST", "/v1/uploads"): Row(
+        INSURER_ONLY,
+        lambda c, h, w: c.post(
+            "/v1/uploads?kind=eligibility",
+            content=eligibility_csv([person(number="99999")]),
+            headers={**h, "Content-Type": "text/csv"},
+        ),
+    ),
+    ("POST", "/v1/card/challenges"): Row(FACILITY_ANY, _post("/v1/card/challenges", lambda w: None)),
+    ("POST", "/v1/card/registrations"): Row(
+        FACILITY_ANY,
+        _post(
+            "/v1/card/registrations",
+            lambda w: {
+                "challenge_id": "unknown-challenge",
+                "certificate": "AAAA",
+                "signature": "AAAA",
+                "basic_facts": {"name": "山田 太郎", "birth_date": "1980-04-01", "sex": "1", "address": "東京都"},
+            },
+        ),
+    ),
+    ("POST", "/v1/eligibility/by-card"): Row(
+        FACILITY_ANY,
+        _post(
+            "/v1/eligibility/by-card",
+            lambda w: {"challenge_id": "unknown", "certificate": "AAAA", "auth_method": "pin", "signature": "AAAA"},
+        ),
+    ),
+    ("POST", "/v1/me/access-log"): Row(
+        CARD_PROVEN,
+        _post("/v1/me/access-log", lambda w: {"challenge_id": "unknown", "certificate": "AAAA", "signature": "AAAA"}),
+    ),
+    ("GET", "/v1/insurer/card-links"): Row(INSURER_ONLY, _get(lambda w: "/v1/insurer/card-links")),
+    ("POST", "/v1/consents"): Row(
+        OWN_RESOURCE,
+        _post(
+            "/v1/consents",
+            lambda w: {
+                "visit_id": w.visit_id,
+                "drug": True,
+                "checkup": True,
+                "clinical": False,
+                "limit_certificate": False,
+                "setting": "outpatient",
+            },
+        ),
+    ),
+    ("GET", "/v1/visits/{visit_id}/medications"): Row(DRUGS, _get(lambda w: f"/v1/visits/{w.visit_id}/medications")),
+    ("GET", "/v1/visits/{visit_id}/checkups"): Row(CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/checkups")),
+    ("GET", "/fhir/R4/metadata"): Row(PUBLIC, _get(lambda w: "/fhir/R4/metadata")),
+    ("POST", "/fhir/R4/CoverageEligibilityRequest"): Row(
+        FACILITY_ANY, _post("/fhir/R4/CoverageEligibilityRequest", _coverage_request)
+    ),
+    ("POST", "/fhir/R4"): Row(
+        FACILITY_ANY,
+        _post(
+            "/fhir/R4",
+            lambda w: {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {
+                        "resource": _coverage_request(w),
+                        "request": {"method": "POST", "url": "CoverageEligibilityRequest"},
+                    }
+                ],
+            },
+        ),
+    ),
+    ("GET", "/fhir/R4/MedicationDispense"): Row(
+        DRUGS, _get(lambda w: f"/fhir/R4/MedicationDispense?visit={w.visit_id}")
+    ),
+    ("GET", "/fhir/R4/Observation"): Row(CHECKUPS, _get(lambda w: f"/fhir/R4/Observation?visit={w.visit_id}")),
+    ("GET", "/fhir/R4/Consent/{consent_id}"): Row(OWN_RESOURCE, _get(lambda w: f"/fhir/R4/Consent/{w.consent_id}")),
+    ("POST", "/fhir/R4/AuditEvent/_search"): Row(
+        CARD_PROVEN,
+        lambda c, h, w: c.post(
+            "/fhir/R4/AuditEvent/_search",
+            data={"challenge_id": "unknown", "certificate": "AAAA", "signature": "AAAA"},
+            headers=h,
+        ),
+    ),
+}
+
+
+def _routes(client: TestClient) -> set[tuple[str, str]]:
+    spec = client.app.openapi()  # type: ignore[attr-defined]
+    return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+
+
+def test_every_route_has_a_row(client: TestClient) -> None:
+    routes = _routes(client)
+    assert routes - set(ROWS) == set(), "a route without a row in the authorization matrix"
+    assert set(ROWS) - routes == set(), "a row for a route that is gone"
+
+
+@pytest.fixture
+def world(client: TestClient, tokens: dict[str, str], session_factory: Any, test_ca: TestCA) -> World:
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    card = test_ca.issue_auth_certificate()
+    assert register(client, tokens["reception"], card).status_code == 200
+    visit_id = by_card(client, tokens["reception"], card).json()["visit_id"]
+    consent = client.post(
+        "/v1/consents",
+        json={
+            "visit_id": visit_id,
+            "drug": True,
+            "checkup": True,
+            "clinical": False,
+            "limit_certificate": False,
+            "setting": "outpatient",
+        },
+        headers=auth(tokens["reception"]),
+    )
+    assert consent.status_code == 200, consent.text
+    batch = client.post("/v1/eligibility/batches", json={"queries": [QUERY]}, headers=auth(tokens["reception"]))
+    assert batch.status_code == 202, batch.text
+    other = OTHER_FACILITY + str(luhn_check_digit(OTHER_FACILITY))
+    with transaction(session_factory) as s:
+        other_token = add_facility(s, code=other, name="ほかの内科", role="physician")
+        doomed = add_facility(s, code=FACILITY_CODE, name="しかく内科クリニック", role="physician")
+        revoke_tokens(s, token_ids=[resolve_token(s, doomed).token_id])
+    headers: dict[str, dict[str, str]] = {
+        "none": {},
+        "malformed": {"Authorization": "Bearer not-a-token"},
+        "revoked": auth(doomed),
+        "insurer": auth(tokens["insurer"]),
+        "other": auth(other_token),
+        **{role: auth(tokens[role]) for role in ("reception", "physician", "dentist", "pharmacist")},
+    }
+    return World(client, headers, visit_id, batch.json()["batch_id"], int(consent.json()["consent_id"]))
+
+
+@pytest.mark.parametrize("route", sorted(ROWS), ids=lambda r: f"{r[0]} {r[1]}")
+def test_authorization_matrix(world: World, route: tuple[str, str]) -> None:
+    row = ROWS[route]
+    wrong = []
+    for column in COLUMNS:
+        response = row.call(world.client, world.headers[column], world)
+        assert response.status_code < 500, (column, response.status_code, response.text)
+        code = _code(response)
+        expected = row.cells[column]
+        ok = code not in AUTH_CODES if expected == PASS else code == expected
+        if not ok:
+            wrong.append((column, expected, response.status_code, code))
+    assert wrong == [], wrong
