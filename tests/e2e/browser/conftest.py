@@ -126,7 +126,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHIKAKU_TRUST_ANCHORS", str(anchors))
-        settings = Settings(database_url=db_url, redis_url=None)
+        # one staff token walks every screen of every browser module, with many lookups that match
+        # nobody on purpose (資格なし rows): the failed-lookup limit (30 an hour) would refuse the
+        # later ones depending on which module ran first; the limits are tested elsewhere
+        settings = Settings(
+            database_url=db_url,
+            redis_url=None,
+            rate_limit_lookup_failures_per_token=0,
+            rate_limit_lookup_failures_per_facility=0,
+        )
     assert settings.trust_anchors == str(anchors)
     central = ServerThread(create_app(settings), free_port()).start()
 
