@@ -44,16 +44,21 @@ class UploadProgress:
         self._applied = 0
         self._unchanged = 0
         self._rejected = 0
-        self._changes: list[dict[str, Any]] = []  # one snapshot per phase entered, not yet sent
+        self._changes: list[dict[str, Any]] = []  # each phase's last and first state, not yet sent
         self.version = 0  # moves on every update: the response sends only what changed
 
     def _update(self, phase: Phase | None = None, **counts: int) -> None:
         with self._lock:
-            for name, value in counts.items():
-                setattr(self, f"_{name}", value)
             if phase is not None and phase != self._phase:
-                self._phase = phase
+                # the phase left, as it ended, then the one entered: neither is lost between reads
                 self._changes.append(self._snapshot())
+                self._phase = phase
+                for name, value in counts.items():
+                    setattr(self, f"_{name}", value)
+                self._changes.append(self._snapshot())
+            else:
+                for name, value in counts.items():
+                    setattr(self, f"_{name}", value)
             self.version += 1
 
     def validated(self, rows_read: int) -> None:
@@ -79,7 +84,8 @@ class UploadProgress:
         return line
 
     def take(self) -> list[dict[str, Any]]:
-        """The phases entered since the last call, then the current state (if not just sent)."""
+        """The phase changes since the last call (the end of the phase left, the start of the
+        phase entered), then the current state (if not just listed)."""
         with self._lock:
             lines, self._changes = self._changes, []
             current = self._snapshot()
