@@ -117,6 +117,8 @@ class ProgressResponse(Response):
         render_error: Callable[[Exception], Response],
     ) -> None:
         super().__init__(headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        # no Content-Length (Response puts that of its empty body): the length is not known yet
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.work = work
         self.render_error = render_error
 

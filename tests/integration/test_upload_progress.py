@@ -41,6 +41,7 @@ def test_a_client_that_asks_gets_the_phases_in_order_then_the_answer(
 
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/x-ndjson")
+    assert "content-length" not in r.headers  # streamed: the length is not known when it starts
     got = lines(r)
     phases = [line["phase"] for line in got]
     assert [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p] == PHASES
