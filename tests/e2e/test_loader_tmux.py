@@ -104,7 +104,7 @@ def test_the_operator_sees_the_servers_phases_in_order(
     env = f"env LANG=C.UTF-8 SHIKAKU_LANG=ja PYTHONPATH={ROOT}"
     try:
         pane.run(f"{env} {loader}; echo EXIT=$?; sleep 600")
-        captures = []
+        captures: list[str] = []
         deadline = time.monotonic() + 120
         while "EXIT=" not in (captures[-1] if captures else ""):
             assert time.monotonic() < deadline, captures[-1]
