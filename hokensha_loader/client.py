@@ -59,6 +59,7 @@ class ServerPhase(BaseModel):
     unchanged: int = 0
     rejected: int = 0
     total: int | None = None
+    elapsed_s: float | None = None  # the server's seconds since it started on the upload
 
     @property
     def done(self) -> int:

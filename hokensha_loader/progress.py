@@ -126,7 +126,9 @@ class BarProgress:
         self._drawn = True
 
     def server_line(self, phase: ServerPhase, now: float) -> str:
-        """The server's phase as shown: name, counts, and elapsed time since the start."""
+        """The server's phase as shown: name, counts, and the time: the server's own since it
+        started on the file when it says (its phases before the body was sent arrive only after),
+        else the loader's since its start."""
         counts = {"read": phase.read, "done": phase.done, "rejected": phase.rejected, "total": phase.total or 0}
         key = f"phase_{phase.phase}"
         try:
@@ -136,7 +138,8 @@ class BarProgress:
         if phase.phase == "applying" and phase.total:
             filled = min(phase.done * _BAR_WIDTH // phase.total, _BAR_WIDTH)
             line += f" {phase.done * 100 // phase.total:3d}% |{'█' * filled}{' ' * (_BAR_WIDTH - filled)}|"
-        return f"{text('server', self.lang)}: {line} {text('elapsed', self.lang, s=now - self.started)}"
+        elapsed = phase.elapsed_s if phase.elapsed_s is not None else now - self.started
+        return f"{text('server', self.lang)}: {line} {text('elapsed', self.lang, s=elapsed)}"
 
     def server(self, phase: ServerPhase) -> None:
         """Show the server's phase: a new phase starts a new line (the last one keeps its final

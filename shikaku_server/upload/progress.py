@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ class UploadProgress:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._started = time.monotonic()
         self._phase: Phase = "parsing"
         self._read = 0
         self._total: int | None = None
@@ -78,7 +80,8 @@ class UploadProgress:
 
     def _snapshot(self) -> dict[str, Any]:
         line: dict[str, Any] = {"phase": self._phase, "read": self._read, "applied": self._applied,
-                                "unchanged": self._unchanged, "rejected": self._rejected}
+                                "unchanged": self._unchanged, "rejected": self._rejected,
+                                "elapsed_s": round(time.monotonic() - self._started, 1)}
         if self._total is not None:
             line["total"] = self._total
         return line

@@ -52,6 +52,8 @@ def test_a_client_that_asks_gets_the_phases_in_order_then_the_answer(
     assert applying["total"] == applying["read"] == 11
     committing = next(line for line in got if line["phase"] == "committing")
     assert (committing["applied"], committing["rejected"]) == (10, 1)
+    elapsed = [line["elapsed_s"] for line in got[:-1]]
+    assert elapsed == sorted(elapsed)
     result = got[-1]["result"]
     assert set(result) == ANSWER_KEYS
     assert (result["accepted"], result["rejected"], result["unchanged"]) == (10, 1, 0)

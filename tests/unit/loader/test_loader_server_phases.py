@@ -62,7 +62,8 @@ def test_each_phase_gets_a_line_with_its_last_counts(small_file: Path) -> None:
         {"phase": "validating", "read": 1, "applied": 0, "unchanged": 0, "rejected": 0},
         {"phase": "validating", "read": 2, "applied": 1, "unchanged": 0, "rejected": 0},
         {"phase": "applying", "read": 2, "applied": 1, "unchanged": 0, "rejected": 0, "total": 2},
-        {"phase": "committing", "read": 2, "applied": 2, "unchanged": 0, "rejected": 0, "total": 2},
+        {"phase": "committing", "read": 2, "applied": 2, "unchanged": 0, "rejected": 0, "total": 2,
+         "elapsed_s": 12.34},
         {"phase": "done", "result": ANSWER},
     )
     stream, clock = FakeTTY(), Clock()
@@ -75,7 +76,7 @@ def test_each_phase_gets_a_line_with_its_last_counts(small_file: Path) -> None:
         "サーバー: 解析中（文字コード・見出し行） 0.0 秒",
         "サーバー: 検証中 読込 2 行、処理済み 1 件（不備 0） 0.0 秒",
         f"サーバー: 適用中 1 / 2 件（不備 0）  50% |{'█' * 12}{' ' * 12}| 0.0 秒",
-        "サーバー: 確定中（コミット）2 件 0.0 秒",
+        "サーバー: 確定中（コミット）2 件 12.3 秒",  # the server's own time when it sends it
     ]
 
 
