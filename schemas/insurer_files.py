@@ -674,13 +674,21 @@ class _RowCheck:
         self.fail(name, "invalid_date", f"{name} is not a date (YYYY-MM-DD or YYYYMMDD)")
         return None
 
-    def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+    def _given(self, name: str, required: bool) -> str | None:
+        """The field's value (NFKC, stripped), or None when it is flagged as a My Number or empty
+        (then ``required`` when it must be given)."""
         if name in self.flagged:
             return None
         value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
                 self.fail(name, "required", f"{name} is required")
+            return None
+        return value
+
+    def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+        value = self._given(name, required)
+        if value is None:
             return None
         if width and value.isdigit() and len(value) < width:
             value = value.zfill(width)  # "1" for "01": spreadsheets drop leading zeros
@@ -698,12 +706,8 @@ class _RowCheck:
         low: float | None = None,
         high: float | None = None,
     ) -> float | None:
-        if name in self.flagged:
-            return None
-        value = _nfkc(self.values.get(name, "")).strip()
-        if not value:
-            if required:
-                self.fail(name, "required", f"{name} is required")
+        value = self._given(name, required)
+        if value is None:
             return None
         try:
             number = float(int(value)) if integer else float(value)
@@ -728,11 +732,8 @@ class _RowCheck:
         """A 10-digit 医療機関コード with its check digit (docs/domain.md); with ``home_nursing``
         a 訪問看護ステーション's code (点数表 digit ``6``, the same check digit) is taken too."""
         name = "facility_code"
-        if name in self.flagged:
-            return None
-        value = _nfkc(self.values.get(name, "")).strip()
-        if not value:
-            self.fail(name, "required", f"{name} is required")
+        value = self._given(name, True)
+        if value is None:
             return None
         station = home_nursing and len(value) == 10 and value.isascii() and value.isdigit() and value[2] == "6"
         if station:
@@ -746,12 +747,8 @@ class _RowCheck:
 
     def month(self, name: str, *, required: bool = False) -> dt.date | None:
         """A month ``YYYY-MM`` (or ``YYYYMM``) as the first day of that month."""
-        if name in self.flagged:
-            return None
-        value = _nfkc(self.values.get(name, "")).strip()
-        if not value:
-            if required:
-                self.fail(name, "required", f"{name} is required")
+        value = self._given(name, required)
+        if value is None:
             return None
         year, month = (value[:4], value[5:]) if len(value) == 7 and value[4] == "-" else (value[:4], value[4:])
         if len(value) in (6, 7) and year.isdigit() and month.isdigit() and len(month) == 2 and 1 <= int(month) <= 12:

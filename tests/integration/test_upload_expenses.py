@@ -229,13 +229,16 @@ def _busiest(rows: list[dict[str, Any]]) -> tuple[tuple[str, str, str, str], lis
     return key, mine[key]
 
 
-def _insured_id(session_factory: Any, key: tuple[str, str, str, str]) -> int:
+@pytest.fixture
+def patient(session_factory: Any, loaded: list[dict[str, Any]]) -> tuple[int, tuple[str, ...], list[dict[str, Any]]]:
+    """The busiest synthetic patient: insured id, key and the generator's rows of YEAR."""
+    key, rows = _busiest(loaded)
     with session_factory() as s:
         found = s.execute(
             sa.text("SELECT id FROM insured WHERE insurer_number=:i AND symbol=:s AND number=:n AND branch=:b"),
             dict(zip("isnb", key, strict=True)),
         ).scalar_one()
-    return int(found)
+    return int(found), key, rows
 
 
 def _log(session_factory: Any, insured_id: int) -> list[tuple[str, str, str | None]]:
@@ -245,11 +248,8 @@ def _log(session_factory: Any, insured_id: int) -> list[tuple[str, str, str | No
     return [tuple(r) for r in rows]
 
 
-def test_the_year_lists_the_persons_rows_by_month_and_facility_with_totals(
-    session_factory: Any, loaded: list[dict[str, Any]], population: Population
-) -> None:
-    key, rows = _busiest(loaded)
-    insured_id = _insured_id(session_factory, key)
+def test_the_year_lists_the_persons_rows_by_month_and_facility_with_totals(session_factory: Any, patient: Any) -> None:
+    insured_id, _, rows = patient
     with transaction(session_factory) as s:
         year = expenses_of_year(s, insured_id, YEAR)
     expected = sorted((r["service_month"], r["facility_code"], r["care_kind"], r["days"], r["total_cost"],
@@ -271,10 +271,9 @@ def test_the_year_lists_the_persons_rows_by_month_and_facility_with_totals(
 
 
 def test_the_xlsx_export_is_the_iryouhi_form_with_the_persons_rows_and_total(
-    session_factory: Any, loaded: list[dict[str, Any]], population: Population
+    session_factory: Any, patient: Any, population: Population
 ) -> None:
-    key, rows = _busiest(loaded)
-    insured_id = _insured_id(session_factory, key)
+    insured_id, key, rows = patient
     with transaction(session_factory) as s:
         content, media, name = export_year(s, insured_id, YEAR, "xlsx")
     assert (media, name) == ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "iryouhi_2026.xlsx")
@@ -309,11 +308,8 @@ def test_the_xlsx_export_is_the_iryouhi_form_with_the_persons_rows_and_total(
     assert _log(session_factory, insured_id) == [("expenses_export", "patient", None)]
 
 
-def test_the_csv_export_has_the_persons_rows_and_a_total_line(
-    session_factory: Any, loaded: list[dict[str, Any]]
-) -> None:
-    key, rows = _busiest(loaded)
-    insured_id = _insured_id(session_factory, key)
+def test_the_csv_export_has_the_persons_rows_and_a_total_line(session_factory: Any, patient: Any) -> None:
+    insured_id, _, rows = patient
     with transaction(session_factory) as s:
         content, media, name = export_year(s, insured_id, YEAR, "csv")
     assert (media, name) == ("text/csv; charset=utf-8", "iryouhi_2026.csv")
