@@ -866,7 +866,9 @@ class EligibilityRecord:
 
 
 @dataclass(slots=True)
-class MedicationRecord:
+class _PersonRow:
+    """The line and the person's key, first in every record of a clinical or expenses row."""
+
     line: int
     insurer_number: str
     symbol: str
@@ -874,6 +876,10 @@ class MedicationRecord:
     branch: str
     symbol_norm: str
     number_norm: str
+
+
+@dataclass(slots=True)
+class MedicationRecord(_PersonRow):
     dispensed_on: dt.date
     facility_code: str
     drug_code: str
@@ -884,28 +890,14 @@ class MedicationRecord:
 
 
 @dataclass(slots=True)
-class CheckupRecord:
-    line: int
-    insurer_number: str
-    symbol: str
-    number: str
-    branch: str
-    symbol_norm: str
-    number_norm: str
+class CheckupRecord(_PersonRow):
     checked_on: dt.date
     values: dict[str, float]
     urine_protein: str | None
 
 
 @dataclass(slots=True)
-class ExpenseRecord:
-    line: int
-    insurer_number: str
-    symbol: str
-    number: str
-    branch: str
-    symbol_norm: str
-    number_norm: str
+class ExpenseRecord(_PersonRow):
     service_month: dt.date  # the first day of the month
     facility_code: str
     facility_name: str
