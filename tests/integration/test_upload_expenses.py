@@ -8,7 +8,9 @@ import csv
 import datetime as dt
 import io
 import json
+import threading
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+import shikaku_server.upload.bulk as bulk
 from schemas.insurer_files import EXPENSE_COLUMNS
 from shikaku_server.auth.service import add_insurer
 from shikaku_server.database import transaction
@@ -349,3 +352,32 @@ def test_an_export_never_holds_another_persons_rows_and_a_formula_stays_text(
     assert form["C9"].data_type == "s"
     assert "ほかの病院" not in csv_content.decode("utf-8-sig")
     assert "'=HYPERLINK" in csv_content.decode("utf-8-sig")
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["same-row", "other-amount"])
+def test_two_concurrent_uploads_of_the_same_new_row_store_it_once(
+    client: TestClient, tokens: dict[str, str], session_factory: Any, backend: str, monkeypatch: pytest.MonkeyPatch,
+    yamada: None, same: bool,
+) -> None:
+    first = expenses_csv([expense(), expense(service_month="2026-04")])
+    second = expenses_csv([expense(service_month="2026-05"), expense(patient_paid="3700" if same else "3000")])
+    if backend == "postgres":
+        # both files insert the shared row at the same moment: the later one merges into it
+        real = bulk.insert_rows
+        barrier = threading.Barrier(2, timeout=60)
+        waited: set[int] = set()
+
+        def racing(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() not in waited:
+                waited.add(threading.get_ident())
+                barrier.wait()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("shikaku_server.upload.service.insert_rows", racing)
+    with ThreadPoolExecutor(2) as pool:
+        out = list(pool.map(lambda body: send(client, tokens["insurer"], body), (first, second)))
+    assert len(stored(session_factory)) == 3  # the shared row once
+    assert sum(o["rejected"] for o in out) == 0
+    assert sum(o["accepted"] + o["unchanged"] for o in out) == 4
+    if same:
+        assert sum(o["unchanged"] for o in out) == 1
