@@ -105,7 +105,7 @@ def test_framing_shows_the_camera_until_the_face_is_framed_then_hands_over() -> 
             shown.append(real_offer(f, now_too=now_too))
             return shown[-1]
 
-        preview.offer = offer  # type: ignore[method-assign]
+        preview.offer = offer  # type: ignore[method-assign,assignment]
         assert camera.frame() is True
         assert shown[:3] == ["look", "look", "blink"]  # every framing frame is shown and assessed
         assert preview.jpeg() is not None  # the patient saw themselves before the check
