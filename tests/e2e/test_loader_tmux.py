@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shikaku_server.config import Settings
 from testbed.population import Insurer, PopulationConfig, generate_population, write_eligibility_csv
 from tests.factories import INSURER_A, INSURER_KOKUHO
+from tests.serving import wait_until_serving
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +50,7 @@ def server_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+        wait_until_serving(url, proc, (tmp_path / "server.log").read_text)
         yield url
     finally:
         proc.terminate()
