@@ -43,11 +43,15 @@ async def challenge(request: Request, state: StateDep) -> Challenge:
     return await acreate_challenge(state.cache, ME_SCOPE, state.settings.challenge_ttl_seconds)
 
 
+async def _kiosk(request: Request, state: AppState) -> str | None:
+    """The kiosk's facility code when the call carries its token (a bad token is refused)."""
+    if not request.headers.get("authorization"):
+        return None
+    return (await get_principal(request, state)).require_facility()
+
+
 async def _answer(request: Request, state: AppState, body: CardProof, work: Callable[[Session, Proven], T]) -> T:
-    facility = None
-    if request.headers.get("authorization"):
-        facility = (await get_principal(request, state)).require_facility()
-    return await service.answer(state, body, facility, work)
+    return await service.answer(state, body, await _kiosk(request, state), work)
 
 
 @router.post("/v1/me/eligibility", response_model=MyEligibility)
@@ -70,10 +74,8 @@ async def access_log(body: CardProof, request: Request, state: StateDep) -> Acce
     """Who read this person's data: facility code and name, role, what, when, under which
     consent, and whether it was an emergency read."""
 
-    facility = None
-    if request.headers.get("authorization"):
-        facility = (await get_principal(request, state)).require_facility()
-    return AccessLog.model_validate({"entries": await service.access_log_entries(state, body, facility)})
+    entries = await service.access_log_entries(state, body, await _kiosk(request, state))
+    return AccessLog.model_validate({"entries": entries})
 
 
 @router.post("/v1/me/consents", response_model=MyConsents)

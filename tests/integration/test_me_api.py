@@ -317,6 +317,16 @@ def test_suspension_refuses_the_card_everywhere_until_resumed(
     assert problem_code(register(client, tokens["reception"], cards["mine"])) == "card_suspended"
     for path in EVERY:
         assert problem_code(me(client, path, cards["mine"], **extra_for(path))) == "card_suspended"
+    ch = me_challenge(client)
+    fhir = client.post(
+        "/fhir/R4/AuditEvent/_search",
+        data={
+            "challenge_id": ch["challenge_id"],
+            "certificate": b64(cards["mine"].der),
+            "signature": sign(cards["mine"].private_key, ch["nonce"]),
+        },
+    )
+    assert fhir.status_code == 403 and "card_suspended" in fhir.text
     # the other person's card is not touched
     assert by_card(client, tokens["reception"], cards["theirs"]).status_code == 200
     mine = insured_id(session_factory, "4567")
