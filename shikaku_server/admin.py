@@ -214,12 +214,13 @@ def revocations() -> None:
 @revocations.command("import")
 @click.argument("crl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def revocations_import(crl_file: Path) -> None:
-    """Import a CRL (DER or PEM) published by the identity authority."""
-    from shikaku_server.card.service import import_crl
+    """Import a full or delta CRL (DER or PEM) published by the identity authority."""
+    from shikaku_server.card.crl_watch import apply_crl
 
     with transaction(_factory()) as session:
-        count = import_crl(session, crl_file.read_bytes())
-    click.echo(f"{count} revoked certificate(s) imported")
+        applied = apply_crl(session, crl_file.read_bytes())
+    released = f", {applied.removed} released (removeFromCRL)" if applied.removed else ""
+    click.echo(f"{applied.added} revoked certificate(s) imported{released}")
 
 
 @revocations.command("watch")

@@ -149,3 +149,24 @@ def test_watch_a_url_follows_the_freshest_crl_to_its_delta(
 def test_an_unreachable_source_is_reported_and_the_watch_goes_on(admin: CliRunner, tmp_path: Path) -> None:
     out = watch(admin, f"http://127.0.0.1:{HTTP_PORT + 1}/none.crl", str(tmp_path))
     assert "Traceback" not in out
+
+
+def test_import_by_hand_applies_a_delta_too(
+    admin: CliRunner,
+    client: TestClient,
+    tokens: dict[str, str],
+    test_ca: TestCA,
+    two_cards: list[IssuedCertificate],
+    tmp_path: Path,
+) -> None:
+    held, _ = two_cards
+    full = tmp_path / "full.crl"
+    full.write_bytes(crl(test_ca, 1, {held.serial_number: x509.ReasonFlags.certificate_hold}))
+    delta = tmp_path / "delta.crl"
+    delta.write_bytes(crl(test_ca, 2, {held.serial_number: x509.ReasonFlags.remove_from_crl}, delta_of=1))
+    out = admin.invoke(cli, ["revocations", "import", str(full)], catch_exceptions=False).output
+    assert "1 revoked certificate(s) imported" in out
+    assert problem_code(by_card(client, tokens["reception"], held)) == "certificate_revoked"
+    out = admin.invoke(cli, ["revocations", "import", str(delta)], catch_exceptions=False).output
+    assert "1 released" in out
+    assert by_card(client, tokens["reception"], held).status_code == 200
