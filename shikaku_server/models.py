@@ -9,6 +9,7 @@ from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.database import Base
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.emergency.models import EmergencyRead
+from shikaku_server.expenses.models import Expense
 from shikaku_server.upload.models import Upload
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Consent",
     "EligibilityPeriod",
     "EmergencyRead",
+    "Expense",
     "Facility",
     "Insured",
     "Insurer",
