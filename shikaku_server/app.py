@@ -35,6 +35,7 @@ from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
 from shikaku_server.errors import RETRY_AFTER_SECONDS, DomainError, MyNumberDetectedError, UnavailableError
+from shikaku_server.fhir.fastpath import EligibilityFastPath
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -367,5 +368,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state_getter=lambda: holder["state"],
         on_domain_error=domain_problem,
     )
+    app.add_middleware(EligibilityFastPath)  # POST /fhir/R4/CoverageEligibilityRequest, the same way
     app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
     return app
