@@ -40,7 +40,9 @@ def assert_same_reading(data: dict[str, Any]) -> bool:
 
 # text of every kind: ideographic spaces, control characters, whitespace only, emoji, …
 _text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-_anything = st.sampled_from(["123", "４５６７", "00", "01130012", "1980-04-01", "#pat", "a b", " x ", "受付\u3000番号"]) | _text
+_anything = (
+    st.sampled_from(["123", "４５６７", "00", "01130012", "1980-04-01", "#pat", "a b", " x ", "受付\u3000番号"]) | _text
+)
 _dates = st.one_of(
     st.just("1980-04-01"),
     st.dates().map(lambda d: d.isoformat()),
