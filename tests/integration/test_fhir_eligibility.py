@@ -478,6 +478,16 @@ def test_invalid_request_is_422_naming_the_element(
     assert "1980-02-30" not in r.text and "01130013" not in r.text  # nothing echoed
 
 
+def test_a_body_over_the_limit_without_length_is_413_not_500(client: TestClient, tokens: dict[str, str]) -> None:
+    big = b'{"resourceType": "' + b"1" * (5 * 1024 * 1024) + b'"}'
+    r = client.post(
+        f"{BASE}/CoverageEligibilityRequest",
+        content=iter([big[:1000], big[1000:]]),  # chunked: no Content-Length to refuse it up front
+        headers={**auth(tokens["reception"]), "Content-Type": c.FHIR_JSON},
+    )
+    assert r.status_code == 413 and outcome_code(r) == "payload_too_large"
+
+
 def test_my_number_is_refused(client: TestClient, tokens: dict[str, str]) -> None:
     r = post_eligibility(client, tokens["reception"], eligibility_request(number="123456789018"))
     assert r.status_code == 422 and outcome_code(r) == "my_number_detected"
