@@ -82,7 +82,7 @@ def export_year(session: Session, insured_id: int, year: int, fmt: ExportFormat)
 
 def _log_read(session: Session, insured_id: int, what: str) -> None:
     access_log.record(session, insured_id=insured_id, facility_code=None, role=PATIENT_ROLE, what=what,
-                      query_kind="me")
+                      query_kind="self")  # as every /v1/me read (docs/patient.md)
     try:
         session.flush()  # the entry is written before the data is read
     except SQLAlchemyError as exc:
