@@ -33,13 +33,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "CardPrivateKey",
     "IssuedCertificate",
     "TestCA",
+    "card_signature",
     "ec_key",
     "rsa_key",
     "write_pem_certificates",
@@ -62,6 +63,14 @@ def rsa_key(index: int = 0) -> rsa.RSAPrivateKey:
 def ec_key(index: int = 0) -> ec.EllipticCurvePrivateKey:
     """The ``index``-th cached ECDSA P-384 key of this process (the 2026 card's key type)."""
     return ec.generate_private_key(ec.SECP384R1())
+
+
+def card_signature(key: CardPrivateKey, data: bytes) -> bytes:
+    """The signature a card with ``key`` makes over ``data`` (``contract.md``, "Card signatures"):
+    RSA PKCS#1 v1.5 with SHA-256, or ECDSA with SHA-384, DER-encoded."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA384()))
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def _hash_for(key: CardPrivateKey) -> hashes.SHA256 | hashes.SHA384:
@@ -91,6 +100,10 @@ class IssuedCertificate:
     @property
     def pem(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, data: bytes) -> bytes:
+        """What the card holding this key answers for ``data`` (see :func:`card_signature`)."""
+        return card_signature(self.private_key, data)
 
     @property
     def serial_number(self) -> int:

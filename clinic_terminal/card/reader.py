@@ -39,6 +39,16 @@ from clinic_terminal.card.models import BasicFacts
 from clinic_terminal.card.tlv import parse_template, read_header
 from clinic_terminal.card.transport import CardTransport
 
+__all__ = [
+    "ALLOWED_APPLICATIONS",
+    "ALLOWED_FILES",
+    "JPKI_AID",
+    "KENKAKU_AID",
+    "KENMEN_AID",
+    "SHA256_DIGEST_INFO_PREFIX",
+    "MyNumberCard",
+]
+
 JPKI_AID: Final = CURRENT_CARD.auth_aid
 KENKAKU_AID: Final = CURRENT_CARD.facts_aid  # 券面事項入力補助AP
 KENMEN_AID: Final = CURRENT_CARD.face_aid  # 券面AP
