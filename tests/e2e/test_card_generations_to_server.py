@@ -11,24 +11,19 @@ transport, on SQLite and on PostgreSQL + Redis.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi.testclient import TestClient
 
-from clinic_terminal.card import CardTransport, MyNumberCard, NotMyNumberCardError, PinWrongError
+from clinic_terminal.card import MyNumberCard, NotMyNumberCardError, PinWrongError
 from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.card.pyscard_transport import PyscardTransport
-from clinic_terminal.client import CardClient, ServerError
-from schemas.card import AccessLog, BasicFacts, Registered
-from schemas.eligibility import EligibilityResult
+from clinic_terminal.client import CardClient
 from testbed.card_emulator import (
     CARD_2026,
     CURRENT_CARD,
@@ -43,11 +38,17 @@ from testbed.card_emulator import (
 )
 from testbed.pki import TestCA
 from testbed.vpcd_bridge import VpcdBridge
-from tests.e2e.test_pcsc_to_server import CARD_FACTS, PIN, RecordingTransport
-from tests.factories import INSURER_A, eligibility_csv, person
-from tests.integration.test_eligibility_api import upload
-
-Connect = Callable[[], AbstractContextManager[CardTransport]]
+from tests.e2e.card_steps import (
+    CARD_FACTS,
+    PIN,
+    Connect,
+    RecordingTransport,
+    access_log,
+    pin_check,
+    register,
+    server_code,
+)
+from tests.factories import INSURER_A
 
 #: profile → (emulator layout, the generation the terminal must find, the root that issues it)
 PROFILES: dict[str, tuple[CardLayout, str, str]] = {
@@ -91,81 +92,12 @@ def make_card(request: pytest.FixtureRequest) -> Iterator[Callable[..., MyNumber
     assert_no_violations(*made)
 
 
-@pytest.fixture
-def wire(client: TestClient) -> RecordingTransport:
-    return RecordingTransport(client._transport)
-
-
-@pytest.fixture
-def server(wire: RecordingTransport, tokens: dict[str, str]) -> Iterator[CardClient]:
-    with CardClient("http://testserver", tokens["reception"], transport=wire) as c:
-        yield c
-
-
-@pytest.fixture
-def insured(client: TestClient, tokens: dict[str, str]) -> None:
-    body = eligibility_csv(
-        [
-            person(),
-            person(branch="01", name="山田 花子", name_kana="ヤマダ ハナコ", sex="2", birth_date="1982-02-02"),
-        ]
-    )
-    assert upload(client, tokens["insurer"], body)["accepted"] == 2
-
-
 # ---------------------------------------------------------------- the terminal's side
-
-
-def _nonce(text: str) -> bytes:
-    return base64.b64decode(text)
-
-
-def register(connect: Connect, server: CardClient) -> Registered:
-    with connect() as transport:
-        card = MyNumberCard(transport)
-        certificate = card.read_auth_certificate()
-        facts = card.read_basic_facts(PIN)
-        card.verify_auth_pin(PIN)
-        challenge = server.challenge()
-        signature = card.sign_challenge(_nonce(challenge.nonce))
-    return server.register(
-        challenge.challenge_id,
-        certificate,
-        signature,
-        BasicFacts(name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address),
-    )
-
-
-def pin_check(connect: Connect, server: CardClient, pin: str = PIN) -> EligibilityResult:
-    with connect() as transport:
-        card = MyNumberCard(transport)
-        certificate = card.read_auth_certificate()
-        card.verify_auth_pin(pin)
-        challenge = server.challenge()
-        signature = card.sign_challenge(_nonce(challenge.nonce))
-    return server.by_card(challenge.challenge_id, certificate, signature=signature)
-
-
-def access_log(connect: Connect, server: CardClient) -> AccessLog:
-    """The patient reads who looked at their data, proving it with the card and the PIN."""
-    with connect() as transport:
-        card = MyNumberCard(transport)
-        certificate = card.read_auth_certificate()
-        card.verify_auth_pin(PIN)
-        challenge = server.challenge()
-        signature = card.sign_challenge(_nonce(challenge.nonce))
-    return server.access_log(challenge.challenge_id, certificate, signature)
 
 
 def generation_of(connect: Connect) -> tuple[str, bytes]:
     with connect() as transport:
         return MyNumberCard(transport).generation, transport.atr
-
-
-def server_code(call: Callable[[], object]) -> str:
-    with pytest.raises(ServerError) as info:
-        call()
-    return info.value.code
 
 
 # ---------------------------------------------------------------- the done-criterion
