@@ -8,6 +8,7 @@ from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.database import Base
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.expenses.models import Expense
 from shikaku_server.upload.models import Upload
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Checkup",
     "Consent",
     "EligibilityPeriod",
+    "Expense",
     "Facility",
     "Insured",
     "Insurer",
