@@ -140,10 +140,11 @@ def revocations() -> None:
 @click.argument("crl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def revocations_import(crl_file: Path) -> None:
     """Import a CRL (DER or PEM) published by the identity authority."""
-    from shikaku_server.card.service import import_crl
+    from shikaku_server.card.service import CertificateVerifier, import_crl
 
+    verifier = CertificateVerifier(get_settings().trust_anchor_paths(), 1)  # the server's trust anchors
     with transaction(_factory()) as session:
-        count = import_crl(session, crl_file.read_bytes())
+        count = import_crl(session, crl_file.read_bytes(), verifier=verifier)
     click.echo(f"{count} revoked certificate(s) imported")
 
 

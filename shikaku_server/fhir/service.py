@@ -8,7 +8,6 @@ Nothing here decides eligibility, consent or who may read what: the by-number lo
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 from typing import Any
 
 import orjson
@@ -162,14 +161,11 @@ async def audit_events(state: AppState, facility: str | None, form: dict[str, An
         _, outcome = mapping.validation_outcome(exc.errors(include_input=False), "AuditEvent/_search")
         raise InvalidResourceError("the card's proof is not valid", outcome) from None
 
-    entries = await run_in_threadpool(
-        partial(
-            card.read_my_access_log,
-            state,
-            challenge_id=proof.challenge_id,
-            cert_der=proof.certificate,
-            signature=proof.signature,
-            facility_code=facility,
-        )
+    entries = await card.read_my_access_log(
+        state.card,
+        challenge_id=proof.challenge_id,
+        cert_der=proof.certificate,
+        signature=proof.signature,
+        facility_code=facility,
     )
     return _searchset([mapping.audit_event(e) for e in entries], link)

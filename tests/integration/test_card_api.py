@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi.testclient import TestClient
 
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.service import CertificateVerifier, import_crl
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from testbed.pki import IssuedCertificate, TestCA, rsa_key
@@ -194,7 +194,7 @@ def test_revoked_certificate_after_crl_import(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            assert import_crl(s, test_ca.crl_der(), verifier=CertificateVerifier(settings.trust_anchor_paths(), 1)) >= 1
     finally:
         get_settings.cache_clear()
     assert problem_code(by_card(client, tokens["reception"], card)) == "certificate_revoked"
