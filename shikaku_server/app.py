@@ -335,7 +335,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 cards=make_card_store(factory, pg),
                 cache=stores.cache,
                 bundles=bundles,
-                access_log=writer,
                 challenge_ttl=settings.challenge_ttl_seconds,
                 eligibility_ttl=settings.eligibility_cache_ttl_seconds,
             ),

@@ -1,5 +1,6 @@
 """The card path on the server: challenges, certificate checks, the card check (by-card
-eligibility), first-use linking, and the patient's own access log.
+eligibility) and first-use linking; the patient's own side (``shikaku_server.me``) and the
+emergency reading prove the card with the same steps.
 
 One path for every use of the card, all async, in steps each use reuses:
 
@@ -10,8 +11,9 @@ One path for every use of the card, all async, in steps each use reuses:
 4. the ``Authenticator``: the card's PIN signature over the nonce (``PinSignature``) or the
    terminal's face attestation (``FaceAttestation``); signatures are checked by ``card.verify``.
 
-``authenticate_card`` runs 1–4 (registration uses it); ``prove_card`` adds "the card is linked"
-and returns the person (the patient's own reads); ``check_card`` answers eligibility for them.
+``authenticate_card`` runs 1–4 (registration uses it, and refuses a suspended card);
+``prove_card`` adds "the card is linked" and "not suspended" and returns the person (``me.proof``, the emergency
+reading); ``check_card`` answers eligibility for them.
 Trust anchors are reloaded when the ``trust_anchor`` table or the anchor files change.
 """
 
@@ -39,7 +41,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from schemas.card import BasicFacts, ByCardQuery, Challenge, Registered
 from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
-from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, ChallengeStore
@@ -61,6 +62,7 @@ from shikaku_server.eligibility.service import (
 from shikaku_server.errors import (
     AttestationInvalidError,
     CardNotRegisteredError,
+    CardSuspendedError,
     CertificateExpiredError,
     CertificateRevokedError,
     ChallengeExpiredError,
@@ -203,24 +205,6 @@ class CertificateVerifier:
         return verified, fingerprint
 
 
-def import_crl(session: Session, crl_bytes: bytes, *, verifier: CertificateVerifier) -> int:
-    """Record every serial of a CRL signed by an authority ``verifier`` trusts (files or database)."""
-    if not crl_bytes.lstrip().startswith(b"-----"):
-        der = crl_bytes
-    else:
-        der = x509.load_pem_x509_crl(crl_bytes).public_bytes(serialization.Encoding.DER)
-    anchors = verifier.anchors(session)
-    issuer, serials = verify.revoked_serials_from_crl(der, anchors)
-    known = {
-        s for (s,) in session.execute(select(RevokedCertificate.serial).where(RevokedCertificate.issuer == issuer))
-    }
-    new = [serial_text(s) for s in serials if serial_text(s) not in known]
-    for serial in new:
-        session.add(RevokedCertificate(issuer=issuer, serial=serial))
-    session.flush()
-    return len(new)
-
-
 def add_trust_anchor(session: Session, data: bytes) -> str:
     try:
         cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
@@ -252,7 +236,6 @@ class CardPorts:
     cards: CardStore
     cache: Cache
     bundles: BundleReader
-    access_log: AccessLogWriter
     challenge_ttl: int
     eligibility_ttl: int
     clock: Clock = utcnow
@@ -322,6 +305,17 @@ class FaceAttestation:
             raise AttestationInvalidError(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class CardPresented:
+    """No proof by the holder, only the card itself (its certificate, a fresh challenge of this
+    facility): the emergency reading of a patient who cannot enter a PIN (``emergency``)."""
+
+    method: str = "emergency"
+
+    async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
+        return None
+
+
 def authenticator_for(query: ByCardQuery, ports: CardPorts, facility_code: str) -> Authenticator:
     """The authenticator a by-card query names (``auth_method``)."""
     if query.auth_method == "pin":
@@ -378,7 +372,8 @@ async def prove_card(
     authenticator: Authenticator,
     facility_code: str | None,
 ) -> LinkedPerson:
-    """``authenticate_card``, and the person the card is linked to (else ``card_not_registered``)."""
+    """``authenticate_card``, and the person the card is linked to (else ``card_not_registered``),
+    unless the card is suspended (``card_suspended``)."""
     proof = await authenticate_card(
         ports,
         challenge_id=challenge_id,
@@ -388,6 +383,8 @@ async def prove_card(
     )
     if proof.facts.insured_id is None:
         raise CardNotRegisteredError()
+    if proof.facts.suspended:
+        raise CardSuspendedError()
     return LinkedPerson(proof.facts.insured_id, proof.checked, proof.facts)
 
 
@@ -554,6 +551,8 @@ async def register(
         authenticator=PinSignature(signature),
         facility_code=facility,
     )
+    if proof.facts.suspended:
+        raise CardSuspendedError()
 
     def link() -> Registered:
         with transaction(ports.factory) as session:
@@ -693,37 +692,3 @@ def card_link_report(
         for audit, insured, facility_name in session.execute(query)
     ]
     return items, (int(items[-1]["id"]) if items else after)
-
-
-# ---------------------------------------------------------------- the patient's own log
-
-
-async def read_my_access_log(
-    ports: CardPorts, *, challenge_id: str, cert_der: bytes, signature: bytes, facility_code: str | None
-) -> list[dict[str, object]]:
-    """The patient's own access log, proven by the card (``prove_card`` with the PIN), with every
-    entry still queued by the access-log writer; this read is logged too, committed before the
-    answer. Both doors, JSON and FHIR, answer with it."""
-    person = await prove_card(
-        ports,
-        challenge_id=challenge_id,
-        certificate=cert_der,
-        authenticator=PinSignature(signature),
-        facility_code=facility_code,
-    )
-
-    def read() -> list[dict[str, object]]:
-        ports.access_log.flush()
-        with transaction(ports.factory) as session:
-            entries = access_log.entries_for(session, person.insured_id)
-            access_log.record(
-                session,
-                insured_id=person.insured_id,
-                facility_code=facility_code,
-                role="patient",
-                what="access_log",
-                query_kind="card",
-            )
-            return entries
-
-    return await to_thread.run_sync(read)

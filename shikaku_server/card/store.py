@@ -24,6 +24,7 @@ from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import consent_in_force, latest_consent_query, live_consent
 from shikaku_server.database import execute_raw, transaction, utcnow
 from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.me.suspension import is_suspended, suspended
 from shikaku_server.pgasync import AsyncPG, Prepared
 
 
@@ -36,6 +37,7 @@ class CardFacts:
     consent: the patient may refuse them at this visit (docs/consent.md)."""
 
     revoked: bool
+    suspended: bool  # the card is suspended (shikaku_server.me.suspension)
     insured_id: int | None
     insurer_number: str | None
     symbol_norm: str | None
@@ -83,8 +85,10 @@ class SQLCardStore:
             consent = None
             if row is not None and facility_code is not None:
                 consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
+            card_suspended = is_suspended(session, issuer, serial_hex)
         return CardFacts(
             revoked=revoked is not None,
+            suspended=card_suspended,
             insured_id=row[0] if row is not None else None,
             insurer_number=row[1] if row is not None else None,
             symbol_norm=row[2] if row is not None else None,
@@ -128,6 +132,7 @@ _FACTS_QUERY = (
         exists().where(
             RevokedCertificate.issuer == bindparam("issuer"), RevokedCertificate.serial == bindparam("serial")
         ),
+        suspended(bindparam("issuer"), bindparam("serial")),
         CardLink.insured_id,
         InsuredRow.insurer_number,
         InsuredRow.symbol_norm,
@@ -165,10 +170,12 @@ class PostgresCardStore(SQLCardStore):
         rows = await self.pg.fetch(
             _PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1}
         )
-        revoked, insured_id, insurer_number, symbol_norm, number_norm, consent_id, revoked_at, expires_at = rows[0]
+        revoked, suspended_, insured_id, insurer_number, symbol_norm, number_norm, *consent = rows[0]
+        consent_id, revoked_at, expires_at = consent
         live = consent_id is not None and consent_in_force(revoked_at, expires_at)
         return CardFacts(
             revoked=bool(revoked),
+            suspended=bool(suspended_),
             insured_id=insured_id,
             insurer_number=insurer_number,
             symbol_norm=symbol_norm,

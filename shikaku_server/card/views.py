@@ -7,8 +7,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from schemas.card import (
-    AccessLog,
-    AccessLogRequest,
     ByCardQuery,
     CardLinkReport,
     Challenge,
@@ -18,7 +16,7 @@ from schemas.card import (
 from schemas.eligibility import EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service
-from shikaku_server.deps import PrincipalDep, SessionDep, StateDep, get_principal
+from shikaku_server.deps import PrincipalDep, SessionDep, get_principal
 from shikaku_server.state import AppState
 
 router = APIRouter(tags=["card"])
@@ -70,23 +68,6 @@ async def by_card(body: ByCardQuery, context: CardContext) -> Response:
     state.metrics.event(f"eligibility_validity_{result['validity']}")  # by number and by card alike
     # the body is rendered from checked data (response_model stays for the OpenAPI schema)
     return Response(orjson.dumps(result), media_type="application/json")
-
-
-@router.post("/v1/me/access-log", response_model=AccessLog)
-async def my_access_log(body: AccessLogRequest, request: Request, state: StateDep) -> AccessLog:
-    """The patient authenticates with the card (challenge + PIN signature). A facility token, when
-    the kiosk sends one, binds the challenge to that facility."""
-    facility = None
-    if request.headers.get("authorization"):
-        facility = (await get_principal(request, state)).require_facility()
-    entries = await service.read_my_access_log(
-        state.card,
-        challenge_id=body.challenge_id,
-        cert_der=body.certificate,
-        signature=body.signature,
-        facility_code=facility,
-    )
-    return AccessLog.model_validate({"entries": entries})
 
 
 @router.get("/v1/insurer/card-links", response_model=CardLinkReport)

@@ -28,7 +28,8 @@ from clinic_terminal.card.pyscard_transport import PyscardTransport
 from clinic_terminal.client import CardClient, ServerError
 from schemas.card import BasicFacts, Registered
 from schemas.eligibility import EligibilityResult
-from shikaku_server.card.service import CertificateVerifier, import_crl
+from shikaku_server.card.crl_watch import apply_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import transaction
 from testbed.card_emulator import (
@@ -264,7 +265,8 @@ def test_revoked_certificate(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der(), verifier=CertificateVerifier(settings.trust_anchor_paths(), 1)) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
 

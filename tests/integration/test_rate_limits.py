@@ -244,7 +244,7 @@ def test_the_counters_share_the_lookups_round_trip_to_redis(
     upload(client, tokens["insurer"], eligibility_csv([person()]))
     for _ in range(2):  # resolve the token, fill the cache
         assert lookup(client, tokens["reception"], "1980-04-01").status_code == 200
-    pipe = client.app.state.shikaku.stores.client.aio._pipe
+    pipe = client.app.state.shikaku.stores.client.aio._pipe  # type: ignore[attr-defined]
     writes: list[bytes] = []
     real_write = pipe.transport.write
 

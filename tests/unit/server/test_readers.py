@@ -164,8 +164,8 @@ def test_card_stores_agree_on_the_facts(session_factory: Any, pg: AsyncPG | None
         return found[0]
 
     linked = one(ISSUER, "0a", FACILITY_CODE)
-    assert linked == CardFacts(False, people["01"], INSURER, "123", "4567", None)  # no consent yet
-    assert one(ISSUER, "0b", FACILITY_CODE) == CardFacts(True, None, None, None, None, None)  # revoked, unlinked
+    assert linked == CardFacts(False, False, people["01"], INSURER, "123", "4567", None)  # no consent yet
+    assert one(ISSUER, "0b", FACILITY_CODE) == CardFacts(True, False, None, None, None, None, None)  # revoked, unlinked
     assert one("CN=other", "0a", FACILITY_CODE).insured_id is None
 
     _consent(session_factory, people["01"], expires_at=utcnow() - dt.timedelta(minutes=1))
