@@ -221,10 +221,14 @@ def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screens
     expect(page.locator("#face-preview[data-drawn='1']")).to_have_count(1, timeout=TIMEOUT)
     page.screenshot(path=str(screenshots / "kiosk-face.png"))
     expect(status).to_have_text(re.compile("顔を検出中|照合中|資格情報を確認"), timeout=TIMEOUT)
-    assert "枠の中に顔を合わせて" in page.evaluate("window.drawnUnder")
+    # first drawn while the kiosk was still getting ready or framing, never once the check ran
+    drawn_under = page.evaluate("window.drawnUnder")
+    assert "準備中" in drawn_under or "枠の中に顔を合わせて" in drawn_under, drawn_under
     statuses = page.evaluate("window.statuses")
     framing = next(i for i, s in enumerate(statuses) if "枠の中" in s)
-    assert all("枠の中" not in s for s in statuses[framing + 1:]) and "顔を検出中" in "".join(statuses[framing + 1:])
+    # (the page polls the kiosk: on a busy machine it may see 照合中 without 顔を検出中 first)
+    after = "".join(statuses[framing + 1:])
+    assert all("枠の中" not in s for s in statuses[framing + 1:]) and re.search("顔を検出中|照合中", after), statuses
     # the live preview: the camera's frames drawn in the page, with guidance from what is in them
     expect(page.locator("#face-guidance")).to_have_text(
         re.compile("もう少し近づいてください|明るい場所で|カメラを見てください|まばたき"), timeout=TIMEOUT)
