@@ -31,7 +31,6 @@ from starlette.concurrency import run_in_threadpool
 from schemas.card import BasicFacts, ByCardQuery, Challenge, Registered
 from schemas.codes import Validity
 from schemas.eligibility import EligibilityResult
-from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Facility, Terminal
 from shikaku_server.auth.service import Principal
@@ -44,6 +43,7 @@ from shikaku_server.database import execute_raw, postgres_engine, transaction, u
 from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.eligibility.rules import insured_with_four_facts
 from shikaku_server.eligibility.service import (
     build_result,
     cached_bundle_async,
@@ -743,22 +743,10 @@ def register(
     nonce = redeem_challenge(cache, challenge_id, facility, challenge_ttl)
     checked = authenticate_pin(session, verifier, nonce, cert_der, signature)
     today = today_jst()
-    candidates = sorted(
-        {
-            insured_id
-            for (insured_id,) in session.execute(
-                select(EligibilityPeriod.insured_id).where(
-                    EligibilityPeriod.superseded_by.is_(None),
-                    EligibilityPeriod.birth_date == facts.birth_date,
-                    EligibilityPeriod.name_norm == normalize_person_text(facts.name),
-                    EligibilityPeriod.sex == facts.sex,
-                    EligibilityPeriod.address_norm == normalize_person_text(facts.address),
-                    EligibilityPeriod.valid_from <= today,
-                    (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= today),
-                )
-            )
-        }
+    found = insured_with_four_facts(
+        name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address, as_of=today
     )
+    candidates = sorted(session.execute(found).scalars())
     audit = {"facility_code": facility, "fingerprint": from_hex(checked.fingerprint), "candidates": len(candidates)}
     if not candidates:
         _audit(factory, outcome="no_match", insured_id=None, **audit)

@@ -9,13 +9,12 @@ Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.identifiers import _HYPHENS, normalize_person_text
+from schemas.identifiers import normalize_person_text
 from schemas.insurer_files import CheckupRecord, EligibilityRecord, MedicationRecord
+from shikaku_server.eligibility.rules import covers
 from shikaku_server.eligibility.service import PERIOD_FIELDS
 
 ONE_DAY = dt.timedelta(days=1)
@@ -43,7 +42,7 @@ class Period:
         return v
 
     def covers(self, day: dt.date) -> bool:
-        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+        return covers(self.valid_from, self.valid_to, day)
 
 
 @dataclass
@@ -95,8 +94,8 @@ def record_values(record: EligibilityRecord) -> dict[str, Any]:
         "diseases": diseases_json(record),
     }
     if record.name is not None:
-        values["name_norm"] = person_norm(record.name)
-    values["address_norm"] = None if record.address is None else person_norm(record.address)
+        values["name_norm"] = normalize_person_text(record.name)
+    values["address_norm"] = None if record.address is None else normalize_person_text(record.address)
     return values
 
 
@@ -187,20 +186,6 @@ def retire(state: KeyState, period: Period, superseded: dict[int, Key]) -> None:
     state.periods.remove(period)
     if period.row_id is not None:
         superseded[period.row_id] = person_key(state.record)
-
-
-_SPACE = re.compile(r"\s")
-_HYPHEN = re.compile("[" + re.escape("".join(map(chr, _HYPHENS))) + "]")
-
-
-def person_norm(value: str) -> str:
-    """``normalize_person_text(value)``, cheaper for the usual name or address. NFKC maps U+3000
-    (the full-width space between family and given name) to a space anyway, and replacing it
-    first lets NFKC's quick check see an already normalized string: the same result."""
-    folded = unicodedata.normalize("NFKC", value.replace("\u3000", " ")).replace(" ", "")
-    if _SPACE.search(folded) is not None:
-        return normalize_person_text(value)  # other spaces: the general way
-    return folded.translate(_HYPHENS) if _HYPHEN.search(folded) is not None else folded
 
 
 _END_FIELDS = ("valid_to", "reason_of_loss")
