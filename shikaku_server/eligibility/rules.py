@@ -7,7 +7,8 @@
   periods, the 高齢受給者証, 限度額 and 特定疾病 periods, and the upload's history algebra.
 - **The four facts**: a person is found by name, birth date, sex and address only when all four
   match (normalised) on a current record covering the day (docs/domain.md, flow 2: never link
-  on a partial match). Card linking and "newer eligibility exists" (validity 3) both ask it.
+  on a partial match). Card linking, "newer eligibility exists" (validity 3) and the call
+  centre's suspension by insurance number (any current record) ask it.
 """
 
 from __future__ import annotations
@@ -38,21 +39,20 @@ def covers_sql(
 
 
 def insured_with_four_facts(
-    *, name: str, birth_date: dt.date, sex: str, address: str, as_of: dt.date
+    *, name: str, birth_date: dt.date, sex: str, address: str, as_of: dt.date | None
 ) -> Select[int]:
-    """The insured ids with a current record covering ``as_of`` that carries all four facts.
+    """The insured ids with a current record that carries all four facts and covers ``as_of``
+    (``None``: any current record, ended or not — the call centre's suspension by number).
 
     ``name`` and ``address`` as read (from the card, or as the insurer sent them): compared
     after ``normalize_person_text``, as the upload stored them."""
-    return (
-        select(EligibilityPeriod.insured_id)
-        .where(
-            EligibilityPeriod.superseded_by.is_(None),
-            EligibilityPeriod.birth_date == birth_date,
-            EligibilityPeriod.name_norm == normalize_person_text(name),
-            EligibilityPeriod.sex == sex,
-            EligibilityPeriod.address_norm == normalize_person_text(address),
-            covers_sql(EligibilityPeriod.valid_from, EligibilityPeriod.valid_to, as_of),
-        )
-        .distinct()
+    found = select(EligibilityPeriod.insured_id).where(
+        EligibilityPeriod.superseded_by.is_(None),
+        EligibilityPeriod.birth_date == birth_date,
+        EligibilityPeriod.name_norm == normalize_person_text(name),
+        EligibilityPeriod.sex == sex,
+        EligibilityPeriod.address_norm == normalize_person_text(address),
     )
+    if as_of is not None:
+        found = found.where(covers_sql(EligibilityPeriod.valid_from, EligibilityPeriod.valid_to, as_of))
+    return found.distinct()

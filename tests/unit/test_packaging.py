@@ -26,6 +26,7 @@ FIRST_PARTY = {"shikaku_server", "hokensha_loader", "clinic_terminal", "schemas"
 # distribution maps to that listed distribution)
 PROVIDED_BY = {
     "alembic": "alembic",
+    "anyio": "fastapi",  # starlette's own dependency
     "click": "click",
     "cryptography": "cryptography",
     "cv2": "opencv-python-headless",

@@ -122,4 +122,7 @@ def test_four_facts_match_current_records_covering_the_day(session_factory: sess
         assert found(D(2024, 7, 1)) == {current, future, two_records}
         assert found(D(2024, 3, 31)) == set()
         assert {superseded, other_sex, other_birth, other_name, other_address}.isdisjoint(found(D(2024, 7, 1)))
+        # no day: any current record, ended or not yet begun (never a superseded one)
+        any_day = set(s.execute(insured_with_four_facts(**FACTS, as_of=None)).scalars())  # type: ignore[arg-type]
+        assert any_day == {current, ended, future, two_records}
         s.rollback()
