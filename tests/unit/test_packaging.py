@@ -26,7 +26,8 @@ FIRST_PARTY = {"shikaku_server", "hokensha_loader", "clinic_terminal", "schemas"
 # distribution maps to that listed distribution)
 PROVIDED_BY = {
     "alembic": "alembic",
-    "anyio": "fastapi",  # starlette's own dependency
+    "anyio": "anyio",
+    "cachetools": "cachetools",
     "click": "click",
     "cryptography": "cryptography",
     "cv2": "opencv-python-headless",
@@ -35,6 +36,7 @@ PROVIDED_BY = {
     "fastapi": "fastapi",
     "faker": "faker",
     "fhir": "fhir.resources",
+    "hiredis": "hiredis",
     "prometheus_client": "prometheus-client",
     "httpx": "httpx",
     "inotify_simple": "inotify-simple",
