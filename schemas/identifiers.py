@@ -214,11 +214,20 @@ def normalize_key_text(value: str) -> str:
 
 
 _HYPHENS = str.maketrans(dict.fromkeys("‐‑‒–—―−ーｰ－", "-"))
+_HYPHEN = re.compile("[" + re.escape("".join(map(chr, _HYPHENS))) + "]")
 
 
 def normalize_person_text(value: str) -> str:
-    """Names and addresses as compared for card linking: NFKC, no spaces, one hyphen form."""
-    return _SPACES.sub("", unicodedata.normalize("NFKC", value)).translate(_HYPHENS)
+    """Names and addresses as compared for card linking: NFKC, no spaces, one hyphen form.
+
+    Run on every name and address of a bulk upload, so the usual case is made cheap: U+3000 (the
+    full-width space between family and given name) becomes a space first, which NFKC would do
+    anyway, so that NFKC's quick check sees an already normalised string; the regular
+    expressions run only when another space or a hyphen form is left."""
+    folded = unicodedata.normalize("NFKC", value.replace("\u3000", " ")).replace(" ", "")
+    if _SPACES.search(folded) is not None:
+        folded = _SPACES.sub("", folded)
+    return folded.translate(_HYPHENS) if _HYPHEN.search(folded) is not None else folded
 
 
 def normalize_kana(value: str) -> str:

@@ -8,11 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
 
-from shikaku_server.config import get_settings
-from shikaku_server.database import make_engine, make_session_factory, transaction
-from shikaku_server.errors import DomainError
+from shikaku_server.install import missing_library, refuse
+
+try:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from shikaku_server.config import get_settings
+    from shikaku_server.database import make_engine, make_session_factory, transaction
+    from shikaku_server.errors import DomainError
+except ModuleNotFoundError as _exc:
+    _MISSING: str | None = missing_library(_exc)
+else:
+    _MISSING = None
 
 if TYPE_CHECKING:
     from shikaku_server.card.service import CertificateVerifier
@@ -261,6 +269,8 @@ def trust_add(ca_cert: Path) -> None:
 
 
 def main() -> None:
+    if _MISSING is not None:
+        refuse("shikaku-admin", _MISSING)
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:

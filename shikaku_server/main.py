@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import click
-import uvicorn
 
-from shikaku_server.config import get_settings
-from shikaku_server.logging_setup import configure, log_config
+from shikaku_server.install import missing_library, refuse
+
+try:
+    import uvicorn
+
+    # the whole server, imported now: a library of the server extra that is missing is named
+    # here, before anything starts, rather than in a worker's traceback
+    import shikaku_server.app  # noqa: F401
+    from shikaku_server.config import get_settings
+    from shikaku_server.logging_setup import configure, log_config
+except ModuleNotFoundError as _exc:
+    _MISSING: str | None = missing_library(_exc)
+else:
+    _MISSING = None
+
+# prometheus_client's own variable (read by the library when it is imported, in each worker)
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def is_loopback(host: str) -> bool:
@@ -19,6 +39,35 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name: it may resolve to anything
+
+
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[str | None]:
+    """The directory where the workers keep their metrics (``shikaku_server.metrics``), so that a
+    scrape answered by any worker counts every worker's requests.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` when set (created if missing, emptied of an earlier run's value
+    files, kept afterwards); else, for several workers, a new temporary directory, set in the
+    environment the spawned workers inherit and removed when the server stops. One worker and
+    no variable: none (values in memory)."""
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield given
+        return
+    if workers <= 1:
+        yield None
+        return
+    path = tempfile.mkdtemp(prefix="shikaku-metrics-")
+    os.environ[METRICS_DIR_ENV] = path
+    logging.getLogger("shikaku_server").info("metrics of the %d workers in %s", workers, path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(METRICS_DIR_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @click.command()
@@ -33,6 +82,8 @@ def is_loopback(host: str) -> bool:
 )
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="apply migrations before serving")
 def main(host: str, port: int, workers: int, migrate: bool) -> None:
+    if _MISSING is not None:
+        refuse("shikaku-server", _MISSING)
     settings = get_settings()
     configure(settings.log_level)
     if workers > 1 and not settings.redis_url:
@@ -46,12 +97,13 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
         from shikaku_server.migrate import upgrade
 
         upgrade(settings.database_url)
-    uvicorn.run(
-        "shikaku_server.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=log_config(settings.log_level),  # applied in every worker process too
-        access_log=False,
-    )
+    with metrics_directory(workers):
+        uvicorn.run(
+            "shikaku_server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config(settings.log_level),  # applied in every worker process too
+            access_log=False,
+        )

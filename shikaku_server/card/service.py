@@ -39,7 +39,6 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.card import BasicFacts, ByCardQuery, Challenge, Registered
-from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
@@ -51,6 +50,7 @@ from shikaku_server.database import transaction, utcnow
 from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.eligibility.rules import insured_with_four_facts
 from shikaku_server.eligibility.service import (
     BundleReader,
     cached_bundle,
@@ -570,22 +570,10 @@ def _link(
     facility: str,
 ) -> Registered:
     today = today_jst()
-    candidates = sorted(
-        {
-            insured_id
-            for (insured_id,) in session.execute(
-                select(EligibilityPeriod.insured_id).where(
-                    EligibilityPeriod.superseded_by.is_(None),
-                    EligibilityPeriod.birth_date == facts.birth_date,
-                    EligibilityPeriod.name_norm == normalize_person_text(facts.name),
-                    EligibilityPeriod.sex == facts.sex,
-                    EligibilityPeriod.address_norm == normalize_person_text(facts.address),
-                    EligibilityPeriod.valid_from <= today,
-                    (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= today),
-                )
-            )
-        }
+    found = insured_with_four_facts(
+        name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address, as_of=today
     )
+    candidates = sorted(session.execute(found).scalars())
     audit = {"facility_code": facility, "fingerprint": from_hex(checked.fingerprint), "candidates": len(candidates)}
     if not candidates:
         _audit(factory, outcome="no_match", insured_id=None, **audit)

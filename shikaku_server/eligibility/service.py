@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from schemas.codes import Validity
@@ -30,6 +30,7 @@ from shikaku_server.auth.models import Insurer
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.eligibility.rules import covers, insured_with_four_facts
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -163,7 +164,7 @@ def _relevant_period(periods: list[dict[str, Any]], day: str) -> tuple[Validity,
         if p["valid_from"] > day:
             break
         started = p
-        if p["valid_to"] is None or day <= p["valid_to"]:
+        if covers(p["valid_from"], p["valid_to"], day):
             covering = p
     if covering is not None:
         return Validity.VALID, covering
@@ -219,23 +220,10 @@ def newer_eligibility_exists(session: Session, evaluation: Evaluation, as_of: dt
     p = evaluation.period
     if p is None or not p.get("address_norm"):
         return False
-    count = session.execute(
-        select(func.count(func.distinct(EligibilityPeriod.insured_id))).where(
-            EligibilityPeriod.superseded_by.is_(None),
-            EligibilityPeriod.birth_date == dt.date.fromisoformat(p["birth_date"]),
-            EligibilityPeriod.name_norm == p["name_norm"],
-            EligibilityPeriod.sex == p["sex"],
-            EligibilityPeriod.address_norm == p["address_norm"],
-            EligibilityPeriod.insured_id != evaluation.insured_id,
-            EligibilityPeriod.valid_from <= as_of,
-            (EligibilityPeriod.valid_to.is_(None)) | (EligibilityPeriod.valid_to >= as_of),
-        )
-    ).scalar_one()
-    return count == 1
-
-
-def _covers(start: str | None, end: str | None, day: str) -> bool:
-    return start is not None and start <= day and (end is None or day <= end)
+    birth = dt.date.fromisoformat(p["birth_date"])
+    facts = insured_with_four_facts(name=p["name"], birth_date=birth, sex=p["sex"], address=p["address"], as_of=as_of)
+    others = session.execute(facts.where(EligibilityPeriod.insured_id != evaluation.insured_id)).all()
+    return len(others) == 1
 
 
 def build_result(
@@ -315,7 +303,7 @@ def result_dict(
         "reason_of_loss": p["reason_of_loss"],
         "copay_ratio": p["copay_ratio"],
     }
-    if p["elderly_ratio"] is not None and _covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
+    if p["elderly_ratio"] is not None and covers(p["elderly_valid_from"], p["elderly_valid_to"], day):
         out["elderly"] = {
             "certificate_date": p["elderly_valid_from"],
             "valid_from": p["elderly_valid_from"],
@@ -323,7 +311,7 @@ def result_dict(
             "copay_ratio": p["elderly_ratio"],
         }
     if share_limit_certificate:
-        if p["limit_kind"] is not None and _covers(p["limit_valid_from"], p["limit_valid_to"], day):
+        if p["limit_kind"] is not None and covers(p["limit_valid_from"], p["limit_valid_to"], day):
             out["limit_certificate"] = {
                 "kind": p["limit_kind"],
                 "classification": p["limit_class"],
@@ -338,7 +326,7 @@ def result_dict(
                 "self_pay": d["self_pay"],
             }
             for d in p["diseases"] or ()
-            if _covers(d["valid_from"], d["valid_to"], day)
+            if covers(d["valid_from"], d["valid_to"], day)
         ]
     return out
 

@@ -36,6 +36,7 @@ from shikaku_server.clinical.service import CHECKUP_YEARS, DRUG_YEARS, checkup_i
 from shikaku_server.consent.models import Consent
 from shikaku_server.database import transaction, utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.eligibility.rules import covers
 from shikaku_server.eligibility.service import insurer_name, today_jst
 from shikaku_server.errors import NotFoundError, UnavailableError, ValidationFailedError
 from shikaku_server.me import suspension
@@ -97,7 +98,7 @@ def log_read(session: Session, proven: Proven, what: str, *, insured_id: int | N
 
 
 def _covers(period: EligibilityPeriod, day: dt.date) -> bool:
-    return period.valid_from <= day and (period.valid_to is None or day <= period.valid_to)
+    return covers(period.valid_from, period.valid_to, day)
 
 
 def _periods(session: Session, insured_id: int) -> list[EligibilityPeriod]:

@@ -14,11 +14,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
-from schemas.identifiers import normalize_key_text, normalize_person_text
+from schemas.identifiers import normalize_key_text
 from shikaku_server.access_log import service as access_log
 from shikaku_server.card.models import CardLink, CardSuspension
 from shikaku_server.database import utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.eligibility.rules import insured_with_four_facts
 from shikaku_server.errors import NotFoundError, RegistrationAmbiguousError
 
 
@@ -63,21 +64,14 @@ def person_by_facts(
 ) -> int:
     """The insured person of this insurance number whose current record holds all four facts
     (normalised, as first-use linking compares them); nobody else, never on a partial match."""
+    found = insured_with_four_facts(name=name, birth_date=birth_date, sex=sex, address=address, as_of=None)
     rows = session.execute(
-        select(Insured.id)
-        .join(EligibilityPeriod, EligibilityPeriod.insured_id == Insured.id)
-        .where(
+        found.join(Insured, EligibilityPeriod.insured_id == Insured.id).where(
             Insured.insurer_number == insurer_number,
             Insured.symbol_norm == normalize_key_text(symbol),
             Insured.number_norm == normalize_key_text(number),
             Insured.branch == branch,
-            EligibilityPeriod.superseded_by.is_(None),
-            EligibilityPeriod.name_norm == normalize_person_text(name),
-            EligibilityPeriod.birth_date == birth_date,
-            EligibilityPeriod.sex == sex,
-            EligibilityPeriod.address_norm == normalize_person_text(address),
         )
-        .distinct()
     ).all()
     if not rows:
         raise NotFoundError("no insured person has this insurance number and these four facts")

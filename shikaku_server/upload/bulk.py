@@ -17,10 +17,8 @@ from typing import Any
 from sqlalchemy import String, Table, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from shikaku_server.eligibility.history import Key
 from shikaku_server.eligibility.models import Insured
-
-Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
-
 
 _JSON_COLUMNS = frozenset({"diseases", "results", "insurer_numbers", "errors", "queries"})
 

@@ -6,7 +6,7 @@ changes nothing; a file-level problem (bad header, My Number column) or a crash 
 connection rolls the whole file back. Re-sending a file with the same bytes is recognised by its
 SHA-256, per uploader (the token's set of insurer numbers: never another party's upload), and
 changes nothing (``duplicate: true``); re-applying the same records in another file is a no-op
-per record (``unchanged``), also when the history moved on since (``_already_applied``). On
+per record (``unchanged``), also when the history moved on since (``already_applied``). On
 PostgreSQL concurrent uploads run side by side: a person another upload wrote meanwhile (a new
 person inserted, stored rows replaced) makes this batch's records of that person ``conflict``
 rejects (savepoints keep the rest of the batch), and a deadlock between two files is a 503.
@@ -26,14 +26,11 @@ which runs on the other core meanwhile.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import queue
-import re
 import secrets
 import threading
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -44,7 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from schemas.identifiers import _HYPHENS, normalize_person_text
+from schemas.identifiers import normalize_person_text
 from schemas.insurer_files import (
     CheckupRecord,
     EligibilityRecord,
@@ -60,6 +57,15 @@ from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.database import utcnow
 from shikaku_server.digests import b64, from_hex
+from shikaku_server.eligibility.history import (
+    Key,
+    KeyState,
+    Period,
+    RecordError,
+    apply_record,
+    diseases_json,
+)
+from shikaku_server.eligibility.history import person_key as _key
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError, UnavailableError
@@ -77,8 +83,6 @@ from shikaku_server.upload.progress import UploadProgress
 
 log = logging.getLogger(__name__)
 BATCH = 10000
-ONE_DAY = dt.timedelta(days=1)
-Key = tuple[str, str, str, str]  # insurer_number, symbol_norm, number_norm, branch
 
 
 _DIGEST_MISMATCH = "the body does not match its X-Content-SHA256 header; nothing was applied"
@@ -430,91 +434,11 @@ class _Pipeline:
         self._close()
 
 
-def _key(record: EligibilityRecord | MedicationRecord | CheckupRecord) -> Key:
-    return (record.insurer_number, record.symbol_norm, record.number_norm, record.branch)
-
-
 # ---------------------------------------------------------------- eligibility
-
-_STATE_FIELDS = tuple(f for f in PERIOD_FIELDS if f not in ("valid_from", "valid_to", "reason_of_loss"))
-
-
-@dataclass(slots=True)
-class _Period:
-    values: dict[str, Any]  # PERIOD_FIELDS (dates as dt.date, diseases as JSON-able list)
-    row_id: int | None = None  # None: new in this upload
-    line: int = 0
-
-    @property
-    def valid_from(self) -> dt.date:
-        v: dt.date = self.values["valid_from"]
-        return v
-
-    @property
-    def valid_to(self) -> dt.date | None:
-        v: dt.date | None = self.values["valid_to"]
-        return v
-
-    def covers(self, day: dt.date) -> bool:
-        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
-
-
-@dataclass
-class _KeyState:
-    record: EligibilityRecord  # the first record seen: symbol/number as sent
-    insured_id: int | None
-    periods: list[_Period]
 
 
 class _Raced(Exception):
     """Another upload replaced some of the rows this batch replaces (PostgreSQL)."""
-
-
-class _RecordError(Exception):
-    def __init__(self, field: str | None, code: str, message: str) -> None:
-        super().__init__(message)
-        self.field, self.code, self.message = field, code, message
-
-
-def _diseases_json(record: EligibilityRecord) -> list[dict[str, Any]] | None:
-    if record.diseases is None:
-        return None
-    return [
-        {
-            "category": d.category,
-            "valid_from": d.valid_from.isoformat(),
-            "valid_to": d.valid_to.isoformat() if d.valid_to else None,
-            "self_pay": d.self_pay,
-        }
-        for d in record.diseases
-    ]
-
-
-def _record_values(record: EligibilityRecord) -> dict[str, Any]:
-    """The state fields a record sets (None: not given, carry over)."""
-    values: dict[str, Any] = {
-        "name": record.name,
-        "name_kana": record.name_kana,
-        "sex": record.sex,
-        "birth_date": record.birth_date,
-        "address": record.address,
-        "post_number": record.post_number,
-        "personal_family": record.personal_family,
-        "card_classification": record.card_classification,
-        "copay_ratio": record.copay_ratio,
-        "elderly_ratio": record.elderly_ratio,
-        "elderly_valid_from": record.elderly_valid_from,
-        "elderly_valid_to": record.elderly_valid_to,
-        "limit_kind": record.limit_kind,
-        "limit_class": record.limit_class,
-        "limit_valid_from": record.limit_valid_from,
-        "limit_valid_to": record.limit_valid_to,
-        "diseases": _diseases_json(record),
-    }
-    if record.name is not None:
-        values["name_norm"] = _person_norm(record.name)
-    values["address_norm"] = None if record.address is None else _person_norm(record.address)
-    return values
 
 
 class _EligibilityApplier:
@@ -542,13 +466,13 @@ class _EligibilityApplier:
         lines = iter(zip(insured, periods, strict=True))
         return [next(lines) if r.action == "add" else None for r in records]
 
-    def _load(self, records: list[EligibilityRecord], ids: dict[Key, int]) -> dict[Key, _KeyState]:
+    def _load(self, records: list[EligibilityRecord], ids: dict[Key, int]) -> dict[Key, KeyState]:
         """The state of the keys of ``records``: their current periods, in ``valid_from`` order."""
-        states: dict[Key, _KeyState] = {}
+        states: dict[Key, KeyState] = {}
         for r in records:
             key = _key(r)
             if key not in states:
-                states[key] = _KeyState(r, ids.get(key), [])
+                states[key] = KeyState(r, ids.get(key), [])
         by_id = {s.insured_id: k for k, s in states.items() if s.insured_id is not None}
         id_list = list(by_id)
         columns = [getattr(EligibilityPeriod, f) for f in PERIOD_FIELDS]
@@ -562,7 +486,7 @@ class _EligibilityApplier:
             )
             for row in rows:
                 values = dict(zip(PERIOD_FIELDS, row[3:], strict=True))
-                states[by_id[row[1]]].periods.append(_Period(values, row[0], row[2]))
+                states[by_id[row[1]]].periods.append(Period(values, row[0], row[2]))
         return states
 
     def apply(
@@ -595,8 +519,8 @@ class _EligibilityApplier:
         for record in slow:
             state = states[_key(record)]
             try:
-                done.append((record, self._apply_one(record, state, superseded)))
-            except _RecordError as exc:
+                done.append((record, apply_record(record, state, superseded)))
+            except RecordError as exc:
                 done.append((record, RowError(record.line, exc.field, exc.code, exc.message)))
         taken = self._write(states, superseded, fast, rendered)
         # counted once written: a new person another upload committed meanwhile is a conflict
@@ -620,94 +544,9 @@ class _EligibilityApplier:
             else:
                 outcome.unchanged += 1
 
-    def _apply_one(self, record: EligibilityRecord, state: _KeyState, superseded: dict[int, Key]) -> bool:
-        periods = state.periods
-        if record.action == "add":
-            assert record.valid_from is not None
-            new = _Period(
-                _record_values(record)
-                | {
-                    "valid_from": record.valid_from,
-                    "valid_to": record.valid_to,
-                    "reason_of_loss": record.reason_of_loss,
-                },
-                line=record.line,
-            )
-            for p in periods:
-                if p.values == new.values or _already_applied(p, new):
-                    return False  # the same period again: nothing to do
-            for p in periods:
-                if _overlaps(p, new.valid_from, new.valid_to):
-                    raise _RecordError(
-                        "valid_from",
-                        "overlap",
-                        f"an eligibility period of this person already covers {max(p.valid_from, new.valid_from)}"
-                        " (use action change, or loss first)",
-                    )
-            _insert_sorted(periods, new)
-            return True
-        if record.action == "change":
-            day = record.valid_from
-            assert day is not None
-            base = next((p for p in reversed(periods) if p.covers(day)), None)
-            if base is None:
-                raise _RecordError(
-                    "valid_from",
-                    "not_found",
-                    f"no eligibility of this person covers {day}: a change needs an existing period",
-                )
-            overlay = {k: v for k, v in _record_values(record).items() if v is not None}
-            values = base.values | overlay | {"valid_from": day}
-            if record.valid_to is not None:
-                values["valid_to"] = record.valid_to
-            if record.reason_of_loss is not None:
-                values["reason_of_loss"] = record.reason_of_loss
-            if values == base.values:
-                return False
-            new_end = values["valid_to"]
-            for p in periods:
-                if p is not base and _overlaps(p, day, new_end):
-                    raise _RecordError(
-                        "valid_to", "overlap", f"the changed period would overlap the one from {p.valid_from}"
-                    )
-            self._retire(state, base, superseded)
-            if base.valid_from < day:
-                _insert_sorted(periods, _Period(base.values | {"valid_to": day - ONE_DAY}, line=record.line))
-            _insert_sorted(periods, _Period(values, line=record.line))
-            return True
-        # loss: valid_to is the last day covered
-        last = record.valid_to
-        assert last is not None
-        base = next((p for p in reversed(periods) if p.valid_from <= last), None)
-        if base is None:
-            raise _RecordError("valid_to", "not_found", f"no eligibility of this person starts on or before {last}")
-        if base.valid_to is not None and base.valid_to < last:
-            raise _RecordError(
-                "valid_to",
-                "not_found",
-                f"the eligibility of this person already ended on {base.valid_to}, before {last}",
-            )
-        values = base.values | {"valid_to": last, "reason_of_loss": record.reason_of_loss}
-        if values == base.values:
-            # the period already ends on that day for that reason: this loss was applied before
-            # (a re-send), and any later period was added after it, so it stays
-            return False
-        later = [p for p in periods if p.valid_from > last]
-        self._retire(state, base, superseded)
-        for p in later:
-            self._retire(state, p, superseded)
-        _insert_sorted(periods, _Period(values, line=record.line))
-        return True
-
-    @staticmethod
-    def _retire(state: _KeyState, period: _Period, superseded: dict[int, Key]) -> None:
-        state.periods.remove(period)
-        if period.row_id is not None:
-            superseded[period.row_id] = _key(state.record)
-
     def _write(
         self,
-        states: dict[Key, _KeyState],
+        states: dict[Key, KeyState],
         superseded: dict[int, Key],
         fast: list[EligibilityRecord],
         rendered: list[tuple[str, str]] | None = None,
@@ -808,37 +647,13 @@ class _EligibilityApplier:
 
 
 _ROW_COLUMNS = (*PERIOD_FIELDS, "upload_id", "line", "insured_id")  # the id last: see ``prepare``
-_FAST_FIELDS = (
-    "valid_from",
-    "valid_to",
-    "reason_of_loss",
-    "name",
-    "name_kana",
-    "name_norm",
-    "sex",
-    "birth_date",
-    "address",
-    "address_norm",
-    "post_number",
-    "personal_family",
-    "card_classification",
-    "copay_ratio",
-    "elderly_ratio",
-    "elderly_valid_from",
-    "elderly_valid_to",
-    "limit_kind",
-    "limit_class",
-    "limit_valid_from",
-    "limit_valid_to",
-    "diseases",
-)
-assert PERIOD_FIELDS == _FAST_FIELDS, "_fast_row builds its tuple in PERIOD_FIELDS order"
-
-
 def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
-    """The row of an ``add`` for a person with no state: what ``_apply_one`` + ``_write``
+    """The row of an ``add`` for a person with no state: what ``apply_record`` + ``_write``
     would insert, built without the intermediate dicts (values in ``_ROW_COLUMNS`` order, all
-    but the last, the insured id)."""
+    but the last, the insured id). Written out field by field: building it by a loop over
+    PERIOD_FIELDS (``attrgetter``, per-field getters) took 1.5 times as long per row, on the
+    path of every bulk-loaded person; tests/unit/upload checks it against the history algebra's
+    row for the same record, field by field."""
     address = r.address
     return (
         r.valid_from,
@@ -846,11 +661,11 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
         r.reason_of_loss,
         r.name,
         r.name_kana,
-        _person_norm(r.name),  # type: ignore[arg-type]  # an add always has a name
+        normalize_person_text(r.name),  # type: ignore[arg-type]  # an add always has a name
         r.sex,
         r.birth_date,
         address,
-        None if address is None else _person_norm(address),
+        None if address is None else normalize_person_text(address),
         r.post_number,
         r.personal_family,
         r.card_classification,
@@ -862,50 +677,10 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
         r.limit_class,
         r.limit_valid_from,
         r.limit_valid_to,
-        None if r.diseases is None else _diseases_json(r),
+        None if r.diseases is None else diseases_json(r),
         upload_id,
         r.line,
     )
-
-
-_SPACE = re.compile(r"\s")
-_HYPHEN = re.compile("[" + re.escape("".join(map(chr, _HYPHENS))) + "]")
-
-
-def _person_norm(value: str) -> str:
-    """``normalize_person_text(value)``, cheaper for the usual name or address. NFKC maps U+3000
-    (the full-width space between family and given name) to a space anyway, and replacing it
-    first lets NFKC's quick check see an already normalized string: the same result."""
-    folded = unicodedata.normalize("NFKC", value.replace("\u3000", " ")).replace(" ", "")
-    if _SPACE.search(folded) is not None:
-        return normalize_person_text(value)  # other spaces: the general way
-    return folded.translate(_HYPHENS) if _HYPHEN.search(folded) is not None else folded
-
-
-_END_FIELDS = ("valid_to", "reason_of_loss")
-
-
-def _already_applied(stored: _Period, added: _Period) -> bool:
-    """Whether an ``add`` is already in the history, ended or split since: a stored period starts
-    on its first day with the same facts, and ends no later than it does (a later ``loss``
-    shortened it, or a later ``change`` split it there). A re-send of the same history is then
-    ``unchanged`` instead of ``overlap``."""
-    if stored.valid_from != added.valid_from:
-        return False
-    end, stored_end = added.valid_to, stored.valid_to
-    if end is not None and (stored_end is None or stored_end > end):
-        return False
-    a, b = stored.values, added.values
-    return all(a[k] == b[k] for k in PERIOD_FIELDS if k not in _END_FIELDS)
-
-
-def _overlaps(p: _Period, start: dt.date, end: dt.date | None) -> bool:
-    return (end is None or p.valid_from <= end) and (p.valid_to is None or start <= p.valid_to)
-
-
-def _insert_sorted(periods: list[_Period], new: _Period) -> None:
-    periods.append(new)
-    periods.sort(key=lambda p: p.valid_from)
 
 
 # ---------------------------------------------------------------- medications and checkups

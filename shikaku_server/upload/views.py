@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 from collections.abc import Iterator
 from typing import Any
 
+from anyio import from_thread, to_thread
 from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
@@ -84,56 +83,37 @@ async def _apply(
     """Stream the body into the (synchronous) applier running in a worker thread; the whole file
     is one transaction, so a dropped connection rolls everything back."""
     fmt = _media(request)
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=32)
+    body = request.stream()
 
-    def consume() -> Iterator[bytes]:
+    def chunks() -> Iterator[bytes]:
+        # the applier's thread asks the event loop for each next piece of the body (anyio's
+        # portal into the loop that started the thread): it reads as fast as it applies, no faster
         while True:
-            item = chunks.get()
-            if item is None:
+            try:
+                chunk = from_thread.run(anext, body)
+            except StopAsyncIteration:
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            except ClientDisconnect:
+                raise _Disconnected("the client went away mid-upload") from None
+            if chunk:
+                yield chunk
 
     settings = state.settings
-    loop = asyncio.get_running_loop()
-    worker = loop.run_in_executor(
-        None,
-        lambda: process_upload(
-            state.session_factory,
-            state.cache,
-            principal,
-            kind=kind,
-            fmt=fmt,
-            chunks=consume(),
-            error_limit=settings.upload_error_limit,
-            max_bytes=settings.max_upload_bytes,
-            declared_sha256=request.headers.get("x-content-sha256"),
-            progress=progress,
-        ),
-    )
-
-    async def put(item: bytes | BaseException | None) -> bool:
-        while not worker.done():
-            try:
-                chunks.put_nowait(item)
-                return True
-            except queue.Full:
-                await asyncio.sleep(0.002)
-        return False
-
     try:
-        async for chunk in request.stream():
-            if chunk and not await put(chunk):
-                break  # the worker stopped early (file refused): its error is the answer
-        await put(None)
-    except ClientDisconnect:
-        await put(_Disconnected("the client went away mid-upload"))
-    except BaseException as exc:
-        await put(_Disconnected(str(exc)))
-        raise
-    try:
-        outcome = await worker
+        outcome = await to_thread.run_sync(
+            lambda: process_upload(
+                state.session_factory,
+                state.cache,
+                principal,
+                kind=kind,
+                fmt=fmt,
+                chunks=chunks(),
+                error_limit=settings.upload_error_limit,
+                max_bytes=settings.max_upload_bytes,
+                declared_sha256=request.headers.get("x-content-sha256"),
+                progress=progress,
+            )
+        )
     except _Disconnected:
         # nothing was committed; the client is gone, so nobody reads this answer
         log.info("upload aborted: the client went away; rolled back")

@@ -14,6 +14,7 @@ from shikaku_server.batch import service as batch_service
 from shikaku_server.eligibility import service as eligibility_service
 from tests.conftest import auth
 from tests.factories import INSURER_A
+from tests.integration.metrics_helpers import events, sample
 
 QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00", "birth_date": "1980-04-01"}
 
@@ -34,16 +35,9 @@ def request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "shikaku_server.request"]
 
 
-def series(client: TestClient, route: str, status: int) -> int:
+def series(client: TestClient, route: str, status: int, method: str = "POST") -> int:
     text = client.get("/metrics").text
-    for line in text.splitlines():
-        if (
-            line.startswith("shikaku_http_requests_total{")
-            and f'route="{route}"' in line
-            and f'status="{status}"' in line
-        ):
-            return int(line.rsplit(" ", 1)[1])
-    return 0
+    return int(sample(text, "shikaku_http_requests_total", method=method, route=route, status=str(status)))
 
 
 @pytest.mark.parametrize("resolved", [False, True], ids=["route", "fast-path"])
@@ -95,10 +89,7 @@ def test_a_database_error_is_503_with_retry_after_logged_and_counted(
 
 
 def _events(client: TestClient) -> dict[str, int]:
-    import re
-
-    text = client.get("/metrics").text
-    return {m[1]: int(m[2]) for m in re.finditer(r'shikaku_events_total\{event="([^"]+)"\} (\d+)', text)}
+    return events(client.get("/metrics").text)
 
 
 def test_card_checks_count_in_the_validity_counters(client: TestClient, tokens: dict[str, str], test_ca: Any) -> None:

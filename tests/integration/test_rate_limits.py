@@ -4,7 +4,6 @@ brute force is cut off, counted in /metrics and visible in the victim's access l
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from shikaku_server.config import Settings
 from testbed.pki import IssuedCertificate, TestCA
 from tests.conftest import auth
 from tests.factories import INSURER_A, eligibility_csv, person
+from tests.integration.metrics_helpers import events as metric_events
 from tests.integration.test_card_api import FACTS, b64, challenge, problem_code, register, sign
 from tests.integration.test_eligibility_api import upload
 
@@ -61,8 +61,7 @@ def lookup(client: TestClient, token: str, birth_date: str) -> Any:
 
 
 def events(client: TestClient) -> dict[str, int]:
-    text = client.get("/metrics").text
-    return {m[1]: int(m[2]) for m in re.finditer(r'shikaku_events_total\{event="([^"]+)"\} (\d+)', text)} | {"": 0}
+    return metric_events(client.get("/metrics").text) | {"": 0}
 
 
 def my_log(client: TestClient, token: str, card: IssuedCertificate) -> list[dict[str, Any]]:

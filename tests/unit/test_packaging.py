@@ -10,7 +10,9 @@ no product's dependency: the terminal loads it only for ``kiosk --demo-card``.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -35,6 +37,7 @@ PROVIDED_BY = {
     "faker": "faker",
     "fhir": "fhir.resources",
     "hiredis": "hiredis",
+    "prometheus_client": "prometheus-client",
     "httpx": "httpx",
     "inotify_simple": "inotify-simple",
     "jaconv": "jaconv",
@@ -151,3 +154,27 @@ def test_faker_is_no_runtime_dependency() -> None:
     extras: dict[str, list[str]] = project["optional-dependencies"]  # type: ignore[assignment]
     assert [name for name, reqs in extras.items() if "faker" in _names(reqs)] == ["demo"]
     assert "faker" not in _names(project["dependencies"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked", "argv"),
+    [
+        ("from shikaku_server.main import main; main()", "uvicorn", ["--no-migrate"]),
+        ("from shikaku_server.main import main; main()", "fastapi", ["--port", "9201"]),
+        ("from shikaku_server.main import main; main()", "sqlalchemy", ["--no-migrate"]),
+        ("from shikaku_server.admin import main; main()", "sqlalchemy", ["migrate"]),
+    ],
+    ids=["server without uvicorn", "server without fastapi", "server without sqlalchemy", "admin without sqlalchemy"],
+)
+def test_server_commands_without_the_server_extra_name_the_pip_command(
+    command: str, blocked: str, argv: list[str]
+) -> None:
+    # an install of the project without the server extra: the module is missing (None in
+    # sys.modules makes its import fail as if it were not installed)
+    code = f"import sys\nsys.modules[{blocked!r}] = None\n{command}\n"
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, check=False)
+    prog = "shikaku-admin" if "admin" in command else "shikaku-server"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"{prog}: the Python module {blocked!r} is not installed: pip install 'shikaku[server]'\n"
+    assert "Traceback" not in done.stdout

@@ -1,8 +1,11 @@
-"""``shikaku-server`` start-up: a loud warning when /metrics would be open on the network."""
+"""``shikaku-server`` start-up: a loud warning when /metrics would be open on the network; the
+metrics directory of several workers (prometheus_client's multiprocess mode)."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,3 +40,34 @@ def test_open_metrics_on_a_public_address_is_warned_about(
     assert result.exit_code == 0
     assert runs and runs[0]["log_config"]["version"] == 1
     assert any("/metrics is open" in r.getMessage() for r in caplog.records) is warned
+
+
+def test_several_workers_get_a_fresh_metrics_directory_removed_at_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(server_main.METRICS_DIR_ENV, raising=False)
+    with server_main.metrics_directory(workers=2) as path:
+        assert path is not None and os.environ[server_main.METRICS_DIR_ENV] == path
+        assert os.listdir(path) == []
+        Path(path, "counter_123.db").write_bytes(b"x")  # what a worker writes
+    assert not Path(path).exists()
+    assert server_main.METRICS_DIR_ENV not in os.environ
+
+
+def test_a_given_metrics_directory_is_emptied_of_an_earlier_runs_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given = tmp_path / "prom"
+    given.mkdir()
+    (given / "counter_99.db").write_bytes(b"stale")
+    (given / "histogram_99.db").write_bytes(b"stale")
+    (given / "README").write_text("not ours")
+    monkeypatch.setenv(server_main.METRICS_DIR_ENV, str(given))
+    with server_main.metrics_directory(workers=2) as path:
+        assert path == str(given)
+        assert sorted(p.name for p in given.iterdir()) == ["README"]
+    assert sorted(p.name for p in given.iterdir()) == ["README"]  # the operator's directory stays
+
+
+def test_one_worker_needs_no_metrics_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(server_main.METRICS_DIR_ENV, raising=False)
+    with server_main.metrics_directory(workers=1) as path:
+        assert path is None and server_main.METRICS_DIR_ENV not in os.environ

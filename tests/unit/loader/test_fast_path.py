@@ -129,15 +129,3 @@ def test_undecodable_lines_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     data = b"\n".join([header, good, good.replace(b"01", b"\x81\x0a", 1), good, b"\xff\xfe" + good, good])
     checked = _same(monkeypatch, data)
     assert any(e.code == "encoding" for c in checked for e in c.errors)
-
-
-def test_person_norm_is_normalize_person_text() -> None:
-    from schemas.identifiers import normalize_person_text
-    from shikaku_server.upload.service import _person_norm
-
-    pool = "佐藤幹 \u3000\t\u00a0\u2003ｻﾄｳﾐｷカ\u3099\u309bﾞー－ｰ‐-―12１２Ａa\u0301é㈱"
-    rnd = random.Random(11)
-    samples = ["佐藤　幹", "山口県江東区中川崎19丁目3番6号", "東京都 1-2-3", "ｻﾄｳ　ﾐｷ", "カ\u3000\u3099", ""]
-    samples += ["".join(rnd.choice(pool) for _ in range(rnd.randint(1, 12))) for _ in range(3000)]
-    for s in samples:
-        assert _person_norm(s) == normalize_person_text(s), repr(s)

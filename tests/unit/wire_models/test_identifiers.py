@@ -7,6 +7,9 @@ check digit at all.
 
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +21,7 @@ from schemas.identifiers import (
     insurer_number_problem,
     is_my_number,
     luhn_check_digit,
+    normalize_person_text,
 )
 
 # 01130012 (協会けんぽ 東京): 0113001 from the right, weights 2,1,…: 2+0+0+3+2+1+0 = 8 -> 10-8 = 2
@@ -151,3 +155,38 @@ def test_wire_types_name_the_rule_never_the_value(data: dict[str, object], messa
     assert message in error["msg"]
     for value in data.values():
         assert str(value) not in error["msg"]
+
+
+# names and addresses as compared (card linking, "newer eligibility"): written down here as the
+# plain definition, against which the one implementation (it takes shortcuts) is checked
+_HYPHEN_FORMS = "‐‑‒–—―−ーｰ－"
+
+
+def _person_text_by_definition(value: str) -> str:
+    folded = "".join(c for c in unicodedata.normalize("NFKC", value) if not c.isspace())
+    return folded.translate(str.maketrans(_HYPHEN_FORMS, "-" * len(_HYPHEN_FORMS)))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("山田　太郎", "山田太郎"),  # the full-width space between family and given name
+        ("ﾔﾏﾀﾞ ﾀﾛｳ", "ヤマダタロウ"),  # half-width kana composed with its voiced mark
+        ("東京都千代田区霞が関１－２－２", "東京都千代田区霞が関1-2-2"),
+        ("霞が関1ー2―2\t\u00a0\u2003", "霞が関1-2-2"),  # every hyphen form, every kind of space
+        ("㈱しかく", "(株)しかく"),
+        ("", ""),
+    ],
+)
+def test_normalize_person_text(value: str, expected: str) -> None:
+    assert normalize_person_text(value) == expected
+    assert _person_text_by_definition(value) == expected
+
+
+def test_normalize_person_text_is_its_definition_on_mixed_text() -> None:
+    pool = "佐藤幹 \u3000\t\u00a0\u2003\u205f\n\u1680ｻﾄｳﾐｷカ\u3099\u309bﾞー－ｰ‐-―12１２Ａa\u0301é㈱"
+    rnd = random.Random(11)
+    samples = ["佐藤　幹", "山口県江東区中川崎19丁目3番6号", "東京都 1-2-3", "ｻﾄｳ　ﾐｷ", "カ\u3000\u3099"]
+    samples += ["".join(rnd.choice(pool) for _ in range(rnd.randint(1, 12))) for _ in range(5000)]
+    for s in samples:
+        assert normalize_person_text(s) == _person_text_by_definition(s), repr(s)
