@@ -166,6 +166,8 @@ def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
         raise InvalidResourceError(
             "not a valid CoverageEligibilityRequest", outcome, my_number=code != "validation_error"
         ) from None
+    except KeyError:  # fhir.resources looks a contained resource's type up by name
+        raise _invalid("a contained resource of no known resourceType", "CoverageEligibilityRequest.contained") from None
     if "validation" not in (request.purpose or []):
         raise _invalid("purpose must include validation", "CoverageEligibilityRequest.purpose")
     if request.servicedPeriod is not None:

@@ -440,3 +440,21 @@ def test_database_down_is_503_not_500(
     monkeypatch.setattr(fhir_service, "lookup", failing)
     r = post_eligibility(client, tokens["reception"], eligibility_request())
     assert r.status_code == 503 and outcome_code(r) == "unavailable" and r.headers["retry-after"]
+
+
+def test_a_contained_resource_of_no_known_type_is_a_validation_error(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    # found by the hostile-bytes properties: an unknown resourceType inside `contained` was a KeyError (a 500)
+    body = eligibility_request()
+    body["contained"][0]["resourceType"] = "NoSuchResource"
+    for path, payload in (
+        ("/fhir/R4/CoverageEligibilityRequest", body),
+        ("/fhir/R4", {"resourceType": "Bundle", "type": "batch",
+                      "entry": [{"request": {"method": "POST", "url": "CoverageEligibilityRequest"}, "resource": body}]}),
+    ):
+        r = client.post(path, json=payload, headers=auth(tokens["reception"]))
+        assert r.status_code in (200, 400, 422), r.text
+        text = r.text
+        assert '"internal_error"' not in text and "NoSuchResource" not in text, text
+        assert "validation_error" in text
