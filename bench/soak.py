@@ -99,45 +99,43 @@ async def _maximum(load: Load, seconds: float) -> float:
 
 
 async def _soak(load: Load, rate: float, seconds: float, upload_minutely: Any) -> list[dict[str, Any]]:
-    minutes: list[dict[str, Any]] = []
-    current: dict[str, Any] = {"latencies": [], "errors": 0}
+    """An open loop at ``rate`` ops/s for ``seconds``; each operation counts in the minute it was
+    sent in (one still running at a minute's end too)."""
+    done: list[tuple[float, bool, float]] = []  # (sent at, ok, ms)
     pending: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
-    next_minute = start + 60
 
-    async def fire(bucket: dict[str, Any]) -> None:
+    async def fire() -> None:
+        sent = time.perf_counter() - start
         ok, ms = await load.one()
-        bucket["latencies"].append(ms)
-        bucket["errors"] += 0 if ok else 1
+        done.append((sent, ok, ms))
 
-    def close(bucket: dict[str, Any]) -> None:
-        lat = bucket.pop("latencies")
-        bucket.update(
-            minute=len(minutes) + 1,
-            requests=len(lat),
-            p50_ms=round(percentile(lat, 50), 1) if lat else None,
-            p99_ms=round(percentile(lat, 99), 1) if lat else None,
-        )
-        minutes.append(bucket)
-
-    uploads: list[asyncio.Task[dict[str, Any]]] = [asyncio.create_task(asyncio.to_thread(upload_minutely, 0))]
+    uploads = [asyncio.create_task(asyncio.to_thread(upload_minutely, 0))]
     i = 0
     while (now := time.perf_counter()) < start + seconds:
-        if now >= next_minute:
-            close(current)
-            current = {"latencies": [], "errors": 0}
-            next_minute += 60
-            uploads.append(asyncio.create_task(asyncio.to_thread(upload_minutely, len(minutes))))
-        task = asyncio.create_task(fire(current))
+        if now - start >= 60 * len(uploads):
+            uploads.append(asyncio.create_task(asyncio.to_thread(upload_minutely, len(uploads))))
+        task = asyncio.create_task(fire())
         pending.add(task)
         task.add_done_callback(pending.discard)
         i += 1
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
     await asyncio.gather(*pending)
-    close(current)
     results = await asyncio.gather(*uploads, return_exceptions=True)
-    for m, res in zip(minutes, results, strict=False):
-        m["upload"] = res if isinstance(res, dict) else f"error: {res!r}"
+    minutes: list[dict[str, Any]] = []
+    for m, res in enumerate(results):
+        ops = [(ok, ms) for sent, ok, ms in done if m * 60 <= sent < (m + 1) * 60]
+        lat = [ms for _, ms in ops]
+        minutes.append(
+            {
+                "minute": m + 1,
+                "requests": len(ops),
+                "errors": sum(1 for ok, _ in ops if not ok),
+                "p50_ms": round(percentile(lat, 50), 1) if lat else None,
+                "p99_ms": round(percentile(lat, 99), 1) if lat else None,
+                "upload": res if isinstance(res, dict) else f"error: {res!r}",
+            }
+        )
     return minutes
 
 

@@ -177,6 +177,8 @@ def withhold_my_number(text: str) -> str:
     """``text``, or a fixed placeholder when it holds a My Number: the last guard of anything
     printed or written from messages that came from elsewhere (another server's answer)."""
     return WITHHELD if my_number_in(text) else text
+
+
 MY_NUMBER_MESSAGE = "my_number_detected: a 12-digit individual number (My Number) is never accepted"
 
 

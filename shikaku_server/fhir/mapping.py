@@ -25,6 +25,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from schemas.identifiers import MY_NUMBER_MESSAGE, my_number_in
 from shikaku_server.errors import DomainError, ValidationFailedError
 from shikaku_server.fhir import codes as c
 
@@ -154,6 +155,10 @@ def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
     extensions and the payor Organization's 保険者番号."""
     if not isinstance(data, dict) or data.get("resourceType") != "CoverageEligibilityRequest":
         raise _invalid("a CoverageEligibilityRequest is expected", "resourceType")
+    if my_number_in(data):  # in any element: the answer echoes some (identifier, contained …)
+        raise InvalidResourceError(
+            MY_NUMBER_MESSAGE, operation_outcome("my_number_detected", 422, MY_NUMBER_MESSAGE), my_number=True
+        )
     try:
         # from the bytes when we have them: pydantic's JSON mode is a third cheaper
         request = (
@@ -166,8 +171,10 @@ def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
         raise InvalidResourceError(
             "not a valid CoverageEligibilityRequest", outcome, my_number=code != "validation_error"
         ) from None
-    except KeyError:  # fhir.resources looks a contained resource's type up by name
-        raise _invalid("a contained resource of no known resourceType", "CoverageEligibilityRequest.contained") from None
+    except (KeyError, TypeError):  # fhir.resources looks a contained resource's type up by name
+        raise _invalid(
+            "a contained resource of no known resourceType", "CoverageEligibilityRequest.contained"
+        ) from None
     if "validation" not in (request.purpose or []):
         raise _invalid("purpose must include validation", "CoverageEligibilityRequest.purpose")
     if request.servicedPeriod is not None:
@@ -263,6 +270,7 @@ QUERY_PATHS = {
 
 def query_outcome(errors: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Validation errors of the by-number query, named by the FHIR element of each field."""
+
     def element(loc: Any) -> str:
         field = str(loc[0]) if loc else ""  # a whole-body check (the My Number screen) has no field
         return QUERY_PATHS.get(field, field)
