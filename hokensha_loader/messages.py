@@ -78,6 +78,11 @@ FIELD_LABELS: dict[str, str] = {
     "ggt": "γ-GT（γ-GTP）",
     "fasting_glucose": "空腹時血糖",
     "urine_protein": "尿蛋白",
+    "service_month": "診療年月",
+    "facility_name": "医療機関等名称",
+    "care_kind": "診療区分",
+    "total_cost": "医療費の総額",
+    "patient_paid": "窓口負担相当額",
 }
 
 # code -> Japanese message; {field} is 「label（column）」 or 「この行」
@@ -85,6 +90,9 @@ _ROW_JA: dict[str, str] = {
     "required": "{field}が入力されていません",
     "too_long": "{field}が長すぎます{detail}",
     "invalid_date": "{field}が日付ではありません（YYYY-MM-DD または YYYYMMDD）",
+    "invalid_month": "{field}が年月ではありません（YYYY-MM）",
+    "check_digit": "{field}の検査数字（チェックディジット）が合いません",
+    "exceeds_total": "{field}が医療費の総額（total_cost）を超えています",
     "invalid_code": "{field}が決められた値ではありません{detail}",
     "invalid_number": "{field}が数値ではありません",
     "out_of_range": "{field}が範囲外です{detail}",

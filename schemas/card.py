@@ -116,6 +116,7 @@ class AccessLogItem(ResponseModel):
     what: str
     query_kind: str | None
     consent_id: int | None
+    emergency: bool = False  # 救急時医療情報閲覧: read without consent at an emergency hospital
 
 
 class AccessLog(ResponseModel):

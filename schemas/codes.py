@@ -14,6 +14,8 @@ COPAY_RATIOS = frozenset({10, 20, 30})
 LIMIT_KINDS = frozenset({"01", "02", "03"})
 LIMIT_CLASSES = frozenset({f"A{i:02d}" for i in range(1, 7)} | {f"B{i:02d}" for i in range(1, 11)})
 DISEASE_CATEGORIES = frozenset({"1", "2", "3"})  # dialysis, haemophilia, HIV from blood products
+# 医療費通知情報: the kind of care of an expenses row
+CARE_KINDS: dict[str, str] = {"1": "医科入院", "2": "医科外来", "3": "歯科", "4": "調剤", "5": "訪問看護"}
 
 Sex = Literal["1", "2", "3"]
 PersonalFamily = Literal["1", "2"]

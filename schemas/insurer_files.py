@@ -10,6 +10,7 @@ Line numbers are physical lines of the file (the CSV header is line 1; NDJSON st
 
 from __future__ import annotations
 
+import calendar
 import codecs
 import csv
 import datetime as dt
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from schemas.codes import (
     CARD_CLASSIFICATIONS,
+    CARE_KINDS,
     COPAY_RATIOS,
     DISEASE_CATEGORIES,
     LIMIT_CLASSES,
@@ -34,14 +36,15 @@ from schemas.identifiers import (
     SPECIAL_DIGITS,
     facility_code_problem,
     insurer_number_problem,
+    luhn_check_digit,
     my_number_in,
     normalize_kana,
     normalize_key_text,
     text_problem,
 )
 
-FileKind = Literal["eligibility", "medications", "checkups"]
-FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups")
+FileKind = Literal["eligibility", "medications", "checkups", "expenses"]
+FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups", "expenses")
 
 KEY_COLUMNS = ("insurer_number", "symbol", "number", "branch")
 ELIGIBILITY_COLUMNS = (
@@ -101,12 +104,23 @@ CHECKUP_NUMERIC = (
 )
 CHECKUP_COLUMNS = (*KEY_COLUMNS, "checked_on")
 CHECKUP_OPTIONAL = (*CHECKUP_NUMERIC, "urine_protein")
+EXPENSE_COLUMNS = (
+    *KEY_COLUMNS,
+    "service_month",
+    "facility_code",
+    "facility_name",
+    "care_kind",
+    "days",
+    "total_cost",
+    "patient_paid",
+)
 
 # required / optional columns of each kind
 COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "eligibility": (ELIGIBILITY_COLUMNS, ELIGIBILITY_OPTIONAL),
     "medications": (MEDICATION_COLUMNS, ()),
     "checkups": (CHECKUP_COLUMNS, CHECKUP_OPTIONAL),
+    "expenses": (EXPENSE_COLUMNS, ()),
 }
 # header names that are, or look like, an individual-number (My Number) column
 _MY_NUMBER_COLUMN = re.compile(r"my_?number|mynumber|個人番号|マイナンバー|kojin_?bango", re.IGNORECASE)
@@ -660,13 +674,21 @@ class _RowCheck:
         self.fail(name, "invalid_date", f"{name} is not a date (YYYY-MM-DD or YYYYMMDD)")
         return None
 
-    def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+    def _given(self, name: str, required: bool) -> str | None:
+        """The field's value (NFKC, stripped), or None when it is flagged as a My Number or empty
+        (then ``required`` when it must be given)."""
         if name in self.flagged:
             return None
         value = _nfkc(self.values.get(name, "")).strip()
         if not value:
             if required:
                 self.fail(name, "required", f"{name} is required")
+            return None
+        return value
+
+    def code(self, name: str, allowed: frozenset[str], *, required: bool = False, width: int = 0) -> str | None:
+        value = self._given(name, required)
+        if value is None:
             return None
         if width and value.isdigit() and len(value) < width:
             value = value.zfill(width)  # "1" for "01": spreadsheets drop leading zeros
@@ -684,12 +706,8 @@ class _RowCheck:
         low: float | None = None,
         high: float | None = None,
     ) -> float | None:
-        if name in self.flagged:
-            return None
-        value = _nfkc(self.values.get(name, "")).strip()
-        if not value:
-            if required:
-                self.fail(name, "required", f"{name} is required")
+        value = self._given(name, required)
+        if value is None:
             return None
         try:
             number = float(int(value)) if integer else float(value)
@@ -709,6 +727,38 @@ class _RowCheck:
             self.fail(name, "invalid_code", f"{name} must be 10, 20 or 30 (percent)")
             return None
         return int(value)
+
+    def facility_code(self, *, home_nursing: bool = False) -> str | None:
+        """A 10-digit 医療機関コード with its check digit (docs/domain.md); with ``home_nursing``
+        a 訪問看護ステーション's code (点数表 digit ``6``, the same check digit) is taken too."""
+        name = "facility_code"
+        value = self._given(name, True)
+        if value is None:
+            return None
+        station = home_nursing and len(value) == 10 and value.isascii() and value.isdigit() and value[2] == "6"
+        if station:
+            problem = None if luhn_check_digit(value[:9]) == int(value[9]) else "check digit does not match"
+        else:
+            problem = facility_code_problem(value)
+        if problem:
+            self.fail(name, "check_digit" if "check digit" in problem else "invalid_format", f"{name} {problem}")
+            return None
+        return value
+
+    def month(self, name: str, *, required: bool = False) -> dt.date | None:
+        """A month ``YYYY-MM`` (or ``YYYYMM``) as the first day of that month."""
+        value = self._given(name, required)
+        if value is None:
+            return None
+        year, month = (value[:4], value[5:]) if len(value) == 7 and value[4] == "-" else (value[:4], value[4:])
+        if len(value) in (6, 7) and year.isdigit() and month.isdigit() and len(month) == 2 and 1 <= int(month) <= 12:
+            first = dt.date(int(year), int(month), 1)
+            if first > _this_month():
+                self.fail(name, "out_of_range", f"{name} is a month that has not begun yet")
+                return None
+            return first
+        self.fail(name, "invalid_month", f"{name} is not a month (YYYY-MM)")
+        return None
 
     def key(self) -> tuple[str, str, str, str, str, str] | None:
         """(insurer_number, symbol, number, branch, symbol_norm, number_norm) or None."""
@@ -736,6 +786,14 @@ class _RowCheck:
         return insurer, symbol, number, branch, normalize_key_text(symbol), normalize_key_text(number)
 
 
+_JST = dt.timezone(dt.timedelta(hours=9))
+
+
+def _this_month() -> dt.date:
+    """The first day of the current month in Japan."""
+    return dt.datetime.now(_JST).date().replace(day=1)
+
+
 def _range_text(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
         return f"{low:g} to {high:g}"
@@ -744,12 +802,25 @@ def _range_text(low: float | None, high: float | None) -> str:
     return f"at most {high:g}" if high is not None else "a finite number"
 
 
+_DATE_ITEM = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}")
+
+
+def _dates_masked(value: str) -> str:
+    """A list column's value with each item that is a date written out replaced by ``D``: the
+    digits of "2024-04-01|2025-04-01" side by side would read as one 12-digit run, while
+    "1234|5678|9012" (no item a date) is screened as it is."""
+    return DISEASE_SEPARATOR.join(
+        "D" if _DATE_ITEM.fullmatch(item.strip()) else item for item in value.split(DISEASE_SEPARATOR)
+    )
+
+
 def _screen(check: _RowCheck) -> frozenset[str]:
     flagged = [
         name
         for name, value in check.values.items()
         # (the ASCII test inlined: most values are short or plain and need no call)
-        if (not value.isascii() or (len(value) >= 12 and _TWELVE_DIGITS.match(value))) and my_number_in(value)
+        if (not value.isascii() or (len(value) >= 12 and _TWELVE_DIGITS.match(value)))
+        and my_number_in(_dates_masked(value) if name in _LIST_COLUMNS else value)
     ]
     for name in flagged:
         check.fail(name, "my_number_detected", f"{name} holds a 12-digit individual number (My Number): never accepted")
@@ -808,7 +879,9 @@ class EligibilityRecord:
 
 
 @dataclass(slots=True)
-class MedicationRecord:
+class _PersonRow:
+    """The line and the person's key, first in every record of a clinical or expenses row."""
+
     line: int
     insurer_number: str
     symbol: str
@@ -816,6 +889,10 @@ class MedicationRecord:
     branch: str
     symbol_norm: str
     number_norm: str
+
+
+@dataclass(slots=True)
+class MedicationRecord(_PersonRow):
     dispensed_on: dt.date
     facility_code: str
     drug_code: str
@@ -826,20 +903,24 @@ class MedicationRecord:
 
 
 @dataclass(slots=True)
-class CheckupRecord:
-    line: int
-    insurer_number: str
-    symbol: str
-    number: str
-    branch: str
-    symbol_norm: str
-    number_norm: str
+class CheckupRecord(_PersonRow):
     checked_on: dt.date
     values: dict[str, float]
     urine_protein: str | None
 
 
-Record = EligibilityRecord | MedicationRecord | CheckupRecord
+@dataclass(slots=True)
+class ExpenseRecord(_PersonRow):
+    service_month: dt.date  # the first day of the month
+    facility_code: str
+    facility_name: str
+    care_kind: str
+    days: int
+    total_cost: int
+    patient_paid: int
+
+
+Record = EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord
 _POST = re.compile(r"^(\d{3})-?(\d{4})$")
 _ACTIONS = frozenset({"add", "change", "loss"})
 
@@ -966,14 +1047,7 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
     c = _RowCheck(line, values)
     key = c.key()
     dispensed = c.date("dispensed_on", required=True)
-    facility = _nfkc(values.get("facility_code", "")).strip()
-    problem = facility_code_problem(facility) if facility else "is required"
-    if problem and "facility_code" not in c.flagged:
-        c.fail(
-            "facility_code",
-            "check_digit" if "check digit" in problem else "invalid_format",
-            f"facility_code {problem}",
-        )
+    facility = c.facility_code()
     drug_code = c.text("drug_code", required=True, max_len=20)
     drug_name = c.text("drug_name", required=True)
     quantity = c.number("quantity", required=True, low=0, high=1e7)
@@ -981,7 +1055,7 @@ def validate_medication(line: int, values: dict[str, str]) -> tuple[MedicationRe
     days = c.number("days", required=True, integer=True, low=0, high=3660)
     if c.errors or key is None:
         return None, c.errors
-    assert dispensed and drug_code and drug_name and quantity is not None and unit and days is not None
+    assert dispensed and facility and drug_code and drug_name and quantity is not None and unit and days is not None
     return MedicationRecord(line, *key, dispensed, facility, drug_code, drug_name, quantity, unit, int(days)), []
 
 
@@ -1020,10 +1094,35 @@ def validate_checkup(line: int, values: dict[str, str]) -> tuple[CheckupRecord |
     return CheckupRecord(line, *key, checked, numbers, urine), []
 
 
+MAX_YEN = 1_000_000_000  # one person's month at one facility; far above any real claim
+
+
+def validate_expense(line: int, values: dict[str, str]) -> tuple[ExpenseRecord | None, list[RowError]]:
+    """One row of 医療費通知情報: a person's month at one facility (docs/expenses.md)."""
+    c = _RowCheck(line, values)
+    key = c.key()
+    month = c.month("service_month", required=True)
+    care_kind = c.code("care_kind", frozenset(CARE_KINDS), required=True)
+    facility = c.facility_code(home_nursing=care_kind == "5")
+    facility_name = c.text("facility_name", required=True)
+    last_day = 31 if month is None else calendar.monthrange(month.year, month.month)[1]
+    days = c.number("days", required=True, integer=True, low=0, high=last_day)
+    total = c.number("total_cost", required=True, integer=True, low=0, high=MAX_YEN)
+    paid = c.number("patient_paid", required=True, integer=True, low=0, high=MAX_YEN)
+    if total is not None and paid is not None and paid > total:
+        c.fail("patient_paid", "exceeds_total", "patient_paid is more than total_cost")
+    if c.errors or key is None:
+        return None, c.errors
+    assert month and facility and facility_name and care_kind and days is not None
+    assert total is not None and paid is not None
+    return ExpenseRecord(line, *key, month, facility, facility_name, care_kind, int(days), int(total), int(paid)), []
+
+
 VALIDATORS = {
     "eligibility": validate_eligibility,
     "medications": validate_medication,
     "checkups": validate_checkup,
+    "expenses": validate_expense,
 }
 
 

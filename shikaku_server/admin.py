@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,13 +43,86 @@ def facility() -> None:
 @click.option("--name", required=True)
 @click.option("--role", type=click.Choice(["reception", "physician", "dentist", "pharmacist"]), default="reception")
 @click.option("--label", default=None, help="who holds the token (for the operator's records)")
-def facility_add(code: str, name: str, role: str, label: str | None) -> None:
+@click.option(
+    "--emergency/--no-emergency",
+    default=None,
+    help="mark (or unmark) the facility as an emergency hospital (救急時医療情報閲覧)",
+)
+def facility_add(code: str, name: str, role: str, label: str | None, emergency: bool | None) -> None:
     """Register a facility (if new) and print a new facility-user token for ROLE."""
     from shikaku_server.auth.service import add_facility
+    from shikaku_server.emergency.service import set_emergency
 
     with transaction(_factory()) as session:
         token = add_facility(session, code=code, name=name, role=role, label=label)
+        if emergency is not None:
+            set_emergency(session, code, emergency)
     click.echo(token)
+
+
+@cli.group()
+def cards() -> None:
+    """一時利用停止: suspend a lost card for its holder (the call centre), and resume it.
+
+    The caller is identified by the insurance number (保険者番号, 記号, 番号, 枝番) and the four
+    facts (name, birth date, sex, address), all of which must match the person's current record;
+    every card linked to the person is suspended. Logged with the operator in the audit trail."""
+
+
+def _person_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--insurer-number", required=True, help="保険者番号"),
+            click.option("--symbol", required=True, help="記号"),
+            click.option("--number", required=True, help="番号"),
+            click.option("--branch", required=True, help="枝番 (2 digits)"),
+            click.option("--name", required=True),
+            click.option("--birth-date", required=True, type=click.DateTime(["%Y-%m-%d"])),
+            click.option("--sex", required=True, type=click.Choice(["1", "2", "3"])),
+            click.option("--address", required=True),
+            click.option("--operator", required=True, help="the operator's name or id (the audit trail)"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _person(session: Session, options: dict[str, Any]) -> int:
+    from shikaku_server.me.suspension import person_by_facts
+
+    return person_by_facts(
+        session,
+        insurer_number=options["insurer_number"],
+        symbol=options["symbol"],
+        number=options["number"],
+        branch=options["branch"],
+        name=options["name"],
+        birth_date=options["birth_date"].date(),
+        sex=options["sex"],
+        address=options["address"],
+    )
+
+
+@cards.command("suspend")
+@_person_options
+def cards_suspend(**options: Any) -> None:
+    """Suspend every card of the person (refused everywhere with card_suspended until resumed)."""
+    from shikaku_server.me.suspension import suspend_person
+
+    with transaction(_factory()) as session:
+        count = suspend_person(session, _person(session, options), by=f"operator:{options['operator']}")
+    click.echo(f"{count} card(s) suspended")
+
+
+@cards.command("resume")
+@_person_options
+def cards_resume(**options: Any) -> None:
+    """End the suspension of the person's cards."""
+    from shikaku_server.me.suspension import resume_person
+
+    with transaction(_factory()) as session:
+        count = resume_person(session, _person(session, options), by=f"operator:{options['operator']}")
+    click.echo(f"{count} card(s) resumed")
 
 
 @cli.group()
@@ -139,12 +214,24 @@ def revocations() -> None:
 @revocations.command("import")
 @click.argument("crl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def revocations_import(crl_file: Path) -> None:
-    """Import a CRL (DER or PEM) published by the identity authority."""
-    from shikaku_server.card.service import import_crl
+    """Import a full or delta CRL (DER or PEM) published by the identity authority."""
+    from shikaku_server.card.crl_watch import apply_crl
 
     with transaction(_factory()) as session:
-        count = import_crl(session, crl_file.read_bytes())
-    click.echo(f"{count} revoked certificate(s) imported")
+        applied = apply_crl(session, crl_file.read_bytes())
+    released = f", {applied.removed} released (removeFromCRL)" if applied.removed else ""
+    click.echo(f"{applied.added} revoked certificate(s) imported{released}")
+
+
+@revocations.command("watch")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--interval", default=300.0, show_default=True, help="seconds between two polls")
+@click.option("--once", is_flag=True, help="poll once and exit")
+def revocations_watch(sources: tuple[str, ...], interval: float, once: bool) -> None:
+    """Poll full and delta CRLs at SOURCES (http(s) URLs or directories) and import them."""
+    from shikaku_server.card.crl_watch import Watch
+
+    Watch(_factory(), list(sources)).run(interval, passes=1 if once else None, echo=click.echo)
 
 
 @cli.group()

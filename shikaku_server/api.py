@@ -10,7 +10,9 @@ from shikaku_server.card import views as card
 from shikaku_server.clinical import views as clinical
 from shikaku_server.consent import views as consent
 from shikaku_server.eligibility import views as eligibility
+from shikaku_server.emergency import views as emergency
 from shikaku_server.fhir import views as fhir
+from shikaku_server.me import views as me
 from shikaku_server.upload import views as upload
 
 
@@ -23,6 +25,8 @@ def mount(app: FastAPI) -> None:
         card.router,
         consent.router,
         clinical.router,
+        me.router,
+        emergency.router,
         fhir.router,
     ):
         app.include_router(router)

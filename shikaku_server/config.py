@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     rate_limit_batch_queries_per_facility: int = 50_000
     rate_limit_registrations_per_token: int = 20
     rate_limit_registrations_per_facility: int = 60
+    rate_limit_me_challenges_per_client: int = 20  # per minute per client address (/v1/me/challenges)
+    rate_limit_emergency_reads_per_token: int = 10  # per hour (救急時医療情報閲覧)
+    rate_limit_emergency_reads_per_facility: int = 30
 
     def db_timeouts(self) -> DBTimeouts:
         return DBTimeouts(

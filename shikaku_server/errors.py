@@ -105,6 +105,12 @@ class AttestationInvalidError(DomainError):
     status = 401
 
 
+class CardSuspendedError(DomainError):
+    code = "card_suspended"
+    title = "This card is suspended (一時利用停止) until it is resumed"
+    status = 403
+
+
 class CardNotRegisteredError(DomainError):
     code = "card_not_registered"
     title = "This card is not linked to an insured person yet"

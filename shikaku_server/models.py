@@ -3,11 +3,13 @@
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
 from shikaku_server.batch.models import Batch
-from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
+from shikaku_server.card.models import CardLink, CardLinkAudit, CardSuspension, RevokedCertificate, TrustAnchor
 from shikaku_server.clinical.models import Checkup, Medication
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.database import Base
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
+from shikaku_server.emergency.models import EmergencyRead
+from shikaku_server.expenses.models import Expense
 from shikaku_server.upload.models import Upload
 
 __all__ = [
@@ -17,9 +19,12 @@ __all__ = [
     "Batch",
     "CardLink",
     "CardLinkAudit",
+    "CardSuspension",
     "Checkup",
     "Consent",
     "EligibilityPeriod",
+    "EmergencyRead",
+    "Expense",
     "Facility",
     "Insured",
     "Insurer",

@@ -42,6 +42,8 @@ WINDOWS: dict[str, tuple[int, str]] = {
     "batch_query": (3600, "batch queries"),
     "registration": (3600, "card registrations"),
     "lookup_failure": (3600, "by-number lookups that matched nobody"),
+    "me_challenge": (60, "patient challenges"),  # per client address: no token (/v1/me/challenges)
+    "emergency": (3600, "emergency reads"),
 }
 _WARN_EVERY = 10.0  # seconds between two "store unavailable" warnings
 
@@ -77,6 +79,10 @@ def rules_from(settings: Settings) -> dict[str, Rule]:
             "lookup_failure",
             settings.rate_limit_lookup_failures_per_token,
             settings.rate_limit_lookup_failures_per_facility,
+        ),
+        "me_challenge": rule("me_challenge", settings.rate_limit_me_challenges_per_client, 0),
+        "emergency": rule(
+            "emergency", settings.rate_limit_emergency_reads_per_token, settings.rate_limit_emergency_reads_per_facility
         ),
     }
 
@@ -237,6 +243,16 @@ class RateLimiter:
     async def ahit(self, action: str, principal: Principal, amount: int = 1) -> None:
         """``hit`` from the event loop."""
         await (await self.abegin(action, principal, amount)).check()
+
+    async def ahit_client(self, action: str, address: str) -> None:
+        """``ahit`` for a call without a token, counted per client address (the rule's per-token
+        limit is the per-address one)."""
+        principal = Principal(token_id=-1, kind="client", facility_code=None, role=None, insurer_numbers=frozenset())
+        counted = self._counted(action, principal, 1)
+        if counted is not None:
+            counted.keys = [f"rl:{action}:client:{address}:{key.rsplit(':', 1)[1]}" for key in counted.keys]
+            counted.scopes = ["client address"] * len(counted.keys)
+            await (await self._abegin(counted)).check()
 
     async def abegin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
         """Start counting a request: on the event-loop Redis client the counters are sent now and

@@ -15,7 +15,9 @@ What it produces (contract: "Insurer files"):
   ``|``-separated in one row); some ``change`` rows (copay or address, from a date) and ``loss``
   rows (reason 01 / 03 / 99, ``valid_to`` = last day of eligibility);
 - kana in full-width katakana, a few written half-width (to exercise normalisation); a few names
-  with rare characters (𠮷, 髙); medications (valid pharmacy codes) and checkups (特定健診, 40–74).
+  with rare characters (𠮷, 髙); medications (valid pharmacy codes) and checkups (特定健診, 40–74);
+  expenses (医療費通知情報: per person, month, facility and kind of care, what the care cost and
+  what the person paid at their copay ratio).
 
 No field ever holds a 12-digit run with a valid My Number check digit (tests assert it).
 
@@ -44,6 +46,7 @@ from schemas.insurer_files import (
     CHECKUP_OPTIONAL,
     ELIGIBILITY_COLUMNS,
     ELIGIBILITY_OPTIONAL,
+    EXPENSE_COLUMNS,
     MEDICATION_COLUMNS,
 )
 
@@ -457,6 +460,7 @@ def generate_population(n_people: int, seed: int = 0, *, today: dt.date | None =
 ELIGIBILITY_HEADER = (*ELIGIBILITY_COLUMNS, *ELIGIBILITY_OPTIONAL)
 MEDICATION_HEADER = MEDICATION_COLUMNS
 CHECKUP_HEADER = (*CHECKUP_COLUMNS, *CHECKUP_OPTIONAL)
+EXPENSE_HEADER = EXPENSE_COLUMNS
 Row = dict[str, str | int | float | list[str]]
 
 
@@ -603,6 +607,91 @@ def checkup_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | No
             yield row
 
 
+_FACILITY_NAMES = ("さくら", "みどり", "ひかり", "あおば", "ことぶき", "やまと", "ひまわり", "しらかば")
+# (点数表 digit, name suffix, care kinds it bills)
+_FACILITY_KINDS = (
+    ("1", "内科クリニック", ("2",)),
+    ("1", "総合病院", ("1", "2")),
+    ("3", "歯科医院", ("3",)),
+    ("4", "薬局", ("4",)),
+    ("6", "訪問看護ステーション", ("5",)),
+)
+HIGH_COST_CAP = 80_100  # 高額療養費: about the 一般 monthly cap; the synthetic 窓口負担 never exceeds it
+
+
+@dataclass(frozen=True, slots=True)
+class _Facility:
+    code: str
+    name: str
+    care_kinds: tuple[str, ...]
+
+
+def _facilities(rng: random.Random, per_kind: int = 12) -> dict[str, list[_Facility]]:
+    """A pool of facilities with valid codes, by the care kind they bill."""
+    by_kind: dict[str, list[_Facility]] = {}
+    for table, suffix, kinds in _FACILITY_KINDS:
+        for _ in range(per_kind):
+            digits = f"{rng.randint(1, 47):02d}{table}{rng.randint(1, 99):02d}{rng.randint(1, 9999):04d}"
+            facility = _Facility(with_check_digit(digits), rng.choice(_FACILITY_NAMES) + suffix, kinds)
+            for kind in kinds:
+                by_kind.setdefault(kind, []).append(facility)
+    return by_kind
+
+
+def _months(first: dt.date, last: dt.date) -> Iterator[dt.date]:
+    month = first.replace(day=1)
+    while month <= last:
+        yield month
+        month = (month + dt.timedelta(days=32)).replace(day=1)
+
+
+def expense_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | None = None,
+                 share: float = 0.5, months: int = 15) -> Iterator[Row]:
+    """医療費通知情報 for ``share`` of people: the ``months`` whole months before ``today``'s,
+    within eligibility; in some months an outpatient clinic (often with a pharmacy), a dentist,
+    an inpatient stay, home nursing for the old. ``patient_paid`` is the cost at the person's
+    copay ratio, rounded to 10 yen, capped at ``HIGH_COST_CAP``."""
+    rng = random.Random(seed ^ 0xE7E5)
+    today = today or dt.date.today()
+    pool = _facilities(rng)
+    this_month = today.replace(day=1)
+    start = this_month
+    for _ in range(months):
+        start = (start - dt.timedelta(days=1)).replace(day=1)
+    for p in people:
+        if rng.random() >= share:
+            continue
+        clinic, pharmacy, dentist = rng.choice(pool["2"]), rng.choice(pool["4"]), rng.choice(pool["3"])
+        last = this_month - dt.timedelta(days=1)
+        if p.lost_on is not None and p.lost_on < last:
+            last = p.lost_on
+        for month in _months(max(start, p.valid_from), last):
+            ratio = p.copay_on(month)
+            if p.elderly_ratio is not None and p.elderly_valid_from is not None and month >= p.elderly_valid_from:
+                ratio = p.elderly_ratio
+            length = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - month
+            visits: list[tuple[_Facility, str, int, int]] = []
+            if rng.random() < 0.35:
+                days = rng.randint(1, 3)
+                visits.append((clinic, "2", days, days * rng.randint(150, 900) * 10))
+                if rng.random() < 0.7:
+                    visits.append((pharmacy, "4", days, days * rng.randint(100, 1500) * 10))
+            if rng.random() < 0.08:
+                days = rng.randint(1, 2)
+                visits.append((dentist, "3", days, days * rng.randint(200, 1200) * 10))
+            if rng.random() < 0.01:
+                days = rng.randint(2, min(20, length.days))
+                visits.append((rng.choice(pool["1"]), "1", days, days * rng.randint(2000, 6000) * 10))
+            if age(p.birth_date, month) >= 75 and rng.random() < 0.05:
+                days = rng.randint(2, 8)
+                visits.append((rng.choice(pool["5"]), "5", days, days * rng.randint(800, 1300) * 10))
+            for facility, kind, days, total in visits:
+                paid = min(HIGH_COST_CAP, round(total * ratio / 1000) * 10)
+                yield {**_key_row(p), "service_month": month.strftime("%Y-%m"), "facility_code": facility.code,
+                       "facility_name": facility.name, "care_kind": kind, "days": days, "total_cost": total,
+                       "patient_paid": paid}
+
+
 # ---------------------------------------------------------------- writers
 
 
@@ -660,6 +749,16 @@ def write_checkups_csv(path: Path | str, people: Iterable[Person], encoding: str
     return write_csv(path, CHECKUP_HEADER, checkup_rows(people, seed, today=today), encoding=encoding)
 
 
+def write_expenses_csv(path: Path | str, people: Iterable[Person], encoding: str = "utf-8", *,
+                       seed: int = 0, today: dt.date | None = None) -> int:
+    return write_csv(path, EXPENSE_HEADER, expense_rows(people, seed, today=today), encoding=encoding)
+
+
+def write_expenses_ndjson(path: Path | str, people: Iterable[Person], *, seed: int = 0,
+                          today: dt.date | None = None) -> int:
+    return write_ndjson(path, expense_rows(people, seed, today=today))
+
+
 def write_eligibility_ndjson(path: Path | str, people: Iterable[Person]) -> int:
     return write_ndjson(path, eligibility_rows(people))
 
@@ -679,7 +778,8 @@ def write_checkups_ndjson(path: Path | str, people: Iterable[Person], *, seed: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.population",
-                                     description="Write synthetic insurer files (eligibility, medications, checkups).")
+                                     description="Write synthetic insurer files (eligibility, medications,"
+                                                 " checkups, expenses).")
     parser.add_argument("--people", type=int, required=True, help="number of insured people")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
@@ -702,11 +802,15 @@ def main(argv: list[str] | None = None) -> int:
                                                            args.encoding, seed=args.seed, today=today)
         written["checkups.csv"] = write_checkups_csv(args.out / "checkups.csv", people(), args.encoding,
                                                      seed=args.seed, today=today)
+        written["expenses.csv"] = write_expenses_csv(args.out / "expenses.csv", people(), args.encoding,
+                                                     seed=args.seed, today=today)
     if args.fmt in ("ndjson", "both"):
         written["eligibility.ndjson"] = write_eligibility_ndjson(args.out / "eligibility.ndjson", people())
         written["medications.ndjson"] = write_medications_ndjson(args.out / "medications.ndjson", people(),
                                                                  seed=args.seed, today=today)
         written["checkups.ndjson"] = write_checkups_ndjson(args.out / "checkups.ndjson", people(),
+                                                           seed=args.seed, today=today)
+        written["expenses.ndjson"] = write_expenses_ndjson(args.out / "expenses.ndjson", people(),
                                                            seed=args.seed, today=today)
     for name, rows in written.items():
         print(f"{args.out / name}: {rows:,} rows")

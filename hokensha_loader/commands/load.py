@@ -1,4 +1,4 @@
-"""``hokensha-load eligibility|medications|checkups FILE``: one command per file kind.
+"""``hokensha-load eligibility|medications|checkups|expenses FILE``: one command per file kind.
 
 Thin: parse options, pick dry run or upload, call the core, print the summary, return the
 exit code. Errors propagate to the single handler in ``hokensha_loader.cli``.
@@ -26,12 +26,13 @@ from hokensha_loader.core import (
 from hokensha_loader.errors import FileRefusedError, UsageError
 from hokensha_loader.messages import DEFAULT_LANG, LANGS, Lang, lang_of, row_message, text
 from hokensha_loader.progress import make_progress
-from schemas.insurer_files import FileKind
+from schemas.insurer_files import FILE_KINDS, FileKind
 
 _HELP = {
     "eligibility": "Load an eligibility file (add / change / loss rows).",
     "medications": "Load a drug-history (medications) file.",
     "checkups": "Load a health-checkup (特定健診) file.",
+    "expenses": "Load a medical-expenses (医療費通知情報) file: per person, month and facility.",
 }
 
 
@@ -125,4 +126,4 @@ def make_command(kind: FileKind) -> click.Command:
     return command
 
 
-commands = [make_command(kind) for kind in ("eligibility", "medications", "checkups")]
+commands = [make_command(kind) for kind in FILE_KINDS]

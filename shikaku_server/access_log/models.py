@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shikaku_server.database import Base, utcnow
@@ -24,3 +24,4 @@ class AccessLogEntry(Base):
     query_kind: Mapped[str | None] = mapped_column(String(16))  # card / number / batch
     consent_id: Mapped[int | None]
     visit_id: Mapped[str | None] = mapped_column(String(64))
+    emergency: Mapped[bool] = mapped_column(default=False, server_default=false())  # 救急時医療情報閲覧

@@ -24,6 +24,7 @@ def record(
     consent_id: int | None = None,
     visit_id: str | None = None,
     at: dt.datetime | None = None,
+    emergency: bool = False,
 ) -> None:
     session.add(
         AccessLogEntry(
@@ -35,6 +36,7 @@ def record(
             consent_id=consent_id,
             visit_id=visit_id,
             at=at or utcnow(),
+            emergency=emergency,
         )
     )
 
@@ -62,6 +64,7 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
             "what": e.what,
             "query_kind": e.query_kind,
             "consent_id": e.consent_id,
+            "emergency": e.emergency,
         }
         for e, name in rows
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shikaku_server.database import Base, utcnow
@@ -17,6 +17,8 @@ class Facility(Base):
     code: Mapped[str] = mapped_column(String(10), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # 救急時医療情報閲覧: marked by the operator (``shikaku-admin facility add --emergency``)
+    emergency: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Insurer(Base):

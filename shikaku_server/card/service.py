@@ -1,5 +1,5 @@
-"""The card path on the server: challenges, certificate checks, first-use linking, by-card
-eligibility, and the patient's own access log.
+"""The card path on the server: challenges, certificate checks, first-use linking and by-card
+eligibility (the patient's own side is ``shikaku_server.me``).
 
 Certificates: the chain/signature check is cached per certificate fingerprint (bounded LRU);
 revocation is looked up in the database on every check (indexed), so a CRL import takes effect
@@ -56,6 +56,7 @@ from shikaku_server.eligibility.service import (
 from shikaku_server.errors import (
     AttestationInvalidError,
     CardNotRegisteredError,
+    CardSuspendedError,
     CertificateExpiredError,
     CertificateRevokedError,
     ChallengeExpiredError,
@@ -67,6 +68,7 @@ from shikaku_server.errors import (
     UnavailableError,
     ValidationFailedError,
 )
+from shikaku_server.me.suspension import is_suspended, suspended
 from shikaku_server.pgasync import AsyncPG, Prepared
 
 if TYPE_CHECKING:
@@ -231,6 +233,8 @@ class CertificateVerifier:
         ).first()
         if revoked is not None:
             raise CertificateRevokedError()
+        if is_suspended(session, verified.issuer, serial_hex):
+            raise CardSuspendedError()
         return self.checked(verified, fingerprint, today)
 
     async def acheck_chain(
@@ -436,6 +440,7 @@ class CardFacts:
     (docs/consent.md)."""
 
     revoked: bool
+    suspended: bool
     insured_id: int | None
     insurer_number: str | None
     symbol_norm: str | None
@@ -460,6 +465,7 @@ _FACTS_QUERY = (
         exists().where(
             RevokedCertificate.issuer == bindparam("issuer"), RevokedCertificate.serial == bindparam("serial")
         ),
+        suspended(bindparam("issuer"), bindparam("serial")),
         CardLink.insured_id,
         InsuredRow.insurer_number,
         InsuredRow.symbol_norm,
@@ -477,10 +483,12 @@ _PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
 async def card_facts_async(pg: AsyncPG, issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
     """``card_facts`` in one prepared statement on the event loop (PostgreSQL)."""
     rows = await pg.fetch(_PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1})
-    revoked, insured_id, insurer_number, symbol_norm, number_norm, consent_id, revoked_at, expires_at = rows[0]
+    revoked, suspended_, insured_id, insurer_number, symbol_norm, number_norm, *consent = rows[0]
+    consent_id, revoked_at, expires_at = consent
     live = _live(consent_id, revoked_at, expires_at)
     return CardFacts(
         revoked=bool(revoked),
+        suspended=bool(suspended_),
         insured_id=insured_id,
         insurer_number=insurer_number,
         symbol_norm=symbol_norm,
@@ -505,8 +513,10 @@ def card_facts(factory: sessionmaker[Session], issuer: str, serial_hex: str, fac
         consent = None
         if row is not None:
             consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
+        card_suspended = is_suspended(session, issuer, serial_hex)
     return CardFacts(
         revoked=revoked is not None,
+        suspended=card_suspended,
         insured_id=row[0] if row is not None else None,
         insurer_number=row[1] if row is not None else None,
         symbol_norm=row[2] if row is not None else None,
@@ -563,6 +573,8 @@ async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery)
     if query.signature is None:
         raise ValidationFailedError("auth_method pin needs the card's signature")
     verify.verify_pin_signature(checked.certificate, nonce, query.signature)
+    if facts.suspended:
+        raise CardSuspendedError()
     insured_id = facts.insured_id
     if insured_id is None:
         raise CardNotRegisteredError()
@@ -865,51 +877,3 @@ def card_link_report(
         for audit, insured, facility_name in session.execute(query)
     ]
     return items, (int(items[-1]["id"]) if items else after)
-
-
-# ---------------------------------------------------------------- the patient's own log
-
-
-def read_my_access_log(
-    state: AppState, *, challenge_id: str, cert_der: bytes, signature: bytes, facility_code: str | None
-) -> list[dict[str, object]]:
-    """The patient's own access log, proven by the card, with every entry still queued by the
-    access-log writer (blocking: run it in a thread). Both doors, JSON and FHIR, answer with it."""
-    state.access_log.flush()
-    with state.session_factory.begin() as session:
-        return my_access_log(
-            session,
-            state.cache,
-            state.verifier,
-            challenge_id=challenge_id,
-            cert_der=cert_der,
-            signature=signature,
-            facility_code=facility_code,
-            challenge_ttl=state.settings.challenge_ttl_seconds,
-        )
-
-
-def my_access_log(
-    session: Session,
-    cache: Cache,
-    verifier: CertificateVerifier,
-    *,
-    challenge_id: str,
-    cert_der: bytes,
-    signature: bytes,
-    facility_code: str | None,
-    challenge_ttl: int,
-) -> list[dict[str, object]]:
-    nonce = redeem_challenge(cache, challenge_id, facility_code, challenge_ttl)
-    checked = authenticate_pin(session, verifier, nonce, cert_der, signature)
-    insured_id = _linked_insured(session, checked)
-    entries = access_log.entries_for(session, insured_id)
-    access_log.record(
-        session,
-        insured_id=insured_id,
-        facility_code=facility_code,
-        role="patient",
-        what="access_log",
-        query_kind="card",
-    )
-    return entries

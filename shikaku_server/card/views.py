@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 from typing import Annotated
 
 import orjson
@@ -9,8 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from schemas.card import (
-    AccessLog,
-    AccessLogRequest,
     ByCardQuery,
     CardLinkReport,
     Challenge,
@@ -21,7 +18,7 @@ from schemas.eligibility import EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service
 from shikaku_server.database import transaction
-from shikaku_server.deps import PrincipalDep, SessionDep, StateDep, get_principal
+from shikaku_server.deps import PrincipalDep, SessionDep, get_principal
 from shikaku_server.state import AppState
 
 router = APIRouter(tags=["card"])
@@ -93,27 +90,6 @@ async def by_card(body: ByCardQuery, context: CardContext) -> Response | Eligibi
     validity = orjson.loads(result.body)["validity"] if isinstance(result, Response) else int(result.validity)
     state.metrics.event(f"eligibility_validity_{validity}")
     return result
-
-
-@router.post("/v1/me/access-log", response_model=AccessLog)
-async def my_access_log(body: AccessLogRequest, request: Request, state: StateDep) -> AccessLog:
-    """The patient authenticates with the card (challenge + PIN signature). A facility token, when
-    the kiosk sends one, binds the challenge to that facility."""
-    facility = None
-    if request.headers.get("authorization"):
-        facility = (await get_principal(request, state)).require_facility()
-
-    entries = await run_in_threadpool(
-        partial(
-            service.read_my_access_log,
-            state,
-            challenge_id=body.challenge_id,
-            cert_der=body.certificate,
-            signature=body.signature,
-            facility_code=facility,
-        )
-    )
-    return AccessLog.model_validate({"entries": entries})
 
 
 MAX_ID = 2**63 - 1  # a cursor is an audit id: a 64-bit integer (a larger one no database binds)

@@ -21,10 +21,12 @@ from shikaku_server.consent.service import consent_for, visit_day, visit_of
 from shikaku_server.errors import UnavailableError
 
 DRUG_ROLES = ("physician", "dentist", "pharmacist")
+DRUG_YEARS = 3
+CHECKUP_YEARS = 5
 CHECKUP_ROLES = ("physician", "dentist")
 
 
-def _years_before(day: dt.date, years: int) -> dt.date:
+def years_before(day: dt.date, years: int) -> dt.date:
     try:
         return day.replace(year=day.year - years)
     except ValueError:  # 29 February
@@ -59,19 +61,33 @@ def _open(
         session.flush()  # the entry is written before the data is read; the request commits both
     except SQLAlchemyError as exc:
         raise UnavailableError("the access log could not be written: no data is served without it") from exc
-    return visit, consent, _years_before(visit_day(visit), years)
+    return visit, consent, years_before(visit_day(visit), years)
 
 
 def medications(session: Session, principal: Principal, visit_id: str) -> Medications:
     visit, consent, since = _open(
-        session, principal, visit_id, roles=DRUG_ROLES, category="drug", what="medications", years=3
+        session, principal, visit_id, roles=DRUG_ROLES, category="drug", what="medications", years=DRUG_YEARS
     )
+    items = drug_items(session, visit.insured_id, since)
+    return Medications(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
+
+
+def checkups(session: Session, principal: Principal, visit_id: str) -> Checkups:
+    visit, consent, since = _open(
+        session, principal, visit_id, roles=CHECKUP_ROLES, category="checkup", what="checkups", years=CHECKUP_YEARS
+    )
+    items = checkup_items(session, visit.insured_id, since)
+    return Checkups(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
+
+
+def drug_items(session: Session, insured_id: int, since: dt.date) -> list[MedicationItem]:
+    """The person's drugs dispensed on ``since`` or later, newest first."""
     rows = session.execute(
         select(Medication)
-        .where(Medication.insured_id == visit.insured_id, Medication.dispensed_on >= since)
+        .where(Medication.insured_id == insured_id, Medication.dispensed_on >= since)
         .order_by(Medication.dispensed_on.desc(), Medication.id)
     ).scalars()
-    items = [
+    return [
         MedicationItem(
             dispensed_on=m.dispensed_on,
             facility_code=m.facility_code,
@@ -83,17 +99,13 @@ def medications(session: Session, principal: Principal, visit_id: str) -> Medica
         )
         for m in rows
     ]
-    return Medications(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
 
 
-def checkups(session: Session, principal: Principal, visit_id: str) -> Checkups:
-    visit, consent, since = _open(
-        session, principal, visit_id, roles=CHECKUP_ROLES, category="checkup", what="checkups", years=5
-    )
+def checkup_items(session: Session, insured_id: int, since: dt.date) -> list[CheckupItem]:
+    """The person's checkups of ``since`` or later, newest first."""
     rows = session.execute(
         select(Checkup)
-        .where(Checkup.insured_id == visit.insured_id, Checkup.checked_on >= since)
+        .where(Checkup.insured_id == insured_id, Checkup.checked_on >= since)
         .order_by(Checkup.checked_on.desc())
     ).scalars()
-    items = [CheckupItem(checked_on=c.checked_on, results=c.results, urine_protein=c.urine_protein) for c in rows]
-    return Checkups(visit_id=visit.id, since=since, consent_id=consent.id, items=items)
+    return [CheckupItem(checked_on=c.checked_on, results=c.results, urine_protein=c.urine_protein) for c in rows]

@@ -3,12 +3,11 @@
 Nothing here decides eligibility, consent or who may read what: the by-number lookup
 (``eligibility.views.lookup``: answer, access-log entry, metric), the drug and checkup reads
 (``clinical.service``), the consent rules (``consent.service``) and the patient's access log
-(``card.service.my_access_log``) answer; this module only translates (``mapping``)."""
+(``me.service.access_log_entries``) answer; this module only translates (``mapping``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import partial
 from typing import Any
 
 import orjson
@@ -19,7 +18,6 @@ from starlette.concurrency import run_in_threadpool
 from schemas.card import AccessLogRequest
 from schemas.eligibility import ByNumberQuery
 from shikaku_server.auth.service import Principal
-from shikaku_server.card import service as card
 from shikaku_server.clinical import service as clinical
 from shikaku_server.consent.models import Consent
 from shikaku_server.consent.service import live_consent
@@ -28,6 +26,7 @@ from shikaku_server.eligibility.views import lookup
 from shikaku_server.errors import DomainError, NotFoundError, ValidationFailedError
 from shikaku_server.fhir import mapping
 from shikaku_server.fhir.mapping import InvalidResourceError
+from shikaku_server.me import service as me
 from shikaku_server.state import AppState
 
 MAX_BATCH_ENTRIES = 1000
@@ -162,14 +161,5 @@ async def audit_events(state: AppState, facility: str | None, form: dict[str, An
         _, outcome = mapping.validation_outcome(exc.errors(include_input=False), "AuditEvent/_search")
         raise InvalidResourceError("the card's proof is not valid", outcome) from None
 
-    entries = await run_in_threadpool(
-        partial(
-            card.read_my_access_log,
-            state,
-            challenge_id=proof.challenge_id,
-            cert_der=proof.certificate,
-            signature=proof.signature,
-            facility_code=facility,
-        )
-    )
+    entries = await me.access_log_entries(state, proof, facility)
     return _searchset([mapping.audit_event(e) for e in entries], link)

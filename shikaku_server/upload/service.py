@@ -63,6 +63,7 @@ from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError, UnavailableError
+from shikaku_server.expenses.models import Expense
 from shikaku_server.upload.bulk import (
     INSURED_COLUMNS,
     existing_insureds,
@@ -903,7 +904,7 @@ def _insert_sorted(periods: list[_Period], new: _Period) -> None:
 
 
 class _ClinicalApplier:
-    model: type[Medication] | type[Checkup]
+    model: type[Medication] | type[Checkup] | type[Expense]
 
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
@@ -1060,8 +1061,35 @@ class _CheckupApplier(_ClinicalApplier):
         return out
 
 
+class _ExpenseApplier(_ClinicalApplier):
+    """医療費通知情報 (docs/expenses.md): one row per person, month, facility and kind of care."""
+
+    model = Expense
+    _FIELDS = ("service_month", "facility_code", "facility_name", "care_kind", "days", "total_cost", "patient_paid")
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.service_month, record.facility_code, record.care_kind)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {
+            "insured_id": insured_id,
+            "upload_id": self.upload_id,
+            **{name: getattr(record, name) for name in self._FIELDS},
+        }
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for e in self.session.execute(
+                select(Expense).where(Expense.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(e.insured_id, e.service_month, e.facility_code, e.care_kind)] = e
+        return out
+
+
 _APPLIERS: dict[str, Any] = {
     "eligibility": _EligibilityApplier,
     "medications": _MedicationApplier,
     "checkups": _CheckupApplier,
+    "expenses": _ExpenseApplier,
 }

@@ -7,6 +7,7 @@ FHIR door the OperationOutcome's ``urn:shikaku:error`` coding):
 * ``UNAUTH``  — refused as ``unauthorized``;
 * ``ROLE``    — refused as ``forbidden_role``;
 * ``HIDDEN``  — another facility's resource does not exist for it (``not_found``);
+* ``SIG``     — the patient's proof made with another card's key is refused (``signature_invalid``);
 * ``PASS``    — authorization let it through: whatever comes next (an answer, a validation or
   consent error), never ``unauthorized`` / ``forbidden_role`` / ``not_found``.
 
@@ -25,15 +26,29 @@ from fastapi.testclient import TestClient
 from schemas.identifiers import luhn_check_digit
 from shikaku_server.auth.service import add_facility, resolve_token, revoke_tokens
 from shikaku_server.database import transaction
+from shikaku_server.emergency.service import set_emergency
 from testbed.pki import TestCA
 from tests.conftest import FACILITY_CODE, auth
 from tests.factories import INSURER_A, eligibility_csv, person
-from tests.integration.test_card_api import by_card, register
+from tests.integration.test_card_api import another_key, b64, by_card, register, sign
 from tests.integration.test_eligibility_api import upload
 
-UNAUTH, ROLE, HIDDEN, PASS = "unauthorized", "forbidden_role", "not_found", "pass"
-AUTH_CODES = {UNAUTH, ROLE, HIDDEN}
-COLUMNS = ("none", "malformed", "revoked", "insurer", "reception", "physician", "dentist", "pharmacist", "other")
+UNAUTH, ROLE, HIDDEN, SIG, PASS = "unauthorized", "forbidden_role", "not_found", "signature_invalid", "pass"
+AUTH_CODES = {UNAUTH, ROLE, HIDDEN, SIG}
+# ``card_other``: no token, and for the card-proven routes a fresh patient challenge answered with
+# the world's card certificate but signed by another card's key
+COLUMNS = (
+    "none",
+    "malformed",
+    "revoked",
+    "insurer",
+    "reception",
+    "physician",
+    "dentist",
+    "pharmacist",
+    "other",
+    "card_other",
+)
 QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00", "birth_date": "1980-04-01"}
 OTHER_FACILITY = "01101" + "2345"  # 医科 in the same prefecture, another clinic
 
@@ -58,14 +73,27 @@ class World:
     visit_id: str  # a visit of facility A (FACILITY_CODE), with a live consent
     batch_id: str  # a batch of facility A
     consent_id: int  # that consent
+    proof_of_another_card: Callable[[], dict[str, str]]
+    column: str = ""  # the column being called
+
+    def proof(self) -> dict[str, str]:
+        """The card-proven routes' proof: a made-up one, or in the ``card_other`` column a real
+        challenge and certificate with another card's signature."""
+        if self.column == "card_other":
+            return self.proof_of_another_card()
+        return {"challenge_id": "unknown", "certificate": "AAAA", "signature": "AAAA"}
 
 
 # any facility user; an insurer token is the wrong kind
-FACILITY_ANY = {**dict.fromkeys(COLUMNS, PASS), "none": UNAUTH, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": ROLE}
+NO_TOKEN = dict.fromkeys(("none", "malformed", "revoked", "card_other"), UNAUTH)
+FACILITY_ANY = {**dict.fromkeys(COLUMNS, PASS), **NO_TOKEN, "insurer": ROLE}
 PUBLIC = dict.fromkeys(COLUMNS, PASS)
-# card-proven (the patient's own): no token needed; a token that is sent must be good
-CARD_PROVEN = {**PUBLIC, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": ROLE}
-INSURER_ONLY = {**dict.fromkeys(COLUMNS, ROLE), "none": UNAUTH, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": PASS}
+# card-proven (the patient's own): no token needed; a token that is sent must be good; the proof
+# must be made by the card's own key
+CARD_PROVEN = {**PUBLIC, "malformed": UNAUTH, "revoked": UNAUTH, "insurer": ROLE, "card_other": SIG}
+INSURER_ONLY = {**dict.fromkeys(COLUMNS, ROLE), **NO_TOKEN, "insurer": PASS}
+# 救急時医療情報閲覧: physicians of an emergency hospital (facility A is marked one; "other" is not)
+EMERGENCY = {**dict.fromkeys(COLUMNS, ROLE), **NO_TOKEN, "physician": PASS}
 # a resource of facility A: the pharmacist's token is another facility's (さくら薬局), like "other"
 OWN_RESOURCE = {**FACILITY_ANY, "pharmacist": HIDDEN, "other": HIDDEN}
 DRUGS = {**OWN_RESOURCE, "reception": ROLE}  # physician, dentist, pharmacist
@@ -132,9 +160,23 @@ ROWS: dict[tuple[str, str], Row] = {
             lambda w: {"challenge_id": "unknown", "certificate": "AAAA", "auth_method": "pin", "signature": "AAAA"},
         ),
     ),
-    ("POST", "/v1/me/access-log"): Row(
-        CARD_PROVEN,
-        _post("/v1/me/access-log", lambda w: {"challenge_id": "unknown", "certificate": "AAAA", "signature": "AAAA"}),
+    ("POST", "/v1/me/challenges"): Row(PUBLIC, _post("/v1/me/challenges", lambda w: None)),
+    **{
+        ("POST", f"/v1/me/{what}"): Row(CARD_PROVEN, _post(f"/v1/me/{what}", lambda w: w.proof()))
+        for what in ("access-log", "medications", "checkups", "consents", "suspension")
+    },
+    ("POST", "/v1/me/eligibility"): Row(
+        CARD_PROVEN, _post("/v1/me/eligibility", lambda w: {**w.proof(), "as_of": "2025-01-01"})
+    ),
+    ("POST", "/v1/me/consents/withdraw"): Row(
+        CARD_PROVEN, _post("/v1/me/consents/withdraw", lambda w: {**w.proof(), "consent_id": w.consent_id})
+    ),
+    ("POST", "/v1/emergency/medications"): Row(
+        EMERGENCY,
+        _post(
+            "/v1/emergency/medications",
+            lambda w: {"challenge_id": "unknown", "certificate": "AAAA", "reason": "救急搬送"},
+        ),
     ),
     ("GET", "/v1/insurer/card-links"): Row(INSURER_ONLY, _get(lambda w: "/v1/insurer/card-links")),
     ("POST", "/v1/consents"): Row(
@@ -182,7 +224,7 @@ ROWS: dict[tuple[str, str], Row] = {
         CARD_PROVEN,
         lambda c, h, w: c.post(
             "/fhir/R4/AuditEvent/_search",
-            data={"challenge_id": "unknown", "certificate": "AAAA", "signature": "AAAA"},
+            data=w.proof(),
             headers=h,
         ),
     ),
@@ -226,6 +268,7 @@ def world(client: TestClient, tokens: dict[str, str], session_factory: Any, test
         other_token = add_facility(s, code=other, name="ほかの内科", role="physician")
         doomed = add_facility(s, code=FACILITY_CODE, name="しかく内科クリニック", role="physician")
         revoke_tokens(s, token_ids=[resolve_token(s, doomed).token_id])
+        set_emergency(s, FACILITY_CODE, True)
     headers: dict[str, dict[str, str]] = {
         "none": {},
         "malformed": {"Authorization": "Bearer not-a-token"},
@@ -234,7 +277,24 @@ def world(client: TestClient, tokens: dict[str, str], session_factory: Any, test
         "other": auth(other_token),
         **{role: auth(tokens[role]) for role in ("reception", "physician", "dentist", "pharmacist")},
     }
-    return World(client, headers, visit_id, batch.json()["batch_id"], int(consent.json()["consent_id"]))
+    headers["card_other"] = {}
+
+    def proof_of_another_card() -> dict[str, str]:
+        ch = client.post("/v1/me/challenges").json()
+        return {
+            "challenge_id": ch["challenge_id"],
+            "certificate": b64(card.der),
+            "signature": sign(another_key(card), ch["nonce"]),
+        }
+
+    return World(
+        client,
+        headers,
+        visit_id,
+        batch.json()["batch_id"],
+        int(consent.json()["consent_id"]),
+        proof_of_another_card,
+    )
 
 
 @pytest.mark.parametrize("route", sorted(ROWS), ids=lambda r: f"{r[0]} {r[1]}")
@@ -242,6 +302,7 @@ def test_authorization_matrix(world: World, route: tuple[str, str]) -> None:
     row = ROWS[route]
     wrong = []
     for column in COLUMNS:
+        world.column = column
         response = row.call(world.client, world.headers[column], world)
         assert response.status_code < 500, (column, response.status_code, response.text)
         code = _code(response)

@@ -187,8 +187,10 @@ def test_consent_of_another_facility_does_not_exist(
 # ---------------------------------------------------------------- the patient's access log
 
 
-def proof(client: TestClient, token: str, card: IssuedCertificate) -> dict[str, str]:
-    ch = challenge(client, token)
+def proof(client: TestClient, token: str | None, card: IssuedCertificate) -> dict[str, str]:
+    """The card's proof for a challenge of the kiosk's facility (``token``), or without a token
+    the patient's own challenge (``/v1/me/challenges``)."""
+    ch = challenge(client, token) if token else client.post("/v1/me/challenges").json()
     return {
         "challenge_id": ch["challenge_id"],
         "certificate": b64(card.der),
@@ -203,9 +205,9 @@ def test_patient_reads_the_access_log_as_audit_events(
     given = consent(client, tokens["physician"], v, drug=True).json()
     search(client, tokens["physician"], "MedicationDispense", visit=v)
     before = log_entries(session_factory)
-    r = client.post(f"{BASE}/AuditEvent/_search", data=proof(client, tokens["reception"], card))
+    r = client.post(f"{BASE}/AuditEvent/_search", data=proof(client, None, card))
     events = resources(r, AuditEvent)
-    assert log_entries(session_factory)[len(before) :] == [("access_log", "patient", "card")]
+    assert log_entries(session_factory)[len(before) :] == [("access_log", "patient", "self")]
     seen = {(e["entity"][0]["what"]["display"], e["agent"][0]["type"]["coding"][0]["code"]) for e in events}
     assert {("medications", "physician"), ("eligibility", "physician")} <= seen
     drug_read = next(e for e in events if e["entity"][0]["what"]["display"] == "medications")
@@ -222,7 +224,7 @@ def test_patient_reads_the_access_log_as_audit_events(
 
 
 def test_audit_event_errors(client: TestClient, tokens: dict[str, str], card: IssuedCertificate) -> None:
-    good = proof(client, tokens["reception"], card)
+    good = proof(client, None, card)
     r = client.post(f"{BASE}/AuditEvent/_search", data={**good, "signature": b64(b"x" * 256)})
     assert r.status_code == 401 and outcome_code(r) == "signature_invalid"
     r = client.post(f"{BASE}/AuditEvent/_search", data=good)  # consumed above, whatever the outcome

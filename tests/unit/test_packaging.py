@@ -38,6 +38,7 @@ PROVIDED_BY = {
     "jwt": "pyjwt",
     "lxml": "lxml",
     "numpy": "numpy",
+    "openpyxl": "openpyxl",
     "orjson": "orjson",
     "PIL": "pillow",
     "psycopg2": "psycopg2-binary",

@@ -312,3 +312,21 @@ def test_the_fast_path_never_accepts_digits_in_other_forms(name: str) -> None:
     assert read("eligibility", csv_text(row(name=name)).encode()) == [
         (2, [("name", "my_number_detected", "name holds a 12-digit individual number (My Number): never accepted")])
     ]
+
+
+def test_dates_side_by_side_in_a_list_column_are_not_a_my_number() -> None:
+    """Two 特定疾病 entries: the digits of "2024-04-01|2025-04-01" read as "202404012025" taken
+    together, which passes the check digit; dates are not a My Number, and a number split by the
+    list separator still is."""
+    assert my_number_in("2024-04-01|2025-04-01")  # why the list column needs its own screen
+    good = {**GOOD_ROW, "disease_category": "1|2", "disease_valid_from": "2024-04-01|2025-04-01",
+            "disease_valid_to": "|", "disease_self_pay": "10000|20000"}
+    hostile = {**good, "disease_valid_from": "1234|5678|9018"}
+    columns = (*ELIGIBILITY_COLUMNS, "disease_category", "disease_valid_from", "disease_valid_to", "disease_self_pay")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows([good, hostile])
+    (_, accepted), (_, refused) = read("eligibility", buf.getvalue().encode())
+    assert accepted == []
+    assert ("disease_valid_from", "my_number_detected") in [(f, c) for f, c, _ in refused]

@@ -257,7 +257,7 @@ def test_cli_writes_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                      "--encoding", "cp932", "--format", "both"])
     assert code == 0
     names = {p.name for p in tmp_path.iterdir()}
-    kinds = ("eligibility", "medications", "checkups")
+    kinds = ("eligibility", "medications", "checkups", "expenses")
     assert names == {f"{k}.{e}" for k in kinds for e in ("csv", "ndjson")}
     assert "eligibility.csv:" in capsys.readouterr().out
     rows, problems = check_file("eligibility", tmp_path / "eligibility.csv")

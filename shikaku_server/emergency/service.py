@@ -1,0 +1,91 @@
+"""救急時医療情報閲覧: a physician at an emergency hospital reads an unconscious patient's drug
+information without consent and without the PIN.
+
+What proves presence (docs/consent.md "Emergency reading"): a fresh single-use challenge issued
+to this facility's token, answered within its lifetime with the card's user-authentication
+certificate read from the card at the terminal (reading it needs no PIN). The certificate must be
+trusted, unexpired, unrevoked, linked and not suspended. That proves the request came from the
+facility's token within a minute and names a real, live card; it does NOT prove that the card
+was in the reader (a certificate is not secret: whoever has copied it once can send it again),
+nor who the patient is beyond the card's link. Hence: physician role only, emergency hospitals
+only, a stated reason, a tight rate limit, an ``emergency_read`` row for review and an
+``emergency`` entry in the patient's access log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from schemas.me import EmergencyRequest, MyMedications
+from shikaku_server.access_log import service as access_log
+from shikaku_server.auth.models import Facility
+from shikaku_server.auth.service import Principal
+from shikaku_server.card.service import aredeem_challenge
+from shikaku_server.clinical.service import DRUG_YEARS, drug_items, years_before
+from shikaku_server.database import transaction
+from shikaku_server.eligibility.service import today_jst
+from shikaku_server.emergency.models import EmergencyRead
+from shikaku_server.errors import CardNotRegisteredError, CardSuspendedError, ForbiddenRoleError, NotFoundError
+from shikaku_server.me.proof import check_card
+
+if TYPE_CHECKING:
+    from shikaku_server.state import AppState
+
+EMERGENCY_ROLES = ("physician",)
+
+
+def set_emergency(session: Session, facility_code: str, on: bool) -> None:
+    """Mark (or unmark) a registered facility as an emergency hospital (救急告示病院 etc.)."""
+    facility = session.get(Facility, facility_code)
+    if facility is None:
+        raise NotFoundError("no such facility")
+    facility.emergency = on
+    session.flush()
+
+
+def _is_emergency_hospital(state: AppState, facility_code: str) -> bool:
+    with state.session_factory() as session:
+        facility = session.get(Facility, facility_code)
+        return facility is not None and facility.emergency
+
+
+async def read_medications(state: AppState, principal: Principal, body: EmergencyRequest) -> MyMedications:
+    facility = principal.require_facility(*EMERGENCY_ROLES)
+    if not await run_in_threadpool(_is_emergency_hospital, state, facility):
+        raise ForbiddenRoleError("emergency reading is for facilities marked as emergency hospitals")
+    await state.limiter.ahit("emergency", principal)
+    await aredeem_challenge(state.cache, body.challenge_id, facility, state.settings.challenge_ttl_seconds)
+    facts, _, _ = await check_card(state, body.certificate, facility)
+    if facts.insured_id is None:
+        raise CardNotRegisteredError()
+    if facts.suspended:
+        raise CardSuspendedError()
+    insured_id = facts.insured_id
+
+    def read() -> MyMedications:
+        with transaction(state.session_factory) as session:
+            session.add(
+                EmergencyRead(
+                    facility_code=facility,
+                    token_id=principal.token_id,
+                    role=principal.role or "",
+                    insured_id=insured_id,
+                    reason=body.reason,
+                )
+            )
+            access_log.record(
+                session,
+                insured_id=insured_id,
+                facility_code=facility,
+                role=principal.role or "",
+                what="medications",
+                query_kind="emergency",
+                emergency=True,
+            )
+            session.flush()
+            since = years_before(today_jst(), DRUG_YEARS)
+            return MyMedications(since=since, items=drug_items(session, insured_id, since))
+
+    return await run_in_threadpool(read)
