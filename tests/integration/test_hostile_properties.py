@@ -129,6 +129,13 @@ BASES: dict[str, Any] = {
     "/v1/card/registrations": REGISTRATION,
     "/v1/eligibility/by-card": {**CARD_PROOF, "auth_method": "pin", "as_of": "2025-04-01"},
     "/v1/me/access-log": CARD_PROOF,
+    "/v1/me/eligibility": {**CARD_PROOF, "as_of": "2025-04-01"},
+    "/v1/me/medications": CARD_PROOF,
+    "/v1/me/checkups": CARD_PROOF,
+    "/v1/me/consents": CARD_PROOF,
+    "/v1/me/consents/withdraw": {**CARD_PROOF, "consent_id": 1},
+    "/v1/me/suspension": CARD_PROOF,
+    "/v1/emergency/medications": {"challenge_id": "c", "certificate": "AA==", "reason": "意識障害"},
     "/v1/consents": {"visit_id": "v", "drug": True, "checkup": False},
     "/fhir/R4/CoverageEligibilityRequest": eligibility_request(),
     "/fhir/R4": {
@@ -139,7 +146,7 @@ BASES: dict[str, Any] = {
         ],
     },
 }
-NO_JSON_BODY = {"/v1/card/challenges", "/v1/uploads", "/fhir/R4/AuditEvent/_search"}  # empty / file / form
+NO_JSON_BODY = {"/v1/card/challenges", "/v1/me/challenges", "/v1/uploads", "/fhir/R4/AuditEvent/_search"}  # empty / file / form
 TOKEN_FOR = {"/v1/eligibility/by-card": "reception", "/v1/me/access-log": None}
 
 
