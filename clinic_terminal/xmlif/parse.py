@@ -23,7 +23,7 @@ from clinic_terminal.xmlif.model import (
     SearchInfo,
     SingleRequest,
 )
-from schemas.identifiers import facility_code_problem, insurer_number_problem, my_number_in
+from schemas.identifiers import MY_NUMBER_MESSAGE, facility_code_problem, insurer_number_problem, my_number_in
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_BULK_QUERIES = 10_000
@@ -144,7 +144,7 @@ def _root(data: bytes) -> etree._Element:
         raise RequestError(f"root element is <{_local(root)}>, expected <XmlMsg>")
     for el in root.iter():  # free text too (ArbitraryIdentifier …): a result echoes it
         if isinstance(el.tag, str) and el.text and my_number_in(el.text):
-            raise RequestError(f"<{_local(el)}> holds a 12-digit individual number (My Number): never accepted")
+            raise RequestError(f"<{_local(el)}>: {MY_NUMBER_MESSAGE}")
     return root
 
 
