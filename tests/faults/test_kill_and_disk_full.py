@@ -195,7 +195,9 @@ def test_loader_killed_mid_upload_then_the_re_sent_file_loads_once(
     path.write_bytes(body)
     env = dict(os.environ, SHIKAKU_SERVER_URL=server.url, SHIKAKU_INSURER_TOKEN=token)
     cmd = [str(BIN / "hokensha-load"), "eligibility", str(path), "--quiet"]
-    loader = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    loader = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     watched = psutil.Process(loader.pid)
     # the loader hashes the file (one fast pass), then streams it: kill it half-way through the
     # stream (two readings 0.2 s apart, both past half the file and moving)
@@ -207,7 +209,7 @@ def test_loader_killed_mid_upload_then_the_re_sent_file_loads_once(
             break
         last = pos if pos is not None else -1
         time.sleep(0.2)
-    assert loader.poll() is None, loader.communicate()
+    assert loader.poll() is None, "the loader ended before it was killed"
     os.killpg(loader.pid, signal.SIGKILL)
     loader.wait(timeout=10)
     killed = time.monotonic()
