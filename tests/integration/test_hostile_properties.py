@@ -146,7 +146,8 @@ BASES: dict[str, Any] = {
         ],
     },
 }
-NO_JSON_BODY = {"/v1/card/challenges", "/v1/me/challenges", "/v1/uploads", "/fhir/R4/AuditEvent/_search"}  # empty / file / form
+# no JSON body: empty (challenges), a file (uploads), a form (AuditEvent search)
+NO_JSON_BODY = {"/v1/card/challenges", "/v1/me/challenges", "/v1/uploads", "/fhir/R4/AuditEvent/_search"}
 TOKEN_FOR = {"/v1/eligibility/by-card": "reception", "/v1/me/access-log": None}
 
 
