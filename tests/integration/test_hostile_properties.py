@@ -52,6 +52,8 @@ from tests.integration.test_hostile_input import (
     assert_no_my_number_anywhere,
 )
 
+# hypothesis describes large examples (150,000-character lines) for its reports: a warning, not a fault
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")
 INJECTED: set[str] = set()  # every My Number sent (12 ASCII digits), for the scans
 HYPOTHESIS = hsettings(
     deadline=None,
