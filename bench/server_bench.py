@@ -150,12 +150,10 @@ def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-def card_bench(
-    base: str, token: str, queries: list[dict[str, Any]], cards: list[Any], seconds: float
-) -> dict[str, Any]:
+def register_cards(base: str, token: str, people: list[Any], n: int = 50) -> list[Any]:
+    """A test CA made a trust anchor of the server's database, and a card registered (linked) for
+    each of the first ``n`` people (all valid today)."""
     ca = TestCA.create()
-    anchors = Path(tempfile.mkdtemp()) / "root.pem"
-    ca.write_trust_anchor(anchors)
     from shikaku_server.card.service import add_trust_anchor
     from shikaku_server.config import get_settings
 
@@ -165,7 +163,7 @@ def card_bench(
     headers = {"Authorization": f"Bearer {token}"}
     issued = []
     with httpx.Client(base_url=base, headers=headers) as client:
-        for i, p in enumerate(cards[:50]):
+        for i, p in enumerate(people[:n]):
             card = ca.issue_auth_certificate(key_index=i % 8)
             ch = client.post("/v1/card/challenges").json()
             sig = card.sign(base64.b64decode(ch["nonce"]))
@@ -185,6 +183,33 @@ def card_bench(
             )
             r.raise_for_status()  # every sampled person is valid today: each registration links
             issued.append(card)
+    return issued
+
+
+async def check_card(client: httpx.AsyncClient, card: Any, signing: list[float] | None = None) -> httpx.Response:
+    """One card check as the kiosk makes it: a challenge, the PIN signature over its nonce, by-card
+    (the client CPU spent signing is added to ``signing[0]``)."""
+    ch = (await client.post("/v1/card/challenges")).json()
+    t = time.process_time()
+    sig = card.sign(base64.b64decode(ch["nonce"]))
+    if signing is not None:
+        signing[0] += time.process_time() - t
+    return await client.post(
+        "/v1/eligibility/by-card",
+        json={
+            "challenge_id": ch["challenge_id"],
+            "certificate": base64.b64encode(card.der).decode(),
+            "auth_method": "pin",
+            "signature": base64.b64encode(sig).decode(),
+        },
+    )
+
+
+def card_bench(
+    base: str, token: str, queries: list[dict[str, Any]], cards: list[Any], seconds: float
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    issued = register_cards(base, token, cards)
     rng = random.Random(3)
 
     async def run() -> dict[str, Any]:
@@ -199,20 +224,7 @@ def card_bench(
             signing = [0.0]  # client CPU spent on the card's RSA signatures (seconds)
 
             async def card_check() -> None:
-                card = rng.choice(issued)
-                ch = (await client.post("/v1/card/challenges")).json()
-                t = time.process_time()
-                sig = card.sign(base64.b64decode(ch["nonce"]))
-                signing[0] += time.process_time() - t
-                r = await client.post(
-                    "/v1/eligibility/by-card",
-                    json={
-                        "challenge_id": ch["challenge_id"],
-                        "certificate": base64.b64encode(card.der).decode(),
-                        "auth_method": "pin",
-                        "signature": base64.b64encode(sig).decode(),
-                    },
-                )
+                r = await check_card(client, rng.choice(issued), signing)
                 assert r.status_code == 200, r.text
 
             async def timed(one: Any) -> dict[str, Any]:

@@ -150,16 +150,22 @@ def my_number_in(value: object) -> bool:
     ``|``, commas … in their full-width forms too), in any digit script (NFKC and
     ``unicodedata.digit``). A longer run of digits is not a My Number. Refusing the rare phone
     number that happens to pass the check is the price of never storing a real one."""
-    if isinstance(value, str):
-        return _text_has_my_number(value)
-    if value is None or isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return _text_has_my_number(str(value)) or _text_has_my_number(f"{value:.0f}")
-    if isinstance(value, dict):
-        return any(my_number_in(k) or my_number_in(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(my_number_in(v) for v in value)
+    pending = [value]  # a stack, not recursion: any depth of nesting (a hostile body) is scanned
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _text_has_my_number(item):
+                return True
+        elif item is None or isinstance(item, bool):
+            continue
+        elif isinstance(item, int | float):
+            if _text_has_my_number(str(item)) or _text_has_my_number(f"{item:.0f}"):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            pending.extend(item)
     return False
 
 
@@ -171,6 +177,8 @@ def withhold_my_number(text: str) -> str:
     """``text``, or a fixed placeholder when it holds a My Number: the last guard of anything
     printed or written from messages that came from elsewhere (another server's answer)."""
     return WITHHELD if my_number_in(text) else text
+
+
 MY_NUMBER_MESSAGE = "my_number_detected: a 12-digit individual number (My Number) is never accepted"
 
 

@@ -5,7 +5,9 @@
 * the error answers every operation can give (400, 401, 403, 404, 413, 415, 422, 429, 503), as
   ``application/problem+json`` with one ``Problem`` schema (the contract's stable ``code``),
 * the upload body (``text/csv``, ``application/x-ndjson``), which the route streams itself,
-* the identifier formats (patterns), which the models check in validators a schema cannot show.
+* the identifier formats (patterns), which the models check in validators a schema cannot show,
+* the FHIR facade (``/fhir/R4``), whose routes read their bodies themselves: its bodies, search
+  parameters and answers (``application/fhir+json``, errors as an OperationOutcome).
 
 ``/docs`` is Swagger UI from the ``swagger-ui-bundle`` package, served by this server under
 ``/docs/static``: the page works without internet access (no CDN).
@@ -108,11 +110,86 @@ def _apply_formats(schema: dict[str, Any]) -> None:
             del prop["examples"]
 
 
+FHIR_JSON = "application/fhir+json"
+FHIR_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "FhirResource",
+    "description": "a FHIR R4 resource (docs/fhir.md); errors are an OperationOutcome whose "
+    "`issue[0].details.coding` (system `urn:shikaku:error`) carries the contract's code",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string", "example": "CoverageEligibilityResponse"}},
+}
+_FHIR_ERRORS = {
+    "400": "malformed JSON or a resource that is not valid FHIR",
+    "401": "missing, unknown or revoked token; card checks: the proof is not valid",
+    "403": "the token's kind or role may not do this, or no consent",
+    "404": "no such resource, or another facility's",
+    "405": "the interaction is not supported on this path",
+    "422": "a search parameter or a field is not valid (incl. `my_number_detected`)",
+    "429": "too many requests; see Retry-After",
+    "503": "a backing service is unavailable; see Retry-After",
+}
+_FHIR_BODY = {
+    "required": True,
+    "content": {FHIR_JSON: {"schema": {"type": "object"}}, "application/json": {"schema": {"type": "object"}}},
+}
+_FHIR_VISIT = [
+    {
+        "name": "visit",
+        "in": "query",
+        "required": True,
+        "description": "the visit_id of an eligibility answer",
+        "schema": {"type": "string", "maxLength": 100},
+    }
+]
+_FHIR_PROOF = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["challenge_id", "certificate", "signature"],
+                "properties": {
+                    "challenge_id": {"type": "string"},
+                    "certificate": {"type": "string", "description": "base64 DER"},
+                    "signature": {"type": "string", "description": "base64"},
+                },
+            }
+        }
+    },
+}
+
+
+def _fhir_operation(path: str, method: str, op: dict[str, Any]) -> None:
+    """What the FHIR routes read themselves (their bodies, the visit parameter) and what they answer."""
+    resource = {"$ref": "#/components/schemas/FhirResource"}
+    op["responses"] = {
+        "200": {"description": "the resource (a Bundle for a search)", "content": {FHIR_JSON: {"schema": resource}}}
+    }
+    if path.endswith("/metadata"):
+        return  # no token: clients read it to learn how to authenticate
+    for status, description in _FHIR_ERRORS.items():
+        op["responses"][status] = {"description": description, "content": {FHIR_JSON: {"schema": resource}}}
+        if status in ("429", "503"):
+            op["responses"][status]["headers"] = _RETRY_AFTER
+    if path.endswith("/AuditEvent/_search"):
+        op["security"] = [{}, {"bearerAuth": []}]  # the card's proof; a kiosk's facility token binds the challenge
+        op["requestBody"] = _FHIR_PROOF
+        return
+    op["security"] = [{"bearerAuth": []}]
+    if method == "post":
+        op["requestBody"] = _FHIR_BODY
+        op["responses"]["413"] = _problem_responses(["413"])["413"]
+    elif path.endswith(("/MedicationDispense", "/Observation")):
+        op["parameters"] = _FHIR_VISIT
+
+
 def build(app: FastAPI) -> dict[str, Any]:
     spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["FhirResource"] = FHIR_RESOURCE_SCHEMA
     schemas.pop("HTTPValidationError", None)  # FastAPI's 422 body: ours is a Problem
     schemas.pop("ValidationError", None)
     components["securitySchemes"] = {
@@ -131,7 +208,9 @@ def build(app: FastAPI) -> dict[str, Any]:
                 if extra:
                     param["schema"].update({k: v for k, v in extra.items() if k != "examples"})
             responses = op.setdefault("responses", {})
-            if path.startswith("/v1/"):
+            if path.startswith("/fhir/"):
+                _fhir_operation(path, method, op)
+            elif path.startswith("/v1/"):
                 op["security"] = [{"bearerAuth": []}]
                 codes = ["401", "403", "404", "422", "429", "503"]
                 if "requestBody" in op or path == "/v1/uploads":

@@ -59,10 +59,11 @@ def eligibility_csv(rows: list[dict[str, Any]], *, optional: bool = False, encod
     return buf.getvalue().encode(encoding)
 
 
-def csv_bytes(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
+def csv_bytes(columns: list[str], rows: list[dict[str, Any]], errors: str = "strict") -> bytes:
+    """The rows as CSV (UTF-8; ``errors="surrogatepass"`` writes a lone surrogate as its bytes)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in columns})
-    return buf.getvalue().encode()
+    return buf.getvalue().encode("utf-8", errors)

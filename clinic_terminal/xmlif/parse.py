@@ -23,7 +23,7 @@ from clinic_terminal.xmlif.model import (
     SearchInfo,
     SingleRequest,
 )
-from schemas.identifiers import facility_code_problem, insurer_number_problem
+from schemas.identifiers import MY_NUMBER_MESSAGE, facility_code_problem, insurer_number_problem, my_number_in
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_BULK_QUERIES = 10_000
@@ -43,6 +43,16 @@ _PARSER = etree.XMLParser(
 
 class RequestError(ValueError):
     """A request the terminal cannot read; the message says why (it goes into the .err file)."""
+
+
+SHOWN_LIMIT = 40
+
+
+def _shown(value: str) -> str:
+    """A refused value as a message may quote it: never a My Number, at most 40 characters."""
+    if my_number_in(value):
+        return "(a 12-digit individual number: not shown, never accepted)"
+    return repr(value[:SHOWN_LIMIT] + ("…" if len(value) > SHOWN_LIMIT else ""))
 
 
 def result_name(request_name: str) -> str:
@@ -97,11 +107,11 @@ def _required(parent: etree._Element, name: str, *, deep: bool = False) -> str:
 def parse_date(value: str, what: str) -> dt.date:
     text = unicodedata.normalize("NFKC", value).strip()
     if not re.fullmatch(r"[0-9]{8}", text):
-        raise RequestError(f"{what} {value!r} is not a date (YYYYMMDD)")
+        raise RequestError(f"{what} {_shown(value)} is not a date (YYYYMMDD)")
     try:
         return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError as exc:
-        raise RequestError(f"{what} {value!r} is not a date (YYYYMMDD): {exc}") from exc
+        raise RequestError(f"{what} {_shown(value)} is not a date (YYYYMMDD): {exc}") from exc
 
 
 def parse_insurer_number(value: str) -> str:
@@ -113,7 +123,7 @@ def parse_insurer_number(value: str) -> str:
         text = text[2:]
     problem = insurer_number_problem(text)
     if problem:
-        raise RequestError(f"InsurerNumber {value!r}: {problem}")
+        raise RequestError(f"InsurerNumber {_shown(value)}: {problem}")
     return text
 
 
@@ -132,6 +142,9 @@ def _root(data: bytes) -> etree._Element:
         raise RequestError(f"not well-formed XML: {exc}") from exc
     if _local(root) != "XmlMsg":
         raise RequestError(f"root element is <{_local(root)}>, expected <XmlMsg>")
+    for el in root.iter():  # free text too (ArbitraryIdentifier …): a result echoes it
+        if isinstance(el.tag, str) and el.text and my_number_in(el.text):
+            raise RequestError(f"<{_local(el)}>: {MY_NUMBER_MESSAGE}")
     return root
 
 
@@ -147,7 +160,7 @@ def _header(root: etree._Element, *, date_required: bool) -> RequestHeader:
     facility = unicodedata.normalize("NFKC", _required(header, "MedicalInstitutionCode")).strip()
     problem = facility_code_problem(facility)
     if problem:
-        raise RequestError(f"MedicalInstitutionCode {facility!r}: {problem}")
+        raise RequestError(f"MedicalInstitutionCode {_shown(facility)}: {problem}")
     date_text = _text(header, "QualificationConfirmationDate")
     if date_text is None or not date_text.strip():
         if date_required:
@@ -173,7 +186,7 @@ def parse_search_info(el: etree._Element) -> SearchInfo:
     branch = _optional(el, "InsuredBranchNumber")
     flag = _optional(el, "LimitApplicationCertificateRelatedConsFlg") or "0"
     if flag not in ("0", "1"):
-        raise RequestError(f"LimitApplicationCertificateRelatedConsFlg {flag!r} must be 0 or 1")
+        raise RequestError(f"LimitApplicationCertificateRelatedConsFlg {_shown(flag)} must be 0 or 1")
     info = SearchInfo(
         insurer_number=insurer,
         number=number,

@@ -48,6 +48,7 @@ from clinic_terminal.xmlif.parse import MAX_REQUEST_BYTES, RequestError, parse_r
 from clinic_terminal.xmlif.render import render_xml, to_json
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import JournalEntry
+from schemas.identifiers import withhold_my_number
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ class FolderWatcher:
         return "error"
 
     def _write_error(self, name: str, digest: str, reason: str, *, journal: bool = True) -> None:
+        reason = withhold_my_number(reason)  # the last guard: a reason may quote a request's text
         log.warning("request %s cannot be answered: %s", name, reason)
         text = f"{name}: {reason}\n"
         write_atomic(self.req / f"{name}.err", text.encode("utf-8"), durable=self.durable, mode=self.file_mode)

@@ -70,12 +70,15 @@ async def by_card(body: ByCardQuery, context: CardContext) -> Response:
     return Response(orjson.dumps(result), media_type="application/json")
 
 
+MAX_ID = 2**63 - 1  # a cursor is an audit id: a 64-bit integer (a larger one no database binds)
+
+
 @router.get("/v1/insurer/card-links", response_model=CardLinkReport)
 def card_links(
     principal: PrincipalDep,
     session: SessionDep,
     since: dt.datetime | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> CardLinkReport:
     """For insurer tokens: cards linked to (or refused for) the insurer's insured persons, oldest
     first, at most 1,000 per call; page with ``after=<next_after>``."""

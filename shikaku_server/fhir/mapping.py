@@ -26,6 +26,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from schemas.identifiers import MY_NUMBER_MESSAGE, my_number_in
 from shikaku_server.errors import DomainError, ValidationFailedError
 from shikaku_server.fhir import codes as c
 from shikaku_server.fhir.lean import lean_request
@@ -172,6 +173,10 @@ def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
     refuses what is not valid FHIR; then the facade's profile: purpose ``validation``, the
     contained Patient's birthDate, the contained JP_Coverage's 記号/番号/枝番 extensions and the
     payor Organization's 保険者番号."""
+    if my_number_in(data):  # in any element: the answer echoes some (identifier, contained …)
+        raise InvalidResourceError(
+            MY_NUMBER_MESSAGE, operation_outcome("my_number_detected", 422, MY_NUMBER_MESSAGE), my_number=True
+        )
     request: Any = lean_request(data)
     if request is None:
         request = _r4b_request(data, raw)
@@ -192,6 +197,10 @@ def _r4b_request(data: Any, raw: bytes | None) -> CoverageEligibilityRequest:
         code, outcome = validation_outcome(exc.errors(include_input=False), "CoverageEligibilityRequest")
         raise InvalidResourceError(
             "not a valid CoverageEligibilityRequest", outcome, my_number=code != "validation_error"
+        ) from None
+    except (KeyError, TypeError):  # fhir.resources looks a contained resource's type up by name
+        raise _invalid(
+            "a contained resource of no known resourceType", "CoverageEligibilityRequest.contained"
         ) from None
 
 
@@ -292,6 +301,7 @@ QUERY_PATHS = {
 
 def query_outcome(errors: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Validation errors of the by-number query, named by the FHIR element of each field."""
+
     def element(loc: Any) -> str:
         field = str(loc[0]) if loc else ""  # a whole-body check (the My Number screen) has no field
         return QUERY_PATHS.get(field, field)

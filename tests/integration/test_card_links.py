@@ -172,3 +172,12 @@ def test_the_insurer_is_told_of_links_of_its_people_only(
     assert client.get("/v1/insurer/card-links", headers=auth(tokens["insurer_b"])).json()["links"] == []
     refused = client.get("/v1/insurer/card-links", headers=auth(tokens["reception"]))
     assert refused.status_code == 403 and problem_code(refused) == "forbidden_role"
+
+
+@pytest.mark.parametrize("after", [2**63, 10**30, -1])
+def test_a_cursor_beyond_any_id_is_422_not_500(client: TestClient, tokens: dict[str, str], after: int) -> None:
+    # found by the schema fuzzer: an integer SQLite cannot bind (OverflowError) was a 500
+    r = client.get(f"/v1/insurer/card-links?after={after}", headers=auth(tokens["insurer"]))
+    assert r.status_code == 422 and problem_code(r) == "validation_error", r.text
+    last = client.get(f"/v1/insurer/card-links?after={2**63 - 1}", headers=auth(tokens["insurer"]))
+    assert last.status_code == 200 and last.json()["links"] == []

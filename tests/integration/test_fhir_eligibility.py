@@ -17,6 +17,7 @@ from fhir.resources.R4B.coverageeligibilityresponse import CoverageEligibilityRe
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from starlette.types import Message, Scope
 
+from schemas.identifiers import my_number_in
 from shikaku_server import errors
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.app import create_app
@@ -241,9 +242,13 @@ def test_one_access_log_entry_per_read_whichever_door(
     assert log_count(client, session_factory) == after_fhir
     assert log_count(client, session_factory, "eligibility_no_match") == 1
     with session_factory() as s:
-        entry = s.execute(
-            sa.select(AccessLogEntry).where(AccessLogEntry.what == "eligibility").order_by(AccessLogEntry.id.desc())
-        ).scalars().first()
+        entry = (
+            s.execute(
+                sa.select(AccessLogEntry).where(AccessLogEntry.what == "eligibility").order_by(AccessLogEntry.id.desc())
+            )
+            .scalars()
+            .first()
+        )
     assert entry is not None
     assert (entry.what, entry.query_kind, entry.role) == ("eligibility", "number", "reception")
 
@@ -538,3 +543,46 @@ def test_database_down_is_503_not_500(
     monkeypatch.setattr(fhir_service, "lookup", failing)
     r = post_eligibility(client, tokens["reception"], eligibility_request())
     assert r.status_code == 503 and outcome_code(r) == "unavailable" and r.headers["retry-after"]
+
+
+def test_a_contained_resource_of_no_known_type_is_a_validation_error(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    # found by the hostile-bytes properties: an unknown resourceType inside `contained` was a KeyError (a 500)
+    body = eligibility_request()
+    body["contained"][0]["resourceType"] = "NoSuchResource"
+    not_text = eligibility_request()
+    not_text["contained"][0]["resourceType"] = [[["Patient"]]]
+    for path, payload in (
+        ("/fhir/R4/CoverageEligibilityRequest", not_text),
+        ("/fhir/R4/CoverageEligibilityRequest", body),
+        (
+            "/fhir/R4",
+            {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [{"request": {"method": "POST", "url": "CoverageEligibilityRequest"}, "resource": body}],
+            },
+        ),
+    ):
+        r = client.post(path, json=payload, headers=auth(tokens["reception"]))
+        assert r.status_code in (200, 400, 422), r.text
+        text = r.text
+        assert '"internal_error"' not in text and "NoSuchResource" not in text, text
+        assert r.status_code < 500
+        assert "validation_error" in text
+
+
+@pytest.mark.parametrize("where", ["identifier", "contained"])
+def test_a_my_number_in_any_element_is_refused_and_not_echoed(
+    client: TestClient, tokens: dict[str, str], where: str
+) -> None:
+    # found by the hostile-bytes properties: request.identifier[0].system came back in the answer
+    body = eligibility_request()
+    if where == "identifier":
+        body["identifier"][0]["system"] = "urn:x:1234-5678-9018"
+    else:
+        body["contained"][0]["id"] = "123456789018"
+    r = post_eligibility(client, tokens["reception"], body)
+    assert r.status_code == 422, r.text
+    assert "my_number_detected" in r.text and not my_number_in(r.text)

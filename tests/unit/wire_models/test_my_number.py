@@ -153,3 +153,14 @@ def test_the_special_digit_class_holds_every_character_that_turns_into_digits() 
 @pytest.mark.parametrize("text", ["⑫③④⑤⑥⑦⑧⑨⓪①⑧", "¹²³⁴⁵⁶⁷⁸⁹⁰¹⁸", "⑫-３４５６-７８９０１８"])
 def test_characters_that_nfkc_turns_into_digits_count(text: str) -> None:
     assert my_number_in(text)
+
+
+def test_deep_nesting_is_scanned_without_recursion() -> None:
+    # found by the hostile-bytes properties: 500 levels of lists were a RecursionError (a 500)
+    deep: object = ["123456789018"]
+    clean: object = ["x"]
+    for _ in range(50_000):
+        deep, clean = [deep], {"k": clean}
+    assert my_number_in(deep)
+    assert not my_number_in(clean)
+    assert my_number_in({"a": [1, {"123456789018": None}]})

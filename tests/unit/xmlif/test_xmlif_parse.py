@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -13,6 +14,7 @@ from clinic_terminal.xmlif.model import (
     SingleRequest,
 )
 from clinic_terminal.xmlif.parse import RequestError, parse_request, result_name
+from schemas.identifiers import my_number_in
 from testbed import xmlif_server as t
 
 ENCODINGS = ["UTF-8", "Shift_JIS"]
@@ -127,3 +129,31 @@ def test_unreadable_requests_say_why(name: str, data: bytes, reason: str) -> Non
     with pytest.raises(RequestError) as info:
         parse_request(name, data)
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("element", "value"),
+    [
+        ("InsurerNumber", "123456789018"),
+        ("InsurerNumber", "1234-5678-9018"),
+        ("Birthdate", "１２３４５６７８９０１８"),
+        ("MedicalInstitutionCode", "1234 5678 9018"),
+        ("LimitApplicationCertificateRelatedConsFlg", "123456789018"),
+        ("ArbitraryIdentifier", "患者 1234.5678.9018"),  # free text a result would echo
+        ("ArbitraryFileIdentifier", "123456789018"),
+    ],
+)
+def test_a_refused_value_that_is_a_my_number_is_not_quoted(element: str, value: str) -> None:
+    # found by the hostile-bytes properties: the .err file and the log quoted the value
+    doc = re.sub(f"<{element}>[^<]*</{element}>".encode(), f"<{element}>{value}</{element}>".encode(), t.single())
+    with pytest.raises(RequestError) as exc:
+        parse_request("OQSsiquc01req_1.xml", doc)
+    assert element in str(exc.value)
+    assert not my_number_in(str(exc.value))
+
+
+def test_a_refused_long_value_is_quoted_shortened() -> None:
+    doc = t.single().replace(b"<Birthdate>19500401", b"<Birthdate>" + b"x" * 100_000)
+    with pytest.raises(RequestError) as exc:
+        parse_request("OQSsiquc01req_1.xml", doc)
+    assert len(str(exc.value)) < 300
