@@ -30,7 +30,7 @@ from tests.factories import INSURER_A, csv_bytes
 
 pytestmark = pytest.mark.browser
 
-SCREEN = ViewportSize(width=1280, height=900)
+SCREEN = ViewportSize(width=1366, height=768)  # a common laptop screen
 TIMEOUT = 15_000
 YEAR = dt.date.today().year - 1
 PHARMACY = "1341234563"
