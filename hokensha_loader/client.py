@@ -7,9 +7,10 @@ above this module imports httpx.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -18,6 +19,9 @@ from hokensha_loader.errors import AuthError, FileRefusedError, LoaderError, Net
 from schemas.insurer_files import FileKind
 
 CONTENT_TYPES: dict[str, str] = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+NDJSON = "application/x-ndjson"
+# the streamed answer with the server's progress, or the plain JSON answer (a server without it)
+ACCEPT = f"{NDJSON}, application/json;q=0.9"
 
 
 class ServerRowError(BaseModel):
@@ -41,6 +45,26 @@ class UploadAnswer(BaseModel):
     duplicate: bool = False
     errors: list[ServerRowError] = []
     errors_truncated: bool = False
+
+
+class ServerPhase(BaseModel):
+    """One progress line of the streamed answer (docs/uploads.md, Progress): the server's phase
+    (parsing, validating, applying, committing) and its counts so far."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: str
+    read: int = 0
+    applied: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    total: int | None = None
+    elapsed_s: float | None = None  # the server's seconds since it started on the upload
+
+    @property
+    def done(self) -> int:
+        """Records the server has dealt with (applied, unchanged or rejected)."""
+        return self.applied + self.unchanged + self.rejected
 
 
 class UploadClient:
@@ -93,16 +117,23 @@ class UploadClient:
         *,
         size: int | None = None,
         sha256: str | None = None,
+        on_phase: Callable[[ServerPhase], None] | None = None,
     ) -> UploadAnswer:
         """Stream ``body`` (the file's raw bytes) to the server; memory stays flat. With
-        ``sha256`` (the file's digest) the server recognises a re-sent file without applying it."""
-        headers = {**self._headers, "Content-Type": CONTENT_TYPES[fmt]}
+        ``sha256`` (the file's digest) the server recognises a re-sent file without applying it.
+        The server's progress lines, once the body is sent, go to ``on_phase`` as they come."""
+        headers = {**self._headers, "Content-Type": CONTENT_TYPES[fmt], "Accept": ACCEPT}
         if sha256 is not None:
             headers["X-Content-SHA256"] = sha256
         if size is not None:
             headers["Content-Length"] = str(size)  # lets the server refuse an oversize file early
         try:
-            response = self._client.post("/v1/uploads", params={"kind": kind}, content=body, headers=headers)
+            with self._client.stream(
+                "POST", "/v1/uploads", params={"kind": kind}, content=body, headers=headers
+            ) as response:
+                if response.status_code == 200 and _media(response) == NDJSON:
+                    return _streamed(response, on_phase or (lambda _: None))
+                response.read()
         except httpx.TimeoutException as exc:
             raise NetworkError(
                 f"the server at {self.server_url} did not answer in time ({exc})",
@@ -124,19 +155,58 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _media(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
+def _bad_answer(reason: str) -> ServerError:
+    return ServerError(
+        f"the server's answer is not an upload result: {reason}", key="bad_answer", params={"reason": reason}
+    )
+
+
+def _result(validate: Callable[[Any], UploadAnswer], value: Any) -> UploadAnswer:
+    try:
+        return validate(value)
+    except ValidationError as exc:
+        raise _bad_answer(exc.errors()[0]["msg"]) from exc
+
+
+def _streamed(response: httpx.Response, on_phase: Callable[[ServerPhase], None]) -> UploadAnswer:
+    """Progress lines, then ``done`` with the answer or ``failed`` with the problem."""
+    for raw in response.iter_lines():
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            raise _bad_answer("a progress line is not JSON") from None
+        if not isinstance(line, dict):
+            raise _bad_answer("a progress line is not an object")
+        if line.get("phase") == "done":
+            return _result(UploadAnswer.model_validate, line.get("result"))
+        if line.get("phase") == "failed":
+            problem = line.get("problem")
+            problem = problem if isinstance(problem, dict) else {}
+            status = problem.get("status")
+            _raise_problem(status if isinstance(status, int) else 500, problem, "")
+        try:
+            on_phase(ServerPhase.model_validate(line))
+        except ValidationError:
+            continue  # a line of a later server version: the answer still comes
+    raise _bad_answer("the answer ended before its result")
+
+
 def _answer(response: httpx.Response) -> UploadAnswer:
     status = response.status_code
-    if status == 200:
-        try:
-            return UploadAnswer.model_validate_json(response.content)
-        except ValidationError as exc:
-            first = exc.errors()[0]["msg"]
-            raise ServerError(
-                f"the server's answer is not an upload result: {first}", key="bad_answer", params={"reason": first}
-            ) from exc
-    problem = _problem(response)
+    if status != 200:
+        _raise_problem(status, _problem(response), response.reason_phrase)
+    return _result(UploadAnswer.model_validate_json, response.content)
+
+
+def _raise_problem(status: int, problem: dict[str, Any], reason_phrase: str) -> NoReturn:
     code = problem.get("code")
-    detail = problem.get("detail") or problem.get("title") or response.reason_phrase
+    detail = problem.get("detail") or problem.get("title") or reason_phrase
     line = problem.get("line") if isinstance(problem.get("line"), int) else None
     where = f" (line {line})" if line else ""
     if status == 401:

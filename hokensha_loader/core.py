@@ -248,8 +248,9 @@ def upload_file(
     progress: Progress | None = None,
     lang: Lang = DEFAULT_LANG,
 ) -> Summary:
-    """Stream the file's raw bytes to the server; the server validates and commits, and its
-    answer (counts and per-row errors) becomes the summary and the reject report."""
+    """Stream the file's raw bytes to the server; the server validates and commits (its phases go
+    to ``progress`` as they come), and its answer (counts and per-row errors) becomes the summary
+    and the reject report."""
     progress = progress or NullProgress()
     check_header(path, kind, fmt)
     started = time.perf_counter()
@@ -266,7 +267,7 @@ def upload_file(
             yield chunk
 
     try:
-        answer = client.upload(kind, fmt, body(), size=size, sha256=file_sha256(path))
+        answer = client.upload(kind, fmt, body(), size=size, sha256=file_sha256(path), on_phase=progress.server)
     finally:
         progress.close()
     summary.elapsed_s = time.perf_counter() - started

@@ -218,6 +218,19 @@ _TEXT: dict[str, tuple[str, str]] = {
         "サーバーの応答がアップロード結果として読めません: {reason}",
         "the server's answer is not an upload result: {reason}",
     ),
+    # the server's phases after the file is sent (progress.py)
+    "server": ("サーバー", "server"),
+    "phase_parsing": ("解析中（文字コード・見出し行）", "parsing (encoding, header)"),
+    "phase_validating": (
+        "検証中 読込 {read:,} 行、処理済み {done:,} 件（不備 {rejected:,}）",
+        "validating: read {read:,} rows, {done:,} processed ({rejected:,} rejected)",
+    ),
+    "phase_applying": (
+        "適用中 {done:,} / {total:,} 件（不備 {rejected:,}）",
+        "applying: {done:,} of {total:,} processed ({rejected:,} rejected)",
+    ),
+    "phase_committing": ("確定中（コミット）{done:,} 件", "committing {done:,} records"),
+    "phase_other": ("{phase} {done:,} 件", "{phase} {done:,}"),
     # the summary
     "checked": ("検査", "checked"),
     "loaded": ("取り込み", "loaded"),

@@ -1,7 +1,9 @@
 """Progress as a renderer wrapping an iterable (pip-style): off when the stream is not a TTY.
 
 ``Progress.chunks`` wraps the byte chunks read from the file (bytes done / total, and lines as a
-cheap row count while uploading); ``Progress.rows`` wraps validated rows (dry run). The line is
+cheap row count while uploading); ``Progress.rows`` wraps validated rows (dry run);
+``Progress.server`` shows the server's phase once the file is sent (parsing, validating, applying,
+committing: docs/loader.md), one line per phase, the current one redrawn with its counts. The line is
 drawn by click's progress bar (redrawn in place, cursor hidden while it runs); what is counted,
 and how often it is redrawn, is decided here: rendering is throttled by an injectable clock, so
 wrapping costs next to nothing per item.
@@ -15,8 +17,12 @@ from typing import TYPE_CHECKING, Protocol, TextIO, TypeVar
 
 import click
 
+from hokensha_loader.messages import DEFAULT_LANG, Lang, text
+
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # what click.progressbar returns
+
+    from hokensha_loader.client import ServerPhase
 
 T = TypeVar("T")
 _BAR_WIDTH = 24
@@ -26,6 +32,8 @@ class Progress(Protocol):
     def chunks(self, chunks: Iterable[bytes], *, count_lines: bool = False) -> Iterator[bytes]: ...
 
     def rows(self, rows: Iterable[T]) -> Iterator[T]: ...
+
+    def server(self, phase: ServerPhase) -> None: ...
 
     def close(self) -> None: ...
 
@@ -38,6 +46,9 @@ class NullProgress:
 
     def rows(self, rows: Iterable[T]) -> Iterator[T]:
         return iter(rows)
+
+    def server(self, phase: ServerPhase) -> None:
+        return None
 
     def close(self) -> None:
         return None
@@ -54,9 +65,11 @@ def _size(n: float) -> str:
 class BarProgress:
     """One line redrawn in place: label, percent, bar, bytes, rows, rows/s."""
 
-    def __init__(self, stream: TextIO, total_bytes: int, label: str, *,
-                 interval_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stream: TextIO, total_bytes: int, label: str, *, interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic, lang: Lang = DEFAULT_LANG) -> None:
         self.stream = stream
+        self.lang = lang
+        self._phase: str | None = None  # the server's phase shown last
         self.total_bytes = total_bytes
         self.label = label
         self.interval_s = interval_s
@@ -112,15 +125,49 @@ class BarProgress:
         self._bar.render_progress()
         self._drawn = True
 
+    def server_line(self, phase: ServerPhase, now: float) -> str:
+        """The server's phase as shown: name, counts, and the time: the server's own since it
+        started on the file when it says (its phases before the body was sent arrive only after),
+        else the loader's since its start."""
+        counts = {"read": phase.read, "done": phase.done, "rejected": phase.rejected, "total": phase.total or 0}
+        key = f"phase_{phase.phase}"
+        try:
+            line = text(key, self.lang, **counts)
+        except KeyError:  # a phase of a later server version
+            line = text("phase_other", self.lang, phase=phase.phase, **counts)
+        if phase.phase == "applying" and phase.total:
+            filled = min(phase.done * _BAR_WIDTH // phase.total, _BAR_WIDTH)
+            line += f" {phase.done * 100 // phase.total:3d}% |{'█' * filled}{' ' * (_BAR_WIDTH - filled)}|"
+        elapsed = phase.elapsed_s if phase.elapsed_s is not None else now - self.started
+        return f"{text('server', self.lang)}: {line} {text('elapsed', self.lang, s=elapsed)}"
+
+    def server(self, phase: ServerPhase) -> None:
+        """Show the server's phase: a new phase starts a new line (the last one keeps its final
+        counts above it), the same phase is redrawn in place."""
+        if self._phase is None:
+            self.close()  # the file is sent: the byte bar stays as it ended
+        elif phase.phase != self._phase:
+            self.stream.write("\n")
+        self._phase = phase.phase
+        self.stream.write("\r" + self.server_line(phase, self.clock()) + "\x1b[K")
+        self.stream.flush()
+
     def close(self) -> None:
-        if self._drawn:
+        if self._phase is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._phase = None
+            self._drawn = False
+        elif self._drawn:
             self.draw(self.clock())
             self._bar.render_finish()  # shows the cursor again and ends the line
+            self._drawn = False
 
 
-def make_progress(stream: TextIO, total_bytes: int, label: str, *, enabled: bool | None = None) -> Progress:
+def make_progress(stream: TextIO, total_bytes: int, label: str, *, enabled: bool | None = None,
+                  lang: Lang = DEFAULT_LANG) -> Progress:
     """A bar on ``stream`` when it is a terminal, else nothing; ``enabled=False`` turns it off."""
     if enabled is None:
         isatty = getattr(stream, "isatty", None)
         enabled = bool(isatty and isatty())
-    return BarProgress(stream, total_bytes, label) if enabled else NullProgress()
+    return BarProgress(stream, total_bytes, label, lang=lang) if enabled else NullProgress()

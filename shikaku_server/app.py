@@ -34,7 +34,14 @@ from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
-from shikaku_server.errors import RETRY_AFTER_SECONDS, DomainError, MyNumberDetectedError, UnavailableError
+from shikaku_server.errors import (
+    RETRY_AFTER_SECONDS,
+    DomainError,
+    MyNumberDetectedError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
+from shikaku_server.fhir.fastpath import EligibilityFastPath
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -174,8 +181,9 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(PayloadTooLargeError):
+    """A body read past the limit (sent without a Content-Length). A domain error, so a route that
+    reads its own body (the FHIR facade) or FastAPI's handler answers it as 413, never as a 500."""
 
 
 class RequestMiddleware:
@@ -206,7 +214,7 @@ class RequestMiddleware:
             if limit is not None and message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(f"JSON bodies are limited to {limit} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -367,5 +375,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state_getter=lambda: holder["state"],
         on_domain_error=domain_problem,
     )
+    app.add_middleware(EligibilityFastPath)  # POST /fhir/R4/CoverageEligibilityRequest, the same way
     app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
     return app

@@ -715,6 +715,7 @@ class CheckFlow:
 
     def _face_status(self, job: int, status: str) -> None:
         text = {
+            "framing": msg.FACE_STATUS_FRAMING,
             "detecting": msg.FACE_STATUS_DETECTING,
             "matching": msg.FACE_STATUS_MATCHING,
             "asking": msg.FACE_STATUS_ASKING,

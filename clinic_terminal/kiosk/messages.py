@@ -44,6 +44,7 @@ def pin_wrong(tries_left: int, *, face: bool = False) -> str:
 
 FACE_UNAVAILABLE: Final = "顔認証は現在ご利用いただけません。暗証番号で確認してください。"
 FACE_STATUS_PREPARING: Final = "準備中です…"
+FACE_STATUS_FRAMING: Final = "画面にご自分の顔が映っています。枠の中に顔を合わせてください。"
 FACE_STATUS_DETECTING: Final = "顔を検出中です。カメラを見てください。"
 FACE_STATUS_MATCHING: Final = "照合中です。そのままお待ちください。"
 FACE_STATUS_ASKING: Final = "資格情報を確認しています…"

@@ -5,6 +5,10 @@
 patient screen to draw, and a guidance code from what the face module finds in it
 (``clinic_terminal.face.find_faces``) and from the frame's brightness: closer, lighter, look at
 the camera, blink. ``clear()`` drops the frame when the face step ends.
+
+``PreviewCamera.frame()`` runs before the check reads its frames: the patient sees themselves
+and the guidance until they are framed (a face, alone, near enough) for ``FRAMED_S``, or for at
+most ``FRAMING_MAX_S``; those frames are shown and dropped, never given to the check.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ GUIDANCE_TEXT: Final[dict[str, str]] = {
 DARK_MEAN: Final = 60  # mean grey level below which the picture is too dark to find a face
 NEAR_WIDTH: Final = 0.22  # a face narrower than this part of the frame is too far away
 PREVIEW_WIDTH: Final = 480  # the preview is scaled down to this width (the check keeps its own frames)
+FRAMED_S: Final = 1.0  # framed this long before the check starts: the patient has seen themselves
+FRAMING_MAX_S: Final = 6.0  # then the check starts anyway (its own result says what went wrong)
 
 
 def assess(frame: Frame, boxes: list[tuple[int, int, int, int]]) -> Guidance:
@@ -71,11 +77,12 @@ class LivePreview:
         self._last = float("-inf")
         self._last_detect = float("-inf")
 
-    def offer(self, frame: Frame) -> None:
-        """A frame the camera just gave (called from the face job's thread)."""
+    def offer(self, frame: Frame, *, now_too: bool = False) -> Guidance | None:
+        """A frame the camera just gave (called from the face job's thread); ``now_too``: shown
+        and assessed whatever the intervals (framing). Returns the guidance when assessed."""
         now = self._clock()
-        if now - self._last < self._min_interval:
-            return
+        if not now_too and now - self._last < self._min_interval:
+            return None
         self._last = now
         import cv2
         import numpy as np
@@ -87,7 +94,7 @@ class LivePreview:
             small = np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
         guidance = None
-        if now - self._last_detect >= self._detect_interval:
+        if now_too or now - self._last_detect >= self._detect_interval:
             self._last_detect = now
             guidance = assess(small, self._faces(small))
         with self._lock:
@@ -96,6 +103,7 @@ class LivePreview:
             if guidance is not None:
                 self._guidance = guidance
         del small, encoded
+        return guidance
 
     def _faces(self, frame: Frame) -> list[tuple[int, int, int, int]]:
         if self._find_faces is not None:
@@ -129,9 +137,38 @@ class LivePreview:
 class PreviewCamera:
     """A camera that also shows what it reads (a ``CameraSource`` around a ``CameraSource``)."""
 
-    def __init__(self, camera: CameraSource, preview: LivePreview) -> None:
+    def __init__(self, camera: CameraSource, preview: LivePreview, *, clock: Callable[[], float] = time.monotonic,
+                 framed_s: float = FRAMED_S, max_s: float = FRAMING_MAX_S) -> None:
         self._camera = camera
         self._preview = preview
+        self._clock = clock
+        self._framed_s = framed_s
+        self._max_s = max_s
+
+    def frame(self) -> bool:
+        """Show the camera before the check: until the face has been framed (guidance ``blink``)
+        for ``framed_s``, or ``max_s`` at most. Each frame is assessed as it comes (paced by the
+        detection, so a file plays no faster than it is shown) and then dropped. True if framed."""
+        started = self._clock()
+        framed_since: float | None = None
+        while (now := self._clock()) - started < self._max_s:
+            frame = self._camera.read()
+            if frame is None:
+                return False
+            try:
+                guidance = self._preview.offer(frame, now_too=True)
+            except Exception:  # the preview must never stop the check
+                logger.debug("kiosk: a preview frame could not be shown", exc_info=True)
+                return False
+            finally:
+                del frame
+            if guidance != "blink":
+                framed_since = None
+            elif framed_since is None:
+                framed_since = now
+            elif now - framed_since >= self._framed_s:
+                return True
+        return False
 
     def __enter__(self) -> Self:
         self._camera.__enter__()

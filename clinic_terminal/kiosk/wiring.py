@@ -105,8 +105,11 @@ def make_face_checker(camera_factory: Callable[[], CameraSource]) -> FaceChecker
         settings = get_face_settings()
         started = time.perf_counter()
         card_encoding = encode_card_photo(card_photo, max_width=settings.max_width)
-        on_status("detecting")
         with camera_factory() as camera:
+            if isinstance(camera, PreviewCamera):  # the patient sees themselves framed first
+                on_status("framing")
+                camera.frame()
+            on_status("detecting")
             captured = list(frames(camera, settings.frames))
         on_status("matching")
         try:

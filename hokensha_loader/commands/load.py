@@ -104,7 +104,7 @@ def make_command(kind: FileKind) -> click.Command:
             raise UsageError("--quiet and --verbose exclude each other", key="quiet_verbose")
         fmt = format_for(file, fmt)
         report_path = report_path or default_report_path(file)
-        progress = make_progress(sys.stderr, file_size(file), kind, enabled=False if quiet else None)
+        progress = make_progress(sys.stderr, file_size(file), kind, enabled=False if quiet else None, lang=lang)
         try:
             if dry_run:
                 summary = validate_file(file, kind, fmt, report_path=report_path, progress=progress, lang=lang)

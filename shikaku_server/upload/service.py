@@ -73,6 +73,7 @@ from shikaku_server.upload.bulk import (
     render_rows,
 )
 from shikaku_server.upload.models import Upload, uploader_of
+from shikaku_server.upload.progress import UploadProgress
 
 log = logging.getLogger(__name__)
 BATCH = 10000
@@ -157,7 +158,9 @@ def process_upload(
     error_limit: int,
     max_bytes: int,
     declared_sha256: str | None = None,
+    progress: UploadProgress | None = None,
 ) -> UploadOutcome:
+    progress = progress or UploadProgress()
     permitted = principal.require_insurer()
     uploader = uploader_of(permitted)
     outcome = UploadOutcome(upload_id=secrets.token_urlsafe(16))
@@ -198,6 +201,7 @@ def process_upload(
                 reject(error)
             if unit.records:
                 applier.apply(unit.records, outcome, reject, unit.prepared)
+            progress.applied(outcome.accepted, outcome.unchanged, outcome.rejected)
 
         pipeline = _Pipeline(run)
 
@@ -206,6 +210,7 @@ def process_upload(
             # while the worker waits for the database with the previous batch
             if unit.records:
                 unit.prepared = applier.prepare(unit.records)
+            progress.validated(reader.rows_read)
             pipeline.submit(unit)
 
         try:
@@ -227,9 +232,11 @@ def process_upload(
                 if len(unit.errors) >= BATCH:
                     # many rejects: hand them on without the records collected so far (whose
                     # own rejects come after them anyway), so memory stays flat
+                    progress.validated(reader.rows_read)
                     pipeline.submit(_Unit([], unit.errors, unit.rejected))
                     unit = _Unit(unit.records)
             submit(unit)
+            progress.all_read(reader.rows_read)
             pipeline.finish()
         except FileFormatError as exc:
             pipeline.abort()
@@ -259,6 +266,7 @@ def process_upload(
                 finished_at=utcnow(),
             )
         )
+        progress.committing()
         try:
             session.commit()
         except IntegrityError:

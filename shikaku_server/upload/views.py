@@ -6,12 +6,15 @@ import queue
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from schemas.insurer_files import FileKind
+from shikaku_server.auth.service import Principal
 from shikaku_server.deps import PrincipalDep, StateDep
 from shikaku_server.errors import DomainError
+from shikaku_server.state import AppState
+from shikaku_server.upload.progress import NDJSON, ProgressResponse, UploadProgress, wants_progress
 from shikaku_server.upload.service import process_upload
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -42,22 +45,45 @@ class ClientGoneError(DomainError):
     status = 400
 
 
-@router.post("")
+@router.post(
+    "",
+    response_model=dict[str, Any],
+    responses={200: {"content": {NDJSON: {"schema": {"type": "string"}}},
+                     "description": "The answer; with `Accept: application/x-ndjson`, progress lines then"
+                     " the answer as the last line (docs/uploads.md, Progress)"}},
+)
 async def upload(
     request: Request,
     principal: PrincipalDep,
     state: StateDep,
     kind: FileKind = Query(description="eligibility, medications or checkups"),
-) -> dict[str, Any]:
-    """Stream the body into the (synchronous) applier running in a worker thread; the whole file
-    is one transaction, so a dropped connection rolls everything back."""
+) -> dict[str, Any] | Response:
+    """The answer as JSON, or streamed with its progress when the client asks for NDJSON."""
     principal.require_insurer()
+    if not wants_progress(request):
+        return await _apply(request, principal, state, kind, UploadProgress())
+    from shikaku_server.app import error_response  # the one error renderer (app imports this module)
+
+    _media(request)  # a wrong content type is still a plain 415
+    return ProgressResponse(lambda progress: _apply(request, principal, state, kind, progress), error_response)
+
+
+def _media(request: Request) -> str:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fmt = _FORMATS.get(media)
     if fmt is None:
         raise UnsupportedMediaTypeError(
             f"content type {media or '(none)'!r}: send text/csv (UTF-8 or Shift_JIS/CP932) or application/x-ndjson"
         )
+    return fmt
+
+
+async def _apply(
+    request: Request, principal: Principal, state: AppState, kind: FileKind, progress: UploadProgress
+) -> dict[str, Any]:
+    """Stream the body into the (synchronous) applier running in a worker thread; the whole file
+    is one transaction, so a dropped connection rolls everything back."""
+    fmt = _media(request)
     chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=32)
 
     def consume() -> Iterator[bytes]:
@@ -83,6 +109,7 @@ async def upload(
             error_limit=settings.upload_error_limit,
             max_bytes=settings.max_upload_bytes,
             declared_sha256=request.headers.get("x-content-sha256"),
+            progress=progress,
         ),
     )
 

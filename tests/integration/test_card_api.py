@@ -7,15 +7,14 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from shikaku_server.card.models import CardLinkAudit
 from shikaku_server.card.service import import_crl
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
-from testbed.pki import IssuedCertificate, TestCA, rsa_key
+from testbed.pki import CardPrivateKey, IssuedCertificate, TestCA, card_signature, rsa_key
 from tests.conftest import auth
 from tests.factories import eligibility_csv, person
 from tests.integration.test_eligibility_api import upload
@@ -27,8 +26,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def sign(key: rsa.RSAPrivateKey, nonce_b64: str) -> str:
-    return b64(key.sign(base64.b64decode(nonce_b64), padding.PKCS1v15(), hashes.SHA256()))
+def sign(key: CardPrivateKey, nonce_b64: str) -> str:
+    """The card's signature over the challenge nonce, as either generation makes it."""
+    return b64(card_signature(key, base64.b64decode(nonce_b64)))
 
 
 def challenge(client: TestClient, token: str) -> dict[str, Any]:

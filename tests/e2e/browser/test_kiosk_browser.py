@@ -201,12 +201,31 @@ def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screens
     _screen(page, "place_card")
     page.get_by_role("button", name="読み取る").click()
     _screen(page, "choose_method")
+    # what the status said when the preview was first drawn, and every status shown, in order
+    page.evaluate("""() => {
+        window.drawnUnder = null; window.statuses = [];
+        const canvas = document.querySelector('#face-preview');
+        const status = document.querySelector('#face-status');
+        new MutationObserver(() => {
+            if (canvas.dataset.drawn === '1' && window.drawnUnder === null) window.drawnUnder = status.textContent;
+        }).observe(canvas, {attributes: true});
+        new MutationObserver(() => {
+            const last = window.statuses[window.statuses.length - 1];
+            if (status.textContent && status.textContent !== last) window.statuses.push(status.textContent);
+        }).observe(status, {childList: true, characterData: true, subtree: true});
+    }""")
     page.locator("#choose-face").click()
     status = page.locator("#face-status")
-    expect(status).to_contain_text("中", timeout=TIMEOUT)  # 準備中 / 顔を検出中 / 照合中
-    expect(status).to_have_text(re.compile("顔を検出中|照合中|資格情報を確認"), timeout=TIMEOUT)
-    # the live preview: the camera's frames drawn in the page, with guidance from what is in them
+    # the patient sees themselves framed before the check reads a frame
+    expect(status).to_contain_text("枠の中に顔を合わせてください", timeout=TIMEOUT)
     expect(page.locator("#face-preview[data-drawn='1']")).to_have_count(1, timeout=TIMEOUT)
+    page.screenshot(path=str(screenshots / "kiosk-face.png"))
+    expect(status).to_have_text(re.compile("顔を検出中|照合中|資格情報を確認"), timeout=TIMEOUT)
+    assert "枠の中に顔を合わせて" in page.evaluate("window.drawnUnder")
+    statuses = page.evaluate("window.statuses")
+    framing = next(i for i, s in enumerate(statuses) if "枠の中" in s)
+    assert all("枠の中" not in s for s in statuses[framing + 1:]) and "顔を検出中" in "".join(statuses[framing + 1:])
+    # the live preview: the camera's frames drawn in the page, with guidance from what is in them
     expect(page.locator("#face-guidance")).to_have_text(
         re.compile("もう少し近づいてください|明るい場所で|カメラを見てください|まばたき"), timeout=TIMEOUT)
     painted = page.evaluate("""() => {
@@ -217,7 +236,6 @@ def test_face_check_with_the_camera_clip(browser: Browser, stack: Stack, screens
         return lit;
     }""")
     assert painted > 50, painted  # not the dark box of before
-    page.screenshot(path=str(screenshots / "kiosk-face.png"))
     page.wait_for_selector("body[data-screen='consent'], body[data-screen='register']", timeout=30_000)
     if page.locator("body[data-screen='register']").count():  # when run alone: link the card first
         _tap_pin(page, PIN)

@@ -76,3 +76,51 @@ def test_frames_are_throttled() -> None:
     now[0] += 0.05
     preview.offer(frame(250))
     assert preview.jpeg() == kept
+
+
+class Ticking:
+    """A clock that moves ``step`` seconds each time it is read (one read per framing frame)."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+NEAR = [(100, 420, 420, 100)]  # a face near enough: the guidance is "blink" (framed)
+
+
+def test_framing_shows_the_camera_until_the_face_is_framed_then_hands_over() -> None:
+    clock = Ticking(0.25)
+    boxes = iter([[], [], NEAR, NEAR, NEAR, NEAR, NEAR, NEAR])
+    preview = LivePreview(clock=clock, find_faces=lambda f: next(boxes))
+    clip = Clip([frame(100 + i) for i in range(10)])
+    shown: list[str | None] = []
+    with PreviewCamera(clip, preview, clock=clock, framed_s=1.0, max_s=6.0) as camera:
+        real_offer = preview.offer
+
+        def offer(f: np.ndarray, *, now_too: bool = False) -> str | None:  # type: ignore[type-arg]
+            shown.append(real_offer(f, now_too=now_too))
+            return shown[-1]
+
+        preview.offer = offer  # type: ignore[method-assign,assignment]
+        assert camera.frame() is True
+        assert shown[:3] == ["look", "look", "blink"]  # every framing frame is shown and assessed
+        assert preview.jpeg() is not None  # the patient saw themselves before the check
+        framing = len(shown)
+        rest = camera.read()
+    assert rest is not None and rest.mean() == 100 + framing  # the check reads the frames after
+
+
+def test_framing_gives_up_after_its_longest_time_and_at_the_end_of_the_stream() -> None:
+    clock = Ticking(1.0)
+    preview = LivePreview(clock=clock, find_faces=lambda f: [])
+    clip = Clip([frame() for _ in range(20)])
+    with PreviewCamera(clip, preview, clock=clock, framed_s=1.0, max_s=4.0) as camera:
+        assert camera.frame() is False
+    assert 0 < 20 - len(clip.frames) <= 4
+    assert preview.guidance() == "look"
+    with PreviewCamera(Clip([frame()]), LivePreview(find_faces=lambda f: NEAR)) as short:
+        assert short.frame() is False
