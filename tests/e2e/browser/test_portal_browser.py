@@ -100,6 +100,7 @@ def _emergency_read(stack: Stack) -> None:
 
 
 def test_at_the_kiosk_after_the_check(browser: Browser, stack: Stack, portal_url: str, screenshots: Path) -> None:
+    httpx.post(stack.kiosk_url + "/api/kiosk/reset", timeout=10)  # whatever an earlier module left on screen
     page = browser.new_context(viewport=SCREEN, locale="ja-JP").new_page()
     page.goto(stack.kiosk_url + "/")
     _screen(page, "place_card")
