@@ -71,7 +71,13 @@ class Slot:
 def slot(request: pytest.FixtureRequest) -> Iterator[Slot]:
     if request.param == "pcsc":
         bridge = request.getfixturevalue("vpcd_bridge")  # takes the shared slot's lock
-        yield Slot(insert=bridge.insert, connect=lambda: PyscardTransport(bridge.reader_name))
+
+        def swap(card: MyNumberCardEmulator) -> None:  # a new card replaces the one in the reader
+            if bridge.inserted:
+                bridge.remove()
+            bridge.insert(card)
+
+        yield Slot(insert=swap, connect=lambda: PyscardTransport(bridge.reader_name))
         return
     reader = InProcessReader()
     yield Slot(insert=reader.insert, connect=reader.connect)

@@ -25,7 +25,8 @@ from clinic_terminal.card.pyscard_transport import PyscardTransport
 from clinic_terminal.client import CardClient
 from schemas.card import Registered
 from schemas.eligibility import EligibilityResult
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.crl_watch import apply_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import transaction
 from testbed.card_emulator import (
@@ -189,7 +190,8 @@ def test_revoked_certificate(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
 

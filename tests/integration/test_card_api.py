@@ -10,8 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
+from shikaku_server.card.crl_watch import apply_crl
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from testbed.pki import CardPrivateKey, IssuedCertificate, TestCA, card_signature, rsa_key
@@ -194,7 +195,8 @@ def test_revoked_certificate_after_crl_import(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
     assert problem_code(by_card(client, tokens["reception"], card)) == "certificate_revoked"
