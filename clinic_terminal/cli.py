@@ -14,6 +14,7 @@ import click
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("watch", "watch"),
     ("kiosk", "kiosk"),
+    ("portal", "portal"),
     ("face_check", "face_check"),
 )
 

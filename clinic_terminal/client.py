@@ -55,6 +55,7 @@ class ServerClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.has_token = bool(token)
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> Self:
@@ -67,6 +68,10 @@ class ServerClient:
         self._http.close()
 
     def request(self, method: str, path: str, json: Any = None) -> Any:
+        return self.send(method, path, json).json()
+
+    def send(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        """The answer itself (a file download); a problem answer raises ``ServerError``."""
         try:
             response = self._http.request(method, path, json=json)
         except httpx.TransportError as exc:
@@ -82,7 +87,7 @@ class ServerClient:
                 response.status_code,
                 body,
             )
-        return response.json()
+        return response
 
     # --- eligibility
     def by_number(self, query: ByNumberQuery) -> EligibilityResult:
@@ -152,3 +157,34 @@ class CardClient(ServerClient):
     def access_log(self, challenge_id: str, certificate: bytes, signature: bytes) -> AccessLog:
         body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature)}
         return AccessLog.model_validate(self.request("POST", "/v1/me/access-log", body))
+
+    # --- the patient's own side (/v1/me/*, docs/patient.md)
+    def me_challenge(self) -> Challenge:
+        """At home (no token) a patient challenge; at a kiosk (its token) the facility's: the
+        reads are then logged with the kiosk's facility code."""
+        path = "/v1/card/challenges" if self.has_token else "/v1/me/challenges"
+        return Challenge.model_validate(self.request("POST", path))
+
+    def me(self, what: str, proof: CardProofBody, **extra: Any) -> Any:
+        """``POST /v1/me/{what}`` with the card's proof; the JSON answer."""
+        return self.request("POST", f"/v1/me/{what}", {**proof.json(), **extra})
+
+    def me_file(self, what: str, proof: CardProofBody, **extra: Any) -> tuple[bytes, str, str]:
+        """A download of ``/v1/me/{what}``: (content, media type, file name)."""
+        response = self.send("POST", f"/v1/me/{what}", {**proof.json(), **extra})
+        disposition = response.headers.get("content-disposition", "")
+        name = disposition.partition('filename="')[2].rstrip('"') or "download"
+        return response.content, response.headers.get("content-type", "application/octet-stream"), name
+
+
+class CardProofBody:
+    """A challenge signed by the card: the body every ``/v1/me`` call carries."""
+
+    def __init__(self, challenge_id: str, certificate: bytes, signature: bytes) -> None:
+        self.challenge_id = challenge_id
+        self.certificate = certificate
+        self.signature = signature
+
+    def json(self) -> dict[str, str]:
+        return {"challenge_id": self.challenge_id, "certificate": _b64(self.certificate),
+                "signature": _b64(self.signature)}

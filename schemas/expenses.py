@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Base64Bytes, Field
+from pydantic import Field
 
-from schemas.base import RequestModel, ResponseModel
+from schemas.base import ResponseModel
+from schemas.card import AccessLogRequest
 
 Year = Annotated[int, Field(ge=2000, le=2100)]
 ExportFormat = Literal["xlsx", "csv"]
 
 
-class ExpensesRequest(RequestModel):
-    """``POST /v1/me/expenses``: the card's proof and the calendar year."""
+class ExpensesRequest(AccessLogRequest):
+    """``POST /v1/me/expenses``: the card's proof (``schemas.me.CardProof``) and the calendar year."""
 
-    challenge_id: Annotated[str, Field(max_length=100)]
-    certificate: Base64Bytes
-    signature: Base64Bytes
     year: Year
 
 

@@ -37,6 +37,7 @@ from clinic_terminal.kiosk.staff import (
     record_json,
     result_json,
 )
+from clinic_terminal.portal.session import MySession
 
 _STATIC = {
     "kiosk.js": "text/javascript; charset=utf-8",
@@ -44,6 +45,8 @@ _STATIC = {
     "staff.js": "text/javascript; charset=utf-8",
     "staff.css": "text/css; charset=utf-8",
     "common.css": "text/css; charset=utf-8",
+    "portal.js": "text/javascript; charset=utf-8",
+    "portal.css": "text/css; charset=utf-8",
 }
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store, max-age=0",
@@ -111,23 +114,14 @@ class KioskInfo:
     facility_code: str | None = None  # with the name: the drug history names this terminal's own facility
 
 
-def _page(name: str) -> str:
+def page(name: str) -> str:
     return resources.files("clinic_terminal.kiosk").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def create_kiosk_app(
-    flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
-    notices: ReceptionNotices | None = None, preview: LivePreview | None = None,
-    remove_card: Callable[[], None] | None = None,
-) -> FastAPI:
-    """``preview``: the face screen's camera preview (frames in memory only); ``remove_card``: the
-    demo's 「カードを抜く」 (None outside demo mode: the route answers 404)."""
-    info = info or KioskInfo()
-    notices = notices or ReceptionNotices()
-    facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
-    app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
-    pages = {"kiosk": _page("kiosk.html"), "staff": _page("staff.html")}
-    static = {name: _page(name) for name in _STATIC}
+def serve_static(app: FastAPI) -> None:
+    """The local screens' common ground: the security headers on every answer (no-store, CSP)
+    and ``/static/*`` — the kiosk app and the patient portal app both."""
+    static = {name: page(name) for name in _STATIC}
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -135,6 +129,28 @@ def create_kiosk_app(
         for key, value in _SECURITY_HEADERS.items():
             response.headers[key] = value
         return response
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in static:
+            return JSONResponse({"code": "not_found"}, status_code=404)
+        return Response(static[name], media_type=_STATIC[name])
+
+
+def create_kiosk_app(
+    flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
+    notices: ReceptionNotices | None = None, preview: LivePreview | None = None,
+    remove_card: Callable[[], None] | None = None, mine: MySession | None = None,
+) -> FastAPI:
+    """``preview``: the face screen's camera preview (frames in memory only); ``remove_card``: the
+    demo's 「カードを抜く」 (None outside demo mode: the route answers 404); ``mine``: the patient's
+    own screens after the check (「自分の情報を見る」, ``/me``)."""
+    info = info or KioskInfo()
+    notices = notices or ReceptionNotices()
+    facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
+    app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
+    pages = {"kiosk": page("kiosk.html"), "staff": page("staff.html")}
+    serve_static(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -170,12 +186,6 @@ def create_kiosk_app(
     def staff_page() -> HTMLResponse:
         return HTMLResponse(pages["staff"])
 
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
-        if name not in static:
-            return JSONResponse({"code": "not_found"}, status_code=404)
-        return Response(static[name], media_type=_STATIC[name])
-
     def _screen(screen: Screen) -> dict[str, Any]:
         guidance = None
         if preview is not None:
@@ -183,7 +193,7 @@ def create_kiosk_app(
                 guidance = preview.guidance_text()
             else:
                 preview.clear()  # the frame lives only while the face screen shows it
-        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo,
+        return screen.to_json() | {"face_enabled": flow.face_enabled, "demo": info.demo, "mine": mine is not None,
                                    "face_guidance": guidance, "demo_remove_card": remove_card is not None}
 
     kiosk = APIRouter(prefix="/api/kiosk")
@@ -331,6 +341,10 @@ def create_kiosk_app(
 
     app.include_router(kiosk)
     app.include_router(staff_api)
+    if mine is not None:
+        from clinic_terminal.portal.web import add_portal
+
+        add_portal(app, mine, path="/me", home="/", facility_names=facility_names, demo=info.demo)
     return app
 
 

@@ -33,6 +33,7 @@ from clinic_terminal.card.errors import (
     PinFormatError,
     PinWrongError,
 )
+from clinic_terminal.card.opening import open_card
 from clinic_terminal.card.reader import MyNumberCard
 from clinic_terminal.card.transport import CardTransport
 from clinic_terminal.client import ServerError
@@ -358,19 +359,13 @@ class CheckFlow:
         with self._lock:
             self._guard()
             self._reset_locked()
-            transport: CardTransport | None = None
             try:
-                transport = self._connect_card()
-                card = MyNumberCard(transport)
-                card.check_jpki()
-                certificate = card.read_auth_certificate()
-                tries = card.auth_pin_tries_left()
+                opened = open_card(self._connect_card)
             except CardError as exc:
-                if transport is not None:
-                    transport.close()
                 return self._card_error(exc)
             self._read_failures = 0
-            self._session = _Session(transport=transport, card=card, certificate=certificate)
+            tries = opened.tries_left
+            self._session = _Session(transport=opened.transport, card=opened.card, certificate=opened.certificate)
             methods = self._methods(tries)
             if not methods:
                 self._refer("pin_blocked")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from schemas.card import Checkups, Medications
+from schemas.me import MyCheckups, MyMedications
 
 Flag = Literal["guidance", "referral"]
 
@@ -100,8 +101,9 @@ def _thresholds(term: CheckupTerm, sex: str | None) -> str:
     return "・".join(parts)
 
 
-def checkups_json(checkups: Checkups, sex: str | None) -> dict[str, Any]:
-    """Items as rows, checkup dates as columns (newest first), like the result form."""
+def checkups_json(checkups: Checkups | MyCheckups, sex: str | None) -> dict[str, Any]:
+    """Items as rows, checkup dates as columns (newest first), like the result form. The staff
+    screen (a visit's checkups) and the patient's own screen (``/v1/me/checkups``) both."""
     items = sorted(checkups.items, key=lambda c: c.checked_on, reverse=True)
     rows: list[dict[str, Any]] = []
     for term in CHECKUP_TERMS:
@@ -127,7 +129,7 @@ def checkups_json(checkups: Checkups, sex: str | None) -> dict[str, Any]:
                           "flag_label": FLAG_LABEL[flag] if flag else None})
         rows.append({"key": "urine_protein", "group": "尿", "label": "尿蛋白", "unit": "", "reference": "（−）",
                      "thresholds": "保健指導判定値 （±）・受診勧奨判定値 （+）以上", "values": urine})
-    return {"visit_id": checkups.visit_id, "since": checkups.since.isoformat(),
+    return {"visit_id": getattr(checkups, "visit_id", None), "since": checkups.since.isoformat(),
             "dates": [c.checked_on.isoformat() for c in items], "rows": rows}
 
 
@@ -155,7 +157,7 @@ def facility_description(code: str) -> str | None:
     return f"{PREFECTURES[pref - 1]}の{kind}"
 
 
-def medications_json(medications: Medications, facility_names: Mapping[str, str]) -> dict[str, Any]:
+def medications_json(medications: Medications | MyMedications, facility_names: Mapping[str, str]) -> dict[str, Any]:
     """The server's items (facility code only) with the facility's name where this terminal knows
     it; the code always comes along as secondary text."""
     items = []
@@ -165,4 +167,4 @@ def medications_json(medications: Medications, facility_names: Mapping[str, str]
             "facility_name": name,
             "facility_description": None if name else facility_description(m.facility_code),
         })
-    return {"visit_id": medications.visit_id, "since": medications.since.isoformat(), "items": items}
+    return {"visit_id": getattr(medications, "visit_id", None), "since": medications.since.isoformat(), "items": items}

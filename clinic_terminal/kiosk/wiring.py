@@ -34,6 +34,7 @@ from clinic_terminal.kiosk.preview import LivePreview, PreviewCamera
 from clinic_terminal.kiosk.reception import ReceptionNotices
 from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
 from clinic_terminal.outage import Backoff, OutageEntry, OutageJournal, Rechecker
+from clinic_terminal.portal.session import MySession
 from schemas.card import Challenge, ConsentRecord, Setting
 from schemas.eligibility import EligibilityResult
 
@@ -83,6 +84,7 @@ class KioskRuntime:
     notices: ReceptionNotices | None = None
     journal: OutageJournal | None = None
     rechecker: Rechecker | None = None
+    mine: MySession | None = None
 
     def close(self) -> None:
         for closer in reversed(self.closers):
@@ -190,22 +192,12 @@ def build_kiosk(
     demo_reader = None
     demo: DemoCard | None = None
     if connect_card is None:
-        if config.demo_card is not None:
-            demo = _load_demo_card(config.demo_card)
-            connect_card = demo.connect
+        connect_card, demo = card_source(config.reader, config.demo_card)
+        if demo is not None:
             demo_reader = demo.reader
             if collation_b is None and demo.has_photo:
                 code = demo.collation_b
                 collation_b = lambda: code  # noqa: E731 - the demo card's printed 照合番号B
-        else:
-            from clinic_terminal.card.pyscard_transport import PyscardTransport
-
-            reader_name = config.reader
-
-            def connect_pcsc() -> CardTransport:
-                return PyscardTransport(reader_name)
-
-            connect_card = connect_pcsc
 
     if config.camera is not None or config.card_front is not None:
         _require_face_libraries("--camera" if config.camera is not None else "--card-front")
@@ -280,14 +272,84 @@ def build_kiosk(
     )
     staff = StaffService(client, board, role=config.role,
                          outage=None if journal is None else notices.journal_number)
-    app = create_kiosk_app(flow, staff, board, info=KioskInfo(demo=config.demo_card is not None,
+    mine = MySession(connect_card=connect_card, server=client, idle_timeout=config.idle_timeout)
+    app = create_kiosk_app(flow, staff, board, mine=mine, info=KioskInfo(demo=config.demo_card is not None,
                                                              facility_name=config.facility_name,
                                                              facility_code=config.facility_code), notices=notices,
-                           preview=preview, remove_card=None if demo is None else _demo_remove(demo, flow))
+                           preview=preview, remove_card=None if demo is None else _demo_remove(demo, flow, mine))
     if watch_card:
-        closers.extend(_watch_card(flow, demo_reader, config.reader))
+        closers.extend(_watch_card(flow, demo_reader, config.reader, mine))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,
-                        demo_card=demo, closers=closers, notices=notices, journal=journal, rechecker=rechecker)
+                        demo_card=demo, closers=closers, notices=notices, journal=journal, rechecker=rechecker,
+                        mine=mine)
+
+
+def card_source(
+    reader: str | None, demo_card: Path | None
+) -> tuple[Callable[[], CardTransport], DemoCard | None]:
+    """How to reach the card: the demo's in-process virtual card, else PC/SC (pyscard)."""
+    if demo_card is not None:
+        demo = _load_demo_card(demo_card)
+        return demo.connect, demo
+    from clinic_terminal.card.pyscard_transport import PyscardTransport
+
+    def connect_pcsc() -> CardTransport:
+        return PyscardTransport(reader)
+
+    return connect_pcsc, None
+
+
+@dataclass
+class PortalRuntime:
+    app: FastAPI
+    mine: MySession
+    client: CardClient
+    demo_card: DemoCard | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # closing must go on
+                logger.exception("portal: error while closing")
+
+
+def build_portal(
+    server_url: str,
+    *,
+    reader: str | None = None,
+    demo_card: Path | None = None,
+    idle_timeout: float = 180.0,
+    transport: httpx.BaseTransport | None = None,
+    demo: DemoCard | None = None,
+    watch_card: bool = True,
+) -> PortalRuntime:
+    """``clinic-terminal portal``: the patient's own screens on a PC with a reader. No facility
+    token: every call is proven by the card alone (``/v1/me/challenges``). ``demo``: an already
+    loaded virtual card (tests share the kiosk's)."""
+    from clinic_terminal.portal.web import create_portal_app
+
+    client = CardClient(server_url, None, transport=transport)
+    if demo is not None:
+        connect_card: Callable[[], CardTransport] = demo.connect
+    else:
+        connect_card, demo = card_source(reader, demo_card)
+    mine = MySession(connect_card=connect_card, server=client, idle_timeout=idle_timeout)
+    runtime = PortalRuntime(create_portal_app(mine, demo=demo is not None), mine, client, demo, [client.close])
+    if demo is not None:
+        demo_remove = demo
+
+        @runtime.app.post("/api/me/demo/remove-card")
+        def remove_card() -> dict[str, object]:
+            """Demo mode only: take the virtual card out of its reader."""
+            demo_remove.reader.remove()
+            mine.card_removed()
+            return mine.state()
+
+    if watch_card:
+        runtime.closers.extend(_watch_card(None, None if demo is None else demo.reader, reader, mine))
+    return runtime
 
 
 DEMO_HINT = "a source checkout of the project, or pip install 'shikaku[demo]'"
@@ -365,23 +427,32 @@ def _outage(
     return journal, rechecker
 
 
-def _demo_remove(demo: DemoCard, flow: CheckFlow) -> Callable[[], None]:
+def _demo_remove(demo: DemoCard, flow: CheckFlow, mine: MySession | None = None) -> Callable[[], None]:
     """The demo's 「カードを抜く」: the virtual card leaves its reader, as a hand would take it."""
 
     def remove() -> None:
         demo.reader.remove()
         flow.card_removed()  # the card monitor would say so too (when watching); the flow acts once
+        if mine is not None:
+            mine.card_removed()
 
     return remove
 
 
-def _watch_card(flow: CheckFlow, demo_reader: object | None, reader_name: str | None) -> list[Callable[[], None]]:
-    """Start reading when a card is placed and start over when it is taken away."""
+def _watch_card(
+    flow: CheckFlow | None, demo_reader: object | None, reader_name: str | None, mine: MySession | None = None
+) -> list[Callable[[], None]]:
+    """Start reading when a card is placed and start over when it is taken away (the check, and
+    the patient's own screens: a pulled card ends their session)."""
     from clinic_terminal.card.inprocess import InProcessReader
     from clinic_terminal.card.monitor import CardEvent, CardEventKind, CardMonitor, CardWatcher, InProcessCardMonitor
 
     def on_event(event: CardEvent) -> None:
         try:
+            if event.kind is CardEventKind.REMOVED and mine is not None:
+                mine.card_removed()
+            if flow is None:
+                return
             screen = flow.screen()
             waiting = screen.name == "place_card" or screen.code == "card_taken_out"
             if event.kind is CardEventKind.INSERTED and waiting:

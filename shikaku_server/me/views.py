@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from schemas.card import AccessLog, Challenge
+from schemas.expenses import Expenses, ExpensesExportRequest, ExpensesRequest
 from schemas.me import (
     CardProof,
     MyCheckups,
@@ -24,6 +25,7 @@ from schemas.me import (
 )
 from shikaku_server.card.service import create_challenge
 from shikaku_server.deps import StateDep, get_principal
+from shikaku_server.expenses import service as expenses
 from shikaku_server.me import service
 from shikaku_server.me.proof import ME_SCOPE, Proven
 from shikaku_server.state import AppState
@@ -92,3 +94,24 @@ async def withdraw(body: WithdrawRequest, request: Request, state: StateDep) -> 
 async def suspension(body: CardProof, request: Request, state: StateDep) -> Suspended:
     """一時利用停止: this card is refused everywhere (``card_suspended``) until resumed."""
     return await _answer(request, state, body, service.suspend)
+
+
+@router.post("/v1/me/expenses", response_model=Expenses)
+async def my_expenses(body: ExpensesRequest, request: Request, state: StateDep) -> Expenses:
+    """医療費通知情報 of calendar ``year``: rows by month, facility and kind of care, with totals."""
+    return await _answer(request, state, body, lambda s, p: expenses.expenses_of_year(s, p.insured_id, body.year))
+
+
+@router.post(
+    "/v1/me/expenses/export",
+    response_class=Response,
+    responses={200: {"content": {expenses.XLSX_MEDIA_TYPE: {}, expenses.CSV_MEDIA_TYPE: {}}}},
+)
+async def my_expenses_export(body: ExpensesExportRequest, request: Request, state: StateDep) -> Response:
+    """The year as a file to download: the 医療費集計フォーム (.xlsx) or CSV (docs/expenses.md)."""
+    content, media_type, filename = await _answer(
+        request, state, body, lambda s, p: expenses.export_year(s, p.insured_id, body.year, body.format)
+    )
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )

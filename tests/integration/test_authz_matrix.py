@@ -168,6 +168,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/me/eligibility"): Row(
         CARD_PROVEN, _post("/v1/me/eligibility", lambda w: {**w.proof(), "as_of": "2025-01-01"})
     ),
+    ("POST", "/v1/me/expenses"): Row(CARD_PROVEN, _post("/v1/me/expenses", lambda w: {**w.proof(), "year": 2025})),
+    ("POST", "/v1/me/expenses/export"): Row(
+        CARD_PROVEN, _post("/v1/me/expenses/export", lambda w: {**w.proof(), "year": 2025, "format": "csv"})
+    ),
     ("POST", "/v1/me/consents/withdraw"): Row(
         CARD_PROVEN, _post("/v1/me/consents/withdraw", lambda w: {**w.proof(), "consent_id": w.consent_id})
     ),

@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import openpyxl
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from schemas.insurer_files import EXPENSE_COLUMNS
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.card.models import CardSuspension
 from shikaku_server.database import transaction
@@ -19,7 +21,7 @@ from shikaku_server.emergency.service import set_emergency
 from shikaku_server.me.suspension import resume_person
 from shikaku_server.ratelimit import Rule
 from testbed.pki import IssuedCertificate, TestCA
-from tests.conftest import FACILITY_CODE, auth
+from tests.conftest import FACILITY_CODE, PHARMACY_CODE, auth
 from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
 from tests.integration.test_card_api import FACTS, another_key, b64, by_card, challenge, problem_code, register, sign
 from tests.integration.test_consent_api import MED_COLUMNS, consent, med
@@ -29,6 +31,8 @@ TODAY = dt.date.today()
 OTHER_FACTS = {"name": "佐藤 次郎", "birth_date": "1975-07-07", "sex": "1", "address": "大阪府大阪市北区1-1"}
 OTHER_DRUG = "ワルファリンK錠1mg"
 FAMILY_DRUG = "カロナール錠200"
+OTHER_CLINIC = "大阪北クリニック"
+EXPENSE_YEAR = TODAY.year - 1
 CHECKUP_COLUMNS = ["insurer_number", "symbol", "number", "branch", "checked_on", "hba1c", "systolic"]
 
 READS = {  # path → the access log's ``what``
@@ -37,8 +41,33 @@ READS = {  # path → the access log's ``what``
     "/v1/me/checkups": "checkups",
     "/v1/me/access-log": "access_log",
     "/v1/me/consents": "consents",
+    "/v1/me/expenses": "expenses",
+    "/v1/me/expenses/export": "expenses_export",
 }
 EVERY = [*READS, "/v1/me/consents/withdraw", "/v1/me/suspension"]
+
+
+def expense(number: str, month: int, facility_code: str, name: str, care_kind: str, paid: int) -> dict[str, Any]:
+    return {
+        "insurer_number": INSURER_A,
+        "symbol": "123",
+        "number": number,
+        "branch": "00",
+        "service_month": f"{EXPENSE_YEAR}-{month:02d}",
+        "facility_code": facility_code,
+        "facility_name": name,
+        "care_kind": care_kind,
+        "days": "2",
+        "total_cost": str(paid * 10 // 3),
+        "patient_paid": str(paid),
+    }
+
+
+MY_EXPENSES = [  # 山田 太郎: two months at the clinic, one at the pharmacy
+    expense("4567", 3, FACILITY_CODE, "しかく内科クリニック", "2", 3000),
+    expense("4567", 4, FACILITY_CODE, "しかく内科クリニック", "2", 1500),
+    expense("4567", 4, PHARMACY_CODE, "さくら薬局", "4", 900),
+]
 
 
 def checkup(branch: str, number: str, days_ago: int, hba1c: str) -> dict[str, Any]:
@@ -107,6 +136,11 @@ def cards(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> dict[s
         ),
         kind="checkups",
     )
+    theirs_expense = expense("9999", 3, "2710000007", OTHER_CLINIC, "2", 7000)
+    sent = upload(
+        client, tokens["insurer"], csv_bytes(list(EXPENSE_COLUMNS), [*MY_EXPENSES, theirs_expense]), kind="expenses"
+    )
+    assert sent["rejected"] == 0, sent
     mine, theirs = test_ca.issue_auth_certificate(), test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], mine).status_code == 200
     assert register(client, tokens["reception"], theirs, OTHER_FACTS).status_code == 200
@@ -140,7 +174,11 @@ def me(
 
 
 def extra_for(path: str) -> dict[str, Any]:
-    return {"consent_id": 1} if path.endswith("/withdraw") else {}
+    if path.endswith("/withdraw"):
+        return {"consent_id": 1}
+    if "/expenses" in path:
+        return {"year": EXPENSE_YEAR}
+    return {}
 
 
 def log_rows(session_factory: Any, insured_id: int | None = None) -> list[AccessLogEntry]:
@@ -164,10 +202,10 @@ def test_each_read_answers_only_own_data_and_lands_in_the_access_log(
 ) -> None:
     mine, theirs = insured_id(session_factory, "4567"), insured_id(session_factory, "9999")
     before_theirs = len(log_rows(session_factory, theirs))
-    r = me(client, path, cards["mine"])
+    r = me(client, path, cards["mine"], **extra_for(path))
     assert r.status_code == 200, r.text
     family = () if path == "/v1/me/eligibility" else ("花子",)  # the 本人 sees who is on the card
-    for foreign in ("佐藤", "サトウ", OTHER_DRUG, FAMILY_DRUG, OTHER_FACTS["address"], *family):
+    for foreign in ("佐藤", "サトウ", OTHER_DRUG, FAMILY_DRUG, OTHER_FACTS["address"], OTHER_CLINIC, *family):
         assert foreign not in r.text
     entries = [e for e in log_rows(session_factory, mine) if e.role == "patient"]
     assert [(e.what, e.query_kind, e.facility_code) for e in entries] == [(READS[path], "self", None)]
@@ -404,3 +442,53 @@ def test_patient_challenges_are_rate_limited_per_client_address(client: TestClie
     client.app.state.shikaku.limiter.rules["me_challenge"] = Rule("me_challenge", 60, 3, 0)  # type: ignore[attr-defined]
     codes = [client.post("/v1/me/challenges").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_expenses_by_month_and_facility_with_totals(client: TestClient, cards: dict[str, IssuedCertificate]) -> None:
+    r = me(client, "/v1/me/expenses", cards["mine"], year=EXPENSE_YEAR)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(m["service_month"], m["patient_paid"]) for m in body["months"]] == [
+        (f"{EXPENSE_YEAR}-03", 3000),
+        (f"{EXPENSE_YEAR}-04", 2400),
+    ]
+    assert {f["facility_name"]: f["patient_paid"] for f in body["facilities"]} == {
+        "しかく内科クリニック": 4500,
+        "さくら薬局": 900,
+    }
+    assert body["total"]["patient_paid"] == 5400
+    other_year = me(client, "/v1/me/expenses", cards["mine"], year=EXPENSE_YEAR - 1).json()
+    assert other_year["items"] == [] and other_year["total"]["patient_paid"] == 0
+
+
+def test_expenses_export_xlsx_opens_with_the_rows_and_totals(
+    client: TestClient, cards: dict[str, IssuedCertificate], tmp_path: Any
+) -> None:
+    r = me(client, "/v1/me/expenses/export", cards["mine"], year=EXPENSE_YEAR, format="xlsx")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument.spreadsheetml")
+    assert r.headers["content-disposition"] == f'attachment; filename="iryouhi_{EXPENSE_YEAR}.xlsx"'
+    path = tmp_path / "x.xlsx"
+    path.write_bytes(r.content)
+    book = openpyxl.load_workbook(path)
+    form = book["医療費集計フォーム"]
+    assert form["C3"].value == 5400
+    rows = [tuple(c.value for c in row[:8]) for row in form.iter_rows(min_row=9) if row[0].value is not None]
+    assert rows == [
+        (1, "山田 太郎", "しかく内科クリニック", "該当する", None, None, None, 4500),
+        (2, "山田 太郎", "さくら薬局", None, "該当する", None, None, 900),
+    ]
+    detail = [tuple(c.value for c in row) for row in book["医療費通知情報"].iter_rows(min_row=5)]
+    assert detail[-1] == ("合計", None, None, None, 6, 18000, 5400)
+    assert OTHER_CLINIC not in str(detail)
+
+
+def test_expenses_export_csv(client: TestClient, cards: dict[str, IssuedCertificate]) -> None:
+    r = me(client, "/v1/me/expenses/export", cards["mine"], year=EXPENSE_YEAR, format="csv")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-disposition"] == f'attachment; filename="iryouhi_{EXPENSE_YEAR}.csv"'
+    lines = r.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("診療年月,") and len(lines) == 1 + len(MY_EXPENSES) + 1
+    assert lines[-1] == "合計,,,,6,18000,5400"
+    assert OTHER_CLINIC not in r.content.decode("utf-8-sig")

@@ -213,6 +213,7 @@
       b.hidden = !(state.actions || []).includes(a);
     });
     if (doneTimer) { clearTimeout(doneTimer); doneTimer = null; }
+    $("#see-mine").hidden = !(state.mine && state.screen === "done" && state.code !== "not_usable");
     if (state.screen === "done" || state.screen === "outage") {
       doneTimer = setTimeout(() => act("/api/kiosk/reset"), DONE_RESET_MS);
     }
@@ -239,7 +240,7 @@
     setTimeout(poll, POLL_MS);
   }
 
-  document.addEventListener("click", (event) => {
+  document.addEventListener("click", async (event) => {
     const target = event.target.closest("button");
     if (!target || target.disabled) return;
     if (target.dataset.digit !== undefined) {
@@ -277,6 +278,12 @@
     }
     if (target.id === "consent-ok") { act("/api/kiosk/consent", Object.assign({}, consent)); return; }
     if (target.id === "skip-consent") { act("/api/kiosk/skip-consent"); return; }
+    if (target.id === "see-mine") {  // the patient's own screens: a new card session, the PIN asked there
+      if (doneTimer) { clearTimeout(doneTimer); doneTimer = null; }
+      await act("/api/kiosk/reset");
+      window.location.assign("/me");
+      return;
+    }
     if (target.id === "demo-remove-card") { act("/api/kiosk/demo/remove-card"); return; }
     const action = target.dataset.action;
     if (action === "read_card") act("/api/kiosk/read");
