@@ -32,6 +32,7 @@ from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.pgasync import AsyncPG, Prepared
+from shikaku_server.public_expense import service as public_expense
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -117,10 +118,10 @@ def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_
     """Every branch of one card number with its current periods (dates as ISO strings).
 
     One Core statement over plain columns (no ORM entities: the miss path's cost)."""
-    rows = session.connection().execute(
-        _BUNDLE_QUERY, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
-    )
-    return bundle_from_rows(rows, insurer_name(session, insurer_number))
+    params = {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+    rows = session.connection().execute(_BUNDLE_QUERY, params)
+    bundle = bundle_from_rows(rows, insurer_name(session, insurer_number))
+    return public_expense.attach(bundle, session.connection().execute(public_expense.QUERY, params))
 
 
 _INSURER_NAMES: dict[str, tuple[float, str | None]] = {}
@@ -151,15 +152,15 @@ _PG_INSURER_NAME = Prepared("shikaku_insurer_name", _INSURER_NAME_QUERY)
 
 async def load_bundle_async(pg: AsyncPG, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
     """``load_bundle`` without leaving the event loop (PostgreSQL)."""
-    rows = await pg.fetch(
-        _PG_BUNDLE, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
-    )
+    params = {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+    rows = await pg.fetch(_PG_BUNDLE, params)
+    certificates = await pg.fetch(public_expense.PG_QUERY, params)
     known, name = _known_insurer_name(insurer_number)
     if not known:
         found = await pg.fetch(_PG_INSURER_NAME, {"number": insurer_number})
         name = found[0][0] if found else None
         _INSURER_NAMES[insurer_number] = (time.monotonic() + 60, name)
-    return bundle_from_rows(rows, name)
+    return public_expense.attach(bundle_from_rows(rows, name), certificates)
 
 
 def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:
@@ -365,6 +366,7 @@ def result_dict(
         "limit_certificate": None,
         "specific_diseases": [],
         "certificate_notice": certificate_notice,
+        "public_expenses": [],
     }
     if insured is None or p is None:
         return out
@@ -413,6 +415,7 @@ def result_dict(
             for d in p["diseases"] or ()
             if _covers(d["valid_from"], d["valid_to"], day)
         ]
+        out["public_expenses"] = public_expense.public_expenses(insured, day)  # the same consent as 限度額
     return out
 
 
