@@ -932,8 +932,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = (r for r in assistance_rows(recipients, args.seed, today=today) if r["office_code"] == office.code)
             written[f"assistance_{office.code}.ndjson"] = write_ndjson(args.out / f"assistance_{office.code}.ndjson",
                                                                        rows)
-    for name, rows in written.items():
-        print(f"{args.out / name}: {rows:,} rows")
+    for name, count in written.items():
+        print(f"{args.out / name}: {count:,} rows")
     return 0
 
 
