@@ -5,6 +5,7 @@ the access log, and the 限度額 consent gating of 公費 in the eligibility an
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -215,3 +216,22 @@ def test_public_expense_in_the_answer_only_with_consent(
     r = client.post("/v1/uploads?kind=public_expense", content=certificates_csv([certificate()]),
                     headers={**auth(tokens["insurer"]), "Content-Type": "text/csv"})
     assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
+
+
+def test_assistance_encodings_and_a_refused_file(
+    client: TestClient, session_factory: Any, tokens: dict[str, str]
+) -> None:
+    own, _ = welfare_tokens(session_factory)
+    sjis = tickets_csv([ticket(name="髙橋 花子")]).decode().encode("cp932")
+    out = upload(client, own, sjis, kind="assistance")
+    assert out["accepted"] == 1
+    ndjson = json.dumps(ticket(recipient_number=R2, self_pay=1500), ensure_ascii=False).encode() + b"\n"
+    assert upload(client, own, ndjson, kind="assistance", content_type="application/x-ndjson")["accepted"] == 1
+    assert ask(client, tokens["reception"])["recipient"]["name"] == "髙橋 花子"
+    assert ask(client, tokens["reception"], recipient_number=R2)["tickets"][0]["self_pay"] == 1500
+    # a file without a required column is refused whole: nothing of it is applied
+    columns = [c for c in ASSISTANCE_COLUMNS if c != "facility_code"]
+    body = csv_bytes(columns, [ticket(recipient_number=recipient("200002"))])
+    r = client.post("/v1/uploads?kind=assistance", content=body, headers={**auth(own), "Content-Type": "text/csv"})
+    assert r.status_code == 422, r.text
+    assert ask(client, tokens["reception"], recipient_number=recipient("200002"))["status"] == "not_found"
