@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from schemas.identifiers import luhn_check_digit
@@ -17,12 +18,15 @@ from schemas.insurer_files import (
     PUBLIC_EXPENSE_COLUMNS,
     PUBLIC_EXPENSE_OPTIONAL,
 )
+from shikaku_server.admin import cli
 from shikaku_server.assistance.service import reads_of
 from shikaku_server.auth.service import add_payer, add_welfare_office
 from shikaku_server.database import transaction
 from tests.conftest import FACILITY_CODE, PHARMACY_CODE, auth
 from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
 from tests.integration.test_eligibility_api import query, upload
+from tests.integration.test_tokens import admin as admin_cli  # noqa: F401  # test_tokens' CLI fixture
+from tests.integration.test_tokens import rows, run
 
 OFFICE, OTHER_OFFICE = "131016", "131024"
 PAYER = "1213" + "001" + str(luhn_check_digit("1213001"))  # 生活保護, 東京都, 実施機関 001
@@ -235,3 +239,24 @@ def test_assistance_encodings_and_a_refused_file(
     r = client.post("/v1/uploads?kind=assistance", content=body, headers={**auth(own), "Content-Type": "text/csv"})
     assert r.status_code == 422, r.text
     assert ask(client, tokens["reception"], recipient_number=recipient("200002"))["status"] == "not_found"
+
+
+def test_admin_issues_welfare_and_payer_tokens(
+    admin_cli: CliRunner,  # noqa: F811  # the fixture imported above
+    client: TestClient,
+    tokens: dict[str, str],
+) -> None:
+    admin = admin_cli
+    welfare = run(admin, "welfare", "add", OFFICE).strip()
+    payer = run(admin, "payer", "add", "--number", NANBYO).strip()
+    assert welfare.startswith("shk_wel_") and payer.startswith("shk_pay_")
+    assert upload(client, welfare, tickets_csv([ticket()]), kind="assistance")["accepted"] == 1
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    assert upload(client, payer, certificates_csv([certificate()]), kind="public_expense")["accepted"] == 1
+    listed = {(r[1], r[2]) for r in rows(admin)}
+    assert {("welfare", OFFICE), ("payer", NANBYO)} <= listed
+    refused = (
+        ("welfare", "add", "13101"), ("payer", "add", "--number", PAYER), ("payer", "add", "--number", "54130019")
+    )
+    for args in refused:  # a 5-digit office, 医療扶助's 法別 12 as a payer, a wrong check digit
+        assert admin.invoke(cli, list(args)).exit_code != 0
