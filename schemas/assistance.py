@@ -18,6 +18,11 @@ RecipientNumber = Annotated[str, Field(pattern=r"^[0-9]{7}$")]
 AssistanceStatus = Literal["valid", "not_delegated", "ended", "not_found"]
 
 
+# the real result's 資格有効性 (OQSCD006) of each status: 6 「有効（未登録）」 is the 医療扶助-only
+# code the real system answers for 未委託・未登録 (docs/assistance.md, sources)
+VALIDITY_OF_STATUS: dict[str, int] = {"valid": 1, "ended": 2, "not_found": 4, "not_delegated": 6}
+
+
 class AssistanceQuery(RequestModel):
     payer_number: PayerNumber  # 公費負担者番号 (法別番号 12)
     recipient_number: RecipientNumber  # 受給者番号
@@ -46,6 +51,7 @@ class AssistanceRecipient(ResponseModel):
 
 class AssistanceResult(ResponseModel):
     status: AssistanceStatus
+    validity: Annotated[int, Field(ge=1, le=6)]  # the real 資格有効性 of ``status`` (VALIDITY_OF_STATUS)
     as_of: dt.date
     recipient: AssistanceRecipient | None = None
     tickets: list[AssistanceTicket] = Field(default_factory=list)

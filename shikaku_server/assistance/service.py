@@ -25,7 +25,13 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from schemas.assistance import AssistanceQuery, AssistanceRecipient, AssistanceResult, AssistanceStatus
+from schemas.assistance import (
+    VALIDITY_OF_STATUS,
+    AssistanceQuery,
+    AssistanceRecipient,
+    AssistanceResult,
+    AssistanceStatus,
+)
 from schemas.assistance import AssistanceTicket as TicketOut
 from schemas.insurer_files import AssistanceRecord, RowError
 from shikaku_server.assistance.models import AssistanceRead, AssistanceTicket
@@ -144,11 +150,11 @@ def answer(
         ).scalars()
     )
     if not tickets:
-        return AssistanceResult(status="not_found", as_of=day)
+        return AssistanceResult(status="not_found", validity=VALIDITY_OF_STATUS["not_found"], as_of=day)
     latest = tickets[-1]
     if query.birth_date is not None and query.birth_date != latest.birth_date:
         _log(session, query, facility_code, role, "assistance_no_match", "not_found")
-        return AssistanceResult(status="not_found", as_of=day)
+        return AssistanceResult(status="not_found", validity=VALIDITY_OF_STATUS["not_found"], as_of=day)
     month = day.replace(day=1)
     own = [t for t in tickets if t.month == month and t.facility_code == facility_code]
     covering = [t for t in own if _covers(t, day)]
@@ -162,6 +168,7 @@ def answer(
     _log(session, query, facility_code, role, "assistance", status)
     return AssistanceResult(
         status=status,
+        validity=VALIDITY_OF_STATUS[status],
         as_of=day,
         recipient=AssistanceRecipient(
             office_code=latest.office_code,

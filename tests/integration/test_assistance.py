@@ -136,7 +136,7 @@ def test_assistance_statuses_and_access_log(client: TestClient, session_factory:
     ]), kind="assistance")
     clinic, pharmacy = tokens["reception"], tokens["pharmacist"]
     valid = ask(client, clinic, birth_date="1950-05-05")
-    assert valid["status"] == "valid"
+    assert (valid["status"], valid["validity"]) == ("valid", 1)
     assert valid["recipient"]["name"] == "保護 花子" and valid["recipient"]["name_kana"] == "ホゴ ハナコ"
     shown = [(t["ticket_kind"], t["month"], t["facility_code"]) for t in valid["tickets"]]
     assert shown == [("1", "2026-10", FACILITY_CODE)]
@@ -146,14 +146,15 @@ def test_assistance_statuses_and_access_log(client: TestClient, session_factory:
     }
     # November: the office has not loaded this month's tickets yet: 未委託
     late = ask(client, clinic, as_of="2026-11-02")
-    assert late["status"] == "not_delegated" and late["tickets"] == [] and late["recipient"]["recipient_number"] == R1
+    assert (late["status"], late["validity"]) == ("not_delegated", 6)  # 有効（未登録）
+    assert late["tickets"] == [] and late["recipient"]["recipient_number"] == R1
     # R2's October ticket ended on the 10th
     ended = ask(client, clinic, recipient_number=R2)
-    assert ended["status"] == "ended" and ended["tickets"][0]["valid_to"] == "2026-10-10"
+    assert (ended["status"], ended["validity"]) == ("ended", 2) and ended["tickets"][0]["valid_to"] == "2026-10-10"
     # R2 has no ticket for the pharmacy this month: 未委託 there
     assert ask(client, pharmacy, recipient_number=R2)["status"] == "not_delegated"
     nobody = ask(client, clinic, recipient_number=recipient("999999"))
-    assert nobody == {"status": "not_found", "as_of": "2026-10-15", "recipient": None, "tickets": []}
+    assert nobody == {"status": "not_found", "validity": 4, "as_of": "2026-10-15", "recipient": None, "tickets": []}
     wrong = ask(client, clinic, birth_date="1950-05-06")
     assert wrong["status"] == "not_found" and wrong["recipient"] is None
     with session_factory() as s:
