@@ -83,6 +83,13 @@ FIELD_LABELS: dict[str, str] = {
     "care_kind": "診療区分",
     "total_cost": "医療費の総額",
     "patient_paid": "窓口負担相当額",
+    "office_code": "福祉事務所コード",
+    "payer_number": "公費負担者番号",
+    "recipient_number": "受給者番号",
+    "month": "対象年月",
+    "ticket_kind": "券種別（医療券・調剤券）",
+    "self_pay": "本人支払額",
+    "monthly_cap": "自己負担上限額",
 }
 
 # code -> Japanese message; {field} is 「label（column）」 or 「この行」

@@ -68,6 +68,17 @@ class SpecificDisease(ResponseModel):
     self_pay: int | None
 
 
+class PublicExpense(ResponseModel):
+    """A 公費負担医療受給者証 in force on ``as_of`` (難病, 小児慢性, 自立支援, municipal programs):
+    shared under the same consent as 限度額 (docs/assistance.md)."""
+
+    payer_number: str  # 公費負担者番号 (its first two digits: the 法別番号, the program)
+    recipient_number: str  # 受給者番号
+    monthly_cap: int  # 自己負担上限額, yen a month
+    valid_from: dt.date
+    valid_to: dt.date | None
+
+
 CertificateNotice = Literal["expires_soon", "grace_period"]
 
 
@@ -82,6 +93,7 @@ class EligibilityResult(ResponseModel):
     limit_certificate: LimitCertificate | None = None
     specific_diseases: list[SpecificDisease] = Field(default_factory=list)
     certificate_notice: CertificateNotice | None = None
+    public_expenses: list[PublicExpense] = Field(default_factory=list)
 
     @property
     def usable(self) -> bool:

@@ -43,8 +43,15 @@ from schemas.identifiers import (
     text_problem,
 )
 
-FileKind = Literal["eligibility", "medications", "checkups", "expenses"]
-FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups", "expenses")
+FileKind = Literal["eligibility", "medications", "checkups", "expenses", "assistance", "public_expense"]
+FILE_KINDS: tuple[FileKind, ...] = (
+    "eligibility",
+    "medications",
+    "checkups",
+    "expenses",
+    "assistance",
+    "public_expense",
+)
 
 KEY_COLUMNS = ("insurer_number", "symbol", "number", "branch")
 ELIGIBILITY_COLUMNS = (
@@ -114,6 +121,24 @@ EXPENSE_COLUMNS = (
     "total_cost",
     "patient_paid",
 )
+# 医療扶助の医療券・調剤券 (docs/assistance.md): sent by a 福祉事務所 each month
+ASSISTANCE_COLUMNS = (
+    "office_code",
+    "payer_number",
+    "recipient_number",
+    "name",
+    "name_kana",
+    "birth_date",
+    "sex",
+    "month",
+    "ticket_kind",
+    "facility_code",
+    "valid_from",
+)
+ASSISTANCE_OPTIONAL = ("valid_to", "self_pay")
+# 公費負担医療の受給者証 (docs/assistance.md): sent by the prefecture or municipality
+PUBLIC_EXPENSE_COLUMNS = ("payer_number", "recipient_number", *KEY_COLUMNS, "valid_from", "monthly_cap")
+PUBLIC_EXPENSE_OPTIONAL = ("valid_to",)
 
 # required / optional columns of each kind
 COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -121,6 +146,18 @@ COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "medications": (MEDICATION_COLUMNS, ()),
     "checkups": (CHECKUP_COLUMNS, CHECKUP_OPTIONAL),
     "expenses": (EXPENSE_COLUMNS, ()),
+    "assistance": (ASSISTANCE_COLUMNS, ASSISTANCE_OPTIONAL),
+    "public_expense": (PUBLIC_EXPENSE_COLUMNS, PUBLIC_EXPENSE_OPTIONAL),
+}
+# the field of a record that names who may write it: the token's insurer numbers, 福祉事務所
+# code or 公費負担者番号s (``Principal.writable``)
+OWNER_FIELD: dict[FileKind, str] = {
+    "eligibility": "insurer_number",
+    "medications": "insurer_number",
+    "checkups": "insurer_number",
+    "expenses": "insurer_number",
+    "assistance": "office_code",
+    "public_expense": "payer_number",
 }
 # header names that are, or look like, an individual-number (My Number) column
 _MY_NUMBER_COLUMN = re.compile(r"my_?number|mynumber|個人番号|マイナンバー|kojin_?bango", re.IGNORECASE)
@@ -745,15 +782,19 @@ class _RowCheck:
             return None
         return value
 
-    def month(self, name: str, *, required: bool = False) -> dt.date | None:
-        """A month ``YYYY-MM`` (or ``YYYYMM``) as the first day of that month."""
+    def month(self, name: str, *, required: bool = False, ahead: int = 0) -> dt.date | None:
+        """A month ``YYYY-MM`` (or ``YYYYMM``) as the first day of that month, at most ``ahead``
+        months after the current one."""
         value = self._given(name, required)
         if value is None:
             return None
         year, month = (value[:4], value[5:]) if len(value) == 7 and value[4] == "-" else (value[:4], value[4:])
         if len(value) in (6, 7) and year.isdigit() and month.isdigit() and len(month) == 2 and 1 <= int(month) <= 12:
             first = dt.date(int(year), int(month), 1)
-            if first > _this_month():
+            latest = _this_month()
+            for _ in range(ahead):
+                latest = (latest + dt.timedelta(days=32)).replace(day=1)
+            if first > latest:
                 self.fail(name, "out_of_range", f"{name} is a month that has not begun yet")
                 return None
             return first
@@ -920,7 +961,40 @@ class ExpenseRecord(_PersonRow):
     patient_paid: int
 
 
-Record = EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord
+@dataclass(slots=True)
+class AssistanceRecord:
+    """One 医療券 or 調剤券 of a 福祉事務所's monthly file."""
+
+    line: int
+    office_code: str
+    payer_number: str  # 公費負担者番号, 法別番号 12
+    recipient_number: str  # 受給者番号, 7 digits
+    name: str
+    name_kana: str
+    birth_date: dt.date
+    sex: str
+    month: dt.date  # the first day of the month the ticket is for
+    ticket_kind: str  # 1 医療券, 2 調剤券
+    facility_code: str  # the 指定医療機関
+    valid_from: dt.date
+    valid_to: dt.date | None
+    self_pay: int | None  # 本人支払額 (yen), when the recipient pays part
+
+
+@dataclass(slots=True)
+class PublicExpenseRecord(_PersonRow):
+    """One 公費負担医療受給者証 of an insured person (難病, 小児慢性, 自立支援, municipal programs)."""
+
+    payer_number: str
+    recipient_number: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    monthly_cap: int  # 自己負担上限額 (yen a month); 0: no self-pay
+
+
+Record = (
+    EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord | AssistanceRecord | PublicExpenseRecord
+)
 _POST = re.compile(r"^(\d{3})-?(\d{4})$")
 _ACTIONS = frozenset({"add", "change", "loss"})
 
@@ -1118,11 +1192,102 @@ def validate_expense(line: int, values: dict[str, str]) -> tuple[ExpenseRecord |
     return ExpenseRecord(line, *key, month, facility, facility_name, care_kind, int(days), int(total), int(paid)), []
 
 
+ASSISTANCE_LAW = "12"  # 法別番号 of 生活保護 (医療扶助)
+TICKET_KINDS = frozenset({"1", "2"})  # 1 医療券, 2 調剤券
+_OFFICE_CODE = re.compile(r"^[0-9]{6}$")
+
+
+def payer_number_problem(value: str) -> str | None:
+    """Why ``value`` is not a 公費負担者番号 (8 digits: 法別番号 2 + 都道府県 2 + 実施機関 3 + check
+    digit, the insurer number's Luhn rule; docs/domain.md), or None."""
+    if len(value) != 8:
+        return "must be 8 digits"
+    return insurer_number_problem(value)
+
+
+def recipient_number_problem(value: str) -> str | None:
+    """Why ``value`` is not a 受給者番号 (7 digits: 6 + the same Luhn check digit), or None."""
+    if len(value) != 7 or not value.isascii() or not value.isdigit():
+        return "must be 7 digits"
+    return None if luhn_check_digit(value[:6]) == int(value[6]) else "check digit does not match"
+
+
+def _checked_number(c: _RowCheck, name: str, problem: Callable[[str], str | None]) -> str | None:
+    value = c._given(name, True)
+    if value is None:
+        return None
+    why = problem(value)
+    if why:
+        c.fail(name, "check_digit" if "check digit" in why else "invalid_format", f"{name} {why}")
+        return None
+    return value
+
+
+def validate_assistance(line: int, values: dict[str, str]) -> tuple[AssistanceRecord | None, list[RowError]]:
+    """One 医療券/調剤券 row of a 福祉事務所 (docs/assistance.md)."""
+    c = _RowCheck(line, values)
+    office = c._given("office_code", True)
+    if office is not None and not _OFFICE_CODE.match(office):
+        c.fail("office_code", "invalid_format", "office_code must be the 6-digit 福祉事務所 code")
+        office = None
+    payer = _checked_number(c, "payer_number", payer_number_problem)
+    if payer is not None and payer[:2] != ASSISTANCE_LAW:
+        c.fail("payer_number", "invalid_code", "payer_number of 医療扶助 has 法別番号 12")
+        payer = None
+    recipient = _checked_number(c, "recipient_number", recipient_number_problem)
+    name = c.text("name", required=True)
+    kana_raw = c.text("name_kana", required=True)
+    sex = c.code("sex", SEX_CODES, required=True)
+    birth = c.date("birth_date", required=True)
+    month = c.month("month", required=True, ahead=1)  # next month's tickets are issued ahead
+    kind = c.code("ticket_kind", TICKET_KINDS, required=True)
+    facility = c.facility_code()
+    valid_from = c.date("valid_from", required=True)
+    valid_to = c.date("valid_to")
+    _check_order(c, "valid_from", "valid_to", valid_from, valid_to)
+    if month is not None and valid_from is not None:
+        last = (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+        if not month <= valid_from <= last:
+            c.fail("valid_from", "out_of_range", "valid_from is not in the ticket's month")
+        if valid_to is not None and valid_to > last:
+            c.fail("valid_to", "out_of_range", "valid_to is after the ticket's month")
+    self_pay = c.number("self_pay", integer=True, low=0, high=MAX_YEN)
+    if c.errors:
+        return None, c.errors
+    assert office and payer and recipient and name and kana_raw and sex and birth and month and kind
+    assert facility and valid_from
+    return AssistanceRecord(
+        line, office, payer, recipient, name, normalize_kana(kana_raw), birth, sex, month, kind, facility,
+        valid_from, valid_to, None if self_pay is None else int(self_pay),
+    ), []
+
+
+def validate_public_expense(line: int, values: dict[str, str]) -> tuple[PublicExpenseRecord | None, list[RowError]]:
+    """One 公費負担医療受給者証 row, linked to the insured person by their insurance key."""
+    c = _RowCheck(line, values)
+    payer = _checked_number(c, "payer_number", payer_number_problem)
+    if payer is not None and payer[:2] == ASSISTANCE_LAW:
+        c.fail("payer_number", "invalid_code", "医療扶助 (法別番号 12) is sent by the 福祉事務所 as kind assistance")
+        payer = None
+    recipient = _checked_number(c, "recipient_number", recipient_number_problem)
+    key = c.key()
+    valid_from = c.date("valid_from", required=True)
+    valid_to = c.date("valid_to")
+    _check_order(c, "valid_from", "valid_to", valid_from, valid_to)
+    cap = c.number("monthly_cap", required=True, integer=True, low=0, high=MAX_YEN)
+    if c.errors or key is None:
+        return None, c.errors
+    assert payer and recipient and valid_from and cap is not None
+    return PublicExpenseRecord(line, *key, payer, recipient, valid_from, valid_to, int(cap)), []
+
+
 VALIDATORS = {
     "eligibility": validate_eligibility,
     "medications": validate_medication,
     "checkups": validate_checkup,
     "expenses": validate_expense,
+    "assistance": validate_assistance,
+    "public_expense": validate_public_expense,
 }
 
 

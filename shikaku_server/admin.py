@@ -162,6 +162,40 @@ def insurer_add(numbers: tuple[str, ...], name: str, label: str | None) -> None:
 
 
 @cli.group()
+def welfare() -> None:
+    """福祉事務所 (welfare offices): they load 医療扶助's 医療券/調剤券 (upload kind assistance)."""
+
+
+@welfare.command("add")
+@click.argument("office_code")
+@click.option("--label", default=None)
+def welfare_add(office_code: str, label: str | None) -> None:
+    """Print an upload token that may write the 医療券/調剤券 of OFFICE_CODE (6 digits) only."""
+    from shikaku_server.auth.service import add_welfare_office
+
+    with transaction(_factory()) as session:
+        token = add_welfare_office(session, office_code=office_code, label=label)
+    click.echo(token)
+
+
+@cli.group()
+def payer() -> None:
+    """公費負担者 (prefectures, municipalities): they load 公費負担医療's 受給者証 (kind public_expense)."""
+
+
+@payer.command("add")
+@click.option("--number", "numbers", required=True, multiple=True, help="公費負担者番号 (repeatable)")
+@click.option("--label", default=None)
+def payer_add(numbers: tuple[str, ...], label: str | None) -> None:
+    """Print an upload token that may write the 受給者証 of these 公費負担者番号 only."""
+    from shikaku_server.auth.service import add_payer
+
+    with transaction(_factory()) as session:
+        token = add_payer(session, numbers=list(numbers), label=label)
+    click.echo(token)
+
+
+@cli.group()
 def token() -> None:
     """API tokens: list and revoke (a revocation takes effect in every server process within
     about SHIKAKU_TOKEN_REVOCATION_CHECK_SECONDS)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shikaku_server import health
+from shikaku_server.assistance import views as assistance
 from shikaku_server.batch import views as batch
 from shikaku_server.card import views as card
 from shikaku_server.clinical import views as clinical
@@ -28,5 +29,6 @@ def mount(app: FastAPI) -> None:
         me.router,
         emergency.router,
         fhir.router,
+        assistance.router,
     ):
         app.include_router(router)

@@ -1,6 +1,7 @@
 """Every table, imported once so Alembic and the app see the whole metadata."""
 
 from shikaku_server.access_log.models import AccessLogEntry
+from shikaku_server.assistance.models import AssistanceRead, AssistanceTicket
 from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
 from shikaku_server.batch.models import Batch
 from shikaku_server.card.models import CardLink, CardLinkAudit, CardSuspension, RevokedCertificate, TrustAnchor
@@ -10,11 +11,14 @@ from shikaku_server.database import Base
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.emergency.models import EmergencyRead
 from shikaku_server.expenses.models import Expense
+from shikaku_server.public_expense.models import PublicExpense
 from shikaku_server.upload.models import Upload
 
 __all__ = [
     "AccessLogEntry",
     "ApiToken",
+    "AssistanceRead",
+    "AssistanceTicket",
     "Base",
     "Batch",
     "CardLink",
@@ -29,6 +33,7 @@ __all__ = [
     "Insured",
     "Insurer",
     "Medication",
+    "PublicExpense",
     "RevokedCertificate",
     "Terminal",
     "TrustAnchor",

@@ -17,7 +17,10 @@ What it produces (contract: "Insurer files"):
 - kana in full-width katakana, a few written half-width (to exercise normalisation); a few names
   with rare characters (𠮷, 髙); medications (valid pharmacy codes) and checkups (特定健診, 40–74);
   expenses (医療費通知情報: per person, month, facility and kind of care, what the care cost and
-  what the person paid at their copay ratio).
+  what the person paid at their copay ratio); 公費負担医療 受給者証 (public_expense: 難病, 小児慢性,
+  自立支援, a municipal child program, with their monthly caps) for a few insured people; and
+  医療扶助 (assistance: 生活保護 recipients, who are not insured, with the 医療券/調剤券 of the
+  last three months from a few 福祉事務所, some missing from the current month: 未委託).
 
 No field ever holds a 12-digit run with a valid My Number check digit (tests assert it).
 
@@ -42,12 +45,16 @@ from faker import Faker
 
 from schemas.identifiers import luhn_check_digit
 from schemas.insurer_files import (
+    ASSISTANCE_COLUMNS,
+    ASSISTANCE_OPTIONAL,
     CHECKUP_COLUMNS,
     CHECKUP_OPTIONAL,
     ELIGIBILITY_COLUMNS,
     ELIGIBILITY_OPTIONAL,
     EXPENSE_COLUMNS,
     MEDICATION_COLUMNS,
+    PUBLIC_EXPENSE_COLUMNS,
+    PUBLIC_EXPENSE_OPTIONAL,
 )
 
 InsurerKind = Literal["kyokai", "kumiai", "kyosai", "kokuho", "koki"]
@@ -461,6 +468,8 @@ ELIGIBILITY_HEADER = (*ELIGIBILITY_COLUMNS, *ELIGIBILITY_OPTIONAL)
 MEDICATION_HEADER = MEDICATION_COLUMNS
 CHECKUP_HEADER = (*CHECKUP_COLUMNS, *CHECKUP_OPTIONAL)
 EXPENSE_HEADER = EXPENSE_COLUMNS
+PUBLIC_EXPENSE_HEADER = (*PUBLIC_EXPENSE_COLUMNS, *PUBLIC_EXPENSE_OPTIONAL)
+ASSISTANCE_HEADER = (*ASSISTANCE_COLUMNS, *ASSISTANCE_OPTIONAL)
 Row = dict[str, str | int | float | list[str]]
 
 
@@ -692,6 +701,101 @@ def expense_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | No
                        "patient_paid": paid}
 
 
+# (法別番号, monthly caps in yen, who): 54 難病, 52 小児慢性 (under 18), 21 精神通院 (自立支援),
+# 88 a municipal child program (under 15, no self-pay) — the last is our rule: municipal 単独
+# programs have no national 法別番号
+_PROGRAMS = (
+    ("54", (2_500, 5_000, 10_000, 20_000, 30_000), "adult"),
+    ("52", (1_250, 2_500, 5_000, 10_000, 15_000), "child"),
+    ("21", (2_500, 5_000, 10_000, 20_000), "adult"),
+    ("88", (0,), "young"),
+)
+
+
+def _payer(law: str, prefecture: int, body: int) -> str:
+    return with_check_digit(f"{law}{prefecture:02d}{body:03d}")
+
+
+def _recipient(rng: random.Random) -> str:
+    return with_check_digit(f"{rng.randint(0, 999_999):06d}")
+
+
+def _fiscal_year(today: dt.date) -> tuple[dt.date, dt.date]:
+    start = dt.date(today.year if today.month >= 4 else today.year - 1, 4, 1)
+    return start, dt.date(start.year + 1, 3, 31)
+
+
+def public_expense_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | None = None,
+                        share: float = 0.02) -> Iterator[Row]:
+    """公費負担医療 受給者証 for ``share`` of the people still insured: one program each that fits
+    their age, valid for the fiscal year (from a later month for some)."""
+    rng = random.Random(seed ^ 0x0C0F)
+    today = today or dt.date.today()
+    start, end = _fiscal_year(today)
+    for p in people:
+        if p.lost_on is not None or rng.random() >= share:
+            continue
+        years = age(p.birth_date, today)
+        who = ("child", "young") if years < 15 else ("child",) if years < 18 else ("adult",)
+        fits = [g for g in _PROGRAMS if g[2] in who]
+        law, caps, _who = rng.choice(fits)
+        valid_from = max(start, p.valid_from, start.replace(month=rng.choice((4, 4, 4, 7, 10))))
+        yield {"payer_number": _payer(law, 13, rng.randint(1, 3)), "recipient_number": _recipient(rng),
+               **_key_row(p), "valid_from": valid_from.isoformat(), "valid_to": end.isoformat(),
+               "monthly_cap": rng.choice(caps)}
+
+
+@dataclass(frozen=True, slots=True)
+class WelfareOffice:
+    code: str  # 福祉事務所 code (6 digits, our rule)
+    payer_number: str  # its 公費負担者番号 (法別番号 12)
+
+
+def welfare_offices(n: int = 3, prefecture: int = 13) -> tuple[WelfareOffice, ...]:
+    return tuple(WelfareOffice(f"{prefecture:02d}{i + 1:04d}", _payer("12", prefecture, i + 1)) for i in range(n))
+
+
+def assistance_rows(n_recipients: int, seed: int = 0, *, today: dt.date | None = None, months: int = 3,
+                    offices: tuple[WelfareOffice, ...] | None = None, not_delegated: float = 0.1) -> Iterator[Row]:
+    """医療扶助: ``n_recipients`` 生活保護 recipients (not insured) of ``offices``, each with a 医療券
+    at a clinic and mostly a 調剤券 at a pharmacy for each of the ``months`` months up to
+    ``today``'s; ``not_delegated`` of them lack the current month (未委託), a few ended mid-month."""
+    rng = random.Random(seed ^ 0x1212)
+    today = today or dt.date.today()
+    pools = _pools(seed)
+    facilities = _facilities(rng)
+    offices = offices or welfare_offices()
+    this_month = today.replace(day=1)
+    first = this_month
+    for _ in range(months - 1):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    for _ in range(n_recipients):
+        office = rng.choice(offices)
+        sex = rng.choice("12")
+        last = rng.choice(pools.last)
+        given = rng.choice(pools.male if sex == "1" else pools.female)
+        birth = today - dt.timedelta(days=rng.randint(20 * 365, 90 * 365))
+        person = {"office_code": office.code, "payer_number": office.payer_number,
+                  "recipient_number": _recipient(rng), "name": f"{last[0]}{IDEOGRAPHIC_SPACE}{given[0]}",
+                  "name_kana": f"{last[1]}{IDEOGRAPHIC_SPACE}{given[1]}", "birth_date": birth.isoformat(), "sex": sex}
+        clinic, pharmacy = rng.choice(facilities["2"]), rng.choice(facilities["4"])
+        late = rng.random() < not_delegated
+        for month in _months(first, this_month):
+            if late and month == this_month:
+                continue
+            end = (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+            if rng.random() < 0.02:
+                end = month + dt.timedelta(days=rng.randint(5, 20))  # 廃止 mid-month
+            tickets = [("1", clinic)] + ([("2", pharmacy)] if rng.random() < 0.7 else [])
+            for kind, facility in tickets:
+                row: Row = {**person, "month": month.strftime("%Y-%m"), "ticket_kind": kind,
+                            "facility_code": facility.code, "valid_from": month.isoformat(),
+                            "valid_to": end.isoformat()}
+                if rng.random() < 0.2:
+                    row["self_pay"] = rng.choice((1000, 3000, 8000))  # 本人支払額
+                yield row
+
+
 # ---------------------------------------------------------------- writers
 
 
@@ -779,7 +883,8 @@ def write_checkups_ndjson(path: Path | str, people: Iterable[Person], *, seed: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.population",
                                      description="Write synthetic insurer files (eligibility, medications,"
-                                                 " checkups, expenses).")
+                                                 " checkups, expenses, public_expense; assistance per"
+                                                 " 福祉事務所).")
     parser.add_argument("--people", type=int, required=True, help="number of insured people")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
@@ -794,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     def people() -> Iterator[Person]:  # regenerated per file: constant memory for any N
         return iter_people(args.people, args.seed, today=today)
 
+    recipients = max(1, args.people // 50)  # about 2 % of people are on 生活保護
     written: dict[str, int] = {}
     if args.fmt in ("csv", "both"):
         written["eligibility.csv"] = write_eligibility_csv(args.out / "eligibility.csv", people(),
@@ -804,6 +910,14 @@ def main(argv: list[str] | None = None) -> int:
                                                      seed=args.seed, today=today)
         written["expenses.csv"] = write_expenses_csv(args.out / "expenses.csv", people(), args.encoding,
                                                      seed=args.seed, today=today)
+        written["public_expense.csv"] = write_csv(args.out / "public_expense.csv", PUBLIC_EXPENSE_HEADER,
+                                                  public_expense_rows(people(), args.seed, today=today),
+                                                  encoding=args.encoding)
+        # one file per 福祉事務所: each office's token writes its own recipients only
+        for office in welfare_offices():
+            rows = (r for r in assistance_rows(recipients, args.seed, today=today) if r["office_code"] == office.code)
+            written[f"assistance_{office.code}.csv"] = write_csv(args.out / f"assistance_{office.code}.csv",
+                                                                 ASSISTANCE_HEADER, rows, encoding=args.encoding)
     if args.fmt in ("ndjson", "both"):
         written["eligibility.ndjson"] = write_eligibility_ndjson(args.out / "eligibility.ndjson", people())
         written["medications.ndjson"] = write_medications_ndjson(args.out / "medications.ndjson", people(),
@@ -812,8 +926,14 @@ def main(argv: list[str] | None = None) -> int:
                                                            seed=args.seed, today=today)
         written["expenses.ndjson"] = write_expenses_ndjson(args.out / "expenses.ndjson", people(),
                                                            seed=args.seed, today=today)
-    for name, rows in written.items():
-        print(f"{args.out / name}: {rows:,} rows")
+        written["public_expense.ndjson"] = write_ndjson(args.out / "public_expense.ndjson",
+                                                        public_expense_rows(people(), args.seed, today=today))
+        for office in welfare_offices():
+            rows = (r for r in assistance_rows(recipients, args.seed, today=today) if r["office_code"] == office.code)
+            written[f"assistance_{office.code}.ndjson"] = write_ndjson(args.out / f"assistance_{office.code}.ndjson",
+                                                                       rows)
+    for name, count in written.items():
+        print(f"{args.out / name}: {count:,} rows")
     return 0
 
 

@@ -836,6 +836,7 @@ class CheckFlow:
             return result
         return result.model_copy(update={
             "limit_certificate": again.limit_certificate, "specific_diseases": again.specific_diseases,
+            "public_expenses": again.public_expenses,
         })
 
     def _complete(self, session: _Session, consent: ConsentRecord | None, *, note: str | None = None) -> None:
@@ -845,7 +846,9 @@ class CheckFlow:
         if consent is None or not consent.limit_certificate:
             # what the patient did not share at this visit is never shown for it, whatever an
             # earlier visit's consent let the card check's answer carry (docs/consent.md)
-            result = result.model_copy(update={"limit_certificate": None, "specific_diseases": []})
+            result = result.model_copy(
+                update={"limit_certificate": None, "specific_diseases": [], "public_expenses": []}
+            )
         record = CheckRecord(
             id=next(self._record_ids), at=self._now(), method=session.method or "pin", result=result,
             consent=consent, consent_note=note,

@@ -33,6 +33,8 @@ _HELP = {
     "medications": "Load a drug-history (medications) file.",
     "checkups": "Load a health-checkup (特定健診) file.",
     "expenses": "Load a medical-expenses (医療費通知情報) file: per person, month and facility.",
+    "assistance": "Load a 福祉事務所's 医療扶助 file (医療券/調剤券 of a month; a welfare token).",
+    "public_expense": "Load 公費負担医療 受給者証 (難病, 小児慢性, 自立支援, ...; a 公費負担者 token).",
 }
 
 

@@ -43,6 +43,21 @@ class Principal:
             raise ForbiddenRoleError("an insurer token is required")
         return self.insurer_numbers
 
+    def writable(self, upload_kind: str) -> frozenset[str]:
+        """What this token may write in an upload of ``upload_kind``: an insurer token its
+        insurer numbers, a 福祉事務所 token (``welfare``) its office code for ``assistance``, a
+        公費負担者 token (``payer``) its 公費負担者番号s for ``public_expense``; any other
+        pairing is refused (403 ``forbidden_role``)."""
+        needed = UPLOADER_KINDS.get(upload_kind, "insurer")
+        if self.kind != needed:
+            raise ForbiddenRoleError(f"an upload of kind {upload_kind} needs a {needed} token")
+        return self.insurer_numbers
+
+
+# the token kind that uploads each file kind (the rest: ``insurer``); the token's
+# ``insurer_numbers`` hold what it may write (docs/assistance.md)
+UPLOADER_KINDS = {"assistance": "welfare", "public_expense": "payer"}
+
 
 def hash_token(token: str) -> str:
     return sha256_text(token.encode())
@@ -79,6 +94,32 @@ def add_insurer(session: Session, *, numbers: list[str], name: str, label: str |
             existing.name = name
     token = _new_token("insurer")
     session.add(ApiToken(token_hash=hash_token(token), kind="insurer", insurer_numbers=sorted(numbers), label=label))
+    session.flush()
+    return token
+
+
+def add_welfare_office(session: Session, *, office_code: str, label: str | None = None) -> str:
+    """A token of a 福祉事務所: it may write the 医療券/調剤券 of its own office code only."""
+    if len(office_code) != 6 or not office_code.isascii() or not office_code.isdigit():
+        raise ValidationFailedError("the 福祉事務所 code is 6 digits")
+    token = _new_token("welfare")
+    session.add(ApiToken(token_hash=hash_token(token), kind="welfare", insurer_numbers=[office_code], label=label))
+    session.flush()
+    return token
+
+
+def add_payer(session: Session, *, numbers: list[str], label: str | None = None) -> str:
+    """A token of a prefecture or municipality: it may write the 公費負担医療 受給者証 of these
+    公費負担者番号s only."""
+    from schemas.insurer_files import ASSISTANCE_LAW, payer_number_problem
+
+    for number in numbers:
+        problem = payer_number_problem(number)
+        if problem or number.startswith(ASSISTANCE_LAW):
+            why = problem or "医療扶助 is loaded by a welfare office"
+            raise ValidationFailedError(f"公費負担者番号 {number!r}: {why}")
+    token = _new_token("payer")
+    session.add(ApiToken(token_hash=hash_token(token), kind="payer", insurer_numbers=sorted(numbers), label=label))
     session.flush()
     return token
 

@@ -30,6 +30,7 @@ from shikaku_server.eligibility.service import (
     newer_eligibility_exists,
 )
 from shikaku_server.pgasync import AsyncPG, Prepared
+from shikaku_server.public_expense import service as public_expense
 
 
 class SQLBundleReader:
@@ -68,15 +69,15 @@ class PostgresBundleReader(SQLBundleReader):
         self.pg = pg
 
     async def bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-        rows = await self.pg.fetch(
-            _PG_BUNDLE, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
-        )
+        params = {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+        rows = await self.pg.fetch(_PG_BUNDLE, params)
+        certificates = await self.pg.fetch(public_expense.PG_QUERY, params)  # 公費負担医療 (docs/assistance.md)
         known, name = _known_insurer_name(insurer_number)
         if not known:
             found = await self.pg.fetch(_PG_INSURER_NAME, {"number": insurer_number})
             name = found[0][0] if found else None
             _INSURER_NAMES[insurer_number] = (time.monotonic() + 60, name)
-        return bundle_from_rows(rows, name)
+        return public_expense.attach(bundle_from_rows(rows, name), certificates)
 
 
 def make_bundle_reader(factory: sessionmaker[Session], pg: AsyncPG | None) -> BundleReader:

@@ -31,6 +31,7 @@ from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.eligibility.rules import covers, insured_with_four_facts
+from shikaku_server.public_expense import service as public_expense
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -116,10 +117,10 @@ def load_bundle(session: Session, insurer_number: str, symbol_norm: str, number_
     """Every branch of one card number with its current periods (dates as ISO strings).
 
     One Core statement over plain columns (no ORM entities: the miss path's cost)."""
-    rows = session.connection().execute(
-        _BUNDLE_QUERY, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
-    )
-    return bundle_from_rows(rows, insurer_name(session, insurer_number))
+    params = {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
+    rows = session.connection().execute(_BUNDLE_QUERY, params)
+    bundle = bundle_from_rows(rows, insurer_name(session, insurer_number))
+    return public_expense.attach(bundle, session.connection().execute(public_expense.QUERY, params))
 
 
 _INSURER_NAMES: dict[str, tuple[float, str | None]] = {}
@@ -280,6 +281,7 @@ def result_dict(
         "limit_certificate": None,
         "specific_diseases": [],
         "certificate_notice": certificate_notice,
+        "public_expenses": [],
     }
     if insured is None or p is None:
         return out
@@ -328,6 +330,7 @@ def result_dict(
             for d in p["diseases"] or ()
             if covers(d["valid_from"], d["valid_to"], day)
         ]
+        out["public_expenses"] = public_expense.public_expenses(insured, day)  # the same consent as 限度額
     return out
 
 

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.identifiers import normalize_person_text
 from schemas.insurer_files import (
+    OWNER_FIELD,
     CheckupRecord,
     EligibilityRecord,
     FileFormatError,
@@ -52,6 +53,7 @@ from schemas.insurer_files import (
     RowError,
     check_rows,
 )
+from shikaku_server.assistance.service import AssistanceApplier
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication
@@ -70,6 +72,7 @@ from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError, UnavailableError
 from shikaku_server.expenses.models import Expense
+from shikaku_server.public_expense.models import PublicExpense
 from shikaku_server.upload.bulk import (
     INSURED_COLUMNS,
     existing_insureds,
@@ -165,7 +168,8 @@ def process_upload(
     progress: UploadProgress | None = None,
 ) -> UploadOutcome:
     progress = progress or UploadProgress()
-    permitted = principal.require_insurer()
+    permitted = principal.writable(kind)
+    owner = OWNER_FIELD[kind]
     uploader = uploader_of(permitted)
     outcome = UploadOutcome(upload_id=secrets.token_urlsafe(16))
     hashing = _Hashing(chunks, max_bytes)
@@ -224,9 +228,9 @@ def process_upload(
                 if checked.errors or record is None:
                     unit.rejected += 1
                     unit.errors += checked.errors
-                elif record.insurer_number not in permitted:
+                elif getattr(record, owner) not in permitted:
                     unit.rejected += 1
-                    unit.errors.append(_not_permitted(checked.line, record.insurer_number))
+                    unit.errors.append(_not_permitted(checked.line, owner, getattr(record, owner)))
                 else:
                     unit.records.append(record)
                     if len(unit.records) >= BATCH:
@@ -355,13 +359,11 @@ def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
     return _pg_code(exc) == "23505" and name.startswith(constraint_prefix)
 
 
-def _not_permitted(line: int, insurer_number: str) -> RowError:
-    return RowError(
-        line,
-        "insurer_number",
-        "insurer_not_permitted",
-        f"this token may not write records of insurer {insurer_number}",
-    )
+def _not_permitted(line: int, field: str, value: str) -> RowError:
+    """A record of another insurer (``insurer_number``), 福祉事務所 (``office_code``) or
+    公費負担者 (``payer_number``) than the token's. The code stays ``insurer_not_permitted``
+    for every kind (the contract's code)."""
+    return RowError(line, field, "insurer_not_permitted", f"this token may not write records of {field} {value}")
 
 
 @dataclass(slots=True)
@@ -687,7 +689,7 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
 
 
 class _ClinicalApplier:
-    model: type[Medication] | type[Checkup] | type[Expense]
+    model: type[Medication] | type[Checkup] | type[Expense] | type[PublicExpense]
 
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
@@ -870,9 +872,39 @@ class _ExpenseApplier(_ClinicalApplier):
         return out
 
 
+class _PublicExpenseApplier(_ClinicalApplier):
+    """公費負担医療の受給者証 (docs/assistance.md): one row per person, 公費負担者番号, 受給者番号 and
+    start; a re-send with ``valid_to`` ends it. They are part of the eligibility answer, so the
+    persons' insurers' cached answers are dropped."""
+
+    model = PublicExpense
+    _FIELDS = ("payer_number", "recipient_number", "valid_from", "valid_to", "monthly_cap")
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.payer_number, record.recipient_number, record.valid_from)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {"insured_id": insured_id, "upload_id": self.upload_id, **{n: getattr(record, n) for n in self._FIELDS}}
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for e in self.session.execute(
+                select(PublicExpense).where(PublicExpense.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(e.insured_id, e.payer_number, e.recipient_number, e.valid_from)] = e
+        return out
+
+    def apply(self, records: list[Any], outcome: UploadOutcome, reject: Any, prepared: None = None) -> None:
+        super().apply(records, outcome, reject, prepared)
+        outcome.insurers.update(r.insurer_number for r in records)
+
+
 _APPLIERS: dict[str, Any] = {
     "eligibility": _EligibilityApplier,
     "medications": _MedicationApplier,
     "checkups": _CheckupApplier,
     "expenses": _ExpenseApplier,
+    "assistance": AssistanceApplier,
+    "public_expense": _PublicExpenseApplier,
 }

@@ -55,10 +55,13 @@ async def upload(
     request: Request,
     principal: PrincipalDep,
     state: StateDep,
-    kind: FileKind = Query(description="eligibility, medications or checkups"),
+    kind: FileKind = Query(
+        description="eligibility, medications, checkups, expenses (insurer tokens); assistance (福祉事務所"
+        " tokens); public_expense (公費負担者 tokens)"
+    ),
 ) -> dict[str, Any] | Response:
     """The answer as JSON, or streamed with its progress when the client asks for NDJSON."""
-    principal.require_insurer()
+    principal.writable(kind)
     if not wants_progress(request):
         return await _apply(request, principal, state, kind, UploadProgress())
     from shikaku_server.app import error_response  # the one error renderer (app imports this module)

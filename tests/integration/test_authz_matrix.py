@@ -126,6 +126,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/readyz"): Row(PUBLIC, _get(lambda w: "/readyz")),
     ("GET", "/metrics"): Row(PUBLIC, _get(lambda w: "/metrics")),  # open unless SHIKAKU_METRICS_TOKEN
     ("POST", "/v1/eligibility/by-number"): Row(FACILITY_ANY, _post("/v1/eligibility/by-number", lambda w: QUERY)),
+    ("POST", "/v1/assistance/by-number"): Row(
+        FACILITY_ANY,
+        _post("/v1/assistance/by-number", lambda w: {"payer_number": "12130019", "recipient_number": "1234566"}),
+    ),
     ("POST", "/v1/eligibility/batches"): Row(
         FACILITY_ANY, _post("/v1/eligibility/batches", lambda w: {"queries": [QUERY]})
     ),

@@ -13,7 +13,7 @@ from clinic_terminal.client import CardClient
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice
 from clinic_terminal.kiosk.staff import record_json
-from schemas.eligibility import LimitCertificate, SpecificDisease
+from schemas.eligibility import LimitCertificate, PublicExpense, SpecificDisease
 from testbed.card_emulator import CardState, ForeignCardEmulator, build_card
 from testbed.pki import TestCA
 from tests.unit.kiosk.conftest import FACTS, FakeFaceOutcome, MakeKiosk, insured
@@ -190,6 +190,8 @@ EARLIER_CONSENT = {  # a card check answered under the consent of an earlier vis
                                           valid_to=None),
     "specific_diseases": [SpecificDisease(category="1", valid_from=dt.date(2026, 4, 1), valid_to=None,
                                           self_pay=10000)],
+    "public_expenses": [PublicExpense(payer_number="54130018", recipient_number="1000015", monthly_cap=10000,
+                                      valid_from=dt.date(2026, 4, 1), valid_to=None)],
 }
 
 
@@ -208,6 +210,7 @@ def test_a_refusal_at_this_visit_hides_what_an_earlier_consent_brought(
     assert board["limit_certificate"] is None and board["specific_diseases"] == []
     ((result, _),) = k.face_files
     assert result.limit_certificate is None and result.specific_diseases == []
+    assert record.result.public_expenses == [] and result.public_expenses == []  # 公費: the same consent
 
 
 def test_an_unrecorded_consent_shows_nothing_consent_gated(make_kiosk: MakeKiosk) -> None:

@@ -58,6 +58,7 @@ def result(validity: int, person: dict[str, Any] | None = None, **over: Any) -> 
         "limit_certificate": None,
         "specific_diseases": [],
         "certificate_notice": None,
+        "public_expenses": [],
     }
     out.update(over)
     assert EligibilityResult.model_validate(out).model_dump(mode="json") == out

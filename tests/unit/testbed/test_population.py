@@ -257,7 +257,8 @@ def test_cli_writes_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                      "--encoding", "cp932", "--format", "both"])
     assert code == 0
     names = {p.name for p in tmp_path.iterdir()}
-    kinds = ("eligibility", "medications", "checkups", "expenses")
+    kinds = ("eligibility", "medications", "checkups", "expenses", "public_expense",
+             *(f"assistance_{o.code}" for o in pop.welfare_offices()))
     assert names == {f"{k}.{e}" for k in kinds for e in ("csv", "ndjson")}
     assert "eligibility.csv:" in capsys.readouterr().out
     rows, problems = check_file("eligibility", tmp_path / "eligibility.csv")
@@ -278,3 +279,35 @@ def test_a_million_rows_written_well_under_a_minute(tmp_path: Path) -> None:
     rows = write_eligibility_csv(tmp_path / "e.csv", iter_people(1_000_000, seed=1, today=TODAY))
     assert rows >= 990_000
     assert time.process_time() - started < 40.0
+
+
+def test_public_expense_rows_fit_ages_and_pass_the_shared_validation(tmp_path: Path, people: Population) -> None:
+    path = tmp_path / "p.csv"
+    n = pop.write_csv(path, pop.PUBLIC_EXPENSE_HEADER, pop.public_expense_rows(people.people, 3, today=TODAY))
+    rows, problems = check_file("public_expense", path)
+    assert problems == [] and rows == n > 20
+    ages = {p.key: pop.age(p.birth_date, TODAY) for p in people.people}
+    laws: set[str] = set()
+    for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
+        law, years = row["payer_number"][:2], ages[(row["insurer_number"], row["symbol"], row["number"], row["branch"])]
+        laws.add(law)
+        expected = ("52", "88") if years < 15 else ("52",) if years < 18 else ("54", "21")
+        assert law in expected
+        assert row["valid_to"] == "2027-03-31" and row["valid_from"] >= "2026-04-01"
+    assert {"54", "21"} <= laws
+
+
+def test_assistance_rows_per_office_with_not_delegated_recipients(tmp_path: Path) -> None:
+    rows = list(pop.assistance_rows(300, seed=2, today=TODAY))
+    offices = {o.code: o.payer_number for o in pop.welfare_offices()}
+    assert {r["office_code"] for r in rows} == set(offices)
+    assert all(offices[str(r["office_code"])] == r["payer_number"] for r in rows)
+    months: dict[object, set[object]] = {}
+    for r in rows:
+        months.setdefault(r["recipient_number"], set()).add(r["month"])
+    late = [m for m in months.values() if "2026-11" not in m]
+    assert 10 < len(late) < 60 and all(m == {"2026-09", "2026-10"} for m in late)  # 未委託 this month
+    path = tmp_path / "a.ndjson"
+    pop.write_ndjson(path, rows)
+    checked, problems = check_file("assistance", path, "ndjson")
+    assert problems == [] and checked == len(rows)
