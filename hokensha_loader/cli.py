@@ -30,7 +30,7 @@ else:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Upload (or --dry-run validate) an insurer file: eligibility, medications, checkups or expenses.
+    """Upload (or --dry-run validate) an insurer file: eligibility, medications, checkups, expenses or procedures.
 
     \b
     exit codes: 0 all loaded, 1 loaded except rejected rows, 2 file refused as a whole,

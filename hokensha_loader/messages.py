@@ -83,6 +83,11 @@ FIELD_LABELS: dict[str, str] = {
     "care_kind": "診療区分",
     "total_cost": "医療費の総額",
     "patient_paid": "窓口負担相当額",
+    "performed_on": "診療日",
+    "procedure_code": "診療行為コード",
+    "procedure_name": "診療行為名称",
+    "kind": "診療・手術の別",
+    "inpatient": "入院・外来の別",
 }
 
 # code -> Japanese message; {field} is 「label（column）」 or 「この行」

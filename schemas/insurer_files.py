@@ -42,9 +42,10 @@ from schemas.identifiers import (
     normalize_key_text,
     text_problem,
 )
+from schemas.procedures import PROCEDURE_KINDS
 
-FileKind = Literal["eligibility", "medications", "checkups", "expenses"]
-FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups", "expenses")
+FileKind = Literal["eligibility", "medications", "checkups", "expenses", "procedures"]
+FILE_KINDS: tuple[FileKind, ...] = ("eligibility", "medications", "checkups", "expenses", "procedures")
 
 KEY_COLUMNS = ("insurer_number", "symbol", "number", "branch")
 ELIGIBILITY_COLUMNS = (
@@ -114,6 +115,15 @@ EXPENSE_COLUMNS = (
     "total_cost",
     "patient_paid",
 )
+PROCEDURE_COLUMNS = (
+    *KEY_COLUMNS,
+    "performed_on",
+    "facility_code",
+    "procedure_code",
+    "procedure_name",
+    "kind",
+    "inpatient",
+)
 
 # required / optional columns of each kind
 COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -121,6 +131,7 @@ COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "medications": (MEDICATION_COLUMNS, ()),
     "checkups": (CHECKUP_COLUMNS, CHECKUP_OPTIONAL),
     "expenses": (EXPENSE_COLUMNS, ()),
+    "procedures": (PROCEDURE_COLUMNS, ()),
 }
 # header names that are, or look like, an individual-number (My Number) column
 _MY_NUMBER_COLUMN = re.compile(r"my_?number|mynumber|個人番号|マイナンバー|kojin_?bango", re.IGNORECASE)
@@ -920,7 +931,17 @@ class ExpenseRecord(_PersonRow):
     patient_paid: int
 
 
-Record = EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord
+@dataclass(slots=True)
+class ProcedureRecord(_PersonRow):
+    performed_on: dt.date
+    facility_code: str
+    procedure_code: str
+    procedure_name: str
+    kind: str  # 診療 / 手術
+    inpatient: bool
+
+
+Record = EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord | ProcedureRecord
 _POST = re.compile(r"^(\d{3})-?(\d{4})$")
 _ACTIONS = frozenset({"add", "change", "loss"})
 
@@ -1118,11 +1139,39 @@ def validate_expense(line: int, values: dict[str, str]) -> tuple[ExpenseRecord |
     return ExpenseRecord(line, *key, month, facility, facility_name, care_kind, int(days), int(total), int(paid)), []
 
 
+_PROCEDURE_CODE = re.compile(r"[0-9]{9}")
+_INPATIENT = {"0": False, "1": True}
+
+
+def validate_procedure(line: int, values: dict[str, str]) -> tuple[ProcedureRecord | None, list[RowError]]:
+    """One 診療行為 of a claim (docs/uploads.md, "procedures"): a 9-digit 診療行為コード, the kind
+    (診療 or 手術) and whether it was done in hospital (``inpatient`` 1) or not (0)."""
+    c = _RowCheck(line, values)
+    key = c.key()
+    performed = c.date("performed_on", required=True)
+    if performed is not None and performed > dt.datetime.now(_JST).date():
+        c.fail("performed_on", "out_of_range", "performed_on is a day that has not come yet")
+        performed = None
+    facility = c.facility_code()
+    code = c._given("procedure_code", True)
+    if code is not None and not _PROCEDURE_CODE.fullmatch(code):
+        c.fail("procedure_code", "invalid_format", "procedure_code (診療行為コード) must be 9 digits")
+        code = None
+    name = c.text("procedure_name", required=True)
+    kind = c.code("kind", PROCEDURE_KINDS, required=True)
+    inpatient = c.code("inpatient", frozenset(_INPATIENT), required=True)
+    if c.errors or key is None:
+        return None, c.errors
+    assert performed and facility and code and name and kind and inpatient is not None
+    return ProcedureRecord(line, *key, performed, facility, code, name, kind, _INPATIENT[inpatient]), []
+
+
 VALIDATORS = {
     "eligibility": validate_eligibility,
     "medications": validate_medication,
     "checkups": validate_checkup,
     "expenses": validate_expense,
+    "procedures": validate_procedure,
 }
 
 

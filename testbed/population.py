@@ -17,7 +17,8 @@ What it produces (contract: "Insurer files"):
 - kana in full-width katakana, a few written half-width (to exercise normalisation); a few names
   with rare characters (𠮷, 髙); medications (valid pharmacy codes) and checkups (特定健診, 40–74);
   expenses (医療費通知情報: per person, month, facility and kind of care, what the care cost and
-  what the person paid at their copay ratio).
+  what the person paid at their copay ratio); procedures (診療・手術 from claims: 9-digit
+  診療行為コード, 診療 or 手術, in or out of hospital, within the last 5 years).
 
 No field ever holds a 12-digit run with a valid My Number check digit (tests assert it).
 
@@ -48,6 +49,7 @@ from schemas.insurer_files import (
     ELIGIBILITY_OPTIONAL,
     EXPENSE_COLUMNS,
     MEDICATION_COLUMNS,
+    PROCEDURE_COLUMNS,
 )
 
 InsurerKind = Literal["kyokai", "kumiai", "kyosai", "kokuho", "koki"]
@@ -461,6 +463,7 @@ ELIGIBILITY_HEADER = (*ELIGIBILITY_COLUMNS, *ELIGIBILITY_OPTIONAL)
 MEDICATION_HEADER = MEDICATION_COLUMNS
 CHECKUP_HEADER = (*CHECKUP_COLUMNS, *CHECKUP_OPTIONAL)
 EXPENSE_HEADER = EXPENSE_COLUMNS
+PROCEDURE_HEADER = PROCEDURE_COLUMNS
 Row = dict[str, str | int | float | list[str]]
 
 
@@ -739,6 +742,54 @@ def write_eligibility_csv(path: Path | str, people: Iterable[Person], encoding: 
     return write_csv(path, ELIGIBILITY_HEADER, eligibility_rows(people), encoding=encoding)
 
 
+# 診療行為 in the shape of the 基本マスター's 診療行為コード (9 digits): (code, name, kind, inpatient
+# share). Synthetic test data: the names are common ones, the codes need not match the master.
+_PROCEDURES = (
+    ("111000110", "初診料", "診療", 0.0),
+    ("112007410", "再診料", "診療", 0.0),
+    ("160000310", "末梢血液一般検査", "診療", 0.1),
+    ("170000410", "単純撮影（イ）の写真診断", "診療", 0.1),
+    ("190077410", "急性期一般入院料１", "診療", 1.0),
+    ("150060010", "虫垂切除術（虫垂周囲膿瘍を伴わないもの）", "手術", 1.0),
+    ("150243410", "水晶体再建術（眼内レンズを挿入する場合）（その他のもの）", "手術", 0.3),
+    ("150154010", "内視鏡的大腸ポリープ・粘膜切除術（長径２ｃｍ未満）", "手術", 0.5),
+)
+
+
+def procedure_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | None = None,
+                   share: float = 0.25) -> Iterator[Row]:
+    """診療・手術 information from claims: for ``share`` of people, 1–3 procedures in the last
+    5 years (within eligibility), at a 医科 facility, each day and code once."""
+    rng = random.Random(seed ^ 0x9F0C)
+    today = today or dt.date.today()
+    clinics = [f.code for f in _facilities(rng)["2"]]
+    start = _birthday(today, -5)
+    for p in people:
+        if rng.random() >= share:
+            continue
+        first = max(start, p.valid_from)
+        last = p.lost_on if p.lost_on is not None and p.lost_on < today else today
+        seen: set[tuple[str, str, str]] = set()
+        for _ in range(rng.randint(1, 3)):
+            code, name, kind, inpatient = rng.choice(_PROCEDURES)
+            day, facility = _day(rng, first, last).isoformat(), rng.choice(clinics)
+            if (day, facility, code) in seen:
+                continue
+            seen.add((day, facility, code))
+            yield {**_key_row(p), "performed_on": day, "facility_code": facility, "procedure_code": code,
+                   "procedure_name": name, "kind": kind, "inpatient": int(rng.random() < inpatient)}
+
+
+def write_procedures_csv(path: Path | str, people: Iterable[Person], encoding: str = "utf-8", *,
+                         seed: int = 0, today: dt.date | None = None) -> int:
+    return write_csv(path, PROCEDURE_HEADER, procedure_rows(people, seed, today=today), encoding=encoding)
+
+
+def write_procedures_ndjson(path: Path | str, people: Iterable[Person], *, seed: int = 0,
+                            today: dt.date | None = None) -> int:
+    return write_ndjson(path, procedure_rows(people, seed, today=today))
+
+
 def write_medications_csv(path: Path | str, people: Iterable[Person], encoding: str = "utf-8", *,
                           seed: int = 0, today: dt.date | None = None) -> int:
     return write_csv(path, MEDICATION_HEADER, medication_rows(people, seed, today=today), encoding=encoding)
@@ -779,7 +830,7 @@ def write_checkups_ndjson(path: Path | str, people: Iterable[Person], *, seed: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.population",
                                      description="Write synthetic insurer files (eligibility, medications,"
-                                                 " checkups, expenses).")
+                                                 " checkups, expenses, procedures).")
     parser.add_argument("--people", type=int, required=True, help="number of insured people")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
@@ -804,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      seed=args.seed, today=today)
         written["expenses.csv"] = write_expenses_csv(args.out / "expenses.csv", people(), args.encoding,
                                                      seed=args.seed, today=today)
+        written["procedures.csv"] = write_procedures_csv(args.out / "procedures.csv", people(), args.encoding,
+                                                         seed=args.seed, today=today)
     if args.fmt in ("ndjson", "both"):
         written["eligibility.ndjson"] = write_eligibility_ndjson(args.out / "eligibility.ndjson", people())
         written["medications.ndjson"] = write_medications_ndjson(args.out / "medications.ndjson", people(),
@@ -812,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            seed=args.seed, today=today)
         written["expenses.ndjson"] = write_expenses_ndjson(args.out / "expenses.ndjson", people(),
                                                            seed=args.seed, today=today)
+        written["procedures.ndjson"] = write_procedures_ndjson(args.out / "procedures.ndjson", people(),
+                                                               seed=args.seed, today=today)
     for name, rows in written.items():
         print(f"{args.out / name}: {rows:,} rows")
     return 0

@@ -33,6 +33,7 @@ _HELP = {
     "medications": "Load a drug-history (medications) file.",
     "checkups": "Load a health-checkup (特定健診) file.",
     "expenses": "Load a medical-expenses (医療費通知情報) file: per person, month and facility.",
+    "procedures": "Load a 診療・手術 (procedures) file: per person, day, facility and 診療行為コード.",
 }
 
 

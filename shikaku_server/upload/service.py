@@ -57,7 +57,7 @@ from schemas.insurer_files import (
 )
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
-from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.clinical.models import Checkup, Medication, Procedure
 from shikaku_server.database import utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.models import EligibilityPeriod
@@ -912,7 +912,7 @@ def _insert_sorted(periods: list[_Period], new: _Period) -> None:
 
 
 class _ClinicalApplier:
-    model: type[Medication] | type[Checkup] | type[Expense]
+    model: type[Medication] | type[Checkup] | type[Expense] | type[Procedure]
 
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
@@ -1095,9 +1095,36 @@ class _ExpenseApplier(_ClinicalApplier):
         return out
 
 
+class _ProcedureApplier(_ClinicalApplier):
+    """診療・手術 information (docs/uploads.md): one row per person, day, facility and 診療行為コード."""
+
+    model = Procedure
+    _FIELDS = ("performed_on", "facility_code", "procedure_code", "procedure_name", "kind", "inpatient")
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.performed_on, record.facility_code, record.procedure_code)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {
+            "insured_id": insured_id,
+            "upload_id": self.upload_id,
+            **{name: getattr(record, name) for name in self._FIELDS},
+        }
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for p in self.session.execute(
+                select(Procedure).where(Procedure.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(p.insured_id, p.performed_on, p.facility_code, p.procedure_code)] = p
+        return out
+
+
 _APPLIERS: dict[str, Any] = {
     "eligibility": _EligibilityApplier,
     "medications": _MedicationApplier,
     "checkups": _CheckupApplier,
     "expenses": _ExpenseApplier,
+    "procedures": _ProcedureApplier,
 }
