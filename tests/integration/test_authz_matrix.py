@@ -163,7 +163,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/me/challenges"): Row(PUBLIC, _post("/v1/me/challenges", lambda w: None)),
     **{
         ("POST", f"/v1/me/{what}"): Row(CARD_PROVEN, _post(f"/v1/me/{what}", lambda w: w.proof()))
-        for what in ("access-log", "medications", "checkups", "consents", "suspension")
+        for what in ("access-log", "medications", "checkups", "procedures", "consents", "suspension")
     },
     ("POST", "/v1/me/eligibility"): Row(
         CARD_PROVEN, _post("/v1/me/eligibility", lambda w: {**w.proof(), "as_of": "2025-01-01"})
@@ -195,6 +195,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/v1/visits/{visit_id}/medications"): Row(DRUGS, _get(lambda w: f"/v1/visits/{w.visit_id}/medications")),
     ("GET", "/v1/visits/{visit_id}/checkups"): Row(CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/checkups")),
+    # 診療・手術 information: physicians and dentists, as checkups (docs/consent.md)
+    ("GET", "/v1/visits/{visit_id}/procedures"): Row(
+        CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/procedures")
+    ),
     ("GET", "/fhir/R4/metadata"): Row(PUBLIC, _get(lambda w: "/fhir/R4/metadata")),
     ("POST", "/fhir/R4/CoverageEligibilityRequest"): Row(
         FACILITY_ANY, _post("/fhir/R4/CoverageEligibilityRequest", _coverage_request)
