@@ -195,6 +195,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/v1/visits/{visit_id}/medications"): Row(DRUGS, _get(lambda w: f"/v1/visits/{w.visit_id}/medications")),
     ("GET", "/v1/visits/{visit_id}/checkups"): Row(CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/checkups")),
+    # 再照会 (居宅同意取得型): any role of the visit's facility (the consent decides the rest)
+    ("POST", "/v1/visits/{visit_id}/recheck"): Row(
+        OWN_RESOURCE, lambda c, h, w: c.post(f"/v1/visits/{w.visit_id}/recheck", json={}, headers=h)
+    ),
     # 診療・手術 information: physicians and dentists, as checkups (docs/consent.md)
     ("GET", "/v1/visits/{visit_id}/procedures"): Row(
         CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/procedures")
