@@ -30,8 +30,8 @@ else:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Upload (or --dry-run validate) an insurer file: eligibility, medications, checkups or expenses;
-    a welfare office's assistance file or a 公費負担者's public_expense file.
+    """Upload (or --dry-run validate) an insurer file: eligibility, medications, checkups, expenses or
+    procedures; a welfare office's assistance file or a 公費負担者's public_expense file.
 
     \b
     exit codes: 0 all loaded, 1 loaded except rejected rows, 2 file refused as a whole,

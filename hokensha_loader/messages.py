@@ -90,6 +90,11 @@ FIELD_LABELS: dict[str, str] = {
     "ticket_kind": "券種別（医療券・調剤券）",
     "self_pay": "本人支払額",
     "monthly_cap": "自己負担上限額",
+    "performed_on": "診療日",
+    "procedure_code": "診療行為コード",
+    "procedure_name": "診療行為名称",
+    "kind": "診療・手術の別",
+    "inpatient": "入院・外来の別",
 }
 
 # code -> Japanese message; {field} is 「label（column）」 or 「この行」

@@ -42,13 +42,15 @@ from schemas.identifiers import (
     normalize_key_text,
     text_problem,
 )
+from schemas.procedures import PROCEDURE_KINDS
 
-FileKind = Literal["eligibility", "medications", "checkups", "expenses", "assistance", "public_expense"]
+FileKind = Literal["eligibility", "medications", "checkups", "expenses", "procedures", "assistance", "public_expense"]
 FILE_KINDS: tuple[FileKind, ...] = (
     "eligibility",
     "medications",
     "checkups",
     "expenses",
+    "procedures",
     "assistance",
     "public_expense",
 )
@@ -139,6 +141,15 @@ ASSISTANCE_OPTIONAL = ("valid_to", "self_pay")
 # 公費負担医療の受給者証 (docs/assistance.md): sent by the prefecture or municipality
 PUBLIC_EXPENSE_COLUMNS = ("payer_number", "recipient_number", *KEY_COLUMNS, "valid_from", "monthly_cap")
 PUBLIC_EXPENSE_OPTIONAL = ("valid_to",)
+PROCEDURE_COLUMNS = (
+    *KEY_COLUMNS,
+    "performed_on",
+    "facility_code",
+    "procedure_code",
+    "procedure_name",
+    "kind",
+    "inpatient",
+)
 
 # required / optional columns of each kind
 COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -146,6 +157,7 @@ COLUMNS: dict[FileKind, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "medications": (MEDICATION_COLUMNS, ()),
     "checkups": (CHECKUP_COLUMNS, CHECKUP_OPTIONAL),
     "expenses": (EXPENSE_COLUMNS, ()),
+    "procedures": (PROCEDURE_COLUMNS, ()),
     "assistance": (ASSISTANCE_COLUMNS, ASSISTANCE_OPTIONAL),
     "public_expense": (PUBLIC_EXPENSE_COLUMNS, PUBLIC_EXPENSE_OPTIONAL),
 }
@@ -156,6 +168,7 @@ OWNER_FIELD: dict[FileKind, str] = {
     "medications": "insurer_number",
     "checkups": "insurer_number",
     "expenses": "insurer_number",
+    "procedures": "insurer_number",
     "assistance": "office_code",
     "public_expense": "payer_number",
 }
@@ -992,8 +1005,24 @@ class PublicExpenseRecord(_PersonRow):
     monthly_cap: int  # 自己負担上限額 (yen a month); 0: no self-pay
 
 
+@dataclass(slots=True)
+class ProcedureRecord(_PersonRow):
+    performed_on: dt.date
+    facility_code: str
+    procedure_code: str
+    procedure_name: str
+    kind: str  # 診療 / 手術
+    inpatient: bool
+
+
 Record = (
-    EligibilityRecord | MedicationRecord | CheckupRecord | ExpenseRecord | AssistanceRecord | PublicExpenseRecord
+    EligibilityRecord
+    | MedicationRecord
+    | CheckupRecord
+    | ExpenseRecord
+    | ProcedureRecord
+    | AssistanceRecord
+    | PublicExpenseRecord
 )
 _POST = re.compile(r"^(\d{3})-?(\d{4})$")
 _ACTIONS = frozenset({"add", "change", "loss"})
@@ -1281,6 +1310,33 @@ def validate_public_expense(line: int, values: dict[str, str]) -> tuple[PublicEx
     return PublicExpenseRecord(line, *key, payer, recipient, valid_from, valid_to, int(cap)), []
 
 
+_PROCEDURE_CODE = re.compile(r"[0-9]{9}")
+_INPATIENT = {"0": False, "1": True}
+
+
+def validate_procedure(line: int, values: dict[str, str]) -> tuple[ProcedureRecord | None, list[RowError]]:
+    """One 診療行為 of a claim (docs/uploads.md, "procedures"): a 9-digit 診療行為コード, the kind
+    (診療 or 手術) and whether it was done in hospital (``inpatient`` 1) or not (0)."""
+    c = _RowCheck(line, values)
+    key = c.key()
+    performed = c.date("performed_on", required=True)
+    if performed is not None and performed > dt.datetime.now(_JST).date():
+        c.fail("performed_on", "out_of_range", "performed_on is a day that has not come yet")
+        performed = None
+    facility = c.facility_code()
+    code = c._given("procedure_code", True)
+    if code is not None and not _PROCEDURE_CODE.fullmatch(code):
+        c.fail("procedure_code", "invalid_format", "procedure_code (診療行為コード) must be 9 digits")
+        code = None
+    name = c.text("procedure_name", required=True)
+    kind = c.code("kind", PROCEDURE_KINDS, required=True)
+    inpatient = c.code("inpatient", frozenset(_INPATIENT), required=True)
+    if c.errors or key is None:
+        return None, c.errors
+    assert performed and facility and code and name and kind and inpatient is not None
+    return ProcedureRecord(line, *key, performed, facility, code, name, kind, _INPATIENT[inpatient]), []
+
+
 VALIDATORS = {
     "eligibility": validate_eligibility,
     "medications": validate_medication,
@@ -1288,6 +1344,7 @@ VALIDATORS = {
     "expenses": validate_expense,
     "assistance": validate_assistance,
     "public_expense": validate_public_expense,
+    "procedures": validate_procedure,
 }
 
 

@@ -13,6 +13,7 @@ from shikaku_server.consent import views as consent
 from shikaku_server.eligibility import views as eligibility
 from shikaku_server.emergency import views as emergency
 from shikaku_server.fhir import views as fhir
+from shikaku_server.homecare import views as homecare
 from shikaku_server.me import views as me
 from shikaku_server.upload import views as upload
 
@@ -26,6 +27,7 @@ def mount(app: FastAPI) -> None:
         card.router,
         consent.router,
         clinical.router,
+        homecare.router,
         me.router,
         emergency.router,
         fhir.router,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shikaku_server.database import DBTimeouts
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = 0.5
     redis_breaker_seconds: float = 2.0
     token_revocation_check_seconds: float = 1.0  # a revoked token stops working within about this
+    # how far back drug, checkup and clinical (診療・手術) information is served, in years, from the
+    # visit's day (facilities, FHIR) or today (the patient, emergency reads): one period for all
+    # three (docs/consent.md "Windows")
+    clinical_retention_years: int = Field(default=5, ge=1, le=100)
     log_level: str = "INFO"
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     # rate limits (docs/operations.md "Rate limits"): per token and per facility, in fixed windows

@@ -5,7 +5,7 @@ from shikaku_server.assistance.models import AssistanceRead, AssistanceTicket
 from shikaku_server.auth.models import ApiToken, Facility, Insurer, Terminal
 from shikaku_server.batch.models import Batch
 from shikaku_server.card.models import CardLink, CardLinkAudit, CardSuspension, RevokedCertificate, TrustAnchor
-from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.clinical.models import Checkup, Medication, Procedure
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.database import Base
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
@@ -33,6 +33,7 @@ __all__ = [
     "Insured",
     "Insurer",
     "Medication",
+    "Procedure",
     "PublicExpense",
     "RevokedCertificate",
     "Terminal",

@@ -20,7 +20,9 @@ What it produces (contract: "Insurer files"):
   what the person paid at their copay ratio); 公費負担医療 受給者証 (public_expense: 難病, 小児慢性,
   自立支援, a municipal child program, with their monthly caps) for a few insured people; and
   医療扶助 (assistance: 生活保護 recipients, who are not insured, with the 医療券/調剤券 of the
-  last three months from a few 福祉事務所, some missing from the current month: 未委託).
+  last three months from a few 福祉事務所, some missing from the current month: 未委託); and
+  procedures (診療・手術 from claims: 9-digit 診療行為コード, 診療 or 手術, in or out of hospital,
+  within the last 5 years).
 
 No field ever holds a 12-digit run with a valid My Number check digit (tests assert it).
 
@@ -53,6 +55,7 @@ from schemas.insurer_files import (
     ELIGIBILITY_OPTIONAL,
     EXPENSE_COLUMNS,
     MEDICATION_COLUMNS,
+    PROCEDURE_COLUMNS,
     PUBLIC_EXPENSE_COLUMNS,
     PUBLIC_EXPENSE_OPTIONAL,
 )
@@ -470,6 +473,7 @@ CHECKUP_HEADER = (*CHECKUP_COLUMNS, *CHECKUP_OPTIONAL)
 EXPENSE_HEADER = EXPENSE_COLUMNS
 PUBLIC_EXPENSE_HEADER = (*PUBLIC_EXPENSE_COLUMNS, *PUBLIC_EXPENSE_OPTIONAL)
 ASSISTANCE_HEADER = (*ASSISTANCE_COLUMNS, *ASSISTANCE_OPTIONAL)
+PROCEDURE_HEADER = PROCEDURE_COLUMNS
 Row = dict[str, str | int | float | list[str]]
 
 
@@ -843,6 +847,54 @@ def write_eligibility_csv(path: Path | str, people: Iterable[Person], encoding: 
     return write_csv(path, ELIGIBILITY_HEADER, eligibility_rows(people), encoding=encoding)
 
 
+# 診療行為 in the shape of the 基本マスター's 診療行為コード (9 digits): (code, name, kind, inpatient
+# share). Synthetic test data: the names are common ones, the codes need not match the master.
+_PROCEDURES = (
+    ("111000110", "初診料", "診療", 0.0),
+    ("112007410", "再診料", "診療", 0.0),
+    ("160000310", "末梢血液一般検査", "診療", 0.1),
+    ("170000410", "単純撮影（イ）の写真診断", "診療", 0.1),
+    ("190077410", "急性期一般入院料１", "診療", 1.0),
+    ("150060010", "虫垂切除術（虫垂周囲膿瘍を伴わないもの）", "手術", 1.0),
+    ("150243410", "水晶体再建術（眼内レンズを挿入する場合）（その他のもの）", "手術", 0.3),
+    ("150154010", "内視鏡的大腸ポリープ・粘膜切除術（長径２ｃｍ未満）", "手術", 0.5),
+)
+
+
+def procedure_rows(people: Iterable[Person], seed: int = 0, *, today: dt.date | None = None,
+                   share: float = 0.25) -> Iterator[Row]:
+    """診療・手術 information from claims: for ``share`` of people, 1–3 procedures in the last
+    5 years (within eligibility), at a 医科 facility, each day and code once."""
+    rng = random.Random(seed ^ 0x9F0C)
+    today = today or dt.date.today()
+    clinics = [f.code for f in _facilities(rng)["2"]]
+    start = _birthday(today, -5)
+    for p in people:
+        if rng.random() >= share:
+            continue
+        first = max(start, p.valid_from)
+        last = p.lost_on if p.lost_on is not None and p.lost_on < today else today
+        seen: set[tuple[str, str, str]] = set()
+        for _ in range(rng.randint(1, 3)):
+            code, name, kind, inpatient = rng.choice(_PROCEDURES)
+            day, facility = _day(rng, first, last).isoformat(), rng.choice(clinics)
+            if (day, facility, code) in seen:
+                continue
+            seen.add((day, facility, code))
+            yield {**_key_row(p), "performed_on": day, "facility_code": facility, "procedure_code": code,
+                   "procedure_name": name, "kind": kind, "inpatient": int(rng.random() < inpatient)}
+
+
+def write_procedures_csv(path: Path | str, people: Iterable[Person], encoding: str = "utf-8", *,
+                         seed: int = 0, today: dt.date | None = None) -> int:
+    return write_csv(path, PROCEDURE_HEADER, procedure_rows(people, seed, today=today), encoding=encoding)
+
+
+def write_procedures_ndjson(path: Path | str, people: Iterable[Person], *, seed: int = 0,
+                            today: dt.date | None = None) -> int:
+    return write_ndjson(path, procedure_rows(people, seed, today=today))
+
+
 def write_medications_csv(path: Path | str, people: Iterable[Person], encoding: str = "utf-8", *,
                           seed: int = 0, today: dt.date | None = None) -> int:
     return write_csv(path, MEDICATION_HEADER, medication_rows(people, seed, today=today), encoding=encoding)
@@ -883,7 +935,7 @@ def write_checkups_ndjson(path: Path | str, people: Iterable[Person], *, seed: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.population",
                                      description="Write synthetic insurer files (eligibility, medications,"
-                                                 " checkups, expenses, public_expense; assistance per"
+                                                 " checkups, expenses, procedures, public_expense; assistance per"
                                                  " 福祉事務所).")
     parser.add_argument("--people", type=int, required=True, help="number of insured people")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -910,6 +962,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      seed=args.seed, today=today)
         written["expenses.csv"] = write_expenses_csv(args.out / "expenses.csv", people(), args.encoding,
                                                      seed=args.seed, today=today)
+        written["procedures.csv"] = write_procedures_csv(args.out / "procedures.csv", people(), args.encoding,
+                                                         seed=args.seed, today=today)
         written["public_expense.csv"] = write_csv(args.out / "public_expense.csv", PUBLIC_EXPENSE_HEADER,
                                                   public_expense_rows(people(), args.seed, today=today),
                                                   encoding=args.encoding)
@@ -926,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            seed=args.seed, today=today)
         written["expenses.ndjson"] = write_expenses_ndjson(args.out / "expenses.ndjson", people(),
                                                            seed=args.seed, today=today)
+        written["procedures.ndjson"] = write_procedures_ndjson(args.out / "procedures.ndjson", people(),
+                                                               seed=args.seed, today=today)
         written["public_expense.ndjson"] = write_ndjson(args.out / "public_expense.ndjson",
                                                         public_expense_rows(people(), args.seed, today=today))
         for office in welfare_offices():

@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from clinic_terminal.client import ServerClient
+from clinic_terminal.client import CardClient  # the card client: the 薬剤情報 / 特定健診情報 families read data too
 from clinic_terminal.config import default_data_dir, get_settings, journal_key
 from clinic_terminal.outage import OutageEntry, OutageJournal, Rechecker
 from clinic_terminal.xmlif.files import RESULT_FILE_MODE
@@ -75,7 +75,7 @@ def watch(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with (
-        ServerClient(server_url or settings.server_url, token or settings.facility_token) as client,
+        CardClient(server_url or settings.server_url, token or settings.facility_token) as client,
         TerminalState.for_root(root) as state,
         OutageJournal(data_dir or default_data_dir(settings, root), key=journal_key(settings)) as journal,
     ):

@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+from clinic_terminal.xmlif.clinical import remember_visit
 from clinic_terminal.xmlif.files import write_atomic
 from clinic_terminal.xmlif.model import ConsentChoices, XmlEncoding
 from clinic_terminal.xmlif.render import JST, render_xml, to_json
@@ -67,6 +68,7 @@ def write_face_result(
             st, file_id, result, consents, facility_code, arbitrary_file_identifier=arbitrary, now=now
         )
         st.save_result(file_id, "face", to_json(terminal_result))
+        remember_visit(st, result, facility_code)
         final = folder / f"{file_id}.xml"
         try:
             write_atomic(final, render_xml(terminal_result, encoding))

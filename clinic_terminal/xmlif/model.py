@@ -12,9 +12,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.card import CheckupItem, MedicationItem
 from schemas.eligibility import ByNumberQuery, EligibilityResult, Insured
 
-RequestKind = Literal["single", "bulk_registration", "bulk_download", "reference_registration"]
+RequestKind = Literal[
+    "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups"
+]
+ClinicalFamily = Literal["medications", "checkups"]  # 薬剤情報 / 特定健診情報 (xmlif/clinical.py)
 ConsentSetting = Literal["outpatient", "inpatient", "home"]
 XmlEncoding = Literal["utf-8", "shift_jis"]
 
@@ -215,7 +219,34 @@ class ReferenceRegistrationResult:
         return Processing()
 
 
-AnyResult = TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult
+@dataclass(frozen=True)
+class ClinicalResult:
+    """Answer to a 薬剤情報 / 特定健診情報 request (``xmlif/clinical.py``): the items of the range
+    read under the patient's consent; none, with the header's error, when there is no consent."""
+
+    file_id: str
+    header: ResultHeader
+    family: ClinicalFamily
+    key: tuple[str, str, str, str | None]  # insurer number, symbol, number, branch: echoed
+    start: dt.date | None = None  # the range answered (None on an abnormal end)
+    end: dt.date | None = None
+    consent_id: int | None = None
+    items: tuple[MedicationItem | CheckupItem, ...] = ()
+
+    @property
+    def kind(self) -> ClinicalFamily:
+        return self.family
+
+    @property
+    def processing(self) -> Processing:
+        if self.header.segment != SEGMENT_NORMAL:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+
+AnyResult = (
+    TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult | ClinicalResult
+)
 
 
 # --- parsed requests
@@ -264,4 +295,24 @@ class ReferenceRegistrationRequest:
         return person_key(self.insurer_number, self.symbol, self.number, self.branch)
 
 
-AnyRequest = SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest
+@dataclass(frozen=True)
+class ClinicalRequest:
+    """A 薬剤情報 / 特定健診情報 request: the person by insurance number, and a date range."""
+
+    header: RequestHeader
+    family: ClinicalFamily
+    insurer_number: str
+    number: str
+    symbol: str = ""
+    branch: str | None = None
+    start: dt.date | None = None  # StartDate (default: the first day the server serves)
+    end: dt.date | None = None  # EndDate (default: today)
+
+    @property
+    def key(self) -> str:
+        return person_key(self.insurer_number, self.symbol, self.number, self.branch)
+
+
+AnyRequest = (
+    SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest | ClinicalRequest
+)

@@ -34,6 +34,8 @@ FAMILIES: dict[str, RequestKind] = {
     "OQSmuquc01": "bulk_registration",
     "OQSmuquc02": "bulk_download",
     "OQSsiimm01": "reference_registration",
+    "OQSsimed01": "medications",  # 薬剤情報 (xmlif/clinical.py)
+    "OQSsichk01": "checkups",  # 特定健診情報
 }
 
 _PARSER = etree.XMLParser(
@@ -209,6 +211,10 @@ def parse_request(name: str, data: bytes) -> AnyRequest:
     kind = request_kind(name)
     root = _root(data)
     body = _section(root, "MessageBody")
+    if kind in ("medications", "checkups"):
+        from clinic_terminal.xmlif.clinical import parse_clinical  # it builds on this module
+
+        return parse_clinical(kind, _header(root, date_required=False), body)
     if kind == "single":
         infos = _descendants(body, "QualificationConfirmSearchInfo")
         if len(infos) != 1:

@@ -20,6 +20,7 @@ from clinic_terminal.xmlif.model import (
     BulkDownloadResult,
     BulkRegistrationResult,
     BulkUnit,
+    ClinicalResult,
     ConsentChoices,
     Processing,
     ReferenceRegistrationResult,
@@ -268,7 +269,11 @@ def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader) -> 
 
 def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
     root = etree.Element("XmlMsg")
-    if isinstance(result, TerminalResult):
+    if isinstance(result, ClinicalResult):
+        from clinic_terminal.xmlif.clinical import build_clinical  # it builds on this module
+
+        build_clinical(root, result, encoding)
+    elif isinstance(result, TerminalResult):
         _single(root, result, encoding)
     elif isinstance(result, BulkRegistrationResult):
         _header(root, result.header, encoding, reception_number=result.reception_number)
@@ -389,6 +394,11 @@ _BODIES: dict[type, Callable[[Any], dict[str, Any]]] = {
 
 def to_json(result: AnyResult) -> dict[str, Any]:
     """The JSON-able dict of a result (what ``GET /api/results/{file_id}`` serves)."""
+    if isinstance(result, ClinicalResult):
+        from clinic_terminal.xmlif.clinical import clinical_json  # it builds on this module
+
+        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
+                **clinical_json(result)}
     return {
         "file_id": result.file_id,
         "kind": result.kind,

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from clinic_terminal.client import ServerError
 from clinic_terminal.outage.journal import OutageJournal
@@ -20,6 +20,7 @@ from clinic_terminal.xmlif.model import (
     BulkRegistrationRequest,
     BulkRegistrationResult,
     BulkUnit,
+    ClinicalRequest,
     ConsentChoices,
     ReferenceRegistrationRequest,
     ReferenceRegistrationResult,
@@ -162,6 +163,10 @@ class XmlTerminal:
         )
 
     def answer(self, file_id: str, request: AnyRequest) -> AnyResult:
+        if isinstance(request, ClinicalRequest):
+            from clinic_terminal.xmlif.clinical import ClinicalServer, answer_clinical  # builds on render
+
+            return answer_clinical(cast(ClinicalServer, self.server), self.state, file_id, request, self.clock())
         if isinstance(request, SingleRequest):
             return self.answer_single(file_id, request)
         if isinstance(request, BulkRegistrationRequest):

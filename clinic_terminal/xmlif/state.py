@@ -4,7 +4,9 @@
 - ``reference_numbers``: 照会番号 registered by the clinic, keyed by the normalised 4-part number;
 - ``receptions``: 一括照会 reception numbers → server batch id and the search infos to echo;
 - ``limits``: the last limit certificate seen per person (LimitApplicationCertificateChanged);
-- ``results``: the JSON rendering of every result written (served by ``json_routes``).
+- ``results``: the JSON rendering of every result written (served by ``json_routes``);
+- ``visits``: the latest card-check visit per person and facility (its ``visit_id`` opens drug and
+  checkup reads for the 薬剤情報 / 特定健診情報 requests, ``xmlif/clinical.py``).
 
 The folder holds personal data and sits beside folders other programs write to: it must be a real
 directory (not a link) and is kept owner-only (0700); the database and its ``-wal`` / ``-shm`` /
@@ -56,6 +58,13 @@ CREATE TABLE IF NOT EXISTS limits (
     reception_number TEXT NOT NULL,
     current_json TEXT NOT NULL,
     previous_json TEXT
+);
+CREATE TABLE IF NOT EXISTS visits (
+    person_key TEXT NOT NULL,
+    facility_code TEXT NOT NULL,
+    visit_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (person_key, facility_code)
 );
 CREATE TABLE IF NOT EXISTS results (
     file_id TEXT PRIMARY KEY,
@@ -244,6 +253,18 @@ class TerminalState(SQLiteStore):
                 (key, reception_number, limit_json, previous),
             )
         return previous
+
+    # --- visits (card checks at the reader)
+    def set_visit(self, key: str, facility_code: str, visit_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO visits (person_key, facility_code, visit_id) VALUES (?, ?, ?)",
+                (key, facility_code, visit_id),
+            )
+
+    def visit_for(self, key: str, facility_code: str) -> str | None:
+        row = self._one("SELECT visit_id FROM visits WHERE person_key = ? AND facility_code = ?", key, facility_code)
+        return None if row is None else str(row[0])
 
     # --- JSON results
     def save_result(self, file_id: str, kind: str, body: dict[str, Any]) -> None:

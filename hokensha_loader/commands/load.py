@@ -35,6 +35,7 @@ _HELP = {
     "expenses": "Load a medical-expenses (医療費通知情報) file: per person, month and facility.",
     "assistance": "Load a 福祉事務所's 医療扶助 file (医療券/調剤券 of a month; a welfare token).",
     "public_expense": "Load 公費負担医療 受給者証 (難病, 小児慢性, 自立支援, ...; a 公費負担者 token).",
+    "procedures": "Load a 診療・手術 (procedures) file: per person, day, facility and 診療行為コード.",
 }
 
 

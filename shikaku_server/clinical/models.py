@@ -37,3 +37,20 @@ class Checkup(Base):
     checked_on: Mapped[dt.date]
     results: Mapped[dict[str, Any]]
     urine_protein: Mapped[str | None] = mapped_column(String(4))
+
+
+class Procedure(Base):
+    """One 診療行為 (or 手術) of a claim: what was done to the person, where and when."""
+
+    __tablename__ = "procedure"
+    __table_args__ = (UniqueConstraint("insured_id", "performed_on", "facility_code", "procedure_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    insured_id: Mapped[int] = mapped_column(ForeignKey("insured.id"))
+    upload_id: Mapped[str] = mapped_column(String(36))
+    performed_on: Mapped[dt.date]
+    facility_code: Mapped[str] = mapped_column(String(10))
+    procedure_code: Mapped[str] = mapped_column(String(9))
+    procedure_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(4))  # 診療 / 手術
+    inpatient: Mapped[bool]

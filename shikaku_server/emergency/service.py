@@ -23,7 +23,7 @@ from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service as card
-from shikaku_server.clinical.service import DRUG_YEARS, drug_items, years_before
+from shikaku_server.clinical.service import drug_items, retention_since
 from shikaku_server.database import transaction
 from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.models import EmergencyRead
@@ -85,7 +85,7 @@ async def read_medications(state: AppState, principal: Principal, body: Emergenc
                 emergency=True,
             )
             session.flush()
-            since = years_before(today_jst(), DRUG_YEARS)
+            since = retention_since(today_jst())
             return MyMedications(since=since, items=drug_items(session, insured_id, since))
 
     return await run_in_threadpool(read)

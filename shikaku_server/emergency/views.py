@@ -13,7 +13,7 @@ router = APIRouter(tags=["emergency"])
 
 @router.post("/v1/emergency/medications", response_model=MyMedications)
 async def medications(body: EmergencyRequest, principal: PrincipalDep, state: StateDep) -> MyMedications:
-    """A physician at an emergency hospital: the drug information (3 years) of the card read at
+    """A physician at an emergency hospital: the drug information (5 years) of the card read at
     the terminal, without consent and without PIN. Needs a reason; rate-limited; logged with
     the ``emergency`` marker in the patient's access log."""
     return await service.read_medications(state, principal, body)

@@ -718,7 +718,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         {
             "type": "MedicationDispense",
             "profile": c.JP_PROFILE + "JP_MedicationDispense",
-            "documentation": "drug history (3 years) under the visit's live drug consent (doctors, pharmacists)",
+            "documentation": "drug history (5 years) under the visit's live drug consent (doctors, pharmacists)",
             "interaction": [{"code": "search-type"}],
             "searchParam": [visit_param("the visit_id of today's card check (required; the only parameter)")],
         },

@@ -29,10 +29,11 @@ from schemas.me import (
     MyPeriod,
     Suspended,
 )
+from schemas.procedures import MyProcedures
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Facility
 from shikaku_server.card.models import CardSuspension
-from shikaku_server.clinical.service import CHECKUP_YEARS, DRUG_YEARS, checkup_items, drug_items, years_before
+from shikaku_server.clinical.service import checkup_items, drug_items, procedure_items, retention_since
 from shikaku_server.consent.models import Consent
 from shikaku_server.database import transaction, utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
@@ -167,14 +168,21 @@ def eligibility(session: Session, proven: Proven, as_of: dt.date | None) -> MyEl
 
 def medications(session: Session, proven: Proven) -> MyMedications:
     log_read(session, proven, "medications")
-    since = years_before(today_jst(), DRUG_YEARS)
+    since = retention_since(today_jst())
     return MyMedications(since=since, items=drug_items(session, proven.insured_id, since))
 
 
 def checkups(session: Session, proven: Proven) -> MyCheckups:
     log_read(session, proven, "checkups")
-    since = years_before(today_jst(), CHECKUP_YEARS)
+    since = retention_since(today_jst())
     return MyCheckups(since=since, items=checkup_items(session, proven.insured_id, since))
+
+
+def procedures(session: Session, proven: Proven) -> MyProcedures:
+    """The person's own 診療・手術 information, for the retention period back from today."""
+    log_read(session, proven, "procedures")
+    since = retention_since(today_jst())
+    return MyProcedures(since=since, items=procedure_items(session, proven.insured_id, since))
 
 
 def read_access_log(session: Session, proven: Proven) -> list[dict[str, Any]]:

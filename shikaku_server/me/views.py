@@ -23,6 +23,7 @@ from schemas.me import (
     Suspended,
     WithdrawRequest,
 )
+from schemas.procedures import MyProcedures
 from shikaku_server.card.service import create_challenge
 from shikaku_server.deps import StateDep, get_principal
 from shikaku_server.expenses import service as expenses
@@ -69,6 +70,12 @@ async def medications(body: CardProof, request: Request, state: StateDep) -> MyM
 @router.post("/v1/me/checkups", response_model=MyCheckups)
 async def checkups(body: CardProof, request: Request, state: StateDep) -> MyCheckups:
     return await _answer(request, state, body, service.checkups)
+
+
+@router.post("/v1/me/procedures", response_model=MyProcedures)
+async def procedures(body: CardProof, request: Request, state: StateDep) -> MyProcedures:
+    """The person's own 診療・手術 information (5 years: ``SHIKAKU_CLINICAL_RETENTION_YEARS``)."""
+    return await _answer(request, state, body, service.procedures)
 
 
 @router.post("/v1/me/access-log", response_model=AccessLog)

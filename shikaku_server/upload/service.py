@@ -56,7 +56,7 @@ from schemas.insurer_files import (
 from shikaku_server.assistance.service import AssistanceApplier
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
-from shikaku_server.clinical.models import Checkup, Medication
+from shikaku_server.clinical.models import Checkup, Medication, Procedure
 from shikaku_server.database import utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.history import (
@@ -689,7 +689,7 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
 
 
 class _ClinicalApplier:
-    model: type[Medication] | type[Checkup] | type[Expense] | type[PublicExpense]
+    model: type[Medication] | type[Checkup] | type[Expense] | type[PublicExpense] | type[Procedure]
 
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
@@ -900,6 +900,32 @@ class _PublicExpenseApplier(_ClinicalApplier):
         outcome.insurers.update(r.insurer_number for r in records)
 
 
+class _ProcedureApplier(_ClinicalApplier):
+    """診療・手術 information (docs/uploads.md): one row per person, day, facility and 診療行為コード."""
+
+    model = Procedure
+    _FIELDS = ("performed_on", "facility_code", "procedure_code", "procedure_name", "kind", "inpatient")
+
+    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
+        return (insured_id, record.performed_on, record.facility_code, record.procedure_code)
+
+    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
+        return {
+            "insured_id": insured_id,
+            "upload_id": self.upload_id,
+            **{name: getattr(record, name) for name in self._FIELDS},
+        }
+
+    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
+        out: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(insured_ids), 1000):
+            for p in self.session.execute(
+                select(Procedure).where(Procedure.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[(p.insured_id, p.performed_on, p.facility_code, p.procedure_code)] = p
+        return out
+
+
 _APPLIERS: dict[str, Any] = {
     "eligibility": _EligibilityApplier,
     "medications": _MedicationApplier,
@@ -907,4 +933,5 @@ _APPLIERS: dict[str, Any] = {
     "expenses": _ExpenseApplier,
     "assistance": AssistanceApplier,
     "public_expense": _PublicExpenseApplier,
+    "procedures": _ProcedureApplier,
 }

@@ -167,7 +167,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/me/challenges"): Row(PUBLIC, _post("/v1/me/challenges", lambda w: None)),
     **{
         ("POST", f"/v1/me/{what}"): Row(CARD_PROVEN, _post(f"/v1/me/{what}", lambda w: w.proof()))
-        for what in ("access-log", "medications", "checkups", "consents", "suspension")
+        for what in ("access-log", "medications", "checkups", "procedures", "consents", "suspension")
     },
     ("POST", "/v1/me/eligibility"): Row(
         CARD_PROVEN, _post("/v1/me/eligibility", lambda w: {**w.proof(), "as_of": "2025-01-01"})
@@ -203,6 +203,14 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/v1/visits/{visit_id}/medications"): Row(DRUGS, _get(lambda w: f"/v1/visits/{w.visit_id}/medications")),
     ("GET", "/v1/visits/{visit_id}/checkups"): Row(CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/checkups")),
+    # 再照会 (居宅同意取得型): any role of the visit's facility (the consent decides the rest)
+    ("POST", "/v1/visits/{visit_id}/recheck"): Row(
+        OWN_RESOURCE, lambda c, h, w: c.post(f"/v1/visits/{w.visit_id}/recheck", json={}, headers=h)
+    ),
+    # 診療・手術 information: physicians and dentists, as checkups (docs/consent.md)
+    ("GET", "/v1/visits/{visit_id}/procedures"): Row(
+        CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/procedures")
+    ),
     ("GET", "/fhir/R4/metadata"): Row(PUBLIC, _get(lambda w: "/fhir/R4/metadata")),
     ("POST", "/fhir/R4/CoverageEligibilityRequest"): Row(
         FACILITY_ANY, _post("/fhir/R4/CoverageEligibilityRequest", _coverage_request)

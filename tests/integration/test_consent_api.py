@@ -79,6 +79,11 @@ def card(test_ca: TestCA, client: TestClient, tokens: dict[str, str]) -> IssuedC
                     drug_name="アムロジピン錠5mg",
                     dispensed_on=(TODAY - dt.timedelta(days=4 * 365)).isoformat(),
                 ),
+                med(
+                    drug_code="612170709",
+                    drug_name="ファモチジン錠20mg",
+                    dispensed_on=(TODAY - dt.timedelta(days=6 * 365)).isoformat(),
+                ),
             ],
         ),
         kind="medications",
@@ -124,7 +129,7 @@ def test_no_consent_no_drugs(client: TestClient, tokens: dict[str, str], card: I
     assert r.status_code == 403 and problem_code(r) == "consent_required"
 
 
-def test_consented_drug_history_three_years(
+def test_consented_drug_history_five_years(
     client: TestClient, tokens: dict[str, str], card: IssuedCertificate
 ) -> None:
     v = visit(client, tokens["physician"], card)
@@ -132,7 +137,8 @@ def test_consented_drug_history_three_years(
     r = client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"]))
     assert r.status_code == 200, r.text
     names = [i["drug_name"] for i in r.json()["items"]]
-    assert names == ["ロキソプロフェンNa錠60mg"]  # the 4-year-old one is outside the 3 years
+    # 5 years (SHIKAKU_CLINICAL_RETENTION_YEARS): the 4-year-old one is in, the 6-year-old one out
+    assert names == ["ロキソプロフェンNa錠60mg", "アムロジピン錠5mg"]
     # drug consent does not open checkups
     r = client.get(f"/v1/visits/{v}/checkups", headers=auth(tokens["physician"]))
     assert problem_code(r) == "consent_required"

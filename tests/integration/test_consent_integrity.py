@@ -76,11 +76,11 @@ def test_a_past_as_of_opens_no_drug_history(
     assert problem_code(meds(client, tokens["physician"], past)) == "consent_required"
     r = client.get(f"/v1/visits/{past}/checkups", headers=auth(tokens["physician"]))
     assert problem_code(r) == "consent_required"
-    # today's visit: three years back from the real day, never further
+    # today's visit: five years back from the real day, never further
     r = meds(client, tokens["physician"], today)
     assert r.status_code == 200, r.text
-    assert r.json()["since"] == years_before(REAL_DAY, 3).isoformat()
-    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg"]
+    assert r.json()["since"] == years_before(REAL_DAY, 5).isoformat()
+    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg", "アムロジピン錠5mg"]
 
 
 def test_a_future_as_of_opens_no_drug_history(
@@ -107,7 +107,7 @@ def test_windows_run_from_the_day_the_visit_was_made(
         row.as_of -= day
     r = meds(client, tokens["physician"], v)
     assert r.status_code == 200, r.text
-    assert r.json()["since"] == years_before(REAL_DAY - day, 3).isoformat()
+    assert r.json()["since"] == years_before(REAL_DAY - day, 5).isoformat()
     r = client.get(f"/v1/visits/{v}/checkups", headers=auth(tokens["physician"]))
     assert r.status_code == 200, r.text
     assert r.json()["since"] == years_before(REAL_DAY - day, 5).isoformat()

@@ -61,7 +61,7 @@ def test_medication_dispenses_are_the_json_drug_history(
     dispenses = resources(search(client, tokens["physician"], "MedicationDispense", visit=v), MedicationDispense)
     assert log_entries(session_factory)[len(before) :] == [("medications", "physician", "card")]  # one read, one entry
     items = client.get(f"/v1/visits/{v}/medications", headers=auth(tokens["physician"])).json()["items"]
-    assert len(dispenses) == len(items) == 1  # the 4-year-old one is outside the 3 years, both doors
+    assert len(dispenses) == len(items) == 2  # the 6-year-old one is outside the 5 years, both doors
     for d, item in zip(dispenses, items, strict=True):
         coding = d["medicationCodeableConcept"]["coding"][0]
         assert (coding["system"], coding["code"], coding["display"]) == (
@@ -83,7 +83,7 @@ def test_pharmacist_reads_drugs_not_checkups(
 ) -> None:
     v = visit(client, tokens["pharmacist"], card)
     assert consent(client, tokens["pharmacist"], v, drug=True, checkup=True).status_code == 200
-    assert len(resources(search(client, tokens["pharmacist"], "MedicationDispense", visit=v), MedicationDispense)) == 1
+    assert len(resources(search(client, tokens["pharmacist"], "MedicationDispense", visit=v), MedicationDispense)) == 2
     r = search(client, tokens["pharmacist"], "Observation", visit=v)
     assert r.status_code == 403 and outcome_code(r) == "forbidden_role"
 

@@ -39,6 +39,7 @@ READS = {  # path → the access log's ``what``
     "/v1/me/eligibility": "eligibility",
     "/v1/me/medications": "medications",
     "/v1/me/checkups": "checkups",
+    "/v1/me/procedures": "procedures",
     "/v1/me/access-log": "access_log",
     "/v1/me/consents": "consents",
     "/v1/me/expenses": "expenses",
@@ -115,6 +116,11 @@ def cards(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> dict[s
                     drug_code="610443047",
                     drug_name="アムロジピン錠5mg",
                     dispensed_on=str(TODAY.replace(year=TODAY.year - 4)),
+                ),
+                med(
+                    drug_code="612170709",
+                    drug_name="ファモチジン錠20mg",
+                    dispensed_on=str(TODAY - dt.timedelta(days=6 * 365)),  # outside the 5 years
                 ),
                 med(branch="01", drug_code="620000001", drug_name=FAMILY_DRUG),
                 med(number="9999", drug_code="620000002", drug_name=OTHER_DRUG),
@@ -296,12 +302,13 @@ def test_a_family_member_sees_no_one_else(
     assert [i["drug_name"] for i in r.json()["items"]] == [FAMILY_DRUG]
 
 
-def test_medications_three_years_and_checkups_five(client: TestClient, cards: dict[str, IssuedCertificate]) -> None:
+def test_medications_and_checkups_five_years(client: TestClient, cards: dict[str, IssuedCertificate]) -> None:
     r = me(client, "/v1/me/medications", cards["mine"])
-    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg"]
-    assert r.json()["since"] == TODAY.replace(year=TODAY.year - 3).isoformat()
+    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg", "アムロジピン錠5mg"]
+    assert r.json()["since"] == TODAY.replace(year=TODAY.year - 5).isoformat()
     r = me(client, "/v1/me/checkups", cards["mine"])
     assert [i["results"]["hba1c"] for i in r.json()["items"]] == [5.6]
+    assert r.json()["since"] == TODAY.replace(year=TODAY.year - 5).isoformat()
 
 
 def test_access_log_names_the_facility_role_and_consent(
@@ -402,7 +409,8 @@ def test_emergency_reading_without_consent_or_pin(
 ) -> None:
     r = emergency(client, tokens["physician"], cards["mine"])
     assert r.status_code == 200, r.text
-    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg"]
+    # the same 5 years as every drug read: the 6-year-old one is out
+    assert [i["drug_name"] for i in r.json()["items"]] == ["ロキソプロフェンNa錠60mg", "アムロジピン錠5mg"]
     with session_factory() as s:
         row = s.execute(sa.select(EmergencyRead)).scalar_one()
     assert (row.reason, row.role, row.facility_code) == ("意識障害で救急搬送", "physician", FACILITY_CODE)

@@ -27,6 +27,8 @@ from testbed.population import (
     write_eligibility_ndjson,
     write_medications_csv,
     write_medications_ndjson,
+    write_procedures_csv,
+    write_procedures_ndjson,
 )
 
 TODAY = dt.date(2026, 11, 28)
@@ -149,8 +151,10 @@ def test_generated_csv_files_pass_the_shared_validation(
         "eligibility": write_eligibility_csv(tmp_path / "e.csv", people.people, encoding),
         "medications": write_medications_csv(tmp_path / "m.csv", people.people, encoding, today=TODAY),
         "checkups": write_checkups_csv(tmp_path / "c.csv", people.people, encoding, today=TODAY),
+        "procedures": write_procedures_csv(tmp_path / "p.csv", people.people, encoding, today=TODAY),
     }
-    for kind, name in (("eligibility", "e.csv"), ("medications", "m.csv"), ("checkups", "c.csv")):
+    for kind, name in (("eligibility", "e.csv"), ("medications", "m.csv"), ("checkups", "c.csv"),
+                       ("procedures", "p.csv")):
         rows, problems = check_file(kind, tmp_path / name)  # type: ignore[arg-type]
         assert problems == []
         assert rows == writers[kind] > 100
@@ -160,7 +164,9 @@ def test_generated_ndjson_files_pass_the_shared_validation(tmp_path: Path, peopl
     n = write_eligibility_ndjson(tmp_path / "e.ndjson", people.people)
     write_medications_ndjson(tmp_path / "m.ndjson", people.people, today=TODAY)
     write_checkups_ndjson(tmp_path / "c.ndjson", people.people, today=TODAY)
-    for kind, name in (("eligibility", "e.ndjson"), ("medications", "m.ndjson"), ("checkups", "c.ndjson")):
+    write_procedures_ndjson(tmp_path / "p.ndjson", people.people, today=TODAY)
+    for kind, name in (("eligibility", "e.ndjson"), ("medications", "m.ndjson"), ("checkups", "c.ndjson"),
+                       ("procedures", "p.ndjson")):
         rows, problems = check_file(kind, tmp_path / name, "ndjson")  # type: ignore[arg-type]
         assert problems == []
         assert rows > 100
@@ -243,8 +249,9 @@ def test_no_field_ever_holds_a_my_number(tmp_path: Path, people: Population) -> 
     write_eligibility_csv(tmp_path / "e.csv", people.people)
     write_medications_csv(tmp_path / "m.csv", people.people, today=TODAY)
     write_checkups_csv(tmp_path / "c.csv", people.people, today=TODAY)
+    write_procedures_csv(tmp_path / "p.csv", people.people, today=TODAY)
     cells = 0
-    for name in ("e.csv", "m.csv", "c.csv"):
+    for name in ("e.csv", "m.csv", "c.csv", "p.csv"):
         for record in csv.reader(io.StringIO((tmp_path / name).read_text(encoding="utf-8"))):
             for cell in record:
                 cells += 1
@@ -257,7 +264,7 @@ def test_cli_writes_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                      "--encoding", "cp932", "--format", "both"])
     assert code == 0
     names = {p.name for p in tmp_path.iterdir()}
-    kinds = ("eligibility", "medications", "checkups", "expenses", "public_expense",
+    kinds = ("eligibility", "medications", "checkups", "expenses", "procedures", "public_expense",
              *(f"assistance_{o.code}" for o in pop.welfare_offices()))
     assert names == {f"{k}.{e}" for k in kinds for e in ("csv", "ndjson")}
     assert "eligibility.csv:" in capsys.readouterr().out
