@@ -42,6 +42,8 @@ def summary_line(s: Summary, lang: Lang = DEFAULT_LANG) -> str:
     sep = "、" if lang == "ja" else ", "
     parts = [f"{s.kind}: {s.path.name} {what}", text("accepted", lang, n=s.accepted),
              text("rejected", lang, n=s.rejected)]
+    if s.warnings:
+        parts.append(text("warnings", lang, n=s.warnings))
     if s.mode == "upload":
         parts.append(text("unchanged", lang, n=s.unchanged))
         parts.append(text("duplicate_yes" if s.duplicate else "duplicate_no", lang))
