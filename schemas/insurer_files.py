@@ -1175,7 +1175,8 @@ def check_rows(reader: FileReader) -> Iterator[Checked]:
     for raw in reader:
         if raw.record is not None:
             record = raw.record
-            yield Checked(raw.line, record, [], charset_warnings(record) if isinstance(record, EligibilityRecord) else [])
+            warned = charset_warnings(record) if isinstance(record, EligibilityRecord) else []
+            yield Checked(raw.line, record, [], warned)
             continue
         if raw.error is not None:
             yield Checked(raw.line, None, [raw.error])
