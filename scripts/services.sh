@@ -31,3 +31,15 @@ if ! pidof pcscd >/dev/null 2>&1; then
   sleep 1
   pidof pcscd >/dev/null || { echo "services: pcscd did not start" >&2; exit 1; }
 fi
+# pcscd must have loaded the vpcd driver (it listens for the virtual card on 35963); a pcscd that
+# came up without it (seen once, started while another was going) is restarted
+vpcd_listening() { ss -ltn 2>/dev/null | grep -q ':35963 '; }
+if ! vpcd_listening; then
+  echo "services: pcscd has no vpcd reader; restarting it"
+  pkill -x pcscd || true
+  for _ in $(seq 20); do pidof pcscd >/dev/null 2>&1 || break; sleep 0.25; done
+  mkdir -p /run/pcscd
+  pcscd
+  for _ in $(seq 20); do vpcd_listening && break; sleep 0.5; done
+  vpcd_listening || { echo "services: pcscd did not load vpcd (is vsmartcard-vpcd installed?)" >&2; exit 1; }
+fi

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-noto-cjk tesseract-ocr wrk strace tmux
+APT_PACKAGES=(postgresql redis-server pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-noto-cjk tesseract-ocr wrk strace tmux iproute2
               python3-venv build-essential
               patroni etcd-server haproxy redis-sentinel gettext-base curl)
 missing=()

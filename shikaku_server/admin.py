@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,9 +14,19 @@ from shikaku_server.config import get_settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.errors import DomainError
 
+if TYPE_CHECKING:
+    from shikaku_server.card.service import CertificateVerifier
+
 
 def _factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(get_settings().database_url))
+
+
+def _verifier() -> CertificateVerifier:
+    """The server's trust anchors (files and database), as the server trusts them."""
+    from shikaku_server.card.service import CertificateVerifier
+
+    return CertificateVerifier(get_settings().trust_anchor_paths(), 1)
 
 
 @click.group()
@@ -218,7 +228,7 @@ def revocations_import(crl_file: Path) -> None:
     from shikaku_server.card.crl_watch import apply_crl
 
     with transaction(_factory()) as session:
-        applied = apply_crl(session, crl_file.read_bytes())
+        applied = apply_crl(session, crl_file.read_bytes(), verifier=_verifier())
     released = f", {applied.removed} released (removeFromCRL)" if applied.removed else ""
     click.echo(f"{applied.added} revoked certificate(s) imported{released}")
 
@@ -231,7 +241,7 @@ def revocations_watch(sources: tuple[str, ...], interval: float, once: bool) -> 
     """Poll full and delta CRLs at SOURCES (http(s) URLs or directories) and import them."""
     from shikaku_server.card.crl_watch import Watch
 
-    Watch(_factory(), list(sources)).run(interval, passes=1 if once else None, echo=click.echo)
+    Watch(_factory(), list(sources), _verifier()).run(interval, passes=1 if once else None, echo=click.echo)
 
 
 @cli.group()

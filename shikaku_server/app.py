@@ -29,14 +29,23 @@ from shikaku_server import api, openapi
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.service import revocation_mark
 from shikaku_server.batch.service import BatchRecovery
-from shikaku_server.cache import CacheError, make_cache
-from shikaku_server.card.service import CertificateVerifier
+from shikaku_server.cache import CacheError, make_stores
+from shikaku_server.card.service import CardPorts, CertificateVerifier
+from shikaku_server.card.store import make_card_store
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
 from shikaku_server.eligibility.fastpath import ByNumberFastPath
-from shikaku_server.errors import RETRY_AFTER_SECONDS, DomainError, MyNumberDetectedError, UnavailableError
+from shikaku_server.eligibility.reader import make_bundle_reader
+from shikaku_server.errors import (
+    RETRY_AFTER_SECONDS,
+    DomainError,
+    MyNumberDetectedError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
+from shikaku_server.fhir.fastpath import EligibilityFastPath
 from shikaku_server.metrics import Metrics
-from shikaku_server.pgasync import AsyncPG
+from shikaku_server.pgasync import make_async_pg
 from shikaku_server.ratelimit import RateLimiter
 from shikaku_server.state import AppState
 
@@ -174,8 +183,9 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(PayloadTooLargeError):
+    """A body read past the limit (sent without a Content-Length). A domain error, so a route that
+    reads its own body (the FHIR facade) or FastAPI's handler answers it as 413, never as a 500."""
 
 
 class RequestMiddleware:
@@ -206,7 +216,7 @@ class RequestMiddleware:
             if limit is not None and message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(f"JSON bodies are limited to {limit} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -308,28 +318,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeouts = settings.db_timeouts()
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, timeouts=timeouts)
-        cache = make_cache(
+        stores = make_stores(
             settings.redis_url, timeout=settings.redis_timeout_seconds, breaker=settings.redis_breaker_seconds
         )
         factory = make_session_factory(engine)
+        read_factory = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        pg = make_async_pg(engine, settings.db_pool_size, timeouts)
+        bundles = make_bundle_reader(read_factory, pg)
         metrics = Metrics()
+        writer = AccessLogWriter(factory)
         state = AppState(
             settings=settings,
             engine=engine,
             session_factory=factory,
-            read_factory=make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
-            cache=cache,
+            read_factory=read_factory,
+            stores=stores,
+            bundles=bundles,
+            card=CardPorts(
+                factory=factory,
+                challenges=stores.challenges,
+                verifier=CertificateVerifier(
+                    settings.trust_anchor_paths(), settings.certificate_cache_size, read_factory
+                ),
+                cards=make_card_store(factory, pg),
+                cache=stores.cache,
+                bundles=bundles,
+                challenge_ttl=settings.challenge_ttl_seconds,
+                eligibility_ttl=settings.eligibility_cache_ttl_seconds,
+            ),
             metrics=metrics,
-            verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size),
-            access_log=AccessLogWriter(factory),
-            limiter=RateLimiter(cache, settings, metrics),
-            pg=AsyncPG(engine, settings.db_pool_size, timeouts) if engine.dialect.driver == "psycopg2" else None,
+            access_log=writer,
+            limiter=RateLimiter(stores.counters, settings, metrics),
+            pg=pg,
         )
         app.state.shikaku = state
         holder["state"] = state
         _freeze_startup_objects()
         recovery = BatchRecovery(
-            factory, cache, settings.eligibility_cache_ttl_seconds, dt.timedelta(seconds=settings.batch_lease_seconds)
+            factory=factory,
+            cache=stores.cache,
+            bundles=bundles,
+            ttl=settings.eligibility_cache_ttl_seconds,
+            lease=dt.timedelta(seconds=settings.batch_lease_seconds),
         )
         recovery.start()  # batches whose runner died (in this process before a restart, or in another)
         watcher = asyncio.create_task(watch_revocations(state, settings.token_revocation_check_seconds))
@@ -339,11 +369,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            recovery.close()
+            await recovery.close()
             state.access_log.close()
             if state.pg is not None:
                 state.pg.close()
-            cache.close()
+            stores.close()
             engine.dispose()
 
     app = FastAPI(
@@ -367,5 +397,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state_getter=lambda: holder["state"],
         on_domain_error=domain_problem,
     )
+    app.add_middleware(EligibilityFastPath)  # POST /fhir/R4/CoverageEligibilityRequest, the same way
     app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])
     return app

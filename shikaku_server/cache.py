@@ -1,4 +1,15 @@
-"""Cache and challenge store behind one small Protocol, with Redis and in-process implementations.
+"""The server's Redis-backed stores, each behind a small async Protocol with a Redis and an
+in-process implementation, built once in the app's lifespan (``make_stores``):
+
+- ``Cache``: the versioned cache of eligibility bundles;
+- ``ChallengeStore``: single-use card challenges;
+- ``RateCounters``: the rate-limit windows (``shikaku_server.ratelimit``).
+
+The three Redis implementations share one ``RedisClient``: a blocking redis-py client for the
+few calls made from threads (an upload's version bump, a batch's counters, readiness), and one
+pipelined connection per process on the event loop for everything on the request path (replies
+parsed by ``hiredis.Reader``). ``rediss://`` and other URLs the small connection does not speak
+go through redis-py's asyncio client: the event loop never blocks on Redis, whatever the URL.
 
 Versioned entries make invalidation race-free: a reader fetches the namespace's version and the
 entry under that version in one round trip; an upload bumps the version *after* its commit, so
@@ -18,17 +29,22 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis
 import redis.asyncio
+from cachetools import TLRUCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shikaku_server.errors import UnavailableError
+
+Timer = Callable[[], float]
 
 
 class CacheError(Exception):
@@ -68,144 +84,136 @@ class _Breaker:
 
 
 class Cache(Protocol):
-    def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]: ...
+    """The versioned cache (eligibility bundles): a namespace's version and an entry under it."""
 
-    async def aget_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        """``get_versioned`` for the event loop (the by-number hot path): never blocks it."""
+    async def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
+        """The namespace's version and the entry under it, in one round trip; ``CacheError``."""
         ...
 
-    def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None: ...
+    async def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None: ...
 
-    async def aset_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None: ...
-
-    def bump(self, namespace: str) -> None: ...
-
-    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
-        """Store ``value`` unless ``key`` exists; True when stored."""
-        ...
-
-    def take(self, key: str) -> bytes | None:
-        """Atomically read and delete ``key``."""
-        ...
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def set(self, key: str, value: bytes, ttl: int) -> None: ...
-
-    def incr_window(self, key: str, ttl: int) -> int:
-        """Increment a counter that expires ``ttl`` seconds after its first increment."""
-        ...
-
-    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        """Add ``amount`` (may be negative) to each counter, in one round trip; their new values.
-        A counter lives ``ttl`` seconds after its last change (rate-limit windows: see
-        ``shikaku_server.ratelimit``). Raises ``CacheError`` when the store fails."""
-        ...
-
-    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        """``incr_windows`` for the event loop: never blocks it."""
+    def bump(self, namespace: str) -> None:
+        """A new version of the namespace (blocking: an upload calls it after its commit)."""
         ...
 
     def ping(self) -> bool: ...
 
-    def close(self) -> None: ...
+
+class ChallengeStore(Protocol):
+    """Single-use records (card challenges); ``UnavailableError`` when the store is down."""
+
+    async def put_new(self, key: str, value: bytes, ttl: int) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
+        ...
+
+    async def take(self, key: str, used_ttl: int) -> tuple[bytes | None, bool]:
+        """Atomically read and delete ``key``, and mark it used for ``used_ttl`` seconds:
+        ``(value, False)``; ``(None, True)`` when it was taken before, ``(None, False)`` when
+        it is unknown (never stored, or past its time)."""
+        ...
+
+
+class RateCounters(Protocol):
+    """Counters that live ``ttl`` seconds after their last change (rate-limit windows)."""
+
+    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """Add ``amount`` (may be negative) to each counter, in one round trip; their new values
+        (blocking: from a thread). Raises ``CacheError`` when the store fails."""
+        ...
+
+    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """``incr_windows`` on the event loop."""
+        ...
+
+    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
+        """``aincr_windows`` sent now, its reply awaited later, so that the next command shares
+        its round trip; None when that is not possible (then use ``aincr_windows``)."""
+        ...
+
+
+class _Expiring:
+    """A bounded dict whose entries carry their own time to live (``cachetools.TLRUCache``)
+    behind a lock (threads and the event loop both use it), on an injectable monotonic clock."""
+
+    def __init__(self, max_entries: int, timer: Timer) -> None:
+        self.lock = threading.Lock()
+        self.data: TLRUCache[str, tuple[float, bytes]] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _key, value, now: now + value[0], timer=timer
+        )
+
+    def get(self, key: str) -> bytes | None:
+        item = self.data.get(key)
+        return item[1] if item is not None else None
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        self.data[key] = (ttl, value)
 
 
 class InMemoryCache:
-    """Process-local store for the embedded default (one server process)."""
+    """The versioned cache in this process (the embedded default: one server process)."""
 
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self._lock = threading.Lock()
-        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+    def __init__(self, max_entries: int = 200_000, timer: Timer = time.monotonic) -> None:
+        self._entries = _Expiring(max_entries, timer)
         self._versions: dict[str, int] = {}
-        self._max = max_entries
 
-    def _alive(self, key: str, now: float) -> bytes | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        if item[0] < now:
-            del self._data[key]
-            return None
-        return item[1]
-
-    def _store(self, key: str, value: bytes, ttl: int) -> None:
-        self._data[key] = (time.monotonic() + ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
-
-    def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        with self._lock:
+    async def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
+        with self._entries.lock:
             version = self._versions.get(namespace, 0)
-            return version, self._alive(f"v:{namespace}:{version}:{key}", time.monotonic())
+            return version, self._entries.get(f"{namespace}:{version}:{key}")
 
-    async def aget_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        return self.get_versioned(namespace, key)
-
-    def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        with self._lock:
-            self._store(f"v:{namespace}:{version}:{key}", value, ttl)
-
-    async def aset_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        self.set_versioned(namespace, version, key, value, ttl)
+    async def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
+        with self._entries.lock:
+            self._entries.set(f"{namespace}:{version}:{key}", value, ttl)
 
     def bump(self, namespace: str) -> None:
-        with self._lock:
+        with self._entries.lock:
             self._versions[namespace] = self._versions.get(namespace, 0) + 1
 
-    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
-        with self._lock:
-            if self._alive(key, time.monotonic()) is not None:
-                return False
-            self._store(key, value, ttl)
-            return True
+    def ping(self) -> bool:
+        return True
 
-    def take(self, key: str) -> bytes | None:
-        with self._lock:
-            value = self._alive(key, time.monotonic())
-            self._data.pop(key, None)
-            return value
 
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            return self._alive(key, time.monotonic())
+class InMemoryChallengeStore:
+    """Challenges in this process (one server process only: challenges must be seen by all)."""
 
-    def set(self, key: str, value: bytes, ttl: int) -> None:
-        with self._lock:
-            self._store(key, value, ttl)
+    def __init__(self, max_entries: int = 100_000, timer: Timer = time.monotonic) -> None:
+        self._entries = _Expiring(max_entries, timer)
 
-    def incr_window(self, key: str, ttl: int) -> int:
-        with self._lock:
-            now = time.monotonic()
-            item = self._data.get(key)
-            if item is None or item[0] < now:
-                self._data[key] = (now + ttl, b"1")
-                return 1
-            count = int(item[1]) + 1
-            self._data[key] = (item[0], str(count).encode())
-            return count
+    async def put_new(self, key: str, value: bytes, ttl: int) -> None:
+        with self._entries.lock:
+            self._entries.set(key, value, ttl)
+
+    async def take(self, key: str, used_ttl: int) -> tuple[bytes | None, bool]:
+        with self._entries.lock:
+            value = self._entries.get(key)
+            if value is None:
+                return None, self._entries.get(f"used:{key}") is not None
+            del self._entries.data[key]
+            self._entries.set(f"used:{key}", b"1", used_ttl)
+            return value, False
+
+
+class InMemoryCounters:
+    """Rate-limit windows in this process (the default, and the fallback when Redis fails)."""
+
+    def __init__(self, max_entries: int = 100_000, timer: Timer = time.monotonic) -> None:
+        self._entries = _Expiring(max_entries, timer)
 
     def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        with self._lock:
-            now = time.monotonic()
+        with self._entries.lock:
             counts = []
             for key in keys:
-                value = self._alive(key, now)
+                value = self._entries.get(key)
                 count = (int(value) if value is not None else 0) + amount
-                self._store(key, str(count).encode(), ttl)
+                self._entries.set(key, str(count).encode(), ttl)
                 counts.append(count)
             return counts
 
     async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
         return self.incr_windows(keys, amount, ttl)
 
-    def ping(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        with self._lock:
-            self._data.clear()
+    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
+        return None  # nothing to share a round trip with
 
 
 _GET_VERSIONED = """
@@ -229,43 +237,6 @@ class _ReplyError(Exception):
     """An error reply (``-ERR …``) from Redis."""
 
 
-_INCOMPLETE = object()
-
-
-def _parse_reply(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply from ``buf[pos:]``: (value, end), or (_INCOMPLETE, pos) when more bytes
-    are needed. Bulk strings are bytes, nil is None, an error reply is a ``_ReplyError`` value."""
-    eol = buf.find(b"\r\n", pos)
-    if eol < 0:
-        return _INCOMPLETE, pos
-    kind, line, after = buf[pos], bytes(buf[pos + 1 : eol]), eol + 2
-    if kind == 0x24:  # $ bulk string
-        n = int(line)
-        if n < 0:
-            return None, after
-        if len(buf) < after + n + 2:
-            return _INCOMPLETE, pos
-        return bytes(buf[after : after + n]), after + n + 2
-    if kind == 0x2A:  # * array
-        n = int(line)
-        if n < 0:
-            return None, after
-        items = []
-        for _ in range(n):
-            item, after = _parse_reply(buf, after)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, after
-    if kind == 0x3A:  # : integer
-        return int(line), after
-    if kind == 0x2B:  # + simple string
-        return line, after
-    if kind == 0x2D:  # - error
-        return _ReplyError(line.decode(errors="replace")), after
-    raise CacheError(f"unexpected reply type {kind!r}")
-
-
 def _command(*args: bytes) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -280,7 +251,8 @@ class _Pipe(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[asyncio.Future[Any]] = deque()
-        self.buf = bytearray()
+        # RESP replies parsed by hiredis: bulk strings as bytes, nil as None, errors as values
+        self.reader = hiredis.Reader(replyError=_ReplyError)
         self.lost = False
         self.outbox: list[bytes] = []  # deferred commands (``send(defer=True)``)
 
@@ -288,21 +260,18 @@ class _Pipe(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        pos = 0
+        self.reader.feed(data)
         while self.waiters:
             try:
-                value, end = _parse_reply(self.buf, pos)
-            except (CacheError, ValueError) as exc:
+                value = self.reader.gets()
+            except hiredis.ProtocolError as exc:
                 self.fail(CacheError(f"bad reply from Redis: {exc}"))
                 return
-            if value is _INCOMPLETE:
+            if value is False:  # an incomplete reply (RESP2 has no false): wait for more bytes
                 break
-            pos = end
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(value)
-        del self.buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(CacheError(f"connection to Redis lost: {exc}"))
@@ -498,188 +467,217 @@ class _RedisPyAsync:
         self._clients.clear()  # their connections close with their event loops
 
 
-class RedisCache:
-    """Redis (``SHIKAKU_REDIS_URL``): shared by every server process."""
+class RedisClient:
+    """One Redis (``SHIKAKU_REDIS_URL``) shared by every server process: the breaker, the keys'
+    prefix, a blocking redis-py client (threads) and the event-loop connection."""
 
     def __init__(self, url: str, prefix: str = "shikaku:", *, timeout: float = 0.5, breaker: float = 2.0) -> None:
-        self._redis = redis.Redis.from_url(
+        self.redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
-        self._prefix = prefix
-        self._breaker = _Breaker(breaker)
-        self._get_versioned = self._redis.register_script(_GET_VERSIONED)
-        # the script's name for EVALSHA (what Redis calls it; not a security use)
-        self._get_versioned_sha = hashlib.sha1(_GET_VERSIONED.encode(), usedforsecurity=False).hexdigest().encode()
+        self.prefix = prefix
+        self.breaker = _Breaker(breaker)
         small = _AsyncRedis(url, timeout=timeout)
-        self._async: _AsyncRedis | _RedisPyAsync = small if small.supported else _RedisPyAsync(url, timeout)
-        self._incr_windows = self._redis.register_script(_INCR_WINDOWS)
+        self.aio: Any = small if small.supported else _RedisPyAsync(url, timeout)
 
-    def _sync(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+    def k(self, key: str) -> str:
+        return self.prefix + key
+
+    def sync(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         """A blocking redis-py call behind the breaker; ``CacheError`` when Redis fails."""
-        self._breaker.check()
+        self.breaker.check()
         try:
             result = call(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self._breaker.failure()
+            self.breaker.failure()
             raise CacheError(str(exc)) from exc
         except redis.RedisError as exc:
             raise CacheError(str(exc)) from exc
-        self._breaker.success()
+        self.breaker.success()
         return result
 
-    async def _call(self, *args: bytes) -> Any:
+    async def call(self, *args: bytes) -> Any:
         """A command on the event loop behind the breaker (error replies raise ``_ReplyError``)."""
-        self._breaker.check()
+        self.breaker.check()
         try:
-            reply = await self._async.call(*args)
+            reply = await self.aio.call(*args)
         except _ReplyError:
-            self._breaker.success()
+            self.breaker.success()
             raise
         except CacheError:
-            self._breaker.failure()
+            self.breaker.failure()
             raise
-        self._breaker.success()
+        self.breaker.success()
         return reply
 
-    def _k(self, key: str) -> str:
-        return self._prefix + key
-
-    def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        version, value = self._sync(
-            self._get_versioned, keys=[self._k(f"ver:{namespace}")], args=[self._k(f"v:{namespace}:"), key]
-        )
-        return int(version), value
-
-    async def aget_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
-        args = (b"1", self._k(f"ver:{namespace}").encode(), self._k(f"v:{namespace}:").encode(), key.encode())
+    async def script(self, script: Script, keys: Sequence[str], args: Sequence[bytes]) -> Any:
+        """A Lua script over this client's ``keys``: EVALSHA, and EVAL once when Redis does not
+        know it (after each Redis start). ``CacheError`` for any failure."""
+        tail = (str(len(keys)).encode(), *(self.k(k).encode() for k in keys), *args)
         try:
             try:
-                version, value = await self._call(b"EVALSHA", self._get_versioned_sha, *args)
+                return await self.call(b"EVALSHA", script.sha, *tail)
             except _ReplyError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
-                # Redis does not know the script (once per Redis start): EVAL sends and caches it
-                version, value = await self._call(b"EVAL", _GET_VERSIONED.encode(), *args)
-        except _ReplyError as exc:
-            raise CacheError(str(exc)) from exc
-        return int(version), value
-
-    def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        self._sync(self._redis.set, self._k(f"v:{namespace}:{version}:{key}"), value, ex=ttl)
-
-    async def aset_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
-        try:
-            await self._call(
-                b"SET", self._k(f"v:{namespace}:{version}:{key}").encode(), value, b"EX", str(ttl).encode()
-            )
+                return await self.call(b"EVAL", script.source, *tail)
         except _ReplyError as exc:
             raise CacheError(str(exc)) from exc
 
-    @property
-    def on_event_loop(self) -> bool:
-        """Whether ``aput_new`` and ``aeval`` are available: always (the small client, or
-        redis-py's asyncio client for the URLs it does not speak)."""
-        return self._async.supported
+    def send_nowait(self, *args: bytes) -> asyncio.Future[Any] | None:
+        """A command queued on the event-loop connection (see ``_AsyncRedis.send_nowait``); None
+        after a failure (the breaker must see the next answer) or without that connection."""
+        if not isinstance(self.aio, _AsyncRedis) or self.breaker.tripped:
+            return None
+        return self.aio.send_nowait(*args)
 
-    async def _acall(self, *args: bytes) -> Any:
-        try:
-            return await self._call(*args)
-        except _ReplyError as exc:
-            raise CacheError(str(exc)) from exc
-
-    async def aput_new(self, key: str, value: bytes, ttl: int) -> None:
-        """``SET key value EX ttl NX`` on the event loop (see ``on_event_loop``)."""
-        await self._acall(b"SET", self._k(key).encode(), value, b"EX", str(ttl).encode(), b"NX")
-
-    async def aeval(self, script: str, keys: Sequence[str], args: Sequence[bytes]) -> Any:
-        """A Lua script over this cache's ``keys`` on the event loop (see ``on_event_loop``)."""
-        return await self._acall(
-            b"EVAL", script.encode(), str(len(keys)).encode(), *(self._k(k).encode() for k in keys), *args
-        )
-
-    def bump(self, namespace: str) -> None:
-        """Never skipped by the breaker: an invalidation is always attempted."""
-        try:
-            self._redis.incr(self._k(f"ver:{namespace}"))
-        except redis.RedisError as exc:
-            raise CacheError(str(exc)) from exc
-
-    def _store(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self._sync(call, *args, **kwargs)
-        except CacheError as exc:
-            raise UnavailableError(f"the {what} (Redis) is unavailable") from exc
-
-    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
-        return bool(self._store("challenge store", self._redis.set, self._k(key), value, ex=ttl, nx=True))
-
-    def take(self, key: str) -> bytes | None:
-        value = self._store("challenge store", self._redis.getdel, self._k(key))
-        return value if isinstance(value, bytes) else None
-
-    def get(self, key: str) -> bytes | None:
-        value = self._store("cache", self._redis.get, self._k(key))
-        return value if isinstance(value, bytes) else None
-
-    def set(self, key: str, value: bytes, ttl: int) -> None:
-        self._store("cache", self._redis.set, self._k(key), value, ex=ttl)
-
-    def incr_window(self, key: str, ttl: int) -> int:
-        def incr() -> int:
-            pipe = self._redis.pipeline()
-            pipe.incr(self._k(key))
-            pipe.expire(self._k(key), ttl, nx=True)
-            count, _ = pipe.execute()
-            return int(count)
-
-        return int(self._store("cache", incr))
-
-    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        reply = self._sync(self._incr_windows, keys=[self._k(k) for k in keys], args=[amount, ttl])
-        return [int(n) for n in reply]
-
-    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        if not self._async.supported:
-            return await asyncio.to_thread(self.incr_windows, keys, amount, ttl)
-        reply = await self._acall(*self._incr_windows_command(keys, amount, ttl))
-        return [int(n) for n in reply]
-
-    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
-        """``aincr_windows`` sent now, its reply awaited later (``PendingCounts``), so that the
-        next command on the event-loop connection shares its round trip; None when that
-        connection is not up (or the URL is one it does not handle): use ``aincr_windows``."""
-        if not isinstance(self._async, _AsyncRedis) or self._breaker.tripped:
-            return None  # after a failure: ``aincr_windows``, whose answer the breaker sees
-        waiter = self._async.send_nowait(*self._incr_windows_command(keys, amount, ttl))
-        return PendingCounts(waiter) if waiter is not None else None
-
-    def _incr_windows_command(self, keys: Sequence[str], amount: int, ttl: int) -> tuple[bytes, ...]:
-        return (
-            b"EVAL",
-            _INCR_WINDOWS.encode(),
-            str(len(keys)).encode(),
-            *(self._k(k).encode() for k in keys),
-            str(amount).encode(),
-            str(ttl).encode(),
-        )
+    async def replicated(self) -> None:
+        """After a single-use write: nothing here (``SentinelRedisClient`` waits for a replica)."""
 
     def ping(self) -> bool:
         """Always asks Redis (readiness must see a recovery), within the socket timeout."""
         try:
-            ok = bool(self._redis.ping())
+            ok = bool(self.redis.ping())
         except redis.RedisError:
             return False
-        self._breaker.success()
+        self.breaker.success()
         return ok
 
     def close(self) -> None:
-        self._async.close()
-        self._redis.close()
+        self.aio.close()
+        self.redis.close()
 
 
-def make_cache(redis_url: str | None, *, timeout: float = 0.5, breaker: float = 2.0) -> Cache:
-    if redis_url and redis_url.startswith("redis+sentinel://"):
-        from shikaku_server.redis_sentinel import SentinelRedisCache  # follows a Sentinel failover
+@dataclass(frozen=True)
+class Script:
+    source: bytes
+    sha: bytes  # the script's name for EVALSHA (what Redis calls it; not a security use)
 
-        return SentinelRedisCache(redis_url, timeout=timeout, breaker=breaker)
-    return RedisCache(redis_url, timeout=timeout, breaker=breaker) if redis_url else InMemoryCache()
+    @classmethod
+    def of(cls, source: str) -> Script:
+        return cls(source.encode(), hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest().encode())
+
+
+_GET_VERSIONED_SCRIPT = Script.of(_GET_VERSIONED)
+_INCR_WINDOWS_SCRIPT = Script.of(_INCR_WINDOWS)
+# take a challenge, mark it used, or tell "reused" from "unknown": one round trip
+_TAKE = Script.of(
+    """
+local v = redis.call('GETDEL', KEYS[1])
+if v then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+  return {1, v}
+end
+return {0, redis.call('EXISTS', KEYS[2])}
+"""
+)
+
+
+class RedisCache:
+    """The versioned cache in Redis."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+
+    async def get_versioned(self, namespace: str, key: str) -> tuple[int, bytes | None]:
+        k = self.client.k
+        version, value = await self.client.script(
+            _GET_VERSIONED_SCRIPT, [f"ver:{namespace}"], [k(f"v:{namespace}:").encode(), key.encode()]
+        )
+        return int(version), value
+
+    async def set_versioned(self, namespace: str, version: int, key: str, value: bytes, ttl: int) -> None:
+        try:
+            await self.client.call(
+                b"SET", self.client.k(f"v:{namespace}:{version}:{key}").encode(), value, b"EX", str(ttl).encode()
+            )
+        except _ReplyError as exc:
+            raise CacheError(str(exc)) from exc
+
+    def bump(self, namespace: str) -> None:
+        """Never skipped by the breaker: an invalidation is always attempted."""
+        try:
+            self.client.redis.incr(self.client.k(f"ver:{namespace}"))
+        except redis.RedisError as exc:
+            raise CacheError(str(exc)) from exc
+
+    def ping(self) -> bool:
+        return self.client.ping()
+
+
+class RedisChallengeStore:
+    """Challenges in Redis, seen by every server process: one round trip to store, one to take."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+
+    async def put_new(self, key: str, value: bytes, ttl: int) -> None:
+        try:
+            await self.client.call(b"SET", self.client.k(key).encode(), value, b"EX", str(ttl).encode(), b"NX")
+            await self.client.replicated()
+        except (CacheError, _ReplyError) as exc:
+            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+
+    async def take(self, key: str, used_ttl: int) -> tuple[bytes | None, bool]:
+        try:
+            taken, value = await self.client.script(_TAKE, [key, f"used:{key}"], [str(used_ttl).encode()])
+            await self.client.replicated()
+        except (CacheError, _ReplyError) as exc:
+            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+        return (value, False) if taken == 1 else (None, bool(value))
+
+
+class RedisCounters:
+    """Rate-limit windows in Redis, shared by every server process."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self._incr = client.redis.register_script(_INCR_WINDOWS)
+
+    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        reply = self.client.sync(self._incr, keys=[self.client.k(k) for k in keys], args=[amount, ttl])
+        return [int(n) for n in reply]
+
+    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        reply = await self.client.script(_INCR_WINDOWS_SCRIPT, keys, [str(amount).encode(), str(ttl).encode()])
+        return [int(n) for n in reply]
+
+    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
+        command = (
+            b"EVAL",
+            _INCR_WINDOWS_SCRIPT.source,
+            str(len(keys)).encode(),
+            *(self.client.k(k).encode() for k in keys),
+            str(amount).encode(),
+            str(ttl).encode(),
+        )
+        waiter = self.client.send_nowait(*command)
+        return PendingCounts(waiter) if waiter is not None else None
+
+
+@dataclass(frozen=True)
+class Stores:
+    """What ``make_stores`` builds once per process (the app's lifespan owns and closes it)."""
+
+    cache: Cache
+    challenges: ChallengeStore
+    counters: RateCounters
+    client: RedisClient | None = None
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def make_stores(redis_url: str | None, *, timeout: float = 0.5, breaker: float = 2.0) -> Stores:
+    """Redis when a URL is given (``redis+sentinel://`` follows a failover), else in-process."""
+    if not redis_url:
+        return Stores(InMemoryCache(), InMemoryChallengeStore(), InMemoryCounters())
+    client: RedisClient
+    if redis_url.startswith("redis+sentinel://"):
+        from shikaku_server.redis_sentinel import SentinelRedisClient
+
+        client = SentinelRedisClient(redis_url, timeout=timeout, breaker=breaker)
+    else:
+        client = RedisClient(redis_url, timeout=timeout, breaker=breaker)
+    return Stores(RedisCache(client), RedisChallengeStore(client), RedisCounters(client), client)

@@ -207,3 +207,9 @@ class AsyncPG:
 def _set_ready(ready: asyncio.Future[None]) -> None:
     if not ready.done():
         ready.set_result(None)
+
+
+def make_async_pg(engine: Engine, size: int, timeouts: DBTimeouts | None = None) -> AsyncPG | None:
+    """Event-loop connections for an engine on psycopg2; None for any other database (the
+    one place that asks which driver the engine speaks)."""
+    return AsyncPG(engine, size, timeouts) if engine.dialect.driver == "psycopg2" else None

@@ -1,4 +1,4 @@
-"""Rate limits: fixed-window counters per token and per facility, kept in the Cache.
+"""Rate limits: fixed-window counters per token and per facility, kept in the ``RateCounters`` store.
 
 Every limited action has a window (a minute or an hour, aligned on the clock so that every server
 process shares it) and two limits, one per token and one per facility (0 turns one off; the
@@ -25,10 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from starlette.concurrency import run_in_threadpool
-
 from shikaku_server.auth.service import Principal
-from shikaku_server.cache import Cache, CacheError, InMemoryCache, PendingCounts, RedisCache
+from shikaku_server.cache import CacheError, InMemoryCounters, PendingCounts, RateCounters
 from shikaku_server.config import Settings
 from shikaku_server.errors import RateLimitedError
 from shikaku_server.metrics import Metrics
@@ -135,12 +133,12 @@ class Hit:
 
 
 class RateLimiter:
-    def __init__(self, cache: Cache, settings: Settings, metrics: Metrics) -> None:
-        self.cache = cache
+    def __init__(self, counters: RateCounters, settings: Settings, metrics: Metrics) -> None:
+        self.counters = counters
         self.rules = rules_from(settings)
         self.metrics = metrics
         self.clock: Callable[[], float] = time.time  # wall clock: windows shared by every process
-        self._local = InMemoryCache(max_entries=100_000)  # when the cache fails
+        self._local = InMemoryCounters(max_entries=100_000)  # when the cache fails
         self._warned_at = -math.inf
 
     def _counted(self, action: str, principal: Principal, amount: int) -> _Counted | None:
@@ -170,17 +168,15 @@ class RateLimiter:
 
     def _counts(self, counted: _Counted, amount: int | None = None) -> list[int]:
         try:
-            return self.cache.incr_windows(
+            return self.counters.incr_windows(
                 counted.keys, counted.amount if amount is None else amount, counted.rule.window
             )
         except CacheError:
             return self.local_counts(counted, amount)
 
     async def _acounts(self, counted: _Counted, amount: int | None = None) -> list[int]:
-        if isinstance(self.cache, RedisCache) and not self.cache.on_event_loop:
-            return await run_in_threadpool(self._counts, counted, amount)
         try:
-            return await self.cache.aincr_windows(
+            return await self.counters.aincr_windows(
                 counted.keys, counted.amount if amount is None else amount, counted.rule.window
             )
         except CacheError:
@@ -277,11 +273,10 @@ class RateLimiter:
     async def _abegin(self, counted: _Counted | None) -> Hit:
         if counted is None:
             return Hit(self, None)
-        if isinstance(self.cache, RedisCache):
-            try:
-                pending = self.cache.incr_windows_nowait(counted.keys, counted.amount, counted.rule.window)
-            except CacheError:
-                return Hit(self, counted, counts=self.local_counts(counted))
-            if pending is not None:
-                return Hit(self, counted, pending=pending)
+        try:
+            pending = self.counters.incr_windows_nowait(counted.keys, counted.amount, counted.rule.window)
+        except CacheError:
+            return Hit(self, counted, counts=self.local_counts(counted))
+        if pending is not None:
+            return Hit(self, counted, pending=pending)
         return Hit(self, counted, counts=await self._acounts(counted))

@@ -15,7 +15,6 @@ writes. Every write that single use depends on (a challenge created, a challenge
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,7 +24,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from shikaku_server.cache import _GET_VERSIONED, _INCR_WINDOWS, CacheError, RedisCache, _ReplyError
+from shikaku_server.cache import CacheError, RedisClient, _ReplyError
 from shikaku_server.errors import UnavailableError
 
 SCHEME = "redis+sentinel"
@@ -119,17 +118,18 @@ class _AsyncSentinelClient:
         self._client = self._sentinel = None  # their connections close with their event loop
 
 
-class SentinelRedisCache(RedisCache):
-    """``RedisCache`` whose connections go to the master the sentinels name."""
+class SentinelRedisClient(RedisClient):
+    """``RedisClient`` whose connections go to the master the sentinels name; a single-use
+    write (a challenge stored or taken) waits for a replica's acknowledgement."""
 
     def __init__(self, url: str, prefix: str = "shikaku:", *, timeout: float = 0.5, breaker: float = 2.0) -> None:
-        # scripts, keys and the breaker; no connection yet
+        # the breaker and the keys' prefix; no connection yet
         super().__init__("redis://sentinel.invalid/0", prefix, timeout=timeout, breaker=breaker)
         config = parse_sentinel_url(url)
         self._sentinel = redis.sentinel.Sentinel(
             list(config.sentinels), socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
-        self._redis = self._sentinel.master_for(
+        self.redis = self._sentinel.master_for(
             config.service,
             db=config.db,
             username=config.username,
@@ -137,50 +137,19 @@ class SentinelRedisCache(RedisCache):
             socket_timeout=TIMEOUT,
             socket_connect_timeout=TIMEOUT,
         )
-        self._get_versioned = self._redis.register_script(_GET_VERSIONED)
-        self._incr_windows = self._redis.register_script(_INCR_WINDOWS)
         self._sentinel_async = _AsyncSentinelClient(config)
-        self._async = self._sentinel_async  # type: ignore[assignment]  # same call() interface
+        self.aio = self._sentinel_async  # the same call() interface
 
     async def aclose(self) -> None:
         """Close the event-loop connections of the running loop (a server's loop ends with the
         process; tests that run several loops call this at the end of each)."""
         await self._sentinel_async.aclose()
 
-    def _replicated(self) -> None:
+    async def replicated(self) -> None:
         try:
-            self._redis.execute_command("WAIT", 1, WAIT_MS)
-        except redis.RedisError as exc:
-            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
-
-    async def _areplicated(self) -> None:
-        try:
-            await self._async.call(b"WAIT", b"1", str(WAIT_MS).encode())
+            await self.aio.call(b"WAIT", b"1", str(WAIT_MS).encode())
         except (CacheError, _ReplyError) as exc:
             raise UnavailableError("the challenge store (Redis) is unavailable") from exc
-
-    def put_new(self, key: str, value: bytes, ttl: int) -> bool:
-        stored = super().put_new(key, value, ttl)
-        self._replicated()
-        return stored
-
-    def take(self, key: str) -> bytes | None:
-        value = super().take(key)
-        self._replicated()
-        return value
-
-    def set(self, key: str, value: bytes, ttl: int) -> None:
-        super().set(key, value, ttl)
-        self._replicated()
-
-    async def aput_new(self, key: str, value: bytes, ttl: int) -> None:
-        await super().aput_new(key, value, ttl)
-        await self._areplicated()
-
-    async def aeval(self, script: str, keys: Sequence[str], args: Sequence[bytes]) -> Any:
-        reply = await super().aeval(script, keys, args)
-        await self._areplicated()
-        return reply
 
     def close(self) -> None:
         super().close()

@@ -1,4 +1,5 @@
-"""What the running app holds: built in the lifespan, never at import time."""
+"""What the running app holds: built in the lifespan, never at import time. The routes hand its
+parts to the services as arguments; no service reads it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.service import PrincipalCache
-from shikaku_server.cache import Cache
-from shikaku_server.card.service import CertificateVerifier
+from shikaku_server.cache import Cache, Stores
+from shikaku_server.card.service import CardPorts
 from shikaku_server.config import Settings
+from shikaku_server.eligibility.service import BundleReader
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -23,10 +25,15 @@ class AppState:
     engine: Engine
     session_factory: sessionmaker[Session]
     read_factory: sessionmaker[Session]  # autocommit, for single-statement reads on the hot path
-    cache: Cache
+    stores: Stores  # the cache, the challenge store and the rate-limit counters
+    bundles: BundleReader
+    card: CardPorts
     metrics: Metrics
-    verifier: CertificateVerifier
     access_log: AccessLogWriter
     limiter: RateLimiter
     principals: PrincipalCache = field(default_factory=PrincipalCache)
-    pg: AsyncPG | None = None  # event-loop reads on PostgreSQL (the by-number miss path)
+    pg: AsyncPG | None = None  # event-loop reads on PostgreSQL (closed with the app)
+
+    @property
+    def cache(self) -> Cache:
+        return self.stores.cache

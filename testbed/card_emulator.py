@@ -17,6 +17,26 @@ Applications and files (``domain.md``, "Card interface")::
         EF 0012  照合番号B (14 ASCII digits, 10 tries)       VERIFY
         EF 0002  card-face data incl. the photo             READ after 照合番号B
 
+That is today's card (:data:`CURRENT_CARD`, RSA-2048). The 2026 card (:data:`CARD_2026`) has two
+applications instead of four and an ECDSA P-384 key; its AIDs and EF numbers are NOT public, so
+the ones below are this testbed's placeholders (``docs/card.md``, "Card generations")::
+
+    認証AP (仮称)      F0 53 48 4B 32 30 32 36 01   (placeholder)
+        EF 0101  user-authentication certificate (DER)      free read
+        EF 0102  its CA certificate (DER)                   free read
+        EF 0103  authentication private key (P-384)         PSO: COMPUTE DIGITAL SIGNATURE after PIN
+        EF 0104  the one 4-digit PIN (3 tries): user authentication AND the four facts
+        EF 0111  the four basic facts                       READ after PIN 0104
+        EF 0112  My Number — never to be selected (recorded in ``card.violations``)
+    券面等AP (仮称)    F0 53 48 4B 32 30 32 36 02   (placeholder)
+        EF 0201  照合番号B (14 ASCII digits, 10 tries)       VERIFY
+        EF 0202  card-face data incl. the photo             READ after 照合番号B
+
+Signing on the 2026 card is ISO 7816-8 PSO: COMPUTE DIGITAL SIGNATURE, ``00 2A 9E 9A 30``
++ the 48-byte SHA-384 hash of the data + ``00``: the card answers the plain 96-byte ``r || s``
+(BSI TR-03111 form); the terminal DER-encodes it. A smartphone (:data:`SMARTPHONE`), read over
+NFC through a PC/SC reader, answers with its own ATR and carries the 2026 認証AP only.
+
 Four basic facts (入力補助AP EF 0002), BER-TLV like the real card::
 
     FF 20 L                      constructed template
@@ -47,6 +67,7 @@ emulator object; what is selected and verified is per session and cleared at pow
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import secrets
@@ -54,18 +75,27 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
-from testbed.pki import TestCA
+from testbed.pki import CardPrivateKey, TestCA
 
 __all__ = [
+    "CARD_2026",
+    "CARD_2026_ATR",
+    "CURRENT_CARD",
     "FOREIGN_CARD_ATR",
     "JPKI_AID",
     "KENKAKU_AID",
     "KENMEN_AID",
     "MY_NUMBER_CARD_ATR",
+    "SMARTPHONE",
+    "SMARTPHONE_ATR",
     "BasicFactsRecord",
+    "CardLayout",
     "CardProfile",
     "CardState",
     "CardViolationError",
@@ -98,8 +128,83 @@ EF_FACE = 0x0002
 
 JPKI_TOKEN = b"JPKIAPICCTOKEN2"
 
+#: A made-up ATR for the 2026 card (its real one is not public; the terminal never looks at it).
+CARD_2026_ATR = bytes.fromhex("3B88800153484B32303236015E")
+#: What a PC/SC reader reports for an ISO 14443-4 type A device without historical bytes (the
+#: pseudo-ATR of PC/SC part 3), which is how a phone presented over NFC shows up.
+SMARTPHONE_ATR = bytes.fromhex("3B80800101")
+
+
+@dataclass(frozen=True)
+class CardLayout:
+    """Where one card generation keeps its applications and files, and how it signs."""
+
+    name: str
+    atr: bytes
+    auth_aid: bytes  # user-authentication certificate, key and PIN
+    facts_aid: bytes  # the four facts (and the My Number EF, never selected)
+    face_aid: bytes | None  # 照合番号B and the card face; None: not on this device
+    ef_auth_cert: int
+    ef_auth_ca: int
+    ef_auth_key: int
+    ef_auth_pin: int
+    ef_facts_pin: int  # the same (AID, EF) as the auth PIN: one PIN for both
+    ef_basic_facts: int
+    ef_my_number: int
+    ef_collation_b: int
+    ef_face: int
+    token_ef: int | None  # a fixed token file (today's JPKI AP), or none
+    signature: Literal["rsa_pkcs1v15_sha256", "ecdsa_p384_sha384"]
+
+    @property
+    def one_pin(self) -> bool:
+        """True when the four facts are behind the authentication PIN itself (the 2026 card)."""
+        return (self.facts_aid, self.ef_facts_pin) == (self.auth_aid, self.ef_auth_pin)
+
+
 PIN_TRIES = 3
 COLLATION_B_TRIES = 10
+
+#: Today's card (since 2016): four applications, RSA-2048, the proprietary ``80 2A`` SIGN.
+CURRENT_CARD = CardLayout(
+    name="current",
+    atr=MY_NUMBER_CARD_ATR,
+    auth_aid=JPKI_AID,
+    facts_aid=KENKAKU_AID,
+    face_aid=KENMEN_AID,
+    ef_auth_cert=EF_AUTH_CERT,
+    ef_auth_ca=EF_AUTH_CA,
+    ef_auth_key=EF_AUTH_KEY,
+    ef_auth_pin=EF_AUTH_PIN,
+    ef_facts_pin=EF_KENKAKU_PIN,
+    ef_basic_facts=EF_BASIC_FACTS,
+    ef_my_number=EF_MY_NUMBER,
+    ef_collation_b=EF_COLLATION_B,
+    ef_face=EF_FACE,
+    token_ef=EF_TOKEN,
+    signature="rsa_pkcs1v15_sha256",
+)
+#: The 2026 card: two applications (placeholder AIDs and EFs), ECDSA P-384, ISO PSO CDS.
+CARD_2026 = CardLayout(
+    name="2026",
+    atr=CARD_2026_ATR,
+    auth_aid=bytes.fromhex("F053484B3230323601"),
+    facts_aid=bytes.fromhex("F053484B3230323601"),
+    face_aid=bytes.fromhex("F053484B3230323602"),
+    ef_auth_cert=0x0101,
+    ef_auth_ca=0x0102,
+    ef_auth_key=0x0103,
+    ef_auth_pin=0x0104,
+    ef_facts_pin=0x0104,
+    ef_basic_facts=0x0111,
+    ef_my_number=0x0112,
+    ef_collation_b=0x0201,
+    ef_face=0x0202,
+    token_ef=None,
+    signature="ecdsa_p384_sha384",
+)
+#: Smartphone JPKI read over NFC: its own ATR, the 2026 認証AP, no card face.
+SMARTPHONE = dataclasses.replace(CARD_2026, name="smartphone", atr=SMARTPHONE_ATR, face_aid=None)
 
 SW_OK = 0x9000
 SW_EOF = 0x6282
@@ -139,7 +244,7 @@ class CardProfile:
 
     certificate_der: bytes
     ca_certificate_der: bytes
-    private_key: rsa.RSAPrivateKey
+    private_key: CardPrivateKey
     pin: str
     facts: BasicFactsRecord
     collation_b: str
@@ -231,6 +336,12 @@ def _sw(sw: int) -> bytes:
     return sw.to_bytes(2, "big")
 
 
+def _ecdsa_sign_hash(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+    """ECDSA over a SHA-384 hash the terminal computed; the plain ``r || s`` (48 + 48 bytes)."""
+    r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA384()))))
+    return r.to_bytes(48, "big") + s.to_bytes(48, "big")
+
+
 def _pkcs1_v15_sign_raw(key: rsa.RSAPrivateKey, digest_info: bytes) -> bytes | None:
     """EMSA-PKCS1-v1_5 type-1 padding of ``digest_info`` then the raw RSA private operation."""
     numbers = key.private_numbers()
@@ -285,35 +396,50 @@ class MyNumberCardEmulator:
         profile: CardProfile,
         state: CardState | None = None,
         *,
-        atr: bytes = MY_NUMBER_CARD_ATR,
+        layout: CardLayout = CURRENT_CARD,
+        atr: bytes | None = None,
     ) -> None:
+        key = profile.private_key
+        wants_ec = layout.signature == "ecdsa_p384_sha384"
+        if wants_ec != isinstance(key, ec.EllipticCurvePrivateKey) or (
+            isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP384R1)
+        ):
+            raise ValueError(f"the {layout.name} layout signs with {layout.signature}: another key type was given")
         self.profile = profile
+        self.layout = layout
         self.state = state if state is not None else CardState()
-        self._atr = atr
+        self._atr = atr if atr is not None else layout.atr
         self.violations: list[str] = []
         #: Every C-APDU received, in order (for tests that assert what the terminal sent).
         self.command_log: list[bytes] = []
         self._session = _Session()
         self._lock = threading.Lock()
+        auth, facts = layout.auth_aid, layout.facts_aid
+        facts_secret = _Secret.AUTH_PIN if layout.one_pin else _Secret.KENKAKU_PIN
         self._binary: dict[tuple[bytes, int], bytes] = {
-            (JPKI_AID, EF_AUTH_CERT): profile.certificate_der,
-            (JPKI_AID, EF_AUTH_CA): profile.ca_certificate_der,
-            (JPKI_AID, EF_TOKEN): JPKI_TOKEN,
-            (KENKAKU_AID, EF_BASIC_FACTS): _basic_facts_ef(profile.facts),
-            (KENMEN_AID, EF_FACE): _face_ef(profile.photo_jp2, profile.card_expiry),
+            (auth, layout.ef_auth_cert): profile.certificate_der,
+            (auth, layout.ef_auth_ca): profile.ca_certificate_der,
+            (facts, layout.ef_basic_facts): _basic_facts_ef(profile.facts),
         }
-        self._read_guard: dict[tuple[bytes, int], _Secret] = {
-            (KENKAKU_AID, EF_BASIC_FACTS): _Secret.KENKAKU_PIN,
-            (KENMEN_AID, EF_FACE): _Secret.COLLATION_B,
-        }
+        self._read_guard: dict[tuple[bytes, int], _Secret] = {(facts, layout.ef_basic_facts): facts_secret}
         self._secrets: dict[tuple[bytes, int], _Secret] = {
-            (JPKI_AID, EF_AUTH_PIN): _Secret.AUTH_PIN,
-            (KENKAKU_AID, EF_KENKAKU_PIN): _Secret.KENKAKU_PIN,
-            (KENMEN_AID, EF_COLLATION_B): _Secret.COLLATION_B,
+            (facts, layout.ef_facts_pin): facts_secret,
+            (auth, layout.ef_auth_pin): _Secret.AUTH_PIN,
         }
+        if layout.token_ef is not None:
+            self._binary[(auth, layout.token_ef)] = JPKI_TOKEN
+        if layout.face_aid is not None:
+            face = (layout.face_aid, layout.ef_face)
+            self._binary[face] = _face_ef(profile.photo_jp2, profile.card_expiry)
+            self._read_guard[face] = _Secret.COLLATION_B
+            self._secrets[(layout.face_aid, layout.ef_collation_b)] = _Secret.COLLATION_B
+        self._applications = {auth, facts} | ({layout.face_aid} if layout.face_aid is not None else set())
+        self._key_ef = (auth, layout.ef_auth_key)
+        self._my_number_ef = (facts, layout.ef_my_number)
         self._files: set[tuple[bytes, int]] = (
-            set(self._binary) | set(self._secrets) | {(JPKI_AID, EF_AUTH_KEY), (KENKAKU_AID, EF_MY_NUMBER)}
+            set(self._binary) | set(self._secrets) | {self._key_ef, self._my_number_ef}
         )
+        self._sign_command = (0x80, 0x2A) if layout.signature == "rsa_pkcs1v15_sha256" else (0x00, 0x2A)
 
     # -- power -------------------------------------------------------------------------------
     @property
@@ -360,7 +486,7 @@ class MyNumberCardEmulator:
                 (0x00, 0xA4): self._select,
                 (0x00, 0xB0): self._read_binary,
                 (0x00, 0x20): self._verify,
-                (0x80, 0x2A): self._sign,
+                self._sign_command: self._sign,
             }
             handler = handlers.get((command.cla, command.ins))
             if handler is None:
@@ -371,7 +497,7 @@ class MyNumberCardEmulator:
 
     def _select(self, command: _Apdu) -> bytes:
         if command.p1 == 0x04 and command.p2 == 0x0C:
-            if command.data not in (JPKI_AID, KENKAKU_AID, KENMEN_AID):
+            if command.data not in self._applications:
                 return _sw(SW_NOT_FOUND)
             self._session.aid = command.data
             self._session.ef = None
@@ -383,7 +509,7 @@ class MyNumberCardEmulator:
             aid = self._session.aid
             if aid is None:
                 return _sw(SW_NOT_FOUND)
-            if (aid, ef) == (KENKAKU_AID, EF_MY_NUMBER):
+            if (aid, ef) == self._my_number_ef:
                 self.violations.append(f"SELECT of the My Number EF: {command.data.hex(' ').upper()}")
                 return _sw(SW_SECURITY)
             if (aid, ef) not in self._files:
@@ -443,9 +569,12 @@ class MyNumberCardEmulator:
         return _sw(0x63C0 | tries)
 
     def _sign(self, command: _Apdu) -> bytes:
-        if command.p1 != 0x00 or command.p2 != 0x80:
+        """Today's card: ``80 2A 00 80`` + DigestInfo → PKCS#1 v1.5 signature. The 2026 card:
+        ``00 2A 9E 9A`` + the 48-byte SHA-384 hash → plain ``r || s``."""
+        ecdsa = self.layout.signature == "ecdsa_p384_sha384"
+        if (command.p1, command.p2) != ((0x9E, 0x9A) if ecdsa else (0x00, 0x80)):
             return _sw(SW_WRONG_P1P2)
-        if self._current() != (JPKI_AID, EF_AUTH_KEY):
+        if self._current() != self._key_ef:
             return _sw(SW_NO_CURRENT_EF)
         if self.state.auth_pin_tries_left <= 0:
             return _sw(SW_BLOCKED)
@@ -453,7 +582,12 @@ class MyNumberCardEmulator:
             return _sw(SW_SECURITY)
         if not command.data:
             return _sw(SW_WRONG_LENGTH)
-        signature = _pkcs1_v15_sign_raw(self.profile.private_key, command.data)
+        key = self.profile.private_key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            if len(command.data) != 48:
+                return _sw(SW_WRONG_LENGTH)  # a SHA-384 hash, nothing else
+            return _ecdsa_sign_hash(key, command.data) + _sw(SW_OK)
+        signature = _pkcs1_v15_sign_raw(key, command.data)
         if signature is None:
             return _sw(SW_WRONG_LENGTH)
         return signature + _sw(SW_OK)
@@ -505,8 +639,15 @@ def build_card(
     not_after: dt.date | dt.datetime = dt.date(2034, 1, 1),
     key_index: int | None = None,
     state: CardState | None = None,
+    layout: CardLayout = CURRENT_CARD,
+    atr: bytes | None = None,
 ) -> MyNumberCardEmulator:
-    """A card whose authentication certificate ``ca`` issues now (a convenience for tests)."""
+    """A card whose authentication certificate ``ca`` issues now (a convenience for tests).
+
+    ``layout`` is the card generation (:data:`CURRENT_CARD`, :data:`CARD_2026`,
+    :data:`SMARTPHONE`); the 2026 ones need an ECDSA P-384 ``ca`` (``TestCA.create_ecdsa()``).
+    ``atr`` overrides the layout's ATR (tests that prove the terminal never relies on it).
+    """
     issued = ca.issue_auth_certificate(key_index=key_index, not_before=not_before, not_after=not_after)
     profile = CardProfile(
         certificate_der=issued.der,
@@ -524,4 +665,4 @@ def build_card(
         photo_jp2=photo_jp2,
         card_expiry=not_after.date() if isinstance(not_after, dt.datetime) else not_after,
     )
-    return MyNumberCardEmulator(profile, state)
+    return MyNumberCardEmulator(profile, state, layout=layout, atr=atr)

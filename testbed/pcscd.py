@@ -7,9 +7,12 @@ until pyscard lists the reader. It raises :class:`PcscdError` — it never skips
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from clinic_terminal.card.errors import NoReaderError
@@ -19,6 +22,23 @@ from clinic_terminal.card.pyscard_transport import list_readers
 from testbed.vpcd_bridge import DEFAULT_READER
 
 __all__ = ["PcscdError", "ensure_pcscd", "pcscd_pids", "wait_for_card_state"]
+
+
+#: Serialises "is pcscd running? else start it" across processes: two test runs starting pcscd at
+#: the same moment race for the vpcd port, and the daemon that survives may have no vpcd reader.
+_START_LOCK = Path("/tmp/shikaku-pcscd-start.lock")  # noqa: S108 - shared by every test run
+
+
+@contextlib.contextmanager
+def _start_lock() -> Iterator[None]:
+    with _START_LOCK.open("ab") as handle:
+        with contextlib.suppress(OSError):
+            _START_LOCK.chmod(0o666)  # shared by every user running tests
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class PcscdError(RuntimeError):
@@ -54,8 +74,9 @@ def _start_pcscd() -> None:
 
 def ensure_pcscd(reader: str = DEFAULT_READER, *, timeout: float = 15.0) -> None:
     """Start pcscd if it is not running and wait until ``reader`` is listed."""
-    if not pcscd_pids():
-        _start_pcscd()
+    with _start_lock():
+        if not pcscd_pids():
+            _start_pcscd()
     deadline = time.monotonic() + timeout
     last: str = "no answer yet"
     while time.monotonic() < deadline:
@@ -68,7 +89,14 @@ def ensure_pcscd(reader: str = DEFAULT_READER, *, timeout: float = 15.0) -> None
                 return
             last = f"readers: {names}"
         time.sleep(0.1)
-    raise PcscdError(f"pcscd does not list {reader!r} after {timeout} s ({last}); is vsmartcard-vpcd installed?")
+    running = pcscd_pids()
+    hint = (
+        f"pcscd runs (pid {', '.join(map(str, running))}) without it: a daemon that came up without the vpcd "
+        "reader must be restarted by whoever started it"
+        if running
+        else "is vsmartcard-vpcd installed?"
+    )
+    raise PcscdError(f"pcscd does not list {reader!r} after {timeout} s ({last}); {hint}")
 
 
 def wait_for_card_state(reader: str, *, present: bool, timeout: float = 5.0) -> None:

@@ -34,7 +34,7 @@ from shikaku_server.auth.service import add_facility, add_insurer
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
-from testbed.pki import TestCA
+from testbed.pki import TestCA, write_pem_certificates
 
 PG_ADMIN_URL = os.environ.get("SHIKAKU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("SHIKAKU_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -123,8 +123,16 @@ def test_ca() -> TestCA:
 
 
 @pytest.fixture(scope="session")
-def trust_anchor_file(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return test_ca.write_trust_anchor(tmp_path_factory.mktemp("pki") / "jpki-root.pem")
+def test_ca_ecdsa() -> TestCA:
+    """The 2026 generation's root (ECDSA P-384): the 2026 card's and the smartphone's issuer."""
+    return TestCA.create_ecdsa()
+
+
+@pytest.fixture(scope="session")
+def trust_anchor_file(test_ca: TestCA, test_ca_ecdsa: TestCA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both generations' roots, as the server trusts them in production (one PEM bundle)."""
+    path = tmp_path_factory.mktemp("pki") / "jpki-root.pem"
+    return write_pem_certificates(path, test_ca.certificate, test_ca_ecdsa.certificate)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,8 +1,10 @@
-"""Reading a My Number card over any :class:`CardTransport`.
+"""Reading a My Number card (either generation) or a smartphone over any :class:`CardTransport`.
 
-Only the files this terminal needs are reachable: every SELECT is checked against
-:data:`ALLOWED_FILES` *before* it is sent, so the My Number EF (入力補助AP ``0001``) can never be
-selected, and READ BINARY by short EF identifier (which would bypass SELECT) is refused too.
+Which card it is comes from which user-authentication application answers SELECT
+(:mod:`~clinic_terminal.card.applications`), never from the ATR. Only the files this terminal
+needs are reachable: every SELECT is checked against :data:`ALLOWED_FILES` *before* it is sent,
+so no My Number EF can ever be selected, and READ BINARY by short EF identifier (which would
+bypass SELECT) is refused too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ import datetime as dt
 import hashlib
 from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from clinic_terminal.card.applications import (
+    ALLOWED_APPLICATIONS,
+    ALLOWED_FILES,
+    CURRENT_CARD,
+    KNOWN_APPLICATIONS,
+    CardApplications,
+    Generation,
+)
 from clinic_terminal.card.errors import (
     CardError,
     CardProtocolError,
@@ -27,39 +39,23 @@ from clinic_terminal.card.models import BasicFacts
 from clinic_terminal.card.tlv import parse_template, read_header
 from clinic_terminal.card.transport import CardTransport
 
-JPKI_AID: Final = bytes.fromhex("D392F000260100000001")
-KENKAKU_AID: Final = bytes.fromhex("D3921000310001010408")  # 券面事項入力補助AP
-KENMEN_AID: Final = bytes.fromhex("D3921000310001010402")  # 券面AP
+__all__ = [
+    "ALLOWED_APPLICATIONS",
+    "ALLOWED_FILES",
+    "JPKI_AID",
+    "KENKAKU_AID",
+    "KENMEN_AID",
+    "SHA256_DIGEST_INFO_PREFIX",
+    "MyNumberCard",
+]
 
-EF_AUTH_CERT: Final = 0x000A
-EF_AUTH_CA: Final = 0x000B
-EF_TOKEN: Final = 0x0006
-EF_AUTH_KEY: Final = 0x0017
-EF_AUTH_PIN: Final = 0x0018
-EF_KENKAKU_PIN: Final = 0x0011
-EF_BASIC_FACTS: Final = 0x0002
-EF_COLLATION_B: Final = 0x0012
-EF_FACE: Final = 0x0002
+JPKI_AID: Final = CURRENT_CARD.auth_aid
+KENKAKU_AID: Final = CURRENT_CARD.facts_aid  # 券面事項入力補助AP
+KENMEN_AID: Final = CURRENT_CARD.face_aid  # 券面AP
 
-#: The only (application, EF) pairs this terminal may select. The My Number EF is not here.
-ALLOWED_FILES: Final[frozenset[tuple[bytes, int]]] = frozenset(
-    {
-        (JPKI_AID, EF_AUTH_CERT),
-        (JPKI_AID, EF_AUTH_CA),
-        (JPKI_AID, EF_TOKEN),
-        (JPKI_AID, EF_AUTH_KEY),
-        (JPKI_AID, EF_AUTH_PIN),
-        (KENKAKU_AID, EF_KENKAKU_PIN),
-        (KENKAKU_AID, EF_BASIC_FACTS),
-        (KENMEN_AID, EF_COLLATION_B),
-        (KENMEN_AID, EF_FACE),
-    }
-)
-ALLOWED_APPLICATIONS: Final = frozenset({JPKI_AID, KENKAKU_AID, KENMEN_AID})
-
-JPKI_TOKEN: Final = b"JPKIAPICCTOKEN2"
 #: DER prefix of a SHA-256 DigestInfo (RFC 8017, section 9.2, note 1).
 SHA256_DIGEST_INFO_PREFIX: Final = bytes.fromhex("3031300d060960864801650304020105000420")
+_P384_FIELD_BYTES: Final = 48
 
 SW_OK: Final = 0x9000
 SW_EOF: Final = 0x6282
@@ -80,13 +76,15 @@ def _sw_hex(sw: int) -> str:
 class MyNumberCard:
     """The My Number card as this terminal sees it: certificate, PIN, signature, four facts, photo.
 
-    One object per card session (per connected transport); it remembers which application is
+    One object per card session (per connected transport); it finds out which generation the
+    card is at its first command (:meth:`applications`) and remembers which application is
     selected to avoid needless SELECTs.
     """
 
     def __init__(self, transport: CardTransport) -> None:
         self._transport = transport
         self._aid: bytes | None = None
+        self._applications: CardApplications | None = None
 
     @property
     def atr(self) -> bytes:
@@ -124,16 +122,39 @@ class MyNumberCard:
             collected += more
         return collected, sw
 
-    def _select_application(self, aid: bytes) -> None:
+    def _try_select_application(self, aid: bytes) -> bool:
+        """SELECT ``aid``: True when selected, False when the card has no such application."""
         if self._aid == aid:
-            return
+            return True
         self._aid = None
         _, sw = self._send(bytes([0x00, 0xA4, 0x04, 0x0C, len(aid)]) + aid)
         if sw == SW_NOT_FOUND:
-            raise NotMyNumberCardError(f"application {aid.hex().upper()} not found")
+            return False
         if sw != SW_OK:
             raise CardProtocolError("SELECT application", sw=sw)
         self._aid = aid
+        return True
+
+    def _select_application(self, aid: bytes) -> None:
+        if not self._try_select_application(aid):
+            raise NotMyNumberCardError(f"application {aid.hex().upper()} not found")
+
+    def applications(self) -> CardApplications:
+        """The layout of this card: the first known user-authentication application that answers
+        SELECT (``not_my_number_card`` when none does). Decided once per session."""
+        if self._applications is None:
+            for candidate in KNOWN_APPLICATIONS:
+                if self._try_select_application(candidate.auth_aid):
+                    self._applications = candidate
+                    break
+            else:
+                raise NotMyNumberCardError("no known user-authentication application answers")
+        return self._applications
+
+    @property
+    def generation(self) -> Generation:
+        """``current`` (RSA-2048 JPKI AP) or ``2026`` (the 2026 card or a smartphone, ECDSA P-384)."""
+        return self.applications().generation
 
     def _select_file(self, aid: bytes, ef: int) -> None:
         if (aid, ef) not in ALLOWED_FILES:
@@ -173,20 +194,26 @@ class MyNumberCard:
 
     # -- JPKI ---------------------------------------------------------------------------------
     def check_jpki(self) -> None:
-        """Confirm this is a My Number card: the JPKI AP answers and holds its token."""
-        self._select_file(JPKI_AID, EF_TOKEN)
-        token = self._read_chunk(0, len(JPKI_TOKEN))
-        if token != JPKI_TOKEN:
+        """Confirm this is a My Number card (or a smartphone): a known user-authentication
+        application answers and, where it has one (today's JPKI AP), holds its token."""
+        apps = self.applications()
+        if apps.token is None:
+            return
+        ef, expected = apps.token
+        self._select_file(apps.auth_aid, ef)
+        if self._read_chunk(0, len(expected)) != expected:
             raise NotMyNumberCardError("the JPKI token does not match")
 
     def read_auth_certificate(self) -> bytes:
         """The user-authentication certificate (DER). No PIN is needed."""
-        self._select_file(JPKI_AID, EF_AUTH_CERT)
+        apps = self.applications()
+        self._select_file(apps.auth_aid, apps.ef_auth_cert)
         return self._read_certificate()
 
     def read_ca_certificate(self) -> bytes:
         """The certificate of the CA that issued the authentication certificate (DER)."""
-        self._select_file(JPKI_AID, EF_AUTH_CA)
+        apps = self.applications()
+        self._select_file(apps.auth_aid, apps.ef_auth_ca)
         return self._read_certificate()
 
     def _read_certificate(self) -> bytes:
@@ -197,7 +224,8 @@ class MyNumberCard:
 
     def auth_pin_tries_left(self) -> int:
         """Tries left for the authentication PIN (0 when blocked). Does not use up a try."""
-        self._select_file(JPKI_AID, EF_AUTH_PIN)
+        apps = self.applications()
+        self._select_file(apps.auth_aid, apps.ef_auth_pin)
         return self._tries_left(_PIN_TRIES)
 
     def _tries_left(self, maximum: int) -> int:
@@ -213,22 +241,40 @@ class MyNumberCard:
     def verify_auth_pin(self, pin: str) -> None:
         """Verify the 4-digit authentication PIN; raises ``PinWrongError``/``PinBlockedError``."""
         _check_pin(pin)
-        self._select_file(JPKI_AID, EF_AUTH_PIN)
+        apps = self.applications()
+        self._select_file(apps.auth_aid, apps.ef_auth_pin)
         self._verify(pin.encode("ascii"), PinWrongError, PinBlockedError)
 
     def sign_challenge(self, nonce: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 signature over SHA-256(``nonce``); the auth PIN must be verified."""
-        digest_info = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(nonce).digest()
-        self._select_file(JPKI_AID, EF_AUTH_KEY)
-        apdu = bytes([0x80, 0x2A, 0x00, 0x80, len(digest_info)]) + digest_info + b"\x00"
-        signature, sw = self._send(apdu)
+        """The card's signature over ``nonce`` as the server checks it (``contract.md``, "Card
+        signatures"); the auth PIN must be verified.
+
+        Today's card: ``80 2A 00 80`` + the SHA-256 DigestInfo → RSA PKCS#1 v1.5 signature.
+        2026 card / smartphone: ``00 2A 9E 9A`` (PSO: COMPUTE DIGITAL SIGNATURE) + SHA-384(``nonce``)
+        → the plain ``r || s``, returned DER-encoded.
+        """
+        apps = self.applications()
+        if apps.signature == "rsa_pkcs1v15_sha256":
+            data = SHA256_DIGEST_INFO_PREFIX + hashlib.sha256(nonce).digest()
+            header = bytes([0x80, 0x2A, 0x00, 0x80])
+        else:
+            data = hashlib.sha384(nonce).digest()
+            header = bytes([0x00, 0x2A, 0x9E, 0x9A])
+        self._select_file(apps.auth_aid, apps.ef_auth_key)
+        signature, sw = self._send(header + bytes([len(data)]) + data + b"\x00")
         if sw in (SW_BLOCKED, SW_BLOCKED_ALT):
             raise PinBlockedError()
         if sw == SW_SECURITY:
             raise CardProtocolError("SIGN before the PIN was verified", sw=sw)
         if sw != SW_OK or not signature:
             raise CardProtocolError("SIGN", sw=sw)
-        return signature
+        if apps.signature == "rsa_pkcs1v15_sha256":
+            return signature
+        if len(signature) != 2 * _P384_FIELD_BYTES:
+            raise CardProtocolError(f"an ECDSA P-384 signature has 96 bytes, not {len(signature)}")
+        r = int.from_bytes(signature[:_P384_FIELD_BYTES], "big")
+        s = int.from_bytes(signature[_P384_FIELD_BYTES:], "big")
+        return encode_dss_signature(r, s)
 
     def authenticate(self, pin: str, nonce: bytes) -> bytes:
         """Verify the PIN, then sign the challenge: the PIN path of a card check."""
@@ -237,11 +283,13 @@ class MyNumberCard:
 
     # -- 券面事項入力補助AP ---------------------------------------------------------------------
     def read_basic_facts(self, pin: str) -> BasicFacts:
-        """The four basic facts, after the 入力補助 PIN (the same digits as the auth PIN)."""
+        """The four basic facts, after the 入力補助 PIN (the same digits as the auth PIN; on the
+        2026 card the auth PIN itself)."""
         _check_pin(pin)
-        self._select_file(KENKAKU_AID, EF_KENKAKU_PIN)
+        apps = self.applications()
+        self._select_file(apps.facts_aid, apps.ef_facts_pin)
         self._verify(pin.encode("ascii"), PinWrongError, PinBlockedError)
-        self._select_file(KENKAKU_AID, EF_BASIC_FACTS)
+        self._select_file(apps.facts_aid, apps.ef_basic_facts)
         fields = parse_template(self._read_tlv_file(), 0xFF20)
         try:
             name = fields[0xDF22].decode("utf-8")
@@ -260,19 +308,22 @@ class MyNumberCard:
 
     # -- 券面AP --------------------------------------------------------------------------------
     def collation_b_tries_left(self) -> int:
-        self._select_file(KENMEN_AID, EF_COLLATION_B)
+        apps = self.applications()
+        self._select_file(apps.face_aid, apps.ef_collation_b)
         return self._tries_left(10)
 
     def verify_collation_b(self, code: str) -> None:
         """Verify 照合番号B (14 digits, read by OCR from the card front)."""
         if len(code) != 14 or not code.isascii() or not code.isdigit():
             raise CollationBFormatError()
-        self._select_file(KENMEN_AID, EF_COLLATION_B)
+        apps = self.applications()
+        self._select_file(apps.face_aid, apps.ef_collation_b)
         self._verify(code.encode("ascii"), CollationBWrongError, CollationBLockedError)
 
     def read_face_photo(self) -> bytes:
         """The card-face photo (JPEG 2000 bytes); 照合番号B must be verified in this session."""
-        self._select_file(KENMEN_AID, EF_FACE)
+        apps = self.applications()
+        self._select_file(apps.face_aid, apps.ef_face)
         fields = parse_template(self._read_tlv_file(), 0xFF40)
         photo = fields.get(0xDF43)
         if not photo:

@@ -1,25 +1,30 @@
 """一括照会: store the queries, answer them in the background, serve the results later.
 
-A runner **claims** a batch (``running``, its ``owner`` token, a ``lease_until``) and answers it
-in chunks: each chunk's results and access-log entries commit together with a renewed lease, and
-only while the runner still owns the batch (a fenced update), so a runner that lost its batch to
-another writes nothing. A runner that dies (a crash, SIGKILL) stops renewing; once its lease has
-passed, any process takes the batch over and continues after the last committed chunk. Every
-server process runs a ``BatchRecovery`` thread that does so at start-up and then every half lease,
-and a ``GET`` of such a batch runs it at once. So a batch always completes, and each of its
-queries is logged once.
+Answered on the event loop by ``answer_by_number`` (the single lookup's own path: same cache,
+same reader); database writes in a worker thread. A runner **claims** a batch (``running``, its
+``owner`` token, a ``lease_until``) and answers it in chunks: each chunk's results and
+access-log entries commit together with a renewed lease, and only while the runner still owns
+the batch (a fenced update), so a runner that lost its batch to another writes nothing. A runner
+that dies (a crash, SIGKILL) stops renewing; once its lease has passed, any process takes the
+batch over and continues after the last committed chunk. Every server process runs a
+``BatchRecovery`` task that does so at start-up and then every half lease, and a ``GET`` of
+such a batch runs it at once. So a batch always completes, and each of its queries is logged
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,7 +34,7 @@ from shikaku_server.auth.service import Principal
 from shikaku_server.batch.models import Batch
 from shikaku_server.cache import Cache
 from shikaku_server.database import transaction, utcnow
-from shikaku_server.eligibility.service import query_by_number
+from shikaku_server.eligibility.service import BundleReader, answer_by_number
 from shikaku_server.errors import NotFoundError
 
 log = logging.getLogger(__name__)
@@ -75,144 +80,164 @@ def _abandoned(now: dt.datetime) -> Any:
     )
 
 
-def run_batch(
-    factory: sessionmaker[Session],
-    cache: Cache,
-    ttl: int,
+async def run_batch(
     batch_id: str,
     *,
+    factory: sessionmaker[Session],
+    cache: Cache,
+    bundles: BundleReader,
+    ttl: int,
     lease: dt.timedelta = LEASE,
     now: Clock = utcnow,
 ) -> bool:
-    """Claim the batch if nobody holds it, answer its remaining queries, and say whether this
-    call completed it. Failures are logged; the batch is then free again after one lease."""
+    """Claim the batch if nobody holds it, answer its remaining queries (``answer_by_number``,
+    the lookup's own path), and say whether this call completed it. Failures are logged; the
+    batch is then free again after one lease."""
     owner = secrets.token_urlsafe(12)
-    with transaction(factory) as session:
-        claimed = session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, _free(now()))
-            .values(status="running", owner=owner, lease_until=now() + lease)
-        ).rowcount  # type: ignore[attr-defined]
-    if claimed != 1:
-        return False
-    try:
+
+    def claim() -> tuple[list[Any], str, str, list[dict[str, Any]]] | None:
+        with transaction(factory) as session:
+            claimed = session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, _free(now()))
+                .values(status="running", owner=owner, lease_until=now() + lease)
+            ).rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
+            return None
         with factory() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
-            queries, facility, role = list(batch.queries), batch.facility_code, batch.role
-            results: list[dict[str, Any]] = list(batch.results or [])  # committed by an earlier runner
-        while True:
-            _run_chunk(factory, cache, ttl, batch_id, owner, queries, results, facility, role, lease, now)
-            if len(results) >= len(queries):
-                return True
+            # results committed by an earlier runner are kept
+            return list(batch.queries), batch.facility_code, batch.role, list(batch.results or [])
+
+    claimed = await to_thread.run_sync(claim)
+    if claimed is None:
+        return False
+    queries, facility, role, results = claimed
+    chunk = _Chunk(factory, batch_id, owner, facility, role, lease, now)
+    try:
+        while len(results) < len(queries):
+            await chunk.run(queries, results, cache=cache, bundles=bundles, ttl=ttl)
+        return True
     except _LostLease:
         log.warning("batch taken over by another runner; this one stops", extra={"batch_id": batch_id})
         return False
     except Exception:
         log.exception("batch failed; it is retried after its lease", extra={"batch_id": batch_id})
-        with transaction(factory) as session:
-            session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id, Batch.owner == owner)
-                .values(status="pending", owner=None, lease_until=now() + lease)
-            )
+
+        def release() -> None:
+            with transaction(factory) as session:
+                session.execute(
+                    update(Batch)
+                    .where(Batch.id == batch_id, Batch.owner == owner)
+                    .values(status="pending", owner=None, lease_until=now() + lease)
+                )
+
+        await to_thread.run_sync(release)
         return False
 
 
-def _run_chunk(
-    factory: sessionmaker[Session],
-    cache: Cache,
-    ttl: int,
-    batch_id: str,
-    owner: str,
-    queries: list[Any],
-    results: list[dict[str, Any]],
-    facility: str,
-    role: str,
-    lease: dt.timedelta,
-    now: Clock,
-) -> None:
-    """Answer queries for up to a third of the lease, then commit them (results, log entries and
-    a renewed lease) if this runner still owns the batch; ``results`` grows only on commit."""
-    until = time.monotonic() + lease.total_seconds() / 3
-    done: list[dict[str, Any]] = []
-    with transaction(factory) as session:
+@dataclass(frozen=True)
+class _Chunk:
+    factory: sessionmaker[Session]
+    batch_id: str
+    owner: str
+    facility: str
+    role: str
+    lease: dt.timedelta
+    now: Clock
+
+    async def run(
+        self, queries: list[Any], results: list[dict[str, Any]], *, cache: Cache, bundles: BundleReader, ttl: int
+    ) -> None:
+        """Answer queries for up to a third of the lease, then commit them (results, log entries
+        and a renewed lease) if this runner still owns the batch; ``results`` grows only on commit."""
+        until = time.monotonic() + self.lease.total_seconds() / 3
+        done: list[dict[str, Any]] = []
         entries: list[dict[str, Any]] = []
+        entry = {"facility_code": self.facility, "role": self.role, "query_kind": "batch"}
         for raw in queries[len(results) :]:
-            result, insured_id, mismatched = query_by_number(session, cache, ttl, ByNumberQuery.model_validate(raw))
-            done.append(result.model_dump(mode="json"))
-            entry = {"facility_code": facility, "role": role, "query_kind": "batch"}
-            if insured_id is not None:
-                entries.append({**entry, "insured_id": insured_id, "what": "eligibility"})
+            answer = await answer_by_number(ByNumberQuery.model_validate(raw), cache=cache, bundles=bundles, ttl=ttl)
+            done.append(answer.result)
+            if answer.insured_id is not None:
+                entries.append({**entry, "insured_id": answer.insured_id, "what": "eligibility"})
             # a guessed birth date shows in the victim's log, as for a single lookup
-            entries.extend({**entry, "insured_id": i, "what": "eligibility_no_match"} for i in mismatched)
-            if len(entries) >= 1000:
-                record_many(session, entries)
-                entries = []
+            entries.extend({**entry, "insured_id": i, "what": "eligibility_no_match"} for i in answer.mismatched)
             if time.monotonic() >= until:
                 break
-        record_many(session, entries)
-        complete = len(results) + len(done) >= len(queries)
-        values: dict[str, Any] = {"results": results + done, "lease_until": now() + lease}
-        if complete:
-            values |= {"status": "done", "completed_at": utcnow(), "owner": None, "lease_until": None}
-        kept = session.execute(
-            update(Batch).where(Batch.id == batch_id, Batch.owner == owner, Batch.status == "running").values(**values)
-        ).rowcount  # type: ignore[attr-defined]
-        if kept != 1:
-            raise _LostLease  # rolls this chunk back: the new owner answers it
-    results += done
+        await to_thread.run_sync(self._commit, results + done, entries, len(results) + len(done) >= len(queries))
+        results += done
+
+    def _commit(self, results: list[dict[str, Any]], entries: list[dict[str, Any]], complete: bool) -> None:
+        with transaction(self.factory) as session:
+            for start in range(0, len(entries), 1000):
+                record_many(session, entries[start : start + 1000])
+            values: dict[str, Any] = {"results": results, "lease_until": self.now() + self.lease}
+            if complete:
+                values |= {"status": "done", "completed_at": utcnow(), "owner": None, "lease_until": None}
+            kept = session.execute(
+                update(Batch)
+                .where(Batch.id == self.batch_id, Batch.owner == self.owner, Batch.status == "running")
+                .values(**values)
+            ).rowcount  # type: ignore[attr-defined]
+            if kept != 1:
+                raise _LostLease  # rolls this chunk back: the new owner answers it
 
 
-def recover(
+async def recover(
+    *,
     factory: sessionmaker[Session],
     cache: Cache,
+    bundles: BundleReader,
     ttl: int,
-    *,
     lease: dt.timedelta = LEASE,
     now: Clock = utcnow,
-    stop: threading.Event | None = None,
 ) -> list[str]:
     """Run every abandoned batch (its runner died); the ids this call completed."""
-    with factory() as session:
-        ids = list(session.execute(select(Batch.id).where(_abandoned(now())).order_by(Batch.created_at)).scalars())
+
+    def abandoned() -> list[str]:
+        with factory() as session:
+            return list(session.execute(select(Batch.id).where(_abandoned(now())).order_by(Batch.created_at)).scalars())
+
     completed = []
-    for batch_id in ids:
-        if stop is not None and stop.is_set():
-            break
-        if run_batch(factory, cache, ttl, batch_id, lease=lease, now=now):
+    for batch_id in await to_thread.run_sync(abandoned):
+        if await run_batch(batch_id, factory=factory, cache=cache, bundles=bundles, ttl=ttl, lease=lease, now=now):
             completed.append(batch_id)
     return completed
 
 
 class BatchRecovery:
-    """The process's recovery thread: ``recover`` at start-up, then every half lease."""
+    """The process's recovery task on the app's event loop: ``recover`` at start-up, then
+    every half lease."""
 
-    def __init__(self, factory: sessionmaker[Session], cache: Cache, ttl: int, lease: dt.timedelta) -> None:
-        self.factory, self.cache, self.ttl, self.lease = factory, cache, ttl, lease
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="batch-recovery", daemon=True)
+    def __init__(
+        self, *, factory: sessionmaker[Session], cache: Cache, bundles: BundleReader, ttl: int, lease: dt.timedelta
+    ) -> None:
+        self.factory, self.cache, self.bundles, self.ttl, self.lease = factory, cache, bundles, ttl, lease
+        self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name="batch-recovery")
 
-    def _run(self) -> None:
-        while not self.stopping.is_set():
+    async def _run(self) -> None:
+        while True:
             try:
-                recover(self.factory, self.cache, self.ttl, lease=self.lease, stop=self.stopping)
+                await recover(
+                    factory=self.factory, cache=self.cache, bundles=self.bundles, ttl=self.ttl, lease=self.lease
+                )
             except Exception:  # the database may be down for a while: try again next time
                 log.exception("batch recovery failed; retrying")
-            self.stopping.wait(self.lease.total_seconds() / 2)
+            await asyncio.sleep(self.lease.total_seconds() / 2)
 
-    def close(self) -> None:
-        """Stop after the batch in progress, if any (its lease then lets another process finish it)."""
-        self.stopping.set()
-        self.thread.join(timeout=5)
+    async def close(self) -> None:
+        """Stop (a batch in progress keeps its lease, after which another process finishes it)."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
-def get_batch(
-    session: Session, principal: Principal, batch_id: str, now: Clock = utcnow
-) -> tuple[BatchResult, bool]:
+def get_batch(session: Session, principal: Principal, batch_id: str, now: Clock = utcnow) -> tuple[BatchResult, bool]:
     """The batch as the facility sees it, and whether it is abandoned (run it now)."""
     facility = principal.require_facility()
     batch = session.get(Batch, batch_id)

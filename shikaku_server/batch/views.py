@@ -1,14 +1,28 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, BackgroundTasks, status
 
 from schemas.eligibility import BatchCreate, BatchCreated, BatchResult
 from shikaku_server.batch import service
 from shikaku_server.deps import PrincipalDep, SessionDep, StateDep
+from shikaku_server.state import AppState
 
 router = APIRouter(prefix="/v1/eligibility/batches", tags=["batch"])
+
+
+def _runner(state: AppState) -> dict[str, Any]:
+    """``service.run_batch``'s keyword arguments from the app's parts."""
+    return {
+        "factory": state.session_factory,
+        "cache": state.cache,
+        "bundles": state.bundles,
+        "ttl": state.settings.eligibility_cache_ttl_seconds,
+        "lease": dt.timedelta(seconds=state.settings.batch_lease_seconds),
+    }
 
 
 @router.post("", response_model=BatchCreated, status_code=status.HTTP_202_ACCEPTED)
@@ -19,28 +33,18 @@ def create(
     state.limiter.hit("batch_query", principal, len(body.queries))  # every query counts
     created = service.create_batch(session, principal, body)
     # committed by ``SessionDep`` before the answer, hence before this task runs (after the answer)
-    background.add_task(
-        service.run_batch,
-        state.session_factory,
-        state.cache,
-        state.settings.eligibility_cache_ttl_seconds,
-        created.batch_id,
-        lease=dt.timedelta(seconds=state.settings.batch_lease_seconds),
-    )
+    background.add_task(service.run_batch, created.batch_id, **_runner(state))
     return created
 
 
 @router.get("/{batch_id}", response_model=BatchResult)
-def get(batch_id: str, principal: PrincipalDep, session: SessionDep, state: StateDep) -> BatchResult:
-    result, abandoned = service.get_batch(session, principal, batch_id)
+async def get(batch_id: str, principal: PrincipalDep, state: StateDep) -> BatchResult:
+    def read() -> tuple[BatchResult, bool]:
+        with state.session_factory() as session:
+            return service.get_batch(session, principal, batch_id)
+
+    result, abandoned = await to_thread.run_sync(read)
     if abandoned:  # its runner died (a crash, a restart): answer it now
-        service.run_batch(
-            state.session_factory,
-            state.cache,
-            state.settings.eligibility_cache_ttl_seconds,
-            batch_id,
-            lease=dt.timedelta(seconds=state.settings.batch_lease_seconds),
-        )
-        session.expire_all()
-        result, _ = service.get_batch(session, principal, batch_id)
+        await service.run_batch(batch_id, **_runner(state))
+        result, _ = await to_thread.run_sync(read)
     return result

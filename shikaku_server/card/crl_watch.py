@@ -73,12 +73,10 @@ def _removed(entry: x509.RevokedCertificate) -> bool:
     return reason.reason == x509.ReasonFlags.remove_from_crl
 
 
-def apply_crl(session: Session, data: bytes) -> Applied:
-    """Import one full or delta CRL (DER or PEM) signed by a trusted authority."""
-    from shikaku_server.config import get_settings
-
+def apply_crl(session: Session, data: bytes, *, verifier: CertificateVerifier) -> Applied:
+    """Import one full or delta CRL (DER or PEM) signed by an authority ``verifier`` trusts."""
     der = _der(data)
-    anchors = CertificateVerifier(get_settings().trust_anchor_paths(), 1)._anchors_for(session)
+    anchors = verifier.anchors(session)
     issuer, _ = verify.revoked_serials_from_crl(der, anchors)  # verifies the signature
     crl = x509.load_der_x509_crl(der)
     removed = {serial_text(e.serial_number) for e in crl if _removed(e)}
@@ -139,6 +137,7 @@ class Watch:
 
     factory: sessionmaker[Session]
     sources: list[str]
+    verifier: CertificateVerifier  # whose trust anchors sign the CRLs
     seen: dict[tuple[str, bool], int] = field(default_factory=dict)
 
     def poll(self) -> list[Applied]:
@@ -163,7 +162,7 @@ class Watch:
                     continue
                 try:
                     with transaction(self.factory) as session:
-                        result = apply_crl(session, data)
+                        result = apply_crl(session, data, verifier=self.verifier)
                 except CertificateUntrustedError:
                     log.warning(
                         "CRL not signed by a trusted authority", extra={"code": "crl_untrusted", "source": name}

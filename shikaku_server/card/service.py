@@ -1,10 +1,20 @@
-"""The card path on the server: challenges, certificate checks, first-use linking and by-card
-eligibility (the patient's own side is ``shikaku_server.me``).
+"""The card path on the server: challenges, certificate checks, the card check (by-card
+eligibility) and first-use linking; the patient's own side (``shikaku_server.me``) and the
+emergency reading prove the card with the same steps.
 
-Certificates: the chain/signature check is cached per certificate fingerprint (bounded LRU);
-revocation is looked up in the database on every check (indexed), so a CRL import takes effect
-at once without any cache invalidation; trust anchors are reloaded when the ``trust_anchor``
-table or the anchor files change.
+One path for every use of the card, all async, in steps each use reuses:
+
+1. ``redeem_challenge``: the challenge's nonce (single use, this facility's, not expired);
+2. ``CertificateVerifier.check_chain``: the certificate's chain (cached per fingerprint);
+3. ``CardStore.card_facts``: revocation (from the database on every check, so a CRL import takes
+   effect at once), the linked person and their consent, in one statement on PostgreSQL;
+4. the ``Authenticator``: the card's PIN signature over the nonce (``PinSignature``) or the
+   terminal's face attestation (``FaceAttestation``); signatures are checked by ``card.verify``.
+
+``authenticate_card`` runs 1–4 (registration uses it, and refuses a suspended card);
+``prove_card`` adds "the card is linked" and "not suspended" and returns the person (``me.proof``, the emergency
+reading); ``check_card`` answers eligibility for them.
+Trust anchors are reloaded when the ``trust_anchor`` table or the anchor files change.
 """
 
 from __future__ import annotations
@@ -17,40 +27,36 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import orjson
+from anyio import to_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, select, true
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from schemas.card import BasicFacts, ByCardQuery, Challenge, Registered
-from schemas.codes import Validity
-from schemas.eligibility import EligibilityResult
 from schemas.identifiers import normalize_person_text
 from shikaku_server.access_log import service as access_log
-from shikaku_server.auth.models import Facility, Terminal
+from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
-from shikaku_server.cache import Cache, CacheError, RedisCache
+from shikaku_server.cache import Cache, ChallengeStore
 from shikaku_server.card import verify
 from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
-from shikaku_server.consent.models import Consent, Visit
-from shikaku_server.consent.service import live_consent
-from shikaku_server.database import execute_raw, postgres_engine, transaction, utcnow
+from shikaku_server.card.store import CardFacts, CardStore
+from shikaku_server.database import transaction, utcnow
 from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.eligibility.service import (
-    build_result,
-    cached_bundle_async,
+    BundleReader,
+    cached_bundle,
     evaluate_insured,
-    load_insured_bundle,
-    newer_eligibility_exists,
     result_dict,
+    settle_validity,
     today_jst,
 )
 from shikaku_server.errors import (
@@ -65,104 +71,42 @@ from shikaku_server.errors import (
     RegistrationAmbiguousError,
     RegistrationConflictError,
     RegistrationNoMatchError,
-    UnavailableError,
     ValidationFailedError,
 )
-from shikaku_server.me.suspension import is_suspended, suspended
-from shikaku_server.pgasync import AsyncPG, Prepared
-
-if TYPE_CHECKING:
-    from shikaku_server.state import AppState
 
 log = logging.getLogger(__name__)
 ANCHOR_RECHECK_SECONDS = 5.0  # `shikaku-admin trust add` reaches every server process within this
+Clock = Callable[[], dt.datetime]
 
 
 # ---------------------------------------------------------------- challenges
 
 
-def create_challenge(cache: Cache, facility_code: str, ttl: int) -> Challenge:
-    challenge_id = secrets.token_urlsafe(18)
-    nonce = secrets.token_bytes(32)
-    expires_at = utcnow() + dt.timedelta(seconds=ttl)
-    record = {
-        "nonce": base64.b64encode(nonce).decode(),
-        "facility": facility_code,
-        "expires_at": expires_at.isoformat(),
-    }
-    # kept twice as long as it is valid, so a late answer says "expired" rather than "unknown"
-    cache.put_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
-    return Challenge(challenge_id=challenge_id, nonce=base64.b64encode(nonce).decode(), expires_at=expires_at)
-
-
-def redeem_challenge(cache: Cache, challenge_id: str, facility_code: str | None, ttl: int) -> bytes:
-    """The nonce of a live challenge of this facility; the challenge is consumed either way."""
-    raw = cache.take(f"challenge:{challenge_id}")
-    if raw is None:
-        if cache.get(f"challenge-used:{challenge_id}") is not None:
-            raise ChallengeReusedError()
-        raise ChallengeUnknownError()
-    cache.set(f"challenge-used:{challenge_id}", b"1", ttl * 4)
-    return _nonce_of(raw, facility_code)
-
-
-# The challenge store on the event loop (the card-check hot path): with Redis spoken to by the
-# cache's non-blocking client, a challenge costs one round trip to create (SET NX EX) and one to
-# redeem (this script: take it, mark it used, or tell "reused" from "unknown"), no thread hop.
-# Other caches (in-process, or a Redis URL the small client does not handle) use the calls above.
-_REDEEM = """
-local v = redis.call('GETDEL', KEYS[1])
-if v then
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-  return {1, v}
-end
-return {0, redis.call('EXISTS', KEYS[2])}
-"""
-
-
-def _event_loop_redis(cache: Cache) -> RedisCache | None:
-    return cache if isinstance(cache, RedisCache) and cache.on_event_loop else None
-
-
-async def acreate_challenge(cache: Cache, facility_code: str, ttl: int) -> Challenge:
-    """``create_challenge`` without blocking the event loop."""
-    redis_cache = _event_loop_redis(cache)
-    if redis_cache is None:
-        return await run_in_threadpool(create_challenge, cache, facility_code, ttl)
+async def create_challenge(
+    challenges: ChallengeStore, facility_code: str, ttl: int, *, clock: Clock = utcnow
+) -> Challenge:
+    """A fresh challenge for a facility: one round trip to the store."""
     challenge_id = secrets.token_urlsafe(18)
     nonce = base64.b64encode(secrets.token_bytes(32)).decode()
-    expires_at = utcnow() + dt.timedelta(seconds=ttl)
+    expires_at = clock() + dt.timedelta(seconds=ttl)
     record = {"nonce": nonce, "facility": facility_code, "expires_at": expires_at.isoformat()}
-    try:
-        await redis_cache.aput_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
-    except CacheError as exc:
-        raise UnavailableError("the challenge store (Redis) is unavailable") from exc
+    # kept twice as long as it is valid, so a late answer says "expired" rather than "unknown"
+    await challenges.put_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
     return Challenge(challenge_id=challenge_id, nonce=nonce, expires_at=expires_at)
 
 
-async def aredeem_challenge(cache: Cache, challenge_id: str, facility_code: str | None, ttl: int) -> bytes:
-    """``redeem_challenge`` without blocking the event loop: one round trip, same answers."""
-    redis_cache = _event_loop_redis(cache)
-    if redis_cache is None:
-        return await run_in_threadpool(redeem_challenge, cache, challenge_id, facility_code, ttl)
-    try:
-        reply = await redis_cache.aeval(
-            _REDEEM, [f"challenge:{challenge_id}", f"challenge-used:{challenge_id}"], [str(ttl * 4).encode()]
-        )
-    except CacheError as exc:
-        raise UnavailableError("the challenge store (Redis) is unavailable") from exc
-    if reply[0] != 1:
-        if reply[1]:
-            raise ChallengeReusedError()
-        raise ChallengeUnknownError()
-    return _nonce_of(reply[1], facility_code)
-
-
-def _nonce_of(raw: bytes, facility_code: str | None) -> bytes:
+async def redeem_challenge(
+    challenges: ChallengeStore, challenge_id: str, facility_code: str | None, ttl: int, *, clock: Clock = utcnow
+) -> bytes:
+    """The nonce of a live challenge of this facility (any facility when None); the challenge is
+    consumed either way: one round trip. Raises reused / unknown / expired."""
+    raw, reused = await challenges.take(f"challenge:{challenge_id}", ttl * 4)
+    if raw is None:
+        raise ChallengeReusedError() if reused else ChallengeUnknownError()
     record = json.loads(raw)
     if facility_code is not None and record["facility"] != facility_code:
         raise ChallengeUnknownError("the challenge was issued to another facility")
-    if dt.datetime.fromisoformat(record["expires_at"]) < utcnow():
+    if dt.datetime.fromisoformat(record["expires_at"]) < clock():
         raise ChallengeExpiredError()
     return base64.b64decode(record["nonce"])
 
@@ -183,7 +127,8 @@ class CheckedCertificate:
 class CertificateVerifier:
     """Chain checks cached per fingerprint; revocation always from the database."""
 
-    def __init__(self, anchor_files: list[Path], size: int) -> None:
+    def __init__(self, anchor_files: list[Path], size: int, factory: sessionmaker[Session] | None = None) -> None:
+        self._factory = factory  # where the trust anchors of the database are re-read (``check_chain``)
         self._files = anchor_files
         self._size = size
         self._lock = threading.Lock()
@@ -192,7 +137,7 @@ class CertificateVerifier:
         self._checked_at = 0.0
         self._verified: OrderedDict[str, verify.VerifiedCertificate] = OrderedDict()
 
-    def _anchors_for(self, session: Session) -> list[x509.Certificate]:
+    def anchors(self, session: Session) -> list[x509.Certificate]:
         now = time.monotonic()
         if self._anchor_stamp is not None and now - self._checked_at < ANCHOR_RECHECK_SECONDS:
             return self._anchors
@@ -218,32 +163,16 @@ class CertificateVerifier:
         """True when the next check must look at the anchors in the database first."""
         return self._anchor_stamp is None or time.monotonic() - self._checked_at >= ANCHOR_RECHECK_SECONDS
 
-    def refresh_anchors(self, factory: sessionmaker[Session]) -> None:
-        with factory() as session:
-            self._anchors_for(session)
+    def refresh_anchors(self) -> None:
+        assert self._factory is not None, "a verifier that checks chains is built with its session factory"
+        with self._factory() as session:
+            self.anchors(session)
 
-    def check(self, session: Session, cert_der: bytes, today: dt.date) -> CheckedCertificate:
-        anchors = self._anchors_for(session)
-        verified, fingerprint = self.verified(anchors, cert_der, today)
-        serial_hex = serial_text(verified.serial_number)
-        revoked = session.execute(
-            select(RevokedCertificate.id).where(
-                RevokedCertificate.issuer == verified.issuer, RevokedCertificate.serial == serial_hex
-            )
-        ).first()
-        if revoked is not None:
-            raise CertificateRevokedError()
-        if is_suspended(session, verified.issuer, serial_hex):
-            raise CardSuspendedError()
-        return self.checked(verified, fingerprint, today)
-
-    async def acheck_chain(
-        self, factory: sessionmaker[Session], cert_der: bytes, today: dt.date
-    ) -> tuple[verify.VerifiedCertificate, str]:
-        """The chain part of ``check`` from the event loop (anchors re-read in a thread when due);
-        the caller looks revocation up (``card_facts``) and then calls ``checked``."""
+    async def check_chain(self, cert_der: bytes, today: dt.date) -> tuple[verify.VerifiedCertificate, str]:
+        """The chain check on the event loop (the anchors re-read in a thread when due); the
+        caller looks revocation up (``CardStore.card_facts``) and then calls ``checked``."""
         if self.anchors_due():
-            await run_in_threadpool(self.refresh_anchors, factory)
+            await to_thread.run_sync(self.refresh_anchors)
         return self.verified(self._anchors, cert_der, today)
 
     def checked(self, verified: verify.VerifiedCertificate, fingerprint: str, today: dt.date) -> CheckedCertificate:
@@ -276,26 +205,6 @@ class CertificateVerifier:
         return verified, fingerprint
 
 
-def import_crl(session: Session, crl_bytes: bytes) -> int:
-    """Record every serial of a CRL signed by a trusted authority (files or database)."""
-    from shikaku_server.config import get_settings
-
-    if not crl_bytes.lstrip().startswith(b"-----"):
-        der = crl_bytes
-    else:
-        der = x509.load_pem_x509_crl(crl_bytes).public_bytes(serialization.Encoding.DER)
-    anchors = CertificateVerifier(get_settings().trust_anchor_paths(), 1)._anchors_for(session)
-    issuer, serials = verify.revoked_serials_from_crl(der, anchors)
-    known = {
-        s for (s,) in session.execute(select(RevokedCertificate.serial).where(RevokedCertificate.issuer == issuer))
-    }
-    new = [serial_text(s) for s in serials if serial_text(s) not in known]
-    for serial in new:
-        session.add(RevokedCertificate(issuer=issuer, serial=serial))
-    session.flush()
-    return len(new)
-
-
 def add_trust_anchor(session: Session, data: bytes) -> str:
     try:
         cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
@@ -314,304 +223,214 @@ def add_trust_anchor(session: Session, data: bytes) -> str:
     return cert.subject.rfc4514_string()
 
 
-# ---------------------------------------------------------------- card authentication
+# ---------------------------------------------------------------- the ports, the authenticators
 
 
-def authenticate_pin(
-    session: Session,
-    verifier: CertificateVerifier,
-    nonce: bytes,
-    cert_der: bytes,
-    signature: bytes | None,
-) -> CheckedCertificate:
-    checked = verifier.check(session, cert_der, today_jst())
-    if signature is None:
-        raise ValidationFailedError("auth_method pin needs the card's signature")
-    verify.verify_pin_signature(checked.certificate, nonce, signature)
-    return checked
+@dataclass(frozen=True)
+class CardPorts:
+    """What the card service works with, built once in the app's lifespan."""
+
+    factory: sessionmaker[Session]  # read-write sessions (registration, the patient's log)
+    challenges: ChallengeStore
+    verifier: CertificateVerifier
+    cards: CardStore
+    cache: Cache
+    bundles: BundleReader
+    challenge_ttl: int
+    eligibility_ttl: int
+    clock: Clock = utcnow
 
 
-def authenticate_face(
-    session: Session,
-    verifier: CertificateVerifier,
-    *,
-    challenge_id: str,
-    facility_code: str,
-    cert_der: bytes,
-    attestation: str | None,
-) -> CheckedCertificate:
-    import jwt
+class Authenticator(Protocol):
+    """How the holder proved the card is theirs, checked after the chain and revocation."""
 
-    from schemas import attestation as att
+    @property
+    def method(self) -> str:
+        """The visit's ``auth_method``: ``pin`` or ``face``."""
+        ...
 
-    checked = verifier.check(session, cert_der, today_jst())
-    if not attestation:
-        raise AttestationInvalidError("auth_method face needs the terminal's attestation")
-    try:
-        terminal_id = str(jwt.get_unverified_header(attestation).get("kid", ""))
-    except jwt.PyJWTError as exc:
-        raise AttestationInvalidError("the attestation is not a compact JWS") from exc
-    terminal = session.get(Terminal, terminal_id) if terminal_id else None
-    if terminal is None or terminal.revoked_at is not None or terminal.facility_code != facility_code:
-        raise AttestationInvalidError("the attestation is not from a terminal registered to this facility")
-    try:
-        att.verify_attestation(
-            attestation,
-            terminal.public_key_pem.encode(),
-            expected_challenge_id=challenge_id,
-            expected_fingerprint=checked.fingerprint,
-            expected_facility_code=facility_code,
-            now=utcnow(),
-        )
-    except att.AttestationInvalidError as exc:
-        raise AttestationInvalidError(str(exc)) from exc
-    return checked
+    async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
+        """Raise unless the proof holds for this certificate and challenge nonce."""
+        ...
 
 
-def _linked_insured(session: Session, checked: CheckedCertificate) -> int:
-    insured_id = session.execute(
-        select(CardLink.insured_id).where(CardLink.issuer == checked.issuer, CardLink.serial == checked.serial_hex)
-    ).scalar_one_or_none()
-    if insured_id is None:
-        raise CardNotRegisteredError()
-    return insured_id
+@dataclass(frozen=True)
+class PinSignature:
+    """The card's signature over the nonce, made with the PIN (``card.verify``)."""
+
+    signature: bytes | None
+    method: str = "pin"
+
+    async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
+        if self.signature is None:
+            raise ValidationFailedError("auth_method pin needs the card's signature")
+        verify.verify_pin_signature(checked.certificate, nonce, self.signature)
 
 
-def eligibility_by_card(
-    session: Session,
-    cache: Cache,
-    principal: Principal,
-    checked: CheckedCertificate,
-    *,
-    auth_method: str,
-    as_of: dt.date | None,
-) -> EligibilityResult:
-    facility = principal.require_facility()
-    insured_id = _linked_insured(session, checked)
-    as_of = as_of or today_jst()
-    bundle = load_insured_bundle(session, insured_id)
-    evaluation = evaluate_insured(bundle, insured_id, as_of)
-    if evaluation.validity == 2 and newer_eligibility_exists(session, evaluation, as_of):
-        evaluation.validity = 3  # type: ignore[assignment]
-    consent = live_consent(session, insured_id=insured_id, facility_code=facility)
-    card_class = evaluation.period["card_classification"] if evaluation.period else "01"
-    visit = Visit(
-        id=secrets.token_urlsafe(24),
-        facility_code=facility,
-        insured_id=insured_id,
-        auth_method=auth_method,
-        card_classification=card_class,
-        as_of=as_of,
-    )
-    session.add(visit)
-    result = build_result(
-        evaluation,
-        insurer_name=bundle["insurer_name"],
-        as_of=as_of,
-        query_kind="card",
-        share_limit_certificate=False,  # answered before this visit's consent: see CardFacts
-        visit_id=visit.id,
-        certificate_notice=checked.notice,
-    )
-    session.flush()
-    access_log.record(
-        session,
-        insured_id=insured_id,
-        facility_code=facility,
-        role=principal.role or "",
-        what="eligibility",
-        query_kind="card",
-        visit_id=visit.id,
-        consent_id=consent.id if consent else None,
-    )
-    return result
+@dataclass(frozen=True)
+class FaceAttestation:
+    """A registered terminal of this facility attests it matched the holder's face to the card."""
+
+    attestation: str | None
+    challenge_id: str
+    facility_code: str
+    cards: CardStore
+    clock: Clock = utcnow
+    method: str = "face"
+
+    async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
+        import jwt
+
+        from schemas import attestation as att
+
+        if not self.attestation:
+            raise AttestationInvalidError("auth_method face needs the terminal's attestation")
+        try:
+            terminal_id = str(jwt.get_unverified_header(self.attestation).get("kid", ""))
+        except jwt.PyJWTError as exc:
+            raise AttestationInvalidError("the attestation is not a compact JWS") from exc
+        terminal = await self.cards.terminal(terminal_id) if terminal_id else None
+        if terminal is None or terminal.revoked or terminal.facility_code != self.facility_code:
+            raise AttestationInvalidError("the attestation is not from a terminal registered to this facility")
+        try:
+            att.verify_attestation(
+                self.attestation,
+                terminal.public_key_pem.encode(),
+                expected_challenge_id=self.challenge_id,
+                expected_fingerprint=checked.fingerprint,
+                expected_facility_code=self.facility_code,
+                now=self.clock(),
+            )
+        except att.AttestationInvalidError as exc:
+            raise AttestationInvalidError(str(exc)) from exc
 
 
-# ---------------------------------------------------------------- by-card with the PIN: the hot path
+@dataclass(frozen=True)
+class CardPresented:
+    """No proof by the holder, only the card itself (its certificate, a fresh challenge of this
+    facility): the emergency reading of a patient who cannot enter a PIN (``emergency``)."""
+
+    method: str = "emergency"
+
+    async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
+        return None
+
+
+def authenticator_for(query: ByCardQuery, ports: CardPorts, facility_code: str) -> Authenticator:
+    """The authenticator a by-card query names (``auth_method``)."""
+    if query.auth_method == "pin":
+        return PinSignature(query.signature)
+    return FaceAttestation(query.attestation, query.challenge_id, facility_code, ports.cards, ports.clock)
+
+
+# ---------------------------------------------------------------- proving a card
 
 
 @dataclass(frozen=True, slots=True)
-class CardFacts:
-    """What a PIN card check reads from the database, in one statement on PostgreSQL: is the
-    certificate revoked, whom is it linked to (and that person's bundle key), and the person's
-    consent in force at this facility (for the access-log entry only). A card check answers
-    before the consent of its own visit is taken, so it never carries the consent-gated parts
-    (限度額, 特定疾病) under an earlier visit's consent: the patient may refuse them at this visit
-    (docs/consent.md)."""
-
-    revoked: bool
-    suspended: bool
-    insured_id: int | None
-    insurer_number: str | None
-    symbol_norm: str | None
-    number_norm: str | None
-    consent_id: int | None
+class CardProof:
+    checked: CheckedCertificate
+    facts: CardFacts
 
 
-def _live(consent_id: int | None, revoked_at: dt.datetime | None, expires_at: dt.datetime | None) -> bool:
-    """``consent.service.live_consent`` on the columns of the latest consent."""
-    return consent_id is not None and revoked_at is None and (expires_at is None or expires_at >= utcnow())
+@dataclass(frozen=True, slots=True)
+class LinkedPerson:
+    """A proven card and the person it is linked to (``prove_card``)."""
+
+    insured_id: int
+    checked: CheckedCertificate
+    facts: CardFacts
 
 
-_LATEST_CONSENT = (
-    select(Consent.id, Consent.revoked_at, Consent.expires_at)
-    .where(Consent.insured_id == CardLink.insured_id, Consent.facility_code == bindparam("facility"))
-    .order_by(Consent.given_at.desc(), Consent.id.desc())
-    .limit(bindparam("one"))
-    .lateral("latest_consent")
-)
-_FACTS_QUERY = (
-    select(
-        exists().where(
-            RevokedCertificate.issuer == bindparam("issuer"), RevokedCertificate.serial == bindparam("serial")
-        ),
-        suspended(bindparam("issuer"), bindparam("serial")),
-        CardLink.insured_id,
-        InsuredRow.insurer_number,
-        InsuredRow.symbol_norm,
-        InsuredRow.number_norm,
-        *_LATEST_CONSENT.c,
+async def authenticate_card(
+    ports: CardPorts,
+    *,
+    challenge_id: str,
+    certificate: bytes,
+    authenticator: Authenticator,
+    facility_code: str | None,
+) -> CardProof:
+    """Steps 1–4 (module docstring): the challenge redeemed, the chain checked, the card's facts
+    read (revoked: refused), the holder authenticated. Linked or not."""
+    nonce = await redeem_challenge(
+        ports.challenges, challenge_id, facility_code, ports.challenge_ttl, clock=ports.clock
     )
-    .select_from(select(literal_column("1").label("one")).subquery("one"))
-    .outerjoin(CardLink, and_(CardLink.issuer == bindparam("issuer"), CardLink.serial == bindparam("serial")))
-    .outerjoin(InsuredRow, InsuredRow.id == CardLink.insured_id)
-    .outerjoin(_LATEST_CONSENT, true())
-)
-_PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
-
-
-async def card_facts_async(pg: AsyncPG, issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
-    """``card_facts`` in one prepared statement on the event loop (PostgreSQL)."""
-    rows = await pg.fetch(_PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1})
-    revoked, suspended_, insured_id, insurer_number, symbol_norm, number_norm, *consent = rows[0]
-    consent_id, revoked_at, expires_at = consent
-    live = _live(consent_id, revoked_at, expires_at)
-    return CardFacts(
-        revoked=bool(revoked),
-        suspended=bool(suspended_),
-        insured_id=insured_id,
-        insurer_number=insurer_number,
-        symbol_norm=symbol_norm,
-        number_norm=number_norm,
-        consent_id=consent_id if live else None,
-    )
-
-
-def card_facts(factory: sessionmaker[Session], issuer: str, serial_hex: str, facility_code: str) -> CardFacts:
-    """The same facts through SQLAlchemy (SQLite has no LATERAL; a thread does this)."""
-    with factory() as session:
-        revoked = session.execute(
-            select(RevokedCertificate.id).where(
-                RevokedCertificate.issuer == issuer, RevokedCertificate.serial == serial_hex
-            )
-        ).first()
-        row = session.execute(
-            select(CardLink.insured_id, InsuredRow.insurer_number, InsuredRow.symbol_norm, InsuredRow.number_norm)
-            .join(InsuredRow, InsuredRow.id == CardLink.insured_id)
-            .where(CardLink.issuer == issuer, CardLink.serial == serial_hex)
-        ).first()
-        consent = None
-        if row is not None:
-            consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
-        card_suspended = is_suspended(session, issuer, serial_hex)
-    return CardFacts(
-        revoked=revoked is not None,
-        suspended=card_suspended,
-        insured_id=row[0] if row is not None else None,
-        insurer_number=row[1] if row is not None else None,
-        symbol_norm=row[2] if row is not None else None,
-        number_norm=row[3] if row is not None else None,
-        consent_id=consent.id if consent is not None else None,
-    )
-
-
-_VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
-_ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
-_PG_VISIT_INSERT = (  # the columns in the order of the two tuples above
-    "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
-    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id) "
-    "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
-    "SELECT %s, %s, %s, %s, %s, %s, %s, visit_row.id FROM visit_row"
-)
-
-
-def record_visit(factory: sessionmaker[Session], visit: dict[str, Any], entry: dict[str, Any]) -> None:
-    """The visit and its access-log entry, committed together before the answer leaves.
-
-    On PostgreSQL one statement (both inserts) and the commit on a pooled DBAPI connection: a
-    fifth of the CPU of a SQLAlchemy session, time during which this thread holds the GIL."""
-    now = utcnow()
-    visit = {"created_at": now, **visit}
-    entry = {"at": now, **entry}
-    engine = postgres_engine(factory)
-    if engine is None:
-        with transaction(factory) as session:
-            session.execute(insert(Visit).values(**visit))
-            access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
-        return
-    execute_raw(engine, _PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS])
-
-
-async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery) -> bytes:
-    """A card check with the PIN (``by_card`` with ``auth_method`` ``pin``), the JSON of the
-    ``EligibilityResult``. Same checks in the same order, same answers and the same visit and
-    access-log rows; on the event loop except the anchors' re-read (every few seconds), the
-    rare "newer eligibility" check and the commit of the visit, which take one thread hop.
-    The eligibility bundle is the one the by-number lookups cache (same invalidation)."""
-    facility = principal.require_facility()
-    nonce = await aredeem_challenge(state.cache, query.challenge_id, facility, state.settings.challenge_ttl_seconds)
     today = today_jst()
-    verified, fingerprint = await state.verifier.acheck_chain(state.session_factory, query.certificate, today)
-    serial_hex = serial_text(verified.serial_number)
-    if state.pg is not None:
-        facts = await card_facts_async(state.pg, verified.issuer, serial_hex, facility)
-    else:
-        facts = await run_in_threadpool(card_facts, state.session_factory, verified.issuer, serial_hex, facility)
+    verified, fingerprint = await ports.verifier.check_chain(certificate, today)
+    facts = await ports.cards.card_facts(verified.issuer, serial_text(verified.serial_number), facility_code)
     if facts.revoked:
         raise CertificateRevokedError()
-    checked = state.verifier.checked(verified, fingerprint, today)
-    if query.signature is None:
-        raise ValidationFailedError("auth_method pin needs the card's signature")
-    verify.verify_pin_signature(checked.certificate, nonce, query.signature)
-    if facts.suspended:
-        raise CardSuspendedError()
-    insured_id = facts.insured_id
-    if insured_id is None:
-        raise CardNotRegisteredError()
-    assert facts.insurer_number is not None and facts.symbol_norm is not None and facts.number_norm is not None
-    as_of = query.as_of or today
-    bundle = await cached_bundle_async(
-        state.read_factory,
-        state.cache,
-        state.settings.eligibility_cache_ttl_seconds,
-        facts.insurer_number,
-        facts.symbol_norm,
-        facts.number_norm,
-        state.pg,
+    checked = ports.verifier.checked(verified, fingerprint, today)
+    await authenticator.authenticate(checked, nonce)
+    return CardProof(checked, facts)
+
+
+async def prove_card(
+    ports: CardPorts,
+    *,
+    challenge_id: str,
+    certificate: bytes,
+    authenticator: Authenticator,
+    facility_code: str | None,
+) -> LinkedPerson:
+    """``authenticate_card``, and the person the card is linked to (else ``card_not_registered``),
+    unless the card is suspended (``card_suspended``)."""
+    proof = await authenticate_card(
+        ports,
+        challenge_id=challenge_id,
+        certificate=certificate,
+        authenticator=authenticator,
+        facility_code=facility_code,
     )
-    evaluation = evaluate_insured(bundle, insured_id, as_of)
-    if evaluation.validity == Validity.INVALID:
+    if proof.facts.insured_id is None:
+        raise CardNotRegisteredError()
+    if proof.facts.suspended:
+        raise CardSuspendedError()
+    return LinkedPerson(proof.facts.insured_id, proof.checked, proof.facts)
 
-        def newer() -> bool:
-            with state.read_factory() as session:
-                return newer_eligibility_exists(session, evaluation, as_of)
 
-        if await run_in_threadpool(newer):
-            evaluation.validity = Validity.INVALID_NEWER_EXISTS
+# ---------------------------------------------------------------- the card check
+
+
+async def check_card(
+    query: ByCardQuery, authenticator: Authenticator, *, principal: Principal, ports: CardPorts
+) -> dict[str, Any]:
+    """A card check (PIN or face: ``authenticator``), the JSON values of the ``EligibilityResult``:
+    the card proven (``prove_card``), the person's cached bundle (the one the by-number lookups
+    cache, same invalidation) evaluated, the visit and its access-log entry committed before the
+    answer. On the event loop except the anchors' re-read (every few seconds), the rare "newer
+    eligibility" check and the commit of the visit."""
+    facility = principal.require_facility()
+    person = await prove_card(
+        ports,
+        challenge_id=query.challenge_id,
+        certificate=query.certificate,
+        authenticator=authenticator,
+        facility_code=facility,
+    )
+    facts = person.facts
+    assert facts.insurer_number is not None and facts.symbol_norm is not None and facts.number_norm is not None
+    as_of = query.as_of or today_jst()
+    bundle = await cached_bundle(
+        cache=ports.cache,
+        bundles=ports.bundles,
+        ttl=ports.eligibility_ttl,
+        insurer_number=facts.insurer_number,
+        symbol_norm=facts.symbol_norm,
+        number_norm=facts.number_norm,
+    )
+    evaluation = await settle_validity(ports.bundles, evaluate_insured(bundle, person.insured_id, as_of), as_of)
     visit_id = secrets.token_urlsafe(24)
-    await run_in_threadpool(
-        record_visit,
-        state.session_factory,
+    await ports.cards.record_visit(
         {
             "id": visit_id,
             "facility_code": facility,
-            "insured_id": insured_id,
-            "auth_method": "pin",
+            "insured_id": person.insured_id,
+            "auth_method": authenticator.method,
             "card_classification": evaluation.period["card_classification"] if evaluation.period else "01",
             "as_of": as_of,
         },
         {
-            "insured_id": insured_id,
+            "insured_id": person.insured_id,
             "facility_code": facility,
             "role": principal.role or "",
             "what": "eligibility",
@@ -619,41 +438,15 @@ async def by_card_pin(state: AppState, principal: Principal, query: ByCardQuery)
             "consent_id": facts.consent_id,
         },
     )
-    return orjson.dumps(
-        result_dict(
-            evaluation,
-            insurer_name=bundle["insurer_name"],
-            as_of=as_of,
-            query_kind="card",
-            share_limit_certificate=False,  # answered before this visit's consent: see CardFacts
-            visit_id=visit_id,
-            certificate_notice=checked.notice,
-        )
+    return result_dict(
+        evaluation,
+        insurer_name=bundle["insurer_name"],
+        as_of=as_of,
+        query_kind="card",
+        share_limit_certificate=False,  # answered before this visit's consent: see CardFacts
+        visit_id=visit_id,
+        certificate_notice=person.checked.notice,
     )
-
-
-def by_card(
-    session: Session,
-    cache: Cache,
-    verifier: CertificateVerifier,
-    principal: Principal,
-    query: ByCardQuery,
-    challenge_ttl: int,
-) -> EligibilityResult:
-    facility = principal.require_facility()
-    nonce = redeem_challenge(cache, query.challenge_id, facility, challenge_ttl)
-    if query.auth_method == "pin":
-        checked = authenticate_pin(session, verifier, nonce, query.certificate, query.signature)
-    else:
-        checked = authenticate_face(
-            session,
-            verifier,
-            challenge_id=query.challenge_id,
-            facility_code=facility,
-            cert_der=query.certificate,
-            attestation=query.attestation,
-        )
-    return eligibility_by_card(session, cache, principal, checked, auth_method=query.auth_method, as_of=query.as_of)
 
 
 # ---------------------------------------------------------------- first use: linking
@@ -738,22 +531,44 @@ def _live_other_cards(session: Session, insured_id: int, issuer: str, serial_hex
     return sum(1 for (not_after,) in rows if not_after >= now)
 
 
-def register(
-    session: Session,
-    factory: sessionmaker[Session],
-    cache: Cache,
-    verifier: CertificateVerifier,
+async def register(
+    ports: CardPorts,
     principal: Principal,
     *,
     challenge_id: str,
     cert_der: bytes,
     signature: bytes,
     facts: BasicFacts,
-    challenge_ttl: int,
 ) -> Registered:
+    """First use of a card at a facility: the card proven (challenge, chain, revocation, PIN
+    signature: ``authenticate_card``), then linked to the one person its four facts match, all
+    committed (link, audit, access-log entry) before the answer."""
     facility = principal.require_facility()
-    nonce = redeem_challenge(cache, challenge_id, facility, challenge_ttl)
-    checked = authenticate_pin(session, verifier, nonce, cert_der, signature)
+    proof = await authenticate_card(
+        ports,
+        challenge_id=challenge_id,
+        certificate=cert_der,
+        authenticator=PinSignature(signature),
+        facility_code=facility,
+    )
+    if proof.facts.suspended:
+        raise CardSuspendedError()
+
+    def link() -> Registered:
+        with transaction(ports.factory) as session:
+            return _link(session, ports.factory, principal, proof.checked, facts, facility)
+
+    return await to_thread.run_sync(link)
+
+
+def _link(
+    session: Session,
+    factory: sessionmaker[Session],
+    principal: Principal,
+    checked: CheckedCertificate,
+    facts: BasicFacts,
+    facility: str,
+) -> Registered:
     today = today_jst()
     candidates = sorted(
         {

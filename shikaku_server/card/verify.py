@@ -3,13 +3,18 @@
 Rules (``domain.md``, flows 1 and 7):
 
 * the user-authentication certificate must be directly issued by one of the trust anchors (JPKI
-  user-authentication roots): issuer name matches and the RSA signature verifies; it must not be
-  a CA and its key usage must include ``digitalSignature`` → else ``certificate_untrusted``;
+  user-authentication roots): issuer name matches and the anchor's signature verifies; its key is
+  one a card generation carries (RSA-2048 on today's card, ECDSA P-384 on the 2026 card and on
+  smartphones); it must not be a CA and its key usage must include ``digitalSignature`` → else
+  ``certificate_untrusted``;
 * its serial must not be on the revocation list → else ``certificate_revoked``;
 * validity is judged in calendar days in Japan (JST): the certificate is valid through the JST
   date of ``notAfter``; after that the card keeps working until the end of the third month after
   the month of expiry (notice ``"grace_period"``), then ``certificate_expired``; during the
-  3 months before expiry the notice is ``"expires_soon"``. Before ``notBefore``: untrusted.
+  3 months before expiry the notice is ``"expires_soon"``. Before ``notBefore``: untrusted;
+* the PIN signature over the challenge nonce is checked by :func:`verify_pin_signature`, the one
+  function for both generations: the certificate's key type chooses the scheme (``contract.md``,
+  "Card signatures"), never anything the terminal says.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from shikaku_server.errors import (
     CertificateExpiredError,
@@ -104,6 +109,18 @@ def certificate_notice(expires_on: dt.date, today: dt.date) -> CertificateNotice
     return None
 
 
+def _signature_check(public_key: object) -> Callable[[bytes, bytes], None] | None:
+    """How a card key's signatures are checked: the one place where the key type chooses the
+    scheme. ``None`` for a key no card generation carries (other size, curve or algorithm)."""
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size == 2048:
+        rsa_key = public_key
+        return lambda signature, data: rsa_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP384R1):
+        ec_key = public_key
+        return lambda signature, data: ec_key.verify(signature, data, ec.ECDSA(hashes.SHA384()))
+    return None
+
+
 def _issuer_of(cert: x509.Certificate, anchors: Iterable[x509.Certificate]) -> x509.Certificate:
     for anchor in anchors:
         if anchor.subject != cert.issuer:
@@ -143,8 +160,8 @@ def verify_certificate_chain(
     except ValueError as exc:
         raise CertificateUntrustedError("not a DER X.509 certificate") from exc
     anchor = _issuer_of(cert, anchors)
-    if not isinstance(cert.public_key(), rsa.RSAPublicKey):
-        raise CertificateUntrustedError("the card key is not RSA")
+    if _signature_check(cert.public_key()) is None:
+        raise CertificateUntrustedError("the card key is neither RSA-2048 nor ECDSA P-384")
     _check_usage(cert)
     if not jst_date(anchor.not_valid_before_utc) <= today <= jst_date(anchor.not_valid_after_utc):
         raise CertificateUntrustedError("the trusted authority's certificate is not valid today")
@@ -165,12 +182,17 @@ def verify_certificate_chain(
 
 
 def verify_pin_signature(cert: x509.Certificate, nonce: bytes, signature: bytes) -> None:
-    """Check the card's RSA PKCS#1 v1.5 / SHA-256 signature over the challenge nonce."""
-    public_key = cert.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise SignatureInvalidError("the certificate key is not RSA")
+    """Check the card's signature over the challenge nonce, by the certificate's key type.
+
+    RSA-2048: PKCS#1 v1.5 with SHA-256. ECDSA P-384: ECDSA with SHA-384, the signature DER-encoded
+    (``SEQUENCE {r, s}``; OpenSSL accepts only the canonical encoding, so a raw ``r || s`` or a
+    re-encoded variant is refused). Any other key is refused (``signature_invalid``).
+    """
+    check = _signature_check(cert.public_key())
+    if check is None:
+        raise SignatureInvalidError("the certificate key is neither RSA-2048 nor ECDSA P-384")
     try:
-        public_key.verify(signature, nonce, padding.PKCS1v15(), hashes.SHA256())
+        check(signature, nonce)
     except InvalidSignature as exc:
         raise SignatureInvalidError() from exc
 
@@ -193,6 +215,6 @@ def revoked_serials_from_crl(crl_der: bytes, anchors: list[x509.Certificate]) ->
         if anchor.subject != crl.issuer:
             continue
         public_key = anchor.public_key()
-        if isinstance(public_key, rsa.RSAPublicKey) and crl.is_signature_valid(public_key):
+        if isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) and crl.is_signature_valid(public_key):
             return crl.issuer.rfc4514_string(), {entry.serial_number for entry in crl}
     raise CertificateUntrustedError("no trusted authority signed this CRL")

@@ -5,7 +5,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from schemas.card import (
     ByCardQuery,
@@ -18,7 +17,6 @@ from schemas.card import (
 from schemas.eligibility import EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import drift, service
-from shikaku_server.database import transaction
 from shikaku_server.deps import PrincipalDep, SessionDep, get_principal
 from shikaku_server.state import AppState
 
@@ -40,7 +38,7 @@ async def challenge(context: CardContext) -> Response:
     principal, state = context
     facility = principal.require_facility()
     await state.limiter.ahit("challenge", principal)
-    created = await service.acreate_challenge(state.cache, facility, state.settings.challenge_ttl_seconds)
+    created = await service.create_challenge(state.card.challenges, facility, state.card.challenge_ttl)
     # the model's own JSON: the same bytes FastAPI renders through response_model, minus revalidation
     return Response(created.model_dump_json(), media_type="application/json")
 
@@ -52,45 +50,25 @@ async def registration(body: Registration, context: CardContext) -> Registered:
     principal, state = context
     principal.require_facility()
     await state.limiter.ahit("registration", principal)
-
-    def register() -> Registered:
-        with transaction(state.session_factory) as session:
-            return service.register(
-                session,
-                state.session_factory,
-                state.cache,
-                state.verifier,
-                principal,
-                challenge_id=body.challenge_id,
-                cert_der=body.certificate,
-                signature=body.signature,
-                facts=body.basic_facts,
-                challenge_ttl=state.settings.challenge_ttl_seconds,
-            )
-
-    return await run_in_threadpool(register)
+    return await service.register(
+        state.card,
+        principal,
+        challenge_id=body.challenge_id,
+        cert_der=body.certificate,
+        signature=body.signature,
+        facts=body.basic_facts,
+    )
 
 
 @router.post("/v1/eligibility/by-card", response_model=EligibilityResult)
-async def by_card(body: ByCardQuery, context: CardContext) -> Response | EligibilityResult:
+async def by_card(body: ByCardQuery, context: CardContext) -> Response:
     principal, state = context
-    result: Response | EligibilityResult
-    if body.auth_method == "pin":  # the hot path: on the event loop, the body rendered from checked data
-        result = Response(await service.by_card_pin(state, principal, body), media_type="application/json")
-    else:
-
-        def face() -> EligibilityResult:
-            with transaction(state.session_factory) as session:
-                return service.by_card(
-                    session, state.cache, state.verifier, principal, body, state.settings.challenge_ttl_seconds
-                )
-
-        result = await run_in_threadpool(face)
+    authenticator = service.authenticator_for(body, state.card, principal.require_facility())
+    result = await service.check_card(body, authenticator, principal=principal, ports=state.card)
     state.metrics.event(f"card_check_{body.auth_method}")
-    # the validity counters count every check, by number and by card alike
-    validity = orjson.loads(result.body)["validity"] if isinstance(result, Response) else int(result.validity)
-    state.metrics.event(f"eligibility_validity_{validity}")
-    return result
+    state.metrics.event(f"eligibility_validity_{result['validity']}")  # by number and by card alike
+    # the body is rendered from checked data (response_model stays for the OpenAPI schema)
+    return Response(orjson.dumps(result), media_type="application/json")
 
 
 @router.get("/v1/insurer/card-links", response_model=CardLinkReport)

@@ -16,8 +16,9 @@ visit's real day whatever ``as_of`` said. See docs/consent.md.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session
 
 from schemas.card import ConsentRecord, ConsentRequest
@@ -55,22 +56,29 @@ def visit_of(session: Session, visit_id: str, facility_code: str) -> Visit:
     return visit
 
 
-def latest_consent(session: Session, *, insured_id: int, facility_code: str) -> Consent | None:
-    return session.execute(
-        select(Consent)
+def latest_consent_query(insured_id: Any, facility_code: Any, *columns: Any, limit: Any = 1) -> Select[Any]:
+    """The latest consent of a person at a facility: the one SQL builder of ``latest_consent``
+    and of the card check's single statement (``card.store``: correlated, as a LATERAL)."""
+    return (
+        select(*(columns or (Consent,)))
         .where(Consent.insured_id == insured_id, Consent.facility_code == facility_code)
         .order_by(Consent.given_at.desc(), Consent.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+        .limit(limit)
+    )
+
+
+def consent_in_force(revoked_at: dt.datetime | None, expires_at: dt.datetime | None) -> bool:
+    """Whether a consent neither revoked nor expired is in force now (the one rule)."""
+    return revoked_at is None and (expires_at is None or expires_at >= utcnow())
+
+
+def latest_consent(session: Session, *, insured_id: int, facility_code: str) -> Consent | None:
+    return session.execute(latest_consent_query(insured_id, facility_code)).scalar_one_or_none()
 
 
 def live_consent(session: Session, *, insured_id: int, facility_code: str) -> Consent | None:
     consent = latest_consent(session, insured_id=insured_id, facility_code=facility_code)
-    if consent is None or consent.revoked_at is not None:
-        return None
-    if consent.expires_at is not None and consent.expires_at < utcnow():
-        return None
-    return consent
+    return consent if consent is not None and consent_in_force(consent.revoked_at, consent.expires_at) else None
 
 
 def give_consent(session: Session, principal: Principal, body: ConsentRequest) -> ConsentRecord:
@@ -145,6 +153,6 @@ def consent_for(session: Session, visit: Visit, category: str) -> Consent:
     consent = latest_consent(session, insured_id=visit.insured_id, facility_code=visit.facility_code)
     if consent is None or not getattr(consent, category):
         raise ConsentRequiredError(f"the patient has not agreed to share {category} information with this facility")
-    if consent.revoked_at is not None or (consent.expires_at is not None and consent.expires_at < utcnow()):
+    if not consent_in_force(consent.revoked_at, consent.expires_at):
         raise ConsentExpiredError()
     return consent

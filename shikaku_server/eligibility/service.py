@@ -11,15 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from schemas.codes import Validity
 from schemas.eligibility import (
@@ -31,7 +30,6 @@ from shikaku_server.auth.models import Insurer
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
-from shikaku_server.pgasync import AsyncPG, Prepared
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -144,79 +142,8 @@ def insurer_name(session: Session, number: str) -> str | None:
     return name
 
 
-# the same two reads, prepared on the event loop's own PostgreSQL connections (``pgasync``)
-_PG_BUNDLE = Prepared("shikaku_bundle", _BUNDLE_QUERY)
-_PG_INSURER_NAME = Prepared("shikaku_insurer_name", _INSURER_NAME_QUERY)
-
-
-async def load_bundle_async(pg: AsyncPG, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-    """``load_bundle`` without leaving the event loop (PostgreSQL)."""
-    rows = await pg.fetch(
-        _PG_BUNDLE, {"insurer_number": insurer_number, "symbol_norm": symbol_norm, "number_norm": number_norm}
-    )
-    known, name = _known_insurer_name(insurer_number)
-    if not known:
-        found = await pg.fetch(_PG_INSURER_NAME, {"number": insurer_number})
-        name = found[0][0] if found else None
-        _INSURER_NAMES[insurer_number] = (time.monotonic() + 60, name)
-    return bundle_from_rows(rows, name)
-
-
-def load_insured_bundle(session: Session, insured_id: int) -> dict[str, Any]:
-    """The bundle holding exactly one insured person (card path)."""
-    insured = session.get(InsuredRow, insured_id)
-    assert insured is not None
-    bundle = load_bundle(session, insured.insurer_number, insured.symbol_norm, insured.number_norm)
-    bundle["insureds"] = [i for i in bundle["insureds"] if i["id"] == insured_id]
-    return bundle
-
-
 def _cache_key(symbol_norm: str, number_norm: str) -> str:
     return f"{symbol_norm}\x1f{number_norm}"
-
-
-def read_cached(cache: Cache, insurer_number: str, key: str) -> tuple[int | None, dict[str, Any] | None]:
-    """(version, bundle) from the cache; (None, None) when the cache is down (use the database)."""
-    try:
-        version, raw = cache.get_versioned(cache_namespace(insurer_number), key)
-    except CacheError:
-        log.warning("cache read failed; answering from the database", exc_info=True)
-        return None, None
-    return version, (orjson.loads(raw) if raw is not None else None)
-
-
-def fill_bundle(
-    session: Session,
-    cache: Cache,
-    ttl: int,
-    insurer_number: str,
-    symbol_norm: str,
-    number_norm: str,
-    version: int | None,
-) -> dict[str, Any]:
-    """A cache miss: load from the database and store under the version read before loading."""
-    bundle = load_bundle(session, insurer_number, symbol_norm, number_norm)
-    if version is not None:
-        try:
-            cache.set_versioned(
-                cache_namespace(insurer_number),
-                version,
-                _cache_key(symbol_norm, number_norm),
-                orjson.dumps(bundle),
-                ttl,
-            )
-        except CacheError:
-            log.warning("cache write failed", exc_info=True)
-    return bundle
-
-
-def cached_bundle(
-    session: Session, cache: Cache, ttl: int, insurer_number: str, symbol_norm: str, number_norm: str
-) -> dict[str, Any]:
-    version, bundle = read_cached(cache, insurer_number, _cache_key(symbol_norm, number_norm))
-    if bundle is None:
-        bundle = fill_bundle(session, cache, ttl, insurer_number, symbol_norm, number_norm, version)
-    return bundle
 
 
 @dataclass(slots=True)
@@ -416,22 +343,6 @@ def result_dict(
     return out
 
 
-def _answer(
-    query: ByNumberQuery, bundle: dict[str, Any], as_of: dt.date, newer: Callable[[Evaluation], bool]
-) -> tuple[EligibilityResult, int | None]:
-    evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
-    if evaluation.validity == Validity.INVALID and newer(evaluation):
-        evaluation.validity = Validity.INVALID_NEWER_EXISTS
-    result = build_result(
-        evaluation,
-        insurer_name=bundle["insurer_name"],
-        as_of=as_of,
-        query_kind="number",
-        share_limit_certificate=query.include_limit_certificate,
-    )
-    return result, evaluation.insured_id
-
-
 def _mismatched(bundle: dict[str, Any], query: ByNumberQuery, validity: int) -> list[int]:
     """For a query that matched nobody: the persons of its number whose birth date it missed."""
     if validity != Validity.NONE:
@@ -439,93 +350,86 @@ def _mismatched(bundle: dict[str, Any], query: ByNumberQuery, validity: int) -> 
     return birth_date_mismatches(bundle, branch=query.branch, birth_date=query.birth_date)
 
 
-def query_by_number(
-    session: Session, cache: Cache, ttl: int, query: ByNumberQuery
-) -> tuple[EligibilityResult, int | None, list[int]]:
-    """The eligibility result for a by-number query, the insured id it disclosed (if any) and,
-    when it matched nobody, the persons of that number whose birth date it did not carry."""
-    as_of = query.as_of or today_jst()
-    bundle = cached_bundle(
-        session, cache, ttl, query.insurer_number, normalize_key_text(query.symbol), normalize_key_text(query.number)
-    )
-    result, insured_id = _answer(query, bundle, as_of, lambda e: newer_eligibility_exists(session, e, as_of))
-    return result, insured_id, _mismatched(bundle, query, result.validity)
+class BundleReader(Protocol):
+    """Where bundles come from on a cache miss, and the rare "newer eligibility" check: built
+    once per process (``reader.make_bundle_reader``: PostgreSQL on the event loop, or any
+    SQLAlchemy database in a worker thread)."""
+
+    async def bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
+        """``load_bundle``."""
+        ...
+
+    async def newer_eligibility_exists(self, evaluation: Evaluation, as_of: dt.date) -> bool:
+        """``newer_eligibility_exists``."""
+        ...
 
 
-async def cached_bundle_async(
-    factory: sessionmaker[Session],
-    cache: Cache,
-    ttl: int,
-    insurer_number: str,
-    symbol_norm: str,
-    number_norm: str,
-    pg: AsyncPG | None = None,
+async def cached_bundle(
+    *, cache: Cache, bundles: BundleReader, ttl: int, insurer_number: str, symbol_norm: str, number_norm: str
 ) -> dict[str, Any]:
-    """``cached_bundle`` from the event loop (the by-number and by-card hot paths).
-
-    A cache hit costs one cache round trip on the event loop; a miss reads the database on the
-    event loop too when ``pg`` is given (PostgreSQL), else in the thread pool (SQLite)."""
+    """The bundle of one card number: from the cache (one round trip), else from ``bundles``,
+    then stored under the version read *before* loading (race-free). The cache fails open."""
     namespace, key = cache_namespace(insurer_number), _cache_key(symbol_norm, number_norm)
     try:
-        version, raw = await cache.aget_versioned(namespace, key)
+        version: int | None
+        version, raw = await cache.get_versioned(namespace, key)
     except CacheError:
         log.warning("cache read failed; answering from the database", exc_info=True)
         version, raw = None, None
-    bundle: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
-    if bundle is None and pg is not None:
-        bundle = await load_bundle_async(pg, insurer_number, symbol_norm, number_norm)
-        if version is not None:  # stored under the version read *before* loading: race-free
-            try:
-                await cache.aset_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
-            except CacheError:
-                log.warning("cache write failed", exc_info=True)
-    elif bundle is None:
-
-        def fill() -> dict[str, Any]:
-            with factory() as session:
-                return fill_bundle(session, cache, ttl, insurer_number, symbol_norm, number_norm, version)
-
-        bundle = await run_in_threadpool(fill)
+    if raw is not None:
+        cached: dict[str, Any] = orjson.loads(raw)
+        return cached
+    bundle = await bundles.bundle(insurer_number, symbol_norm, number_norm)
+    if version is not None:
+        try:
+            await cache.set_versioned(namespace, version, key, orjson.dumps(bundle), ttl)
+        except CacheError:
+            log.warning("cache write failed", exc_info=True)
     return bundle
+
+
+async def settle_validity(bundles: BundleReader, evaluation: Evaluation, as_of: dt.date) -> Evaluation:
+    """An invalid (lost) record whose person has moved to newer eligibility becomes validity 3."""
+    if evaluation.validity == Validity.INVALID and await bundles.newer_eligibility_exists(evaluation, as_of):
+        evaluation.validity = Validity.INVALID_NEWER_EXISTS
+    return evaluation
 
 
 @dataclass(frozen=True, slots=True)
 class NumberAnswer:
-    body: bytes  # the JSON of ``EligibilityResult``
+    result: dict[str, Any]  # the JSON values of ``EligibilityResult`` (``result_dict``)
     validity: int
     insured_id: int | None  # the person disclosed, if any
     mismatched: list[int]  # validity 4 only: the persons of the number whose birth date was not it
 
+    @property
+    def body(self) -> bytes:
+        return orjson.dumps(self.result)
 
-async def answer_by_number(
-    factory: sessionmaker[Session], cache: Cache, ttl: int, query: ByNumberQuery, pg: AsyncPG | None = None
-) -> NumberAnswer:
-    """The HTTP hot path: the answer, whom it disclosed, and whom a wrong birth date was tried on.
 
-    A cache hit costs one cache round trip on the event loop; a miss reads the database on the
-    event loop too when ``pg`` is given (PostgreSQL), else in the thread pool (SQLite). Only the
-    rare "newer eligibility" check of an invalid record goes to a thread either way. The body
-    is the JSON of ``EligibilityResult``."""
+async def answer_by_number(query: ByNumberQuery, *, cache: Cache, bundles: BundleReader, ttl: int) -> NumberAnswer:
+    """The by-number answer, whom it disclosed, and whom a wrong birth date was tried on: the
+    one path of the route, its fast path (``fastpath``) and batches (``batch.service``).
+
+    A cache hit costs one cache round trip on the event loop; a miss reads through ``bundles``
+    (on the event loop on PostgreSQL)."""
     as_of = query.as_of or today_jst()
-    symbol_norm, number_norm = normalize_key_text(query.symbol), normalize_key_text(query.number)
-    bundle = await cached_bundle_async(factory, cache, ttl, query.insurer_number, symbol_norm, number_norm, pg)
+    bundle = await cached_bundle(
+        cache=cache,
+        bundles=bundles,
+        ttl=ttl,
+        insurer_number=query.insurer_number,
+        symbol_norm=normalize_key_text(query.symbol),
+        number_norm=normalize_key_text(query.number),
+    )
     evaluation = evaluate(bundle, branch=query.branch, birth_date=query.birth_date, as_of=as_of)
-    if evaluation.validity == Validity.INVALID:
-
-        def newer() -> bool:
-            with factory() as session:
-                return newer_eligibility_exists(session, evaluation, as_of)
-
-        if await run_in_threadpool(newer):
-            evaluation.validity = Validity.INVALID_NEWER_EXISTS
-    body = orjson.dumps(
-        result_dict(
-            evaluation,
-            insurer_name=bundle["insurer_name"],
-            as_of=as_of,
-            query_kind="number",
-            share_limit_certificate=query.include_limit_certificate,
-        )
+    await settle_validity(bundles, evaluation, as_of)
+    result = result_dict(
+        evaluation,
+        insurer_name=bundle["insurer_name"],
+        as_of=as_of,
+        query_kind="number",
+        share_limit_certificate=query.include_limit_certificate,
     )
     mismatched = _mismatched(bundle, query, evaluation.validity)
-    return NumberAnswer(body, int(evaluation.validity), evaluation.insured_id, mismatched)
+    return NumberAnswer(result, int(evaluation.validity), evaluation.insured_id, mismatched)

@@ -28,7 +28,7 @@ async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) ->
     failures = await state.limiter.abegin_failures(principal)
     try:
         answer = await service.answer_by_number(
-            state.read_factory, state.cache, state.settings.eligibility_cache_ttl_seconds, query, state.pg
+            query, cache=state.cache, bundles=state.bundles, ttl=state.settings.eligibility_cache_ttl_seconds
         )
     except BaseException:
         hit.discard()

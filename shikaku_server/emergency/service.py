@@ -22,13 +22,12 @@ from schemas.me import EmergencyRequest, MyMedications
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
-from shikaku_server.card.service import aredeem_challenge
+from shikaku_server.card import service as card
 from shikaku_server.clinical.service import DRUG_YEARS, drug_items, years_before
 from shikaku_server.database import transaction
 from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.models import EmergencyRead
-from shikaku_server.errors import CardNotRegisteredError, CardSuspendedError, ForbiddenRoleError, NotFoundError
-from shikaku_server.me.proof import check_card
+from shikaku_server.errors import ForbiddenRoleError, NotFoundError
 
 if TYPE_CHECKING:
     from shikaku_server.state import AppState
@@ -56,13 +55,14 @@ async def read_medications(state: AppState, principal: Principal, body: Emergenc
     if not await run_in_threadpool(_is_emergency_hospital, state, facility):
         raise ForbiddenRoleError("emergency reading is for facilities marked as emergency hospitals")
     await state.limiter.ahit("emergency", principal)
-    await aredeem_challenge(state.cache, body.challenge_id, facility, state.settings.challenge_ttl_seconds)
-    facts, _, _ = await check_card(state, body.certificate, facility)
-    if facts.insured_id is None:
-        raise CardNotRegisteredError()
-    if facts.suspended:
-        raise CardSuspendedError()
-    insured_id = facts.insured_id
+    person = await card.prove_card(  # the card alone: the patient cannot enter a PIN
+        state.card,
+        challenge_id=body.challenge_id,
+        certificate=body.certificate,
+        authenticator=card.CardPresented(),
+        facility_code=facility,
+    )
+    insured_id = person.insured_id
 
     def read() -> MyMedications:
         with transaction(state.session_factory) as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from shikaku_server.errors import DomainError, ValidationFailedError
 from shikaku_server.fhir import codes as c
+from shikaku_server.fhir.lean import lean_request
 
 MODELS: dict[str, type[Resource]] = {
     m.__name__: m
@@ -42,6 +44,14 @@ MODELS: dict[str, type[Resource]] = {
         OperationOutcome,
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """The JSON of a resource that its R4B model has validated, or that is made only of validated
+    pieces and values of their own types (``answers``); sent as it is."""
+
+    body: bytes
 
 
 def render(resource: dict[str, Any]) -> bytes:
@@ -63,13 +73,21 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def _clean(body: dict[str, Any]) -> dict[str, Any]:
+def clean(body: dict[str, Any]) -> dict[str, Any]:
+    """The resource without empty elements (FHIR has none)."""
     out: dict[str, Any] = _drop_none(body)
     return out
 
 
+def instant(at: dt.datetime) -> str:
+    """A FHIR ``instant`` (also a ``dateTime``): to the second, with the zone."""
+    if at.tzinfo is None:
+        raise ValueError("an instant needs its zone")
+    return at.isoformat(timespec="seconds")
+
+
 def now_instant() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return instant(dt.datetime.now(dt.UTC))
 
 
 # ---------------------------------------------------------------- errors
@@ -149,14 +167,23 @@ def _invalid(detail: str, expression: str) -> InvalidResourceError:
 def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
     """A CoverageEligibilityRequest (parsed JSON) → the fields of the contract's by-number query.
 
-    The resource is validated by its R4B model first; then the facade's profile: purpose
-    ``validation``, the contained Patient's birthDate, the contained JP_Coverage's 記号/番号/枝番
-    extensions and the payor Organization's 保険者番号."""
+    The resource is read by a model first — the ordinary shape by ``lean.lean_request`` (a strict
+    subset of the R4B model, a fraction of its cost), anything else by its R4B model, which
+    refuses what is not valid FHIR; then the facade's profile: purpose ``validation``, the
+    contained Patient's birthDate, the contained JP_Coverage's 記号/番号/枝番 extensions and the
+    payor Organization's 保険者番号."""
+    request: Any = lean_request(data)
+    if request is None:
+        request = _r4b_request(data, raw)
+    return _profile(request)
+
+
+def _r4b_request(data: Any, raw: bytes | None) -> CoverageEligibilityRequest:
     if not isinstance(data, dict) or data.get("resourceType") != "CoverageEligibilityRequest":
         raise _invalid("a CoverageEligibilityRequest is expected", "resourceType")
     try:
         # from the bytes when we have them: pydantic's JSON mode is a third cheaper
-        request = (
+        return (
             CoverageEligibilityRequest.model_validate_json(raw)
             if raw is not None
             else CoverageEligibilityRequest.model_validate(data)
@@ -166,6 +193,10 @@ def read_request(data: Any, raw: bytes | None = None) -> dict[str, Any]:
         raise InvalidResourceError(
             "not a valid CoverageEligibilityRequest", outcome, my_number=code != "validation_error"
         ) from None
+
+
+def _profile(request: Any) -> dict[str, Any]:
+    """The facade's profile over a request read by either model (the same attributes)."""
     if "validation" not in (request.purpose or []):
         raise _invalid("purpose must include validation", "CoverageEligibilityRequest.purpose")
     if request.servicedPeriod is not None:
@@ -296,10 +327,26 @@ def _period_extension(start: str | None, end: str | None) -> list[dict[str, Any]
     return [{"url": c.CERTIFICATE_PERIOD_EXTENSION, "valuePeriod": _period(start, end)}]
 
 
+def response_variables(identifier: dict[str, Any] | None, created: str) -> dict[str, Any]:
+    """The elements of a CoverageEligibilityResponse that are not the eligibility answer's: the
+    request's identifier (an R4B ``Identifier``, as read from the request) and the time of the
+    answer (a FHIR ``dateTime`` from ``now_instant``). ``answers`` fills them into a validated
+    answer; ``eligibility_response`` into a new one."""
+    return {
+        "identifier": [identifier] if identifier else None,
+        "created": created,
+        "request": {"identifier": identifier} if identifier else {"display": "CoverageEligibilityRequest"},
+    }
+
+
 def eligibility_response(
-    result: Mapping[str, Any], query: Mapping[str, Any], identifier: dict[str, Any] | None
+    result: Mapping[str, Any],
+    query: Mapping[str, Any],
+    identifier: dict[str, Any] | None,
+    created: str | None = None,
 ) -> dict[str, Any]:
     """The contract's eligibility result (JSON values) as a CoverageEligibilityResponse."""
+    variables = response_variables(identifier, created or now_instant())
     insured = result["insured"]
     validity = int(result["validity"])
     organization: dict[str, Any] = {
@@ -319,13 +366,13 @@ def eligibility_response(
                 "valueCoding": _coding(c.VALIDITY_SYSTEM, str(validity), c.VALIDITY_DISPLAY[validity]),
             }
         ],
-        "identifier": [identifier] if identifier else None,
+        "identifier": variables["identifier"],
         "status": "active",
         "purpose": ["validation"],
         "patient": {"display": "no matching insured person"},
         "servicedDate": result["as_of"],
-        "created": now_instant(),
-        "request": {"identifier": identifier} if identifier else {"display": "CoverageEligibilityRequest"},
+        "created": variables["created"],
+        "request": variables["request"],
         "outcome": "complete",
         "disposition": f"validity {validity}: {c.VALIDITY_DISPLAY[validity]}",
         "insurer": {"reference": "#insurer"},
@@ -458,7 +505,7 @@ def eligibility_response(
                 "item": items,
             }
         ]
-    return _clean(response)
+    return clean(response)
 
 
 # ---------------------------------------------------------------- bundles
@@ -476,7 +523,7 @@ def bundle(
         "link": [{"relation": "self", "url": link}] if link else None,
         "entry": entries or None,
     }
-    return _clean(body)
+    return clean(body)
 
 
 def search_entry(resource: dict[str, Any]) -> dict[str, Any]:
@@ -589,7 +636,7 @@ def consent_resource(row: Mapping[str, Any], *, active: bool) -> dict[str, Any]:
             ],
         },
     }
-    return _clean(body)
+    return clean(body)
 
 
 def _instant(value: str | dt.datetime) -> str:
@@ -637,7 +684,7 @@ def audit_event(entry: Mapping[str, Any]) -> dict[str, Any]:
         "source": {"observer": {"display": "shikaku central server"}},
         "entity": entity,
     }
-    return _clean(body)
+    return clean(body)
 
 
 # ---------------------------------------------------------------- what is supported
@@ -714,4 +761,4 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         ],
     }
-    return _clean(body)
+    return clean(body)

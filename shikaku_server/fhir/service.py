@@ -24,8 +24,8 @@ from shikaku_server.consent.service import live_consent
 from shikaku_server.database import transaction
 from shikaku_server.eligibility.views import lookup
 from shikaku_server.errors import DomainError, NotFoundError, ValidationFailedError
-from shikaku_server.fhir import mapping
-from shikaku_server.fhir.mapping import InvalidResourceError
+from shikaku_server.fhir import answers, mapping
+from shikaku_server.fhir.mapping import InvalidResourceError, Validated
 from shikaku_server.me import service as me
 from shikaku_server.state import AppState
 
@@ -43,10 +43,24 @@ def by_number_query(data: Any, raw: bytes | None = None) -> tuple[ByNumberQuery,
     return query, parsed["identifier"]
 
 
-async def eligibility(state: AppState, principal: Principal, data: Any, raw: bytes | None = None) -> dict[str, Any]:
+async def _ask(
+    state: AppState, principal: Principal, data: Any, raw: bytes | None
+) -> tuple[bytes, ByNumberQuery, dict[str, Any] | None]:
     query, identifier = by_number_query(data, raw)
-    body = await lookup(state, principal, query)  # the JSON route's own lookup, access log and metric
-    return mapping.eligibility_response(orjson.loads(body), {"insurer_number": query.insurer_number}, identifier)
+    answer = await lookup(state, principal, query)  # the JSON route's own lookup, access log and metric
+    return answer, query, identifier
+
+
+async def eligibility_body(state: AppState, principal: Principal, data: Any, raw: bytes | None) -> Validated:
+    """``POST CoverageEligibilityRequest``: the response, validated once per distinct answer (``answers``)."""
+    answer, query, identifier = await _ask(state, principal, data, raw)
+    return answers.eligibility_body(answer, query.insurer_number, identifier)
+
+
+async def eligibility(state: AppState, principal: Principal, data: Any) -> dict[str, Any]:
+    """A batch entry's response (validated with the whole batch-response Bundle)."""
+    answer, query, identifier = await _ask(state, principal, data, None)
+    return mapping.eligibility_response(orjson.loads(answer), {"insurer_number": query.insurer_number}, identifier)
 
 
 def _entry_error(status: int, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import CacheError
@@ -22,7 +23,7 @@ from shikaku_server.database import transaction
 from shikaku_server.deps import get_principal
 from shikaku_server.errors import DomainError, UnavailableError, ValidationFailedError
 from shikaku_server.fhir import codes, mapping, service
-from shikaku_server.fhir.mapping import InvalidResourceError
+from shikaku_server.fhir.mapping import InvalidResourceError, Validated
 from shikaku_server.state import AppState
 
 BASE = "/fhir/R4"
@@ -37,8 +38,13 @@ _KNOWN = {
 }
 
 
-def fhir_response(resource: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(mapping.render(resource), status_code=status, media_type=codes.FHIR_JSON, headers=headers)
+def fhir_response(
+    resource: dict[str, Any] | Validated, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A resource validated by its R4B model as it is rendered (``mapping.render``), or already
+    validated (``answers``)."""
+    body = resource.body if isinstance(resource, Validated) else mapping.render(resource)
+    return Response(body, status_code=status, media_type=codes.FHIR_JSON, headers=headers)
 
 
 def error_response(exc: DomainError) -> Response:
@@ -52,12 +58,15 @@ def error_response(exc: DomainError) -> Response:
     return fhir_response(outcome, status, headers or None)
 
 
-async def guarded(work: Callable[[], Awaitable[dict[str, Any]]], status: int = 200) -> Response:
+async def guarded(work: Callable[[], Awaitable[dict[str, Any] | Validated]], status: int = 200) -> Response:
     """The interaction's resource, or its error as an OperationOutcome (never problem+json)."""
     try:
         return fhir_response(await work(), status)
     except DomainError as exc:
         return error_response(exc)
+    except ClientDisconnect:  # nobody to answer: not a server error
+        log.info("the client went away before its request was read")
+        return fhir_response(mapping.operation_outcome("validation_error", 400, "the request was not received"), 400)
     except (SQLAlchemyError, CacheError):
         log.warning("a backing service failed during a FHIR interaction", exc_info=True)
         return error_response(UnavailableError("a backing service is unavailable; try again"))
@@ -109,10 +118,12 @@ async def _ready(value: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/CoverageEligibilityRequest")
 async def coverage_eligibility(request: Request) -> Response:
-    async def work() -> dict[str, Any]:
+    """Also called directly, without FastAPI's routing, by ``fastpath.EligibilityFastPath``."""
+
+    async def work() -> Validated:
         principal = await _principal(request)
         data, raw = await _resource(request)
-        return await service.eligibility(_state(request), principal, data, raw)
+        return await service.eligibility_body(_state(request), principal, data, raw)
 
     return await guarded(work)
 

@@ -22,7 +22,7 @@ from schemas.me import (
     Suspended,
     WithdrawRequest,
 )
-from shikaku_server.card.service import acreate_challenge
+from shikaku_server.card.service import create_challenge
 from shikaku_server.deps import StateDep, get_principal
 from shikaku_server.me import service
 from shikaku_server.me.proof import ME_SCOPE, Proven
@@ -40,7 +40,7 @@ def client_address(request: Request) -> str:
 async def challenge(request: Request, state: StateDep) -> Challenge:
     """A challenge for the calls below; rate-limited per client address."""
     await state.limiter.ahit_client("me_challenge", client_address(request))
-    return await acreate_challenge(state.cache, ME_SCOPE, state.settings.challenge_ttl_seconds)
+    return await create_challenge(state.card.challenges, ME_SCOPE, state.card.challenge_ttl)
 
 
 async def _kiosk(request: Request, state: AppState) -> str | None:

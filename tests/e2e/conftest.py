@@ -12,11 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from clinic_terminal.client import CardClient
 from testbed.card_emulator import MyNumberCardEmulator, assert_no_violations, build_card
 from testbed.pcscd import ensure_pcscd, wait_for_card_state
 from testbed.pki import TestCA
 from testbed.vpcd_bridge import DEFAULT_READER, EmulatedCard, VpcdBridge
+from tests.e2e.card_steps import RecordingTransport
+from tests.factories import eligibility_csv, person
+from tests.integration.test_eligibility_api import upload
 
 MakePcscCard = Callable[..., MyNumberCardEmulator]
 
@@ -69,3 +74,31 @@ def make_pcsc_card(pcsc_ca: TestCA) -> Iterator[MakePcscCard]:
 
     yield factory
     assert_no_violations(*made)
+
+
+# ---------------------------------------------------------------- the terminal's HTTP side
+
+
+@pytest.fixture
+def wire(client: TestClient) -> RecordingTransport:
+    """The app's transport, recording each ``METHOD /path`` the terminal sends."""
+    return RecordingTransport(client._transport)
+
+
+@pytest.fixture
+def server(wire: RecordingTransport, tokens: dict[str, str]) -> Iterator[CardClient]:
+    """The terminal's client, logged in as the clinic's reception."""
+    with CardClient("http://testserver", tokens["reception"], transport=wire) as c:
+        yield c
+
+
+@pytest.fixture
+def insured(client: TestClient, tokens: dict[str, str]) -> None:
+    """山田 太郎 (協会けんぽ-like insurer, 30 % copay) and his wife, so linking must pick one."""
+    body = eligibility_csv(
+        [
+            person(),
+            person(branch="01", name="山田 花子", name_kana="ヤマダ ハナコ", sex="2", birth_date="1982-02-02"),
+        ]
+    )
+    assert upload(client, tokens["insurer"], body)["accepted"] == 2

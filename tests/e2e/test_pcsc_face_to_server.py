@@ -42,7 +42,8 @@ from testbed.faces import card_photo_jp2, natural_frames, static_frames, write_c
 from testbed.pki import TestCA
 from testbed.vpcd_bridge import VpcdBridge
 from tests.conftest import FACILITY_CODE
-from tests.e2e.test_pcsc_to_server import CARD_FACTS, PIN, RecordingTransport, link_card
+from tests.e2e.card_steps import CARD_FACTS, PIN, RecordingTransport
+from tests.e2e.test_pcsc_to_server import link_card
 from tests.factories import eligibility_csv, person
 from tests.integration.test_eligibility_api import upload
 

@@ -13,26 +13,23 @@ So a wrong or blocked PIN never causes a request to the server.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
-from fastapi.testclient import TestClient
 
 from clinic_terminal.card import MyNumberCard, NotMyNumberCardError, PinBlockedError, PinWrongError
 from clinic_terminal.card.pyscard_transport import PyscardTransport
-from clinic_terminal.client import CardClient, ServerError
-from schemas.card import BasicFacts, Registered
+from clinic_terminal.client import CardClient
+from schemas.card import Registered
 from schemas.eligibility import EligibilityResult
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.crl_watch import apply_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import transaction
 from testbed.card_emulator import (
-    BasicFactsRecord,
     CardState,
     ForeignCardEmulator,
     MyNumberCardEmulator,
@@ -41,38 +38,15 @@ from testbed.card_emulator import (
 )
 from testbed.pki import TestCA
 from testbed.vpcd_bridge import VpcdBridge
-from tests.factories import INSURER_A, eligibility_csv, person
-from tests.integration.test_eligibility_api import upload
+from tests.e2e.card_steps import CARD_FACTS, PIN, Connect, RecordingTransport, register, server_code
+from tests.e2e.card_steps import pin_check as check
+from tests.factories import INSURER_A
 
 pytestmark = pytest.mark.pcsc
 
-PIN = "1234"
-#: What the card's 入力補助AP holds: the insurer's record of 山田 太郎 as the card spells it
-#: (full-width space and digits): linking compares after normalisation.
-CARD_FACTS = BasicFactsRecord(
-    name="山田　太郎",
-    address="東京都千代田区霞が関１－２－２",
-    birth_date=dt.date(1980, 4, 1),
-    sex="1",
-)
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 MakeCard = Callable[..., MyNumberCardEmulator]
-
-
-class RecordingTransport(httpx.BaseTransport):
-    """Passes requests to the app and remembers each ``METHOD /path``; leaves the app open."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.requests: list[str] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(f"{request.method} {request.url.path}")
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        """The TestClient owns the inner transport."""
 
 
 @pytest.fixture
@@ -90,69 +64,21 @@ def make_card(test_ca: TestCA) -> Iterator[MakeCard]:
     assert_no_violations(*made)
 
 
-@pytest.fixture
-def wire(client: TestClient) -> RecordingTransport:
-    return RecordingTransport(client._transport)
-
-
-@pytest.fixture
-def server(wire: RecordingTransport, tokens: dict[str, str]) -> Iterator[CardClient]:
-    """The terminal's client, logged in as the clinic's reception."""
-    with CardClient("http://testserver", tokens["reception"], transport=wire) as c:
-        yield c
-
-
-@pytest.fixture
-def insured(client: TestClient, tokens: dict[str, str]) -> None:
-    """山田 太郎 (協会けんぽ-like insurer, 30 % copay) and his wife, so linking must pick one."""
-    body = eligibility_csv(
-        [
-            person(),
-            person(branch="01", name="山田 花子", name_kana="ヤマダ ハナコ", sex="2", birth_date="1982-02-02"),
-        ]
-    )
-    assert upload(client, tokens["insurer"], body)["accepted"] == 2
-
-
 # ---------------------------------------------------------------- the terminal's side
 
 
-def _nonce(challenge_nonce: str) -> bytes:
-    return base64.b64decode(challenge_nonce)
+def _pcsc(reader: str) -> Connect:
+    return lambda: PyscardTransport(reader)
 
 
 def link_card(reader: str, server: CardClient, pin: str = PIN) -> Registered:
-    """初回登録 through PC/SC: certificate, four facts (PIN), auth PIN, signature, register."""
-    with PyscardTransport(reader) as transport:
-        card = MyNumberCard(transport)
-        certificate = card.read_auth_certificate()
-        facts = card.read_basic_facts(pin)
-        card.verify_auth_pin(pin)
-        challenge = server.challenge()
-        signature = card.sign_challenge(_nonce(challenge.nonce))
-    return server.register(
-        challenge.challenge_id,
-        certificate,
-        signature,
-        BasicFacts(name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address),
-    )
+    """初回登録 through PC/SC (``card_steps.register``)."""
+    return register(_pcsc(reader), server, pin)
 
 
 def pin_check(reader: str, server: CardClient, pin: str = PIN) -> EligibilityResult:
-    """A by-card check with the PIN; the PIN is verified on the card before the server is asked."""
-    with PyscardTransport(reader) as transport:
-        card = MyNumberCard(transport)
-        certificate = card.read_auth_certificate()
-        card.verify_auth_pin(pin)
-        challenge = server.challenge()
-        signature = card.sign_challenge(_nonce(challenge.nonce))
-    return server.by_card(challenge.challenge_id, certificate, signature=signature)
-
-
-def server_code(call: Callable[[], object]) -> str:
-    with pytest.raises(ServerError) as info:
-        call()
-    return info.value.code
+    """A by-card check with the PIN through PC/SC (``card_steps.pin_check``)."""
+    return check(_pcsc(reader), server, pin)
 
 
 # ---------------------------------------------------------------- the done-criterion
@@ -176,7 +102,7 @@ def test_first_use_link_then_pin_check_returns_eligibility(
         assert MyNumberCard(transport).read_ca_certificate() == test_ca.der
     assert settings.trust_anchors is not None
     with open(settings.trust_anchors, "rb") as anchors:
-        assert anchors.read() == test_ca.pem
+        assert test_ca.pem in anchors.read()
 
     # An unlinked card is refused, then linked at first use with the four facts.
     assert server_code(lambda: pin_check(reader, server)) == "card_not_registered"
@@ -264,7 +190,8 @@ def test_revoked_certificate(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
 

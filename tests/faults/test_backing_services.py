@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
-from shikaku_server.cache import CacheError, RedisCache, _RedisPyAsync
+from shikaku_server.cache import CacheError, RedisCache, RedisClient, _RedisPyAsync
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
@@ -197,14 +197,15 @@ def test_redis_is_never_waited_for_on_the_event_loop(private_redis: PrivateRedis
     loop: while Redis is frozen another task keeps running (the blocking client used to stop the
     loop for its timeout), and a script Redis does not know yet is loaded (NOSCRIPT)."""
     if client_kind == "unix socket":
-        cache = RedisCache(private_redis.unix_url)
+        client = RedisClient(private_redis.unix_url)
     else:
-        cache = RedisCache(private_redis.url)
-        cache._async = _RedisPyAsync(private_redis.url, 0.5)
+        client = RedisClient(private_redis.url)
+        client.aio = _RedisPyAsync(private_redis.url, 0.5)
+    cache = RedisCache(client)
 
     async def scenario() -> int:
-        await cache.aset_versioned("ns", 0, "k", b"v", 60)
-        assert await cache.aget_versioned("ns", "k") == (0, b"v")  # EVALSHA after a NOSCRIPT
+        await cache.set_versioned("ns", 0, "k", b"v", 60)
+        assert await cache.get_versioned("ns", "k") == (0, b"v")  # EVALSHA after a NOSCRIPT
         ticks = 0
         stop = asyncio.Event()
 
@@ -218,7 +219,7 @@ def test_redis_is_never_waited_for_on_the_event_loop(private_redis: PrivateRedis
         private_redis.freeze()
         try:
             with pytest.raises(CacheError):
-                await cache.aget_versioned("ns", "k")
+                await cache.get_versioned("ns", "k")
         finally:
             private_redis.cont()
             stop.set()
@@ -228,7 +229,7 @@ def test_redis_is_never_waited_for_on_the_event_loop(private_redis: PrivateRedis
     try:
         ticks = asyncio.run(scenario())
     finally:
-        cache.close()
+        client.close()
     assert ticks >= 10  # the loop ran while the cache waited for the frozen Redis
     redis.Redis.from_url(private_redis.url).ping()
 

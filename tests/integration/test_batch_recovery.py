@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import signal
@@ -21,12 +22,18 @@ from shikaku_server.batch.models import Batch
 from shikaku_server.cache import InMemoryCache
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction, utcnow
-from shikaku_server.eligibility.service import query_by_number
+from shikaku_server.eligibility.reader import SQLBundleReader
+from shikaku_server.eligibility.service import answer_by_number
 from tests.conftest import FACILITY_CODE, auth
 from tests.factories import INSURER_A, eligibility_csv, person
 from tests.integration.test_upload_crash import _free_port, _start
 
 QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00", "birth_date": "1980-04-01"}
+
+
+def runner(factory: Any) -> dict[str, Any]:
+    """``run_batch``'s and ``recover``'s ports, through SQLAlchemy (either backend)."""
+    return {"factory": factory, "cache": InMemoryCache(), "bundles": SQLBundleReader(factory), "ttl": 60}
 
 
 def load_people(client: TestClient, token: str, n: int = 1) -> None:
@@ -93,15 +100,15 @@ def test_a_live_runners_batch_is_taken_over_only_once_its_lease_has_passed(
         owner="another-process",
         lease_until=now + dt.timedelta(seconds=10),
     )
-    cache = InMemoryCache()
+    ports = runner(session_factory)
     # its owner is alive (its lease runs): nobody else runs it, not a GET either
-    assert service.recover(session_factory, cache, 60, lease=lease, now=lambda: now) == []
-    assert not service.run_batch(session_factory, cache, 60, batch_id, lease=lease, now=lambda: now)
+    assert asyncio.run(service.recover(**ports, lease=lease, now=lambda: now)) == []
+    assert not asyncio.run(service.run_batch(batch_id, **ports, lease=lease, now=lambda: now))
     r = client.get(f"/v1/eligibility/batches/{batch_id}", headers=auth(tokens["reception"]))
     assert r.json()["status"] == "pending" and status(session_factory, batch_id) == "running"
     # its owner stopped renewing: the lease passes and another runner takes it over
     later = now + dt.timedelta(seconds=11)
-    assert service.recover(session_factory, cache, 60, lease=lease, now=lambda: later) == [batch_id]
+    assert asyncio.run(service.recover(**ports, lease=lease, now=lambda: later)) == [batch_id]
     assert status(session_factory, batch_id) == "done"
     assert batch_log_entries(session_factory) == 2
 
@@ -114,16 +121,16 @@ def test_a_runner_that_lost_its_lease_writes_nothing(
     batch_id = left_running(session_factory, reception_token_id(session_factory), [QUERY] * 2, owner="dead")
     calls: list[int] = []
 
-    def slow_query(session: Any, *args: Any) -> Any:
+    async def slow_query(*args: Any, **kwargs: Any) -> Any:
         if not calls:
             # while this runner works, another one takes the batch over (it thought this one dead)
             with transaction(session_factory) as s:
                 s.execute(sa.update(Batch).where(Batch.id == batch_id).values(owner="usurper"))
         calls.append(1)
-        return query_by_number(session, *args)
+        return await answer_by_number(*args, **kwargs)
 
-    monkeypatch.setattr(service, "query_by_number", slow_query)
-    assert not service.run_batch(session_factory, InMemoryCache(), 60, batch_id)
+    monkeypatch.setattr(service, "answer_by_number", slow_query)
+    assert not asyncio.run(service.run_batch(batch_id, **runner(session_factory)))
     assert status(session_factory, batch_id) == "running"  # the usurper's, untouched
     assert batch_log_entries(session_factory) == 0  # the loser's log entries rolled back
 

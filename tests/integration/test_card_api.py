@@ -7,15 +7,15 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
+from shikaku_server.card.crl_watch import apply_crl
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
-from testbed.pki import IssuedCertificate, TestCA, rsa_key
+from testbed.pki import CardPrivateKey, IssuedCertificate, TestCA, card_signature, rsa_key
 from tests.conftest import auth
 from tests.factories import eligibility_csv, person
 from tests.integration.test_eligibility_api import upload
@@ -27,8 +27,9 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def sign(key: rsa.RSAPrivateKey, nonce_b64: str) -> str:
-    return b64(key.sign(base64.b64decode(nonce_b64), padding.PKCS1v15(), hashes.SHA256()))
+def sign(key: CardPrivateKey, nonce_b64: str) -> str:
+    """The card's signature over the challenge nonce, as either generation makes it."""
+    return b64(card_signature(key, base64.b64decode(nonce_b64)))
 
 
 def challenge(client: TestClient, token: str) -> dict[str, Any]:
@@ -194,7 +195,8 @@ def test_revoked_certificate_after_crl_import(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
     assert problem_code(by_card(client, tokens["reception"], card)) == "certificate_revoked"

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shikaku_server.access_log.models import AccessLogEntry
+from shikaku_server.card.crl_watch import apply_crl
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.card.service import import_crl
+from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from testbed.pki import IssuedCertificate, TestCA
@@ -73,7 +74,8 @@ def revoke(
     get_settings.cache_clear()
     try:
         with transaction(session_factory) as s:
-            assert import_crl(s, test_ca.crl_der()) >= 1
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
     finally:
         get_settings.cache_clear()
 

@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.coverageeligibilityresponse import CoverageEligibilityResponse
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from starlette.types import Message, Scope
 
 from shikaku_server import errors
 from shikaku_server.access_log.models import AccessLogEntry
@@ -247,6 +248,93 @@ def test_one_access_log_entry_per_read_whichever_door(
     assert (entry.what, entry.query_kind, entry.role) == ("eligibility", "number", "reception")
 
 
+# ---------------------------------------------------------------- the two request readers, the fast path
+
+
+@pytest.mark.parametrize(
+    "unusual",
+    [
+        {"meta": {"profile": ["http://jpfhir.jp/fhir/core/StructureDefinition/JP_CoverageEligibilityRequest"]}},
+        {"text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">資格確認</div>'}},
+        {"_created": {"extension": [{"url": "urn:example:source", "valueString": "EHR"}]}},
+        {"created": "2025-01-01", "identifier": [{"use": "official", "system": "urn:example:req", "value": "r-9"}]},
+    ],
+    ids=["meta", "text", "primitive-extension", "date-created-identifier-use"],
+)
+def test_unusual_requests_are_read_by_r4b_with_the_same_answer(
+    client: TestClient, tokens: dict[str, str], unusual: dict[str, Any]
+) -> None:
+    """A request outside the lean reader's shape is read by the R4B model: the same answer."""
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    ordinary = post_eligibility(client, tokens["reception"], eligibility_request(as_of="2025-01-01"))
+    r = post_eligibility(client, tokens["reception"], {**eligibility_request(as_of="2025-01-01"), **unusual})
+    assert r.status_code == 200 and isinstance(parse(r), CoverageEligibilityResponse)
+    from_json = json_answer(client, tokens["reception"], as_of="2025-01-01")
+    assert result_of(r.json()) == result_of(ordinary.json()) == from_json
+    expected = unusual.get("identifier", [{"system": "urn:example:clinic-request", "value": "req-1"}])
+    assert r.json()["identifier"] == expected and r.json()["request"] == {"identifier": expected[0]}
+
+
+def test_repeated_answers_differ_only_in_created_and_identifier(client: TestClient, tokens: dict[str, str]) -> None:
+    """The second response of an answer comes from its validated template: the same but for the slots."""
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    first = post_eligibility(client, tokens["reception"], eligibility_request(as_of="2025-01-01")).json()
+    without = _without(eligibility_request(as_of="2025-01-01"), "identifier")
+    second = post_eligibility(client, tokens["reception"], without)
+    assert isinstance(parse(second), CoverageEligibilityResponse)
+    body = second.json()
+    assert "identifier" not in body and body["request"] == {"display": "CoverageEligibilityRequest"}
+    slots = ("identifier", "created", "request")
+    assert {k: v for k, v in body.items() if k not in slots} == {k: v for k, v in first.items() if k not in slots}
+    assert list(body) == [k for k in first if k != "identifier"]  # the elements in the model's order
+
+
+def test_fhir_lookups_are_logged_and_counted_under_their_route(
+    client: TestClient, tokens: dict[str, str], session_factory: Any
+) -> None:
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    before = log_count(client, session_factory)
+    for _ in range(3):
+        assert post_eligibility(client, tokens["reception"], eligibility_request(as_of="2025-01-01")).status_code == 200
+    assert log_count(client, session_factory) - before == 3
+    metrics = client.get("/metrics").text
+    assert 'route="/fhir/R4/CoverageEligibilityRequest",status="200"} 3' in metrics
+
+
+def test_a_client_that_goes_away_is_not_a_server_error(
+    client: TestClient, tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    async def call() -> None:
+        await client.app(scope, receive, send)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"{BASE}/CoverageEligibilityRequest",
+        "raw_path": f"{BASE}/CoverageEligibilityRequest".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {tokens['reception']}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    assert client.portal is not None
+    client.portal.call(call)
+    assert messages[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
 # ---------------------------------------------------------------- the other ways to name the insurer
 
 
@@ -388,6 +476,16 @@ def test_invalid_request_is_422_naming_the_element(
     issue = r.json()["issue"][0]
     assert where in issue["diagnostics"]
     assert "1980-02-30" not in r.text and "01130013" not in r.text  # nothing echoed
+
+
+def test_a_body_over_the_limit_without_length_is_413_not_500(client: TestClient, tokens: dict[str, str]) -> None:
+    big = b'{"resourceType": "' + b"1" * (5 * 1024 * 1024) + b'"}'
+    r = client.post(
+        f"{BASE}/CoverageEligibilityRequest",
+        content=iter([big[:1000], big[1000:]]),  # chunked: no Content-Length to refuse it up front
+        headers={**auth(tokens["reception"]), "Content-Type": c.FHIR_JSON},
+    )
+    assert r.status_code == 413 and outcome_code(r) == "payload_too_large"
 
 
 def test_my_number_is_refused(client: TestClient, tokens: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shikaku_server.app import create_app
-from shikaku_server.cache import CacheError, RedisCache
+from shikaku_server.cache import CacheError, RedisCounters
 from shikaku_server.config import Settings
 from testbed.pki import IssuedCertificate, TestCA
 from tests.conftest import auth
@@ -226,9 +226,9 @@ def test_a_redis_outage_in_the_limiter_keeps_limiting_in_process(
         async def adown(*_: Any, **__: Any) -> Any:
             raise CacheError("Redis is down")
 
-        monkeypatch.setattr(RedisCache, "incr_windows", down)
-        monkeypatch.setattr(RedisCache, "aincr_windows", adown)
-        monkeypatch.setattr(RedisCache, "incr_windows_nowait", down)
+        monkeypatch.setattr(RedisCounters, "incr_windows", down)
+        monkeypatch.setattr(RedisCounters, "aincr_windows", adown)
+        monkeypatch.setattr(RedisCounters, "incr_windows_nowait", down)
         codes = [lookup(client, tokens["reception"], "1980-04-01").status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         assert events(client)["rate_limit_store_unavailable"] >= 4
@@ -244,7 +244,7 @@ def test_the_counters_share_the_lookups_round_trip_to_redis(
     upload(client, tokens["insurer"], eligibility_csv([person()]))
     for _ in range(2):  # resolve the token, fill the cache
         assert lookup(client, tokens["reception"], "1980-04-01").status_code == 200
-    pipe = client.app.state.shikaku.cache._async._pipe  # type: ignore[attr-defined]
+    pipe = client.app.state.shikaku.stores.client.aio._pipe  # type: ignore[attr-defined]
     writes: list[bytes] = []
     real_write = pipe.transport.write
 

@@ -24,6 +24,8 @@ FIRST_PARTY = {"shikaku_server", "hokensha_loader", "clinic_terminal", "schemas"
 # distribution maps to that listed distribution)
 PROVIDED_BY = {
     "alembic": "alembic",
+    "anyio": "anyio",
+    "cachetools": "cachetools",
     "click": "click",
     "cryptography": "cryptography",
     "cv2": "opencv-python-headless",
@@ -32,6 +34,7 @@ PROVIDED_BY = {
     "fastapi": "fastapi",
     "faker": "faker",
     "fhir": "fhir.resources",
+    "hiredis": "hiredis",
     "httpx": "httpx",
     "inotify_simple": "inotify-simple",
     "jaconv": "jaconv",

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.client import ServerError
@@ -33,6 +31,7 @@ from schemas.eligibility import (
     Insured,
     LimitCertificate,
 )
+from shikaku_server.card.verify import verify_pin_signature
 from testbed.card_emulator import (
     BasicFactsRecord,
     MyNumberCardEmulator,
@@ -94,9 +93,8 @@ class InMemoryServer:
         nonce = self.challenges.pop(challenge_id, None)
         if nonce is None:
             raise ServerError("challenge_reused", "used or unknown", 409)
-        key = x509.load_der_x509_certificate(certificate).public_key()
-        assert isinstance(key, rsa.RSAPublicKey)
-        key.verify(signature, nonce, padding.PKCS1v15(), hashes.SHA256())
+        # the server's own check: the scheme follows the certificate's key (RSA or ECDSA P-384)
+        verify_pin_signature(x509.load_der_x509_certificate(certificate), nonce, signature)
 
     def register(self, challenge_id: str, certificate: bytes, signature: bytes, facts: BasicFacts) -> Registered:
         self._check_up()

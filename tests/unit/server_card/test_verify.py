@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from shikaku_server.card.verify import (
     certificate_fingerprint,
@@ -192,7 +195,9 @@ def test_load_trust_anchors(ca: TestCA) -> None:
 
 
 def _sign(issued: IssuedCertificate, nonce: bytes) -> bytes:
-    return issued.private_key.sign(nonce, padding.PKCS1v15(), hashes.SHA256())
+    key = issued.private_key
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key.sign(nonce, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_pin_signature_ok(issued: IssuedCertificate) -> None:
@@ -216,19 +221,143 @@ def test_bad_signature(issued: IssuedCertificate, ca: TestCA) -> None:
         verify_pin_signature(other.certificate, nonce, signature)  # signed by another card
 
 
-def test_signature_needs_an_rsa_certificate(issued: IssuedCertificate) -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec
+# ---------------------------------------------------------------- the 2026 generation: ECDSA P-384
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
+
+@pytest.fixture(scope="module")
+def ec_ca() -> TestCA:
+    return TestCA.create_ecdsa()
+
+
+@pytest.fixture(scope="module")
+def ec_issued(ec_ca: TestCA) -> IssuedCertificate:
+    return ec_ca.issue_auth_certificate(not_before=dt.date(2026, 1, 1), not_after=dt.date(2036, 1, 1))
+
+
+def _ec_sign(issued: IssuedCertificate, nonce: bytes) -> bytes:
+    return _ec_key(issued).sign(nonce, ec.ECDSA(hashes.SHA384()))
+
+
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *, issuer: TestCA | None = None
+) -> x509.Certificate:
+    """A card-shaped certificate for ``key``, issued by ``issuer`` (else self-signed)."""
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "JPKI-AUTH-TEST")])
+    signer = issuer.root.private_key if issuer is not None else key
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(issued.certificate.subject)
-        .issuer_name(issued.certificate.subject)
+        .subject_name(name)
+        .issuer_name(issuer.certificate.subject if issuer is not None else name)
         .public_key(key.public_key())
         .serial_number(7)
         .not_valid_before(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
-        .not_valid_after(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
-        .sign(key, hashes.SHA256())
+        .not_valid_after(dt.datetime(2035, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
     )
-    with pytest.raises(SignatureInvalidError, match="not RSA"):
-        verify_pin_signature(cert, b"n", b"s")
+    return builder.sign(signer, hashes.SHA384() if isinstance(signer, ec.EllipticCurvePrivateKey) else hashes.SHA256())
+
+
+def test_ecdsa_chain_is_trusted(ec_ca: TestCA, ec_issued: IssuedCertificate, ca: TestCA) -> None:
+    root = ec_ca.certificate
+    assert isinstance(root.public_key(), ec.EllipticCurvePublicKey)
+    assert root.signature_hash_algorithm is not None and root.signature_hash_algorithm.name == "sha384"
+    key = ec_issued.certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
+    verified = verify_certificate_chain(ec_issued.der, [ca.certificate, root], set(), dt.date(2026, 6, 1))
+    assert verified.issuer == root.subject.rfc4514_string()
+    assert verified.serial_number == ec_issued.serial_number
+    with pytest.raises(CertificateUntrustedError):  # the RSA root does not vouch for the ECDSA card
+        verify_certificate_chain(ec_issued.der, [ca.certificate], set(), dt.date(2026, 6, 1))
+
+
+def test_ecdsa_pin_signature_ok(ec_issued: IssuedCertificate) -> None:
+    nonce = bytes(range(32))
+    signature = _ec_sign(ec_issued, nonce)
+    assert signature[0] == 0x30  # DER SEQUENCE {r, s}
+    verify_pin_signature(ec_issued.certificate, nonce, signature)
+
+
+def test_ecdsa_bad_signatures(ec_issued: IssuedCertificate, ec_ca: TestCA) -> None:
+    nonce = bytes(range(32))
+    signature = _ec_sign(ec_issued, nonce)
+    r, s = decode_dss_signature(signature)
+    refused = {
+        "another nonce": (nonce[::-1], signature),
+        "tampered s": (nonce, encode_dss_signature(r, s ^ 1)),
+        "raw r||s, not DER": (nonce, r.to_bytes(48, "big") + s.to_bytes(48, "big")),
+        "DER with trailing bytes": (nonce, signature + b"\x00"),
+        "empty": (nonce, b""),
+        "SHA-256 instead of SHA-384": (nonce, _ec_key(ec_issued).sign(nonce, ec.ECDSA(hashes.SHA256()))),
+        "signed over the SHA-384 digest once more": (
+            nonce,
+            _ec_key(ec_issued).sign(hashlib.sha384(nonce).digest(), ec.ECDSA(hashes.SHA384())),
+        ),
+    }
+    for what, (data, candidate) in refused.items():
+        with pytest.raises(SignatureInvalidError) as info:
+            verify_pin_signature(ec_issued.certificate, data, candidate)
+        assert info.value.code == "signature_invalid", what
+    other = ec_ca.issue_auth_certificate(key_index=ec_issued.serial_number % 16 + 1)
+    with pytest.raises(SignatureInvalidError):
+        verify_pin_signature(other.certificate, nonce, signature)  # signed by another card
+
+
+def _ec_key(issued: IssuedCertificate) -> ec.EllipticCurvePrivateKey:
+    key = issued.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def test_scheme_follows_the_certificate_not_the_signature(
+    issued: IssuedCertificate, ec_issued: IssuedCertificate
+) -> None:
+    nonce = bytes(range(32))
+    rsa_signature = _sign(issued, nonce)
+    ec_signature = _ec_sign(ec_issued, nonce)
+    with pytest.raises(SignatureInvalidError):  # RSA certificate, ECDSA signature
+        verify_pin_signature(issued.certificate, nonce, ec_signature)
+    with pytest.raises(SignatureInvalidError):  # ECDSA certificate, RSA signature
+        verify_pin_signature(ec_issued.certificate, nonce, rsa_signature)
+    # an ECDSA signature by the RSA card's holder is impossible; one by another P-384 key over the
+    # RSA certificate's nonce is refused too
+    stranger = ec.generate_private_key(ec.SECP384R1()).sign(nonce, ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(SignatureInvalidError):
+        verify_pin_signature(issued.certificate, nonce, stranger)
+
+
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        pytest.param(lambda: ec.generate_private_key(ec.SECP256R1()), id="P-256"),
+        pytest.param(lambda: ec.generate_private_key(ec.SECP521R1()), id="P-521"),
+        pytest.param(lambda: ec.generate_private_key(ec.SECP256K1()), id="secp256k1"),
+        # a key too weak for any card is the point here
+        pytest.param(lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), id="RSA-1024"),  # noqa: S505
+        pytest.param(lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072), id="RSA-3072"),
+    ],
+)
+def test_keys_no_card_carries_are_refused(
+    make_key: Callable[[], ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey], ec_ca: TestCA
+) -> None:
+    key = make_key()
+    nonce = bytes(range(32))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(nonce, ec.ECDSA(hashes.SHA384()))  # a valid signature, wrong curve
+    else:
+        signature = key.sign(nonce, padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(SignatureInvalidError, match="neither RSA-2048 nor ECDSA P-384"):
+        verify_pin_signature(_self_signed(key), nonce, signature)
+    cert = _self_signed(key, issuer=ec_ca)  # issued by a trusted root, still not a card key
+    with pytest.raises(CertificateUntrustedError, match="neither RSA-2048 nor ECDSA P-384"):
+        verify_certificate_chain(cert.public_bytes(Encoding.DER), [ec_ca.certificate], set(), dt.date(2026, 1, 1))
+
+
+def test_ecdsa_crl_is_read(ec_ca: TestCA, ec_issued: IssuedCertificate) -> None:
+    local = TestCA.create_ecdsa(common_name="JPKI Test ECDSA CRL CA")
+    cert = local.issue_auth_certificate()
+    local.revoke(cert.serial_number)
+    issuer, serials = revoked_serials_from_crl(local.crl_der(), [ec_ca.certificate, local.certificate])
+    assert (issuer, serials) == (local.certificate.subject.rfc4514_string(), {cert.serial_number})
+    with pytest.raises(CertificateUntrustedError):
+        revoked_serials_from_crl(local.crl_der(), [ec_ca.certificate])

@@ -1,0 +1,194 @@
+"""What the card check reads and writes in the database, behind ``CardStore``:
+
+- ``SQLCardStore``: any SQLAlchemy database (SQLite, the embedded default), each call in a
+  worker thread;
+- ``PostgresCardStore``: the card's facts in one prepared statement on the event loop
+  (``pgasync``), the visit and its access-log entry in one raw statement and commit.
+
+``make_card_store`` picks one once, in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from anyio import to_thread
+from sqlalchemy import Engine, and_, bindparam, exists, insert, literal_column, select, true
+from sqlalchemy.orm import Session, sessionmaker
+
+from shikaku_server.access_log import service as access_log
+from shikaku_server.auth.models import Terminal
+from shikaku_server.card.models import CardLink, RevokedCertificate
+from shikaku_server.consent.models import Consent, Visit
+from shikaku_server.consent.service import consent_in_force, latest_consent_query, live_consent
+from shikaku_server.database import execute_raw, transaction, utcnow
+from shikaku_server.eligibility.models import Insured as InsuredRow
+from shikaku_server.me.suspension import is_suspended, suspended
+from shikaku_server.pgasync import AsyncPG, Prepared
+
+
+@dataclass(frozen=True, slots=True)
+class CardFacts:
+    """What a card check reads from the database about a certificate: is it revoked, whom is it
+    linked to (and that person's bundle key), and the person's consent in force at this facility
+    (for the access-log entry only). A card check answers before the consent of its own visit is
+    taken, so it never carries the consent-gated parts (限度額, 特定疾病) under an earlier visit's
+    consent: the patient may refuse them at this visit (docs/consent.md)."""
+
+    revoked: bool
+    suspended: bool  # the card is suspended (shikaku_server.me.suspension)
+    insured_id: int | None
+    insurer_number: str | None
+    symbol_norm: str | None
+    number_norm: str | None
+    consent_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalKey:
+    """A registered terminal's attestation key."""
+
+    facility_code: str
+    public_key_pem: str
+    revoked: bool
+
+
+class CardStore(Protocol):
+    async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
+        """The facts of one certificate (``facility_code`` None: no consent is looked up)."""
+        ...
+
+    async def terminal(self, terminal_id: str) -> TerminalKey | None: ...
+
+    async def record_visit(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+        """The visit and its access-log entry, committed together before the answer leaves."""
+        ...
+
+
+class SQLCardStore:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def _facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
+        with self.factory() as session:
+            revoked = session.execute(
+                select(RevokedCertificate.id).where(
+                    RevokedCertificate.issuer == issuer, RevokedCertificate.serial == serial_hex
+                )
+            ).first()
+            row = session.execute(
+                select(CardLink.insured_id, InsuredRow.insurer_number, InsuredRow.symbol_norm, InsuredRow.number_norm)
+                .join(InsuredRow, InsuredRow.id == CardLink.insured_id)
+                .where(CardLink.issuer == issuer, CardLink.serial == serial_hex)
+            ).first()
+            consent = None
+            if row is not None and facility_code is not None:
+                consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
+            card_suspended = is_suspended(session, issuer, serial_hex)
+        return CardFacts(
+            revoked=revoked is not None,
+            suspended=card_suspended,
+            insured_id=row[0] if row is not None else None,
+            insurer_number=row[1] if row is not None else None,
+            symbol_norm=row[2] if row is not None else None,
+            number_norm=row[3] if row is not None else None,
+            consent_id=consent.id if consent is not None else None,
+        )
+
+    async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
+        return await to_thread.run_sync(self._facts, issuer, serial_hex, facility_code)
+
+    def _terminal(self, terminal_id: str) -> TerminalKey | None:
+        with self.factory() as session:
+            terminal = session.get(Terminal, terminal_id)
+            if terminal is None:
+                return None
+            return TerminalKey(terminal.facility_code, terminal.public_key_pem, terminal.revoked_at is not None)
+
+    async def terminal(self, terminal_id: str) -> TerminalKey | None:
+        return await to_thread.run_sync(self._terminal, terminal_id)
+
+    def _record(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+        with transaction(self.factory) as session:
+            session.execute(insert(Visit).values(**visit))
+            access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
+
+    async def record_visit(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+        now = utcnow()
+        await to_thread.run_sync(self._record, {"created_at": now, **visit}, {"at": now, **entry})
+
+
+_LATEST_CONSENT = latest_consent_query(
+    CardLink.insured_id,
+    bindparam("facility"),
+    Consent.id,
+    Consent.revoked_at,
+    Consent.expires_at,
+    limit=bindparam("one"),  # a parameter: a prepared statement has no other LIMIT
+).lateral("latest_consent")
+_FACTS_QUERY = (
+    select(
+        exists().where(
+            RevokedCertificate.issuer == bindparam("issuer"), RevokedCertificate.serial == bindparam("serial")
+        ),
+        suspended(bindparam("issuer"), bindparam("serial")),
+        CardLink.insured_id,
+        InsuredRow.insurer_number,
+        InsuredRow.symbol_norm,
+        InsuredRow.number_norm,
+        *_LATEST_CONSENT.c,
+    )
+    .select_from(select(literal_column("1").label("one")).subquery("one"))
+    .outerjoin(CardLink, and_(CardLink.issuer == bindparam("issuer"), CardLink.serial == bindparam("serial")))
+    .outerjoin(InsuredRow, InsuredRow.id == CardLink.insured_id)
+    .outerjoin(_LATEST_CONSENT, true())
+)
+_PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
+
+_VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
+_ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
+_PG_VISIT_INSERT = (  # the columns in the order of the two tuples above
+    "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
+    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id) "
+    "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, visit_row.id FROM visit_row"
+)
+
+
+class PostgresCardStore(SQLCardStore):
+    """The facts on the event loop in one statement; the visit in one statement and its commit
+    on a pooled DBAPI connection (a fifth of the CPU of a SQLAlchemy session, time during which
+    the thread holds the GIL)."""
+
+    def __init__(self, factory: sessionmaker[Session], pg: AsyncPG) -> None:
+        super().__init__(factory)
+        self.pg = pg
+        self.engine: Engine = factory.kw["bind"]
+
+    async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
+        rows = await self.pg.fetch(
+            _PG_FACTS, {"issuer": issuer, "serial": serial_hex, "facility": facility_code, "one": 1}
+        )
+        revoked, suspended_, insured_id, insurer_number, symbol_norm, number_norm, *consent = rows[0]
+        consent_id, revoked_at, expires_at = consent
+        live = consent_id is not None and consent_in_force(revoked_at, expires_at)
+        return CardFacts(
+            revoked=bool(revoked),
+            suspended=bool(suspended_),
+            insured_id=insured_id,
+            insurer_number=insurer_number,
+            symbol_norm=symbol_norm,
+            number_norm=number_norm,
+            consent_id=consent_id if live else None,
+        )
+
+    def _record(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+        execute_raw(
+            self.engine, _PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS]
+        )
+
+
+def make_card_store(factory: sessionmaker[Session], pg: AsyncPG | None) -> CardStore:
+    """PostgreSQL's store when ``pg`` is given (``pgasync.make_async_pg``), else threads."""
+    return PostgresCardStore(factory, pg) if pg is not None else SQLCardStore(factory)
