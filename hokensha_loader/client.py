@@ -45,6 +45,8 @@ class UploadAnswer(BaseModel):
     duplicate: bool = False
     errors: list[ServerRowError] = []
     errors_truncated: bool = False
+    warnings: list[ServerRowError] = []  # accepted rows with characters outside JIS X 0208
+    warning_count: int = 0
 
 
 class ServerPhase(BaseModel):

@@ -152,6 +152,7 @@ class Summary:
     report_path: Path | None = None  # set when a report was written
     report_lines: int = 0
     sample_errors: list[RowError] = field(default_factory=list)
+    warnings: int = 0  # accepted rows' fields with characters outside JIS X 0208 (in the report too)
     records: int | None = None  # the file's records, when the server's counts miss some of them
 
     @property
@@ -215,6 +216,8 @@ def validate_file(
                         summary.sample_errors.extend(checked.errors[:room])
                 else:
                     summary.accepted += 1
+                    summary.warnings += len(checked.warnings)
+                    report.write_all(checked.warnings)
     except FileFormatError as exc:
         raise _refused(exc) from exc
     finally:
@@ -294,8 +297,10 @@ def upload_file(
         for e in answer.errors
     ]
     summary.sample_errors = errors[:SAMPLE_ERRORS]
+    summary.warnings = answer.warning_count
     with RejectReport(report_path, lang) as report:
         report.write_all(errors)
+        report.write_all(RowError(w.line, w.field, w.code, withhold_my_number(w.message)) for w in answer.warnings)
     if report.written:
         summary.report_path, summary.report_lines = report_path, report.count
     return summary

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from schemas.insurer_files import RowError
+from schemas.insurer_files import OUTSIDE_JIS_X0208, RowError
 
 Lang = Literal["ja", "en"]
 LANGS: tuple[str, ...] = get_args(Lang)
@@ -176,7 +176,7 @@ def _detail(code: str, english: str) -> str:
 
 def row_message(error: RowError, lang: Lang) -> str:
     """The message of one rejected row in ``lang`` (the code and the line stay as they are)."""
-    if lang == "en":
+    if lang == "en" or error.code == OUTSIDE_JIS_X0208:  # that warning's message is Japanese already
         return error.message
     template = _ROW_JA.get(error.code)
     if template is None:
@@ -248,6 +248,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "loaded": ("取り込み", "loaded"),
     "accepted": ("受付 {n:,} 件", "accepted {n:,}"),
     "rejected": ("不備 {n:,} 件", "rejected {n:,}"),
+    "warnings": ("警告 {n:,} 件（JIS X 0208 外の文字）", "warnings {n:,} (characters outside JIS X 0208)"),
     "unchanged": ("変更なし {n:,} 件", "unchanged {n:,}"),
     "duplicate_yes": ("同じファイルの再送: はい（何も変わっていません）", "duplicate: yes (nothing changed)"),
     "duplicate_no": ("同じファイルの再送: いいえ", "duplicate: no"),

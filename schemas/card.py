@@ -140,3 +140,21 @@ class CardLinkEvent(ResponseModel):
 class CardLinkReport(ResponseModel):
     links: list[CardLinkEvent]
     next_after: int
+
+
+class CardLinkDriftItem(ResponseModel):
+    """A linked card whose record's four facts changed since the link (docs/card.md, Drift)."""
+
+    link_id: int  # pass the report's ``next_after`` back as ``after``
+    linked_at: dt.datetime
+    changed_at: dt.datetime | None  # when the upload that wrote the record now shown finished
+    drifted: list[Literal["name", "birth_date", "sex", "address"]]  # which facts differ
+    insurer_number: str
+    symbol: str
+    number: str
+    branch: str
+
+
+class CardLinkDriftReport(ResponseModel):
+    links: list[CardLinkDriftItem]
+    next_after: int

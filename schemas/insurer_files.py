@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.charset import describe, outside_jis_x0208
 from schemas.codes import (
     CARD_CLASSIFICATIONS,
     CARE_KINDS,
@@ -1355,6 +1356,46 @@ class Checked:
     line: int
     record: Record | None
     errors: list[RowError]
+    warnings: list[RowError] = field(default_factory=list)
+
+
+OUTSIDE_JIS_X0208 = "outside_jis_x0208"  # the warning's stable code
+# the text fields of an eligibility record that clinics show and print (charset warnings)
+CHARSET_FIELDS = ("name", "name_kana", "address")
+
+
+def _fits_shift_jis(text: str) -> bool:
+    try:
+        text.encode("shift_jis")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def charset_warnings(record: EligibilityRecord) -> list[RowError]:
+    """One ``outside_jis_x0208`` warning per name/kana/address field holding characters outside
+    JIS X 0208 (schemas/charset.py): the row is accepted and stored as sent, but clinic software
+    that reads Shift_JIS shows such characters as 「●」 (docs/uploads.md)."""
+    joined = f"{record.name or ''}{record.name_kana or ''}{record.address or ''}"
+    if joined.isascii() or _fits_shift_jis(joined):  # the common case: one check in C per row
+        return []
+    warnings = []
+    for name in CHARSET_FIELDS:
+        value = getattr(record, name)
+        if not value:
+            continue
+        outside = outside_jis_x0208(value)
+        if outside:
+            warnings.append(
+                RowError(
+                    record.line,
+                    name,
+                    OUTSIDE_JIS_X0208,
+                    f"{name} に JIS X 0208 外の文字があります: {describe(outside)}"
+                    "(そのまま保存します。Shift_JIS の医療機関システムでは代替文字で表示されます)",
+                )
+            )
+    return warnings
 
 
 def check_rows(reader: FileReader) -> Iterator[Checked]:
@@ -1366,13 +1407,16 @@ def check_rows(reader: FileReader) -> Iterator[Checked]:
     validate = VALIDATORS[reader.kind]
     for raw in reader:
         if raw.record is not None:
-            yield Checked(raw.line, raw.record, [])
+            record = raw.record
+            warned = charset_warnings(record) if isinstance(record, EligibilityRecord) else []
+            yield Checked(raw.line, record, [], warned)
             continue
         if raw.error is not None:
             yield Checked(raw.line, None, [raw.error])
             continue
-        record, errors = validate(raw.line, raw.values)
-        yield Checked(raw.line, record, errors)
+        checked, errors = validate(raw.line, raw.values)
+        warnings = charset_warnings(checked) if isinstance(checked, EligibilityRecord) else []
+        yield Checked(raw.line, checked, errors, warnings)
 
 
 # ---------------------------------------------------------------- the fast path for eligibility rows

@@ -65,6 +65,10 @@ InsurerKind = Literal["kyokai", "kumiai", "kyosai", "kokuho", "koki"]
 IDEOGRAPHIC_SPACE = "\u3000"
 RARE_NAMES = (("𠮷田", "ヨシダ"), ("髙橋", "タカハシ"), ("髙木", "タカギ"), ("𠮷川", "ヨシカワ"))
 # CP932 cannot hold these; Shift_JIS insurers send the common form
+# outside JIS X 0208 too, with ``gaiji_rate`` (off by default): たつさき U+FA11, はしご高, and a
+# private-use 外字 (U+E000, the insurer's own character) in the surname and the address
+GAIJI_NAMES = (("山﨑", "ヤマザキ"), ("髙﨑", "タカサキ"), ("\ue000野", "ハラノ"))
+GAIJI_ADDRESS_MARK = "\ue000"
 _CP932_FALLBACK = str.maketrans({"𠮷": "吉"})
 
 
@@ -256,6 +260,7 @@ class PopulationConfig:
     disease_rate: float = 0.005
     halfwidth_kana_rate: float = 0.02
     rare_name_rate: float = 0.005
+    gaiji_rate: float = 0.0  # households named from GAIJI_NAMES, a 外字 in the address (docs/uploads.md)
     certificate_card_rate: float = 0.01  # card classification 05 (資格証明書)
     insurers: tuple[Insurer, ...] = field(default_factory=default_insurers)
 
@@ -350,6 +355,9 @@ class _Generator:
         symbol, number = self._symbol_number(insurer)
         last = rng.choice(RARE_NAMES) if rng.random() < cfg.rare_name_rate else rng.choice(self.pools.last)
         address, post = rng.choice(self.pools.addresses)
+        if cfg.gaiji_rate and rng.random() < cfg.gaiji_rate:  # no draw when off: other outputs unchanged
+            last = rng.choice(GAIJI_NAMES)
+            address = address + GAIJI_ADDRESS_MARK
         head_birth = self._birth(head_age, head_age)
         if insurer.kind == "koki":
             joined = _birthday(head_birth, 75)

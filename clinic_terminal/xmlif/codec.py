@@ -1,9 +1,10 @@
 """Character encodings of the folder interface.
 
 Requests are read in the encoding their XML declaration names (UTF-8 when there is none).
-"Shift_JIS" is read and written as **CP932** (Windows-31J), which is what Windows clinic software
-means by it (NEC/IBM extensions such as ①, ﾊﾝｶｸ, 髙). A character CP932 cannot hold (e.g. 𠮷,
-CJK extension B, variation selectors) is written as a numeric character reference
+"Shift_JIS" is read as **CP932** (Windows-31J), which is what Windows clinic software means by it
+(NEC/IBM extensions such as ①, ﾊﾝｶｸ, 髙). Results are written with JIS X 0208/0201 bytes only: a
+name or address outside JIS X 0208 gets a marked substitute (render.py), and any other character
+outside it (髙 or 𠮷 in an attribute, ① in a message) is written as a numeric character reference
 (``&#134071;``): every XML reader turns it back into the same character, so nothing is lost or
 replaced by ``?``/``●``. In UTF-8 results every character is written as itself.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 from clinic_terminal.xmlif.model import XmlEncoding
+from schemas.charset import outside_jis_x0208
 
 _DECLARATION = re.compile(rb"^\s*<\?xml\s[^>]*?\?>", re.DOTALL)
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
@@ -66,4 +68,14 @@ def encode_document(body: str, encoding: XmlEncoding) -> bytes:
     declaration = f'<?xml version="1.0" encoding="{DECLARED_NAME[encoding]}" standalone="no"?>\n'
     if encoding == "utf-8":
         return (declaration + body).encode("utf-8")
-    return (declaration + body).encode("cp932", errors="xmlcharrefreplace")
+    return escape_outside_jis_x0208(declaration + body).encode("cp932")
+
+
+def escape_outside_jis_x0208(text: str) -> str:
+    """``text`` with every character outside JIS X 0208/0201 as a numeric character reference:
+    the bytes of a Shift_JIS result are then valid in strict Shift_JIS and in CP932 alike.
+    (Only text and attribute values hold non-ASCII characters, where a reference is valid.)"""
+    outside = outside_jis_x0208(text)
+    if not outside:
+        return text
+    return text.translate({ord(c): f"&#{ord(c)};" for c in outside})

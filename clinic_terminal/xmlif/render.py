@@ -29,6 +29,7 @@ from clinic_terminal.xmlif.model import (
     TerminalResult,
     XmlEncoding,
 )
+from schemas.charset import to_jis_x0208
 from schemas.eligibility import EligibilityResult
 
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
@@ -74,6 +75,29 @@ def _add(parent: etree._Element, tag: str, text: str | None = None) -> etree._El
 def _opt(parent: etree._Element, tag: str, text: str | None) -> None:
     if text is not None and text != "":
         _add(parent, tag, text)
+
+
+# Shift_JIS results: a name or address with characters outside JIS X 0208 is written with their
+# substitutes (schemas/charset.py: 髙→高, 𠮷→吉, otherwise 〓) and marked with two attributes of
+# this namespace: ``gaiji:substituted="1"`` and ``gaiji:original`` (the text as stored; its
+# characters outside JIS X 0208 written as numeric character references) — docs/xml-interface.md
+GAIJI_NS = "urn:shikaku:xmlif:gaiji"
+_SUBSTITUTED = f"{{{GAIJI_NS}}}substituted"
+_ORIGINAL = f"{{{GAIJI_NS}}}original"
+
+
+def _person_text(parent: etree._Element, tag: str, value: str | None, encoding: XmlEncoding) -> None:
+    """A name/address element (none when ``value`` is empty), substituted and marked as above."""
+    if value is None or value == "":
+        return
+    shown, changed = to_jis_x0208(value) if encoding == "shift_jis" else (value, False)
+    if not changed:
+        _add(parent, tag, value)
+        return
+    el = etree.SubElement(parent, tag, nsmap={"gaiji": GAIJI_NS})
+    el.text = shown
+    el.set(_SUBSTITUTED, "1")
+    el.set(_ORIGINAL, value)
 
 
 def _opt_date(parent: etree._Element, tag: str, value: dt.date | None) -> None:
@@ -146,6 +170,7 @@ def _result(
     consents: ConsentChoices | None,
     reference_number: str | None,
     arbitrary_identifier: str | None,
+    encoding: XmlEncoding,
 ) -> None:
     insured = eligibility.insured
     if insured is None:
@@ -158,12 +183,12 @@ def _result(
     _opt(el, "InsuredBranchNumber", insured.branch)
     _add(el, "PersonalFamilyClassification", insured.personal_family)
     if insured.personal_family == "1":
-        _add(el, "InsuredName", insured.name)
-    _add(el, "Name", insured.name)
+        _person_text(el, "InsuredName", insured.name, encoding)
+    _person_text(el, "Name", insured.name, encoding)
     _add(el, "NameKana", to_halfwidth_kana(insured.name_kana))
     _add(el, "Sex1", insured.sex)
     _add(el, "Birthdate", fmt_date(insured.birth_date))
-    _opt(el, "Address", insured.address)
+    _person_text(el, "Address", insured.address, encoding)
     _opt(el, "PostNumber", None if insured.post_number is None else fmt_post_number(insured.post_number))
     _add(el, "QualificationDate", fmt_date(insured.valid_from))
     if insured.reason_of_loss is not None:
@@ -172,7 +197,7 @@ def _result(
     _opt_date(el, "InsuredCardExpirationDate", insured.valid_to)
     _add(el, "InsuredPartialContributionRatio", fmt_ratio(insured.copay_ratio))
     _opt(el, "ReasonOfLoss", insured.reason_of_loss)
-    _opt(el, "InsurerName", insured.insurer_name)
+    _person_text(el, "InsurerName", insured.insurer_name, encoding)
     if eligibility.elderly is not None:
         eld = eligibility.elderly
         info = _add(el, "ElderlyRecipientCertificateInfo")
@@ -239,10 +264,11 @@ def _single(root: etree._Element, result: TerminalResult, encoding: XmlEncoding)
         consents=consents,
         reference_number=result.reference_number,
         arbitrary_identifier=None if result.search_info is None else result.search_info.arbitrary_identifier,
+        encoding=encoding,
     )
 
 
-def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader) -> None:
+def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader, encoding: XmlEncoding) -> None:
     el = _add(parent, "BulkConfirmUnit")
     _search_info(el, unit.search_info)
     eligibility = unit.eligibility
@@ -262,6 +288,7 @@ def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader) -> 
         consents=None,
         reference_number=None,
         arbitrary_identifier=unit.search_info.arbitrary_identifier,
+        encoding=encoding,
     )
     _opt(el, "ReferenceNumber", unit.reference_number)
     _add(el, "LimitApplicationCertificateChanged", "1" if unit.limit_certificate_changed else "0")
@@ -284,7 +311,7 @@ def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
         _header(root, result.header, encoding, reception_number=result.reception_number, counts=counts)
         body = _add(root, "MessageBody")
         for unit in units:
-            _bulk_unit(body, unit, result.header)
+            _bulk_unit(body, unit, result.header, encoding)
     else:
         _header(root, result.header, encoding)
         body = _add(root, "MessageBody")

@@ -48,6 +48,8 @@ def summary_line(s: Summary, lang: Lang = DEFAULT_LANG) -> str:
     if s.mode == "upload":
         parts.append(text("unchanged", lang, n=s.unchanged))
         parts.append(text("duplicate_yes" if s.duplicate else "duplicate_no", lang))
+    if s.warnings:  # after the counts that scripts parse (bench/loader_bench.py)
+        parts.append(text("warnings", lang, n=s.warnings))
     parts.append(text("rate", lang, rate=s.rows_per_s))
     parts.append(text("elapsed", lang, s=s.elapsed_s))
     return sep.join(parts) + " — " + outcome_line(s, lang)

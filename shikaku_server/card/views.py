@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from schemas.card import (
     ByCardQuery,
+    CardLinkDriftReport,
     CardLinkReport,
     Challenge,
     Registered,
@@ -15,7 +16,7 @@ from schemas.card import (
 )
 from schemas.eligibility import EligibilityResult
 from shikaku_server.auth.service import Principal
-from shikaku_server.card import service
+from shikaku_server.card import drift, service
 from shikaku_server.deps import PrincipalDep, SessionDep, get_principal
 from shikaku_server.state import AppState
 
@@ -84,3 +85,16 @@ def card_links(
     first, at most 1,000 per call; page with ``after=<next_after>``."""
     links, next_after = service.card_link_report(session, principal, since=since, after=after)
     return CardLinkReport.model_validate({"links": links, "next_after": next_after})
+
+
+@router.get("/v1/insurer/card-link-drift", response_model=CardLinkDriftReport)
+def card_link_drift(
+    principal: PrincipalDep,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> CardLinkDriftReport:
+    """For insurer tokens: the insurer's linked cards whose record's four facts (name, birth date,
+    sex, address) changed since the link (docs/card.md), oldest link first, at most 1,000 per
+    call; page with ``after=<next_after>`` until ``links`` is empty."""
+    links, next_after = drift.card_link_drift(session, principal, after=after)
+    return CardLinkDriftReport.model_validate({"links": links, "next_after": next_after})

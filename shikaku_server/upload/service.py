@@ -122,6 +122,10 @@ class UploadOutcome:
     encoding: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     errors_truncated: bool = False
+    # accepted rows whose name/kana/address hold characters outside JIS X 0208 (warning_count
+    # counts them all; the list is capped like the errors)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    warning_count: int = 0
     insurers: set[str] = field(default_factory=set)
 
     def answer(self) -> dict[str, Any]:
@@ -133,6 +137,8 @@ class UploadOutcome:
             "duplicate": self.duplicate,
             "errors": self.errors,
             "errors_truncated": self.errors_truncated,
+            "warnings": self.warnings,
+            "warning_count": self.warning_count,
         }
 
 
@@ -232,6 +238,10 @@ def process_upload(
                     unit.rejected += 1
                     unit.errors.append(_not_permitted(checked.line, owner, getattr(record, owner)))
                 else:
+                    for warning in checked.warnings:
+                        outcome.warning_count += 1
+                        if len(outcome.warnings) < error_limit:
+                            outcome.warnings.append(warning.as_dict())
                     unit.records.append(record)
                     if len(unit.records) >= BATCH:
                         submit(unit)

@@ -187,6 +187,7 @@ ROWS: dict[tuple[str, str], Row] = {
         ),
     ),
     ("GET", "/v1/insurer/card-links"): Row(INSURER_ONLY, _get(lambda w: "/v1/insurer/card-links")),
+    ("GET", "/v1/insurer/card-link-drift"): Row(INSURER_ONLY, _get(lambda w: "/v1/insurer/card-link-drift")),
     ("POST", "/v1/consents"): Row(
         OWN_RESOURCE,
         _post(

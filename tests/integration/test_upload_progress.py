@@ -14,7 +14,10 @@ import shikaku_server.upload.service as service
 from tests.conftest import auth
 from tests.factories import INSURER_B, eligibility_csv, person
 
-ANSWER_KEYS = {"upload_id", "accepted", "rejected", "unchanged", "duplicate", "errors", "errors_truncated"}
+ANSWER_KEYS = {
+    "upload_id", "accepted", "rejected", "unchanged", "duplicate", "errors", "errors_truncated",
+    "warnings", "warning_count",  # additive: names outside JIS X 0208 (docs/uploads.md)
+}
 PHASES = ["parsing", "validating", "applying", "committing", "done"]
 
 

@@ -92,7 +92,8 @@ def test_cli_watch_answers_a_dropped_request(tmp_path: Path, central: t.Contract
         assert data.startswith(b'<?xml version="1.0" encoding="Shift_JIS" standalone="no"?>')
         assert validation_errors("OQSsiquc01res", data) == []
         doc = etree.fromstring(data)
-        assert doc.findtext(".//Name") == "𠮷田\u3000花子"
+        assert doc.findtext(".//Name") == "吉田\u3000花子"  # Shift_JIS: 𠮷's substitute, marked
+        assert doc.find(".//Name").get("{urn:shikaku:xmlif:gaiji}original") == "𠮷田\u3000花子"  # type: ignore[union-attr]
         assert doc.findtext(".//ArbitraryFileIdentifier") == "F-0001"
         err = root / "req" / "OQSsiquc01req_20261128_0002.xml.err"
         wait_until(err.exists, timeout=10)

@@ -79,7 +79,9 @@ def test_folder_requests_against_the_real_server(client: TestClient, tokens: dic
         assert doc.findtext(".//SegmentOfResult") == "1"
         assert doc.findtext(".//QualificationValidity") == "1"
         assert doc.findtext(".//ResultOfQualificationConfirmation/InsurerNumber") == f"  {KOKUHO}"
-        assert doc.findtext(".//ResultOfQualificationConfirmation/Name") == "𠮷田\u3000花子"
+        name = doc.find(".//ResultOfQualificationConfirmation/Name")
+        assert name is not None  # Shift_JIS: the substitute, marked, and the original as sent
+        assert (name.text, name.get("{urn:shikaku:xmlif:gaiji}original")) == ("吉田\u3000花子", "𠮷田\u3000花子")
         assert doc.findtext(".//NameKana") == "ﾖｼﾀﾞ ﾊﾅｺ"
         assert b"&#134071;" in single
 

@@ -318,3 +318,18 @@ def test_assistance_rows_per_office_with_not_delegated_recipients(tmp_path: Path
     pop.write_ndjson(path, rows)
     checked, problems = check_file("assistance", path, "ndjson")
     assert problems == [] and checked == len(rows)
+
+
+def test_gaiji_rate_writes_names_and_addresses_outside_jis_x0208_that_upload_warns_about(tmp_path: Path) -> None:
+    today = dt.date(2026, 11, 28)
+    off = pop.generate_population(300, seed=5, today=today)
+    assert not any(p.address and pop.GAIJI_ADDRESS_MARK in p.address for p in off.people)  # off by default
+    on = pop.generate_population(300, seed=5, today=today, config=pop.PopulationConfig(gaiji_rate=0.2))
+    path = tmp_path / "e.csv"
+    pop.write_eligibility_csv(path, on.people)
+    checked = list(check_rows(FileReader("eligibility", [path.read_bytes()])))
+    assert all(c.record is not None for c in checked)  # warnings, never rejects
+    fields = {w.field for c in checked for w in c.warnings}
+    assert fields == {"name", "address"}
+    assert {w.code for c in checked for w in c.warnings} == {"outside_jis_x0208"}
+    assert any("U+FA11" in w.message for c in checked for w in c.warnings)

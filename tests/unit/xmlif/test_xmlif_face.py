@@ -42,7 +42,9 @@ def test_face_file_name_content_and_schema(tmp_path: Path) -> None:
     assert doc.findtext(".//SpecificHealthCheckupsInfoConsFlg") == "0"
     assert doc.findtext(".//DiagnosisInfoAvailableTime") == "20261129093015"
     assert doc.findtext(".//ReferenceNumber") == "24434"
-    assert doc.findtext(".//Name") == "𠮷田\u3000花子"
+    name = doc.find(".//Name")
+    assert name is not None  # Shift_JIS: 𠮷 has its substitute, the original rides along
+    assert (name.text, name.get("{urn:shikaku:xmlif:gaiji}original")) == ("吉田\u3000花子", "𠮷田\u3000花子")
 
 
 def test_face_files_in_the_same_second_never_collide(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
@@ -9,9 +10,10 @@ import pytest
 from lxml import etree
 
 from clinic_terminal.client import ServerError
-from clinic_terminal.xmlif.model import AnyResult, ConsentChoices, XmlEncoding
+from clinic_terminal.xmlif.model import AnyResult, ConsentChoices, TerminalResult, XmlEncoding
 from clinic_terminal.xmlif.parse import parse_request
 from clinic_terminal.xmlif.render import (
+    GAIJI_NS,
     fmt_insurer_number,
     fmt_post_number,
     fmt_ratio,
@@ -103,13 +105,18 @@ def test_declaration_and_character_code_follow_the_encoding(results: dict[str, A
     assert b"<CharacterCodeIdentifier>1</CharacterCodeIdentifier>" in sjis
 
 
-def test_character_outside_shift_jis_becomes_a_reference_and_reads_back(results: dict[str, AnyResult]) -> None:
+def test_character_outside_shift_jis_is_substituted_marked_and_kept(results: dict[str, AnyResult]) -> None:
     sjis = render_xml(results["single_full"], "shift_jis")
-    assert b"&#134071;" in sjis  # 𠮷
+    assert b"&#134071;" in sjis  # 𠮷, in the original kept beside the substitute
     assert "𠮷".encode() not in sjis
-    # any XML reader (here libxml2 with its own Shift_JIS decoder) gets the character back
+    # any XML reader (here libxml2 with its own Shift_JIS decoder) gets the substitute, the mark
+    # and the original back
     doc = etree.fromstring(sjis)
-    assert doc.findtext(".//ResultOfQualificationConfirmation/Name") == "𠮷田\u3000花子"
+    name = doc.find(".//ResultOfQualificationConfirmation/Name")
+    assert name is not None
+    assert name.text == "吉田\u3000花子"
+    assert name.get(f"{{{GAIJI_NS}}}substituted") == "1"
+    assert name.get(f"{{{GAIJI_NS}}}original") == "𠮷田\u3000花子"
     utf8 = render_xml(results["single_full"], "utf-8")
     assert "𠮷田".encode() in utf8
     assert etree.fromstring(utf8).findtext(".//Name") == "𠮷田\u3000花子"
@@ -208,3 +215,33 @@ def test_small_formats() -> None:
     assert fmt_post_number("100-8916") == "100-8916"
     utc = dt.datetime(2026, 11, 28, 0, 30, 15, tzinfo=dt.UTC)
     assert fmt_time(utc) == "20261128093015"  # rendered in Japan time
+
+
+def _with_names(result: AnyResult, name: str, address: str) -> TerminalResult:
+    assert isinstance(result, TerminalResult) and result.eligibility and result.eligibility.insured
+    insured = result.eligibility.insured.model_copy(update={"name": name, "address": address})
+    return dataclasses.replace(result, eligibility=result.eligibility.model_copy(update={"insured": insured}))
+
+
+def test_gaiji_in_names_get_documented_substitutes_never_a_bare_mark(results: dict[str, AnyResult]) -> None:
+    # はしご高 (IBM extension), たつさき U+FA11, 德, a private-use 外字 and 𩸽 (no table entry)
+    result = _with_names(results["single_full"], "髙橋　﨑德\ue000𩸽", "東京都葛\U000e0100飾区\ue000町")
+    sjis = render_xml(result, "shift_jis")
+    assert validation_errors(family_of(result.file_id), sjis) == []
+    # every byte is strict Shift_JIS (JIS X 0201 + JIS X 0208): no CP932 extension, no "?"
+    text = sjis.decode("shift_jis")
+    assert "?" not in text.split("?>", 1)[1] and "●" not in text
+    res = etree.fromstring(sjis).find(".//ResultOfQualificationConfirmation")
+    assert res is not None
+    marked = {el.tag: (el.text, el.get(f"{{{GAIJI_NS}}}substituted"), el.get(f"{{{GAIJI_NS}}}original"))
+              for el in res if el.get(f"{{{GAIJI_NS}}}substituted")}
+    assert marked == {
+        "InsuredName": ("高橋　崎徳〓〓", "1", "髙橋　﨑德\ue000𩸽"),
+        "Name": ("高橋　崎徳〓〓", "1", "髙橋　﨑德\ue000𩸽"),
+        "Address": ("東京都葛飾区〓町", "1", "東京都葛\U000e0100飾区\ue000町"),  # the selector dropped
+    }
+    insurer = res.find("InsurerName")
+    assert insurer is not None and insurer.get(f"{{{GAIJI_NS}}}substituted") is None  # all JIS X 0208
+    # UTF-8 results carry every character as stored, unmarked
+    utf8 = etree.fromstring(render_xml(result, "utf-8")).find(".//ResultOfQualificationConfirmation/Name")
+    assert utf8 is not None and utf8.text == "髙橋　﨑德\ue000𩸽" and len(utf8.attrib) == 0

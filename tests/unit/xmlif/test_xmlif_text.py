@@ -34,9 +34,11 @@ def test_declared_encoding_is_used_and_shift_jis_means_cp932() -> None:
         decode_request(b'<?xml version="1.0" encoding="ISO-2022-JP"?><a/>')
 
 
-def test_out_of_shift_jis_characters_become_references_never_lost() -> None:
-    body = "<a>𠮷野家 葛\U000e0100 髙</a>"
+def test_out_of_jis_x0208_characters_become_references_never_lost() -> None:
+    body = "<a>𠮷野家 葛\U000e0100 髙 ① 〜～</a>"
     sjis = encode_document(body, "shift_jis")
-    assert b"&#134071;" in sjis and b"&#917760;" in sjis
-    assert "髙".encode("cp932") in sjis
+    # outside JIS X 0208 (CP932's extensions too): references, so the bytes are strict Shift_JIS
+    assert b"&#134071;" in sjis and b"&#917760;" in sjis and b"&#39641;" in sjis and b"&#9312;" in sjis
+    assert "髙".encode("cp932") not in sjis
+    assert sjis.decode("shift_jis").endswith("〜〜</a>")  # both mappings of the JIS wave dash are JIS
     assert encode_document(body, "utf-8").decode("utf-8").endswith(body)
