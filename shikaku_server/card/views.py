@@ -91,7 +91,7 @@ def card_links(
 def card_link_drift(
     principal: PrincipalDep,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> CardLinkDriftReport:
     """For insurer tokens: the insurer's linked cards whose record's four facts (name, birth date,
     sex, address) changed since the link (docs/card.md), oldest link first, at most 1,000 per
