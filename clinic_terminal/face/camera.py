@@ -102,6 +102,16 @@ class OpenCVCamera:
     ) -> None:
         self.close()
 
+    def rewind(self) -> bool:
+        """A recording (a video file) starts again from its first frame; a live device or stream
+        goes on. True if it started again."""
+        if self._capture is None or isinstance(self._source, int) or "://" in str(self._source):
+            return False
+        try:
+            return bool(self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
+        except cv2.error:
+            return False
+
     def read(self) -> Frame | None:
         if self._capture is None:
             raise CameraError("camera is not open")
@@ -143,6 +153,11 @@ class InMemoryCamera:
         tb: TracebackType | None,
     ) -> None:
         self._open = False
+
+    def rewind(self) -> bool:
+        """Play the frames again from the first."""
+        self._index = 0
+        return True
 
     def read(self) -> Frame | None:
         if not self._open:

@@ -148,7 +148,17 @@ class PreviewCamera:
     def frame(self) -> bool:
         """Show the camera before the check: until the face has been framed (guidance ``blink``)
         for ``framed_s``, or ``max_s`` at most. Each frame is assessed as it comes (paced by the
-        detection, so a file plays no faster than it is shown) and then dropped. True if framed."""
+        detection, so a file plays no faster than it is shown) and then dropped. True if framed.
+        A recording (a video file, the demo's clip) then starts again, so that the check reads
+        the clip it was made of rather than what framing left of it; a live camera goes on."""
+        try:
+            return self._frame()
+        finally:
+            rewind = getattr(self._camera, "rewind", None)
+            if rewind is not None:
+                rewind()
+
+    def _frame(self) -> bool:
         started = self._clock()
         framed_since: float | None = None
         while (now := self._clock()) - started < self._max_s:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from testbed.card_emulator import MyNumberCardEmulator
+from testbed.card_emulator import PIN_TRIES, MyNumberCardEmulator
 from tests.e2e.browser.conftest import PIN, Stack
 
 pytestmark = pytest.mark.browser
@@ -461,7 +461,17 @@ def test_staff_board_at_a_glance_and_at_phone_width(browser: Browser, stack: Sta
 
 
 def test_blocked_pin_asks_for_staff_and_offers_face(browser: Browser, stack: Stack, screenshots: Path) -> None:
-    """Last on purpose: it blocks the demo card's PIN for the rest of the session."""
+    """Last of this module: it blocks the demo card's PIN, which it gives back at the end (the
+    portal's browser tests may run after it in the same session)."""
+    demo = stack.kiosk.demo_card
+    assert demo is not None and isinstance(demo.card, MyNumberCardEmulator)
+    try:
+        _blocked_pin_screens(browser, stack, screenshots)
+    finally:
+        demo.card.state.auth_pin_tries_left = PIN_TRIES
+
+
+def _blocked_pin_screens(browser: Browser, stack: Stack, screenshots: Path) -> None:
     page = browser.new_page(viewport=LANDSCAPE)
     page.goto(stack.kiosk_url + "/")
     _screen(page, "place_card")

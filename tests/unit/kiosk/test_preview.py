@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from clinic_terminal.face.camera import InMemoryCamera
 from clinic_terminal.kiosk.preview import GUIDANCE_TEXT, LivePreview, PreviewCamera, assess
 
 
@@ -124,3 +125,15 @@ def test_framing_gives_up_after_its_longest_time_and_at_the_end_of_the_stream() 
     assert preview.guidance() == "look"
     with PreviewCamera(Clip([frame()]), LivePreview(find_faces=lambda f: NEAR)) as short:
         assert short.frame() is False
+
+
+def test_a_recording_starts_again_after_framing_so_the_check_reads_all_of_it() -> None:
+    """The demo's clip (a file, or frames in memory) is not used up by framing: on a fast machine
+    framing read the whole clip and the check found no face."""
+    clock = Ticking(0.01)
+    clip = InMemoryCamera([frame(100 + i) for i in range(50)])
+    preview = LivePreview(clock=clock, find_faces=lambda f: NEAR)
+    with PreviewCamera(clip, preview, clock=clock, framed_s=0.2, max_s=6.0) as camera:
+        assert camera.frame() is True
+        first = camera.read()
+    assert first is not None and first.mean() == 100
