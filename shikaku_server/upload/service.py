@@ -705,14 +705,25 @@ class _ClinicalApplier:
         self.session = session
         self.upload_id = upload_id
 
+    # a kind that names these gets the three steps below; medications and checkups write their own
+    _KEY: tuple[str, ...] = ()  # the natural key's fields after the person
+    _FIELDS: tuple[str, ...] = ()  # the stored fields, besides the person and the upload
+
     def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        raise NotImplementedError
+        return (insured_id, *(getattr(record, name) for name in self._KEY))
 
     def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        return {"insured_id": insured_id, "upload_id": self.upload_id, **{n: getattr(record, n) for n in self._FIELDS}}
 
     def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        raise NotImplementedError
+        out: dict[tuple[Any, ...], Any] = {}
+        e: Any  # a row of ``model``: the natural key's fields read as a record's
+        for i in range(0, len(insured_ids), 1000):
+            for e in self.session.execute(
+                select(self.model).where(self.model.insured_id.in_(insured_ids[i : i + 1000]))
+            ).scalars():
+                out[self.natural_key(e.insured_id, e)] = e
+        return out
 
     def prepare(self, records: list[MedicationRecord | CheckupRecord]) -> None:
         return None  # nothing to do ahead
@@ -861,25 +872,7 @@ class _ExpenseApplier(_ClinicalApplier):
 
     model = Expense
     _FIELDS = ("service_month", "facility_code", "facility_name", "care_kind", "days", "total_cost", "patient_paid")
-
-    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        return (insured_id, record.service_month, record.facility_code, record.care_kind)
-
-    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {
-            "insured_id": insured_id,
-            "upload_id": self.upload_id,
-            **{name: getattr(record, name) for name in self._FIELDS},
-        }
-
-    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        out: dict[tuple[Any, ...], Any] = {}
-        for i in range(0, len(insured_ids), 1000):
-            for e in self.session.execute(
-                select(Expense).where(Expense.insured_id.in_(insured_ids[i : i + 1000]))
-            ).scalars():
-                out[(e.insured_id, e.service_month, e.facility_code, e.care_kind)] = e
-        return out
+    _KEY = ("service_month", "facility_code", "care_kind")
 
 
 class _PublicExpenseApplier(_ClinicalApplier):
@@ -889,21 +882,7 @@ class _PublicExpenseApplier(_ClinicalApplier):
 
     model = PublicExpense
     _FIELDS = ("payer_number", "recipient_number", "valid_from", "valid_to", "monthly_cap")
-
-    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        return (insured_id, record.payer_number, record.recipient_number, record.valid_from)
-
-    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {"insured_id": insured_id, "upload_id": self.upload_id, **{n: getattr(record, n) for n in self._FIELDS}}
-
-    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        out: dict[tuple[Any, ...], Any] = {}
-        for i in range(0, len(insured_ids), 1000):
-            for e in self.session.execute(
-                select(PublicExpense).where(PublicExpense.insured_id.in_(insured_ids[i : i + 1000]))
-            ).scalars():
-                out[(e.insured_id, e.payer_number, e.recipient_number, e.valid_from)] = e
-        return out
+    _KEY = ("payer_number", "recipient_number", "valid_from")
 
     def apply(self, records: list[Any], outcome: UploadOutcome, reject: Any, prepared: None = None) -> None:
         super().apply(records, outcome, reject, prepared)
@@ -915,25 +894,7 @@ class _ProcedureApplier(_ClinicalApplier):
 
     model = Procedure
     _FIELDS = ("performed_on", "facility_code", "procedure_code", "procedure_name", "kind", "inpatient")
-
-    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        return (insured_id, record.performed_on, record.facility_code, record.procedure_code)
-
-    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {
-            "insured_id": insured_id,
-            "upload_id": self.upload_id,
-            **{name: getattr(record, name) for name in self._FIELDS},
-        }
-
-    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        out: dict[tuple[Any, ...], Any] = {}
-        for i in range(0, len(insured_ids), 1000):
-            for p in self.session.execute(
-                select(Procedure).where(Procedure.insured_id.in_(insured_ids[i : i + 1000]))
-            ).scalars():
-                out[(p.insured_id, p.performed_on, p.facility_code, p.procedure_code)] = p
-        return out
+    _KEY = ("performed_on", "facility_code", "procedure_code")
 
 
 _APPLIERS: dict[str, Any] = {
