@@ -98,9 +98,12 @@ async def _maximum(load: Load, seconds: float) -> float:
     return done[0] / (time.perf_counter() - start)
 
 
-async def _soak(load: Load, rate: float, seconds: float, upload_minutely: Any) -> list[dict[str, Any]]:
+async def _soak(
+    load: Load, rate: float, seconds: float, upload_minutely: Any, watched: list[psutil.Process]
+) -> list[dict[str, Any]]:
     """An open loop at ``rate`` ops/s for ``seconds``; each operation counts in the minute it was
-    sent in (one still running at a minute's end too)."""
+    sent in (one still running at a minute's end too). The RSS of ``watched`` is sampled at each
+    minute's start, so growth that levels off (caches warming) tells apart from a leak."""
     done: list[tuple[float, bool, float]] = []  # (sent at, ok, ms)
     pending: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
@@ -111,9 +114,11 @@ async def _soak(load: Load, rate: float, seconds: float, upload_minutely: Any) -
         done.append((sent, ok, ms))
 
     uploads = [asyncio.create_task(asyncio.to_thread(upload_minutely, 0))]
+    rss = [_rss_mb(watched)]
     i = 0
     while (now := time.perf_counter()) < start + seconds:
         if now - start >= 60 * len(uploads):
+            rss.append(_rss_mb(watched))
             uploads.append(asyncio.create_task(asyncio.to_thread(upload_minutely, len(uploads))))
         task = asyncio.create_task(fire())
         pending.add(task)
@@ -134,6 +139,7 @@ async def _soak(load: Load, rate: float, seconds: float, upload_minutely: Any) -
                 "p50_ms": round(percentile(lat, 50), 1) if lat else None,
                 "p99_ms": round(percentile(lat, 99), 1) if lat else None,
                 "upload": res if isinstance(res, dict) else f"error: {res!r}",
+                "server_rss_mb_at_start": rss[m] if m < len(rss) else None,
             }
         )
     return minutes
@@ -180,7 +186,7 @@ def main() -> None:
                 report["maximum_ops_per_s"] = round(maximum, 1)
                 report["soak_rate_ops_per_s"] = round(maximum / 2, 1)
                 report["rss_start_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(DATABASE))}
-                report["minutes"] = await _soak(load_, maximum / 2, args.duration, upload_minutely)
+                report["minutes"] = await _soak(load_, maximum / 2, args.duration, upload_minutely, server_procs)
                 report["rss_end_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(DATABASE))}
 
         asyncio.run(run())
