@@ -1,8 +1,14 @@
 """Bulk reads and writes for uploads, inside the upload's transaction.
 
-PostgreSQL: ``COPY`` (keys into a temporary table joined against ``insured``; new rows streamed
-in text format; ids of new insured persons taken from the sequence up front). Other databases
-(SQLite, the embedded default): ``executemany``. One interface, so the applier does not care.
+One small interface, ``BulkWriter``, and two implementations; ``bulk_writer`` picks one for the
+session's database and is the only place that asks which database it is:
+
+- ``PostgresWriter``: several uploads write at once, so writes that can race run under a
+  savepoint and races are detected (a unique violation, rows another upload superseded first);
+  keys are probed in one round trip; new rows are streamed with ``COPY … FORMAT csv``, and it
+  takes rows rendered ahead as COPY lines (``takes_lines``: the reading thread renders them while
+  the worker waits for the database); ids of new insured persons come from the sequence up front.
+- ``SerialWriter`` (SQLite, the embedded default): one writer at a time, ``executemany``.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ import io
 import itertools
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
 
-from sqlalchemy import String, Table, insert, select, text, tuple_
+from sqlalchemy import String, Table, insert, select, text, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from shikaku_server.eligibility.history import Key
-from shikaku_server.eligibility.models import Insured
+from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 
 _JSON_COLUMNS = frozenset({"diseases", "results", "insurer_numbers", "errors", "queries"})
 
@@ -122,6 +130,186 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+InsuredValues = tuple[str, str, str, str, str, str]  # in INSURED_COLUMNS order
+
+
+class BulkWriter(Protocol):
+    """The bulk reads and writes of an upload's appliers, inside the upload's transaction."""
+
+    concurrent: bool
+    """Whether another upload may write the same rows meanwhile (PostgreSQL): then writes that can
+    race run under ``savepoint`` and their races are detected; False: one writer at a time."""
+    takes_lines: bool
+    """Whether ``insert_insureds`` / ``insert_rows`` take rows rendered ahead as COPY csv lines
+    (``render_rows``); when False a caller renders nothing ahead."""
+
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """Undo only what runs inside on an error (PostgreSQL), or nothing (one writer at a time)."""
+        ...
+
+    def existing_insureds(self, keys: set[Key]) -> dict[Key, int]:
+        """Ids of the insured persons among ``keys``."""
+        ...
+
+    def insert_insureds(self, rows: list[InsuredValues], rendered: Sequence[str] = ()) -> list[int]:
+        """Insert insured persons; their ids in the order given (``rows``, then ``rendered``: more
+        persons as ``render_rows`` lines of the same values, only when ``takes_lines``)."""
+        ...
+
+    def insert_rows(
+        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]], rendered: Sequence[str] = ()
+    ) -> None:
+        """Insert plain rows (no ids needed back), values in ``columns`` order; ``rendered``: more
+        rows as lines of COPY csv, each with its line end (only when ``takes_lines``)."""
+        ...
+
+    def supersede(self, ids: list[int], upload_id: str) -> set[int]:
+        """Mark these eligibility periods superseded by ``upload_id``; the ids it marked (those that
+        another upload had not superseded first)."""
+        ...
+
+    def unique_violation(self, exc: Exception, constraint_prefix: str) -> bool:
+        """Whether ``exc`` is a unique violation of a constraint named so by a concurrent writer."""
+        ...
+
+
+def bulk_writer(session: Session) -> BulkWriter:
+    return PostgresWriter(session) if is_postgres(session) else SerialWriter(session)
+
+
+def pg_code(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+class PostgresWriter:
+    concurrent = True
+    takes_lines = True
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def savepoint(self) -> AbstractContextManager[Any]:
+        return self.session.begin_nested()
+
+    def existing_insureds(self, keys: set[Key]) -> dict[Key, int]:
+        """One round trip: the keys travel as one text (or four arrays), each probing the key index."""
+        if not keys:
+            return {}
+        key_list = sorted(keys)  # probes in index order
+        lines = ["\t".join(k) for k in key_list]
+        if all(line.count("\t") == 3 and "\n" not in line for line in lines):
+            # the keys as one text (normalized keys hold no tab or newline): far cheaper to send
+            # than four arrays of quoted strings
+            found = self.session.execute(text(_PROBE_TEXT), {"keys": "\n".join(lines)}).all()
+        else:
+            columns = list(zip(*key_list, strict=True))
+            found = self.session.execute(
+                text(_PROBE_ARRAYS),
+                {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
+            ).all()
+        return {key_list[n - 1]: insured_id for n, insured_id in found}
+
+    def insert_insureds(self, rows: list[InsuredValues], rendered: Sequence[str] = ()) -> list[int]:
+        if not rows and not rendered:
+            return []
+        n = len(rows) + len(rendered)
+        ids = list(
+            self.session.execute(
+                text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": n}
+            ).scalars()
+        )
+        columns = ("id", *INSURED_COLUMNS)
+        table: Table = Insured.__table__  # type: ignore[assignment]
+        _copy(
+            self.session,
+            "insured",
+            columns,
+            [(i, *r) for i, r in zip(ids, rows, strict=False)],
+            _not_null_text(table, columns),
+            rendered=[f"{i},{line}\n" for i, line in zip(ids[len(rows) :], rendered, strict=True)],
+        )
+        return ids
+
+    def insert_rows(
+        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]], rendered: Sequence[str] = ()
+    ) -> None:
+        if rows or rendered:
+            _copy(self.session, table.name, columns, rows, _not_null_text(table, columns), rendered=rendered)
+
+    def supersede(self, ids: list[int], upload_id: str) -> set[int]:
+        marked: set[int] = set()
+        for i in range(0, len(ids), 1000):
+            statement = (
+                update(EligibilityPeriod)
+                .where(EligibilityPeriod.id.in_(ids[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None))
+                .values(superseded_by=upload_id)
+                .returning(EligibilityPeriod.id)
+            )
+            marked.update(self.session.execute(statement).scalars())
+        return marked
+
+    def unique_violation(self, exc: Exception, constraint_prefix: str) -> bool:
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
+        return pg_code(exc) == "23505" and name.startswith(constraint_prefix)
+
+
+class SerialWriter:
+    """One writer at a time (SQLite): nobody else can insert or supersede meanwhile."""
+
+    concurrent = False
+    takes_lines = False
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def savepoint(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def existing_insureds(self, keys: set[Key]) -> dict[Key, int]:
+        key_list = list(keys)
+        rows: list[Any] = []
+        cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
+        for i in range(0, len(key_list), 200):
+            rows += self.session.execute(
+                select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))
+            ).all()
+        return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
+
+    def insert_insureds(self, rows: list[InsuredValues], rendered: Sequence[str] = ()) -> list[int]:
+        assert not rendered, "rendered rows are for a writer that takes_lines"
+        if not rows:
+            return []
+        result = self.session.execute(
+            insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
+            [dict(zip(INSURED_COLUMNS, r, strict=True)) for r in rows],
+        ).scalars()
+        return list(result)
+
+    def insert_rows(
+        self, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]], rendered: Sequence[str] = ()
+    ) -> None:
+        assert not rendered, "rendered rows are for a writer that takes_lines"
+        if rows:
+            self.session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def supersede(self, ids: list[int], upload_id: str) -> set[int]:
+        for i in range(0, len(ids), 1000):
+            self.session.execute(
+                update(EligibilityPeriod)
+                .where(EligibilityPeriod.id.in_(ids[i : i + 1000]), EligibilityPeriod.superseded_by.is_(None))
+                .values(superseded_by=upload_id)
+            )
+        return set(ids)
+
+    def unique_violation(self, exc: Exception, constraint_prefix: str) -> bool:
+        return False
+
+
 # one probe of the key index per key (LATERAL … LIMIT 1 keeps the planner from hashing the whole
 # table, which it would otherwise do once per batch as the table grows during an upload)
 _PROBE_TEXT = (
@@ -139,83 +327,3 @@ _PROBE_ARRAYS = (
     "CROSS JOIN LATERAL (SELECT id FROM insured WHERE insurer_number = k.insurer_number "
     "AND symbol_norm = k.symbol_norm AND number_norm = k.number_norm AND branch = k.branch LIMIT 1) i"
 )
-
-
-def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
-    """Ids of the insured persons among ``keys`` (one round trip on PostgreSQL: the keys travel
-    as one text, or four arrays, each probing the key index)."""
-    if not keys:
-        return {}
-    key_list = list(keys)
-    if is_postgres(session):
-        key_list.sort()  # probes in index order
-        lines = ["\t".join(k) for k in key_list]
-        if all(line.count("\t") == 3 and "\n" not in line for line in lines):
-            # the keys as one text (normalized keys hold no tab or newline): far cheaper to send
-            # than four arrays of quoted strings
-            found = session.execute(text(_PROBE_TEXT), {"keys": "\n".join(lines)}).all()
-        else:
-            columns = list(zip(*key_list, strict=True))
-            found = session.execute(
-                text(_PROBE_ARRAYS),
-                {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
-            ).all()
-        return {key_list[n - 1]: insured_id for n, insured_id in found}
-    rows: list[Any] = []
-    cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
-    for i in range(0, len(key_list), 200):
-        rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
-    return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
-
-
-INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
-
-
-def insert_insureds(
-    session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
-) -> list[int]:
-    """Insert insured persons, values in ``INSURED_COLUMNS`` order; their ids in the order given.
-    ``rendered`` (PostgreSQL only): more persons, as ``render_rows`` lines of those values; their
-    ids follow those of ``rows``."""
-    if not rows and not rendered:
-        return []
-    if is_postgres(session):
-        n = len(rows) + len(rendered)
-        ids = list(
-            session.execute(text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": n}).scalars()
-        )
-        columns = ("id", *INSURED_COLUMNS)
-        table: Table = Insured.__table__  # type: ignore[assignment]
-        _copy(
-            session,
-            "insured",
-            columns,
-            [(i, *r) for i, r in zip(ids, rows, strict=False)],
-            _not_null_text(table, columns),
-            rendered=[f"{i},{line}\n" for i, line in zip(ids[len(rows) :], rendered, strict=True)],
-        )
-        return ids
-    assert not rendered, "rendered rows are for PostgreSQL's COPY"
-    result = session.execute(
-        insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
-        [dict(zip(INSURED_COLUMNS, r, strict=True)) for r in rows],
-    ).scalars()
-    return list(result)
-
-
-def insert_rows(
-    session: Session,
-    table: Table,
-    columns: Sequence[str],
-    rows: list[tuple[Any, ...]],
-    rendered: Sequence[str] = (),
-) -> None:
-    """Insert plain rows (no ids needed back), values in ``columns`` order; ``rendered``
-    (PostgreSQL only): more rows, as lines of ``COPY`` csv, each with its line end."""
-    if not rows and not rendered:
-        return
-    if is_postgres(session):
-        _copy(session, table.name, columns, rows, _not_null_text(table, columns), rendered=rendered)
-    else:
-        assert not rendered, "rendered rows are for PostgreSQL's COPY"
-        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])

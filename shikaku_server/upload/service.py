@@ -33,12 +33,11 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.identifiers import normalize_person_text
@@ -73,14 +72,7 @@ from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError, UnavailableError
 from shikaku_server.expenses.models import Expense
 from shikaku_server.public_expense.models import PublicExpense
-from shikaku_server.upload.bulk import (
-    INSURED_COLUMNS,
-    existing_insureds,
-    insert_insureds,
-    insert_rows,
-    is_postgres,
-    render_rows,
-)
+from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, InsuredValues, bulk_writer, pg_code, render_rows
 from shikaku_server.upload.models import Upload, uploader_of
 from shikaku_server.upload.progress import UploadProgress
 
@@ -295,7 +287,7 @@ def process_upload(
             return _duplicate(previous)
     except BaseException as exc:
         session.rollback()
-        if _pg_code(exc) == _DEADLOCK:
+        if pg_code(exc) == _DEADLOCK:
             # two concurrent files that each wait for the other (each adds or changes persons the
             # other holds): PostgreSQL aborted this one; nothing of it was applied
             raise ConcurrentUploadError() from None
@@ -353,20 +345,6 @@ _INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
 
 
 _DEADLOCK = "40P01"
-
-
-def _pg_code(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    code = getattr(orig, "pgcode", None)
-    return code if isinstance(code, str) else None
-
-
-def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
-    """A unique violation (PostgreSQL) of a constraint named so, wrapped by SQLAlchemy or not."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
-    return _pg_code(exc) == "23505" and name.startswith(constraint_prefix)
 
 
 def _not_permitted(line: int, field: str, value: str) -> RowError:
@@ -457,26 +435,31 @@ class _EligibilityApplier:
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
         self.upload_id = upload_id
-        self.postgres = is_postgres(session)
+        self.writer: BulkWriter = bulk_writer(session)
 
     def prepare(self, records: list[EligibilityRecord]) -> list[tuple[str, str] | None] | None:
         """Run in the reading thread, without the session: for each ``add`` record, its
         ``insured`` and ``eligibility_period`` rows rendered ahead as lines of COPY csv, all but
-        the insured id (known only when applying). A record that turns out not to be a plain
-        new person (``apply``) is applied the long way, and its lines are dropped."""
-        if not self.postgres:
+        the insured id (known only when applying), when the writer takes such lines. A record that
+        turns out not to be a plain new person (``apply``) is applied the long way, and its lines
+        are dropped. None: nothing rendered (a value holds a line break: the usual way)."""
+        if not self.writer.takes_lines:
             return None
-        adds = [r for r in records if r.action == "add"]
-        insured = render_rows(
-            [(r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm) for r in adds],
-            INSURED_COLUMNS,
-        )
         upload_id = self.upload_id
-        periods = render_rows([_fast_row(r, upload_id) for r in adds], _ROW_COLUMNS[:-1])
-        if insured is None or periods is None:
-            return None  # a line break in some value: render the usual way
-        lines = iter(zip(insured, periods, strict=True))
-        return [next(lines) if r.action == "add" else None for r in records]
+        out: list[tuple[str, str] | None] = []
+        for r in records:
+            if r.action != "add":
+                out.append(None)
+                continue
+            lines = _add_lines(r, upload_id)
+            if lines is None:  # a value the csv module must quote, or the diseases' JSON
+                insured = render_rows([_insured_values(r)], INSURED_COLUMNS)
+                period = render_rows([_fast_row(r, upload_id)], _ROW_COLUMNS[:-1])
+                if not insured or not period:
+                    return None
+                lines = insured[0], period[0]
+            out.append(lines)
+        return out
 
     def _load(self, records: list[EligibilityRecord], ids: dict[Key, int]) -> dict[Key, KeyState]:
         """The state of the keys of ``records``: their current periods, in ``valid_from`` order."""
@@ -509,7 +492,7 @@ class _EligibilityApplier:
         prepared: list[tuple[str, str] | None] | None = None,
     ) -> None:
         keys = [(r.insurer_number, r.symbol_norm, r.number_norm, r.branch) for r in records]
-        ids = existing_insureds(self.session, set(keys))
+        ids = self.writer.existing_insureds(set(keys))
         counts = Counter(keys)
         # the common case of a bulk load: an add for a person with no state, once in the batch,
         # is accepted as it is (no period to compare with or overlap); it goes straight to a row
@@ -566,7 +549,7 @@ class _EligibilityApplier:
         """Write the batch; the keys of persons another upload wrote and committed meanwhile
         (new persons it inserted, stored rows it replaced): nothing of them is written, and the
         caller reports their records as conflicts."""
-        session = self.session
+        writer = self.writer
         taken = self._supersede(superseded)
         for key in taken:
             states.pop(key, None)
@@ -574,22 +557,22 @@ class _EligibilityApplier:
         while True:
             insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
             try:
-                with self._savepoint():
+                with writer.savepoint():
                     if rendered is None:
                         everyone = insureds + [
                             (r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
                             for r in fast
                         ]
-                        ids = insert_insureds(session, everyone)
+                        ids = writer.insert_insureds(everyone)
                     else:
-                        ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+                        ids = writer.insert_insureds(insureds, [insured for insured, _ in rendered])
                 break
             except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
                 # a concurrent upload inserted some of these persons too and has committed them
                 # (it held them until then): those are its; write the others
-                if not self.postgres or not _is_unique_violation(exc, _INSURED_KEY):
+                if not writer.unique_violation(exc, _INSURED_KEY):
                     raise
-                now_taken = set(existing_insureds(session, {*new_keys, *map(_key, fast)}))
+                now_taken = set(writer.existing_insureds({*new_keys, *map(_key, fast)}))
                 if not now_taken:
                     raise
                 taken |= now_taken
@@ -614,10 +597,10 @@ class _EligibilityApplier:
         table = EligibilityPeriod.__table__
         if rendered is None:
             rows += [(*_fast_row(r, upload_id), i) for r, i in zip(fast, fast_ids, strict=True)]
-            insert_rows(session, table, _ROW_COLUMNS, rows)  # type: ignore[arg-type]
+            writer.insert_rows(table, _ROW_COLUMNS, rows)  # type: ignore[arg-type]
         else:
             lines = [f"{period},{i}\n" for (_, period), i in zip(rendered, fast_ids, strict=True)]
-            insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
+            writer.insert_rows(table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
         return taken
 
     def _supersede(self, superseded: dict[int, Key]) -> set[Key]:
@@ -626,21 +609,10 @@ class _EligibilityApplier:
         taken: set[Key] = set()
         while superseded:
             ids = sorted(superseded)
-            lost: list[int] = []
             try:
-                with self._savepoint():
-                    for i in range(0, len(ids), 1000):
-                        chunk = ids[i : i + 1000]
-                        statement = (
-                            update(EligibilityPeriod)
-                            .where(EligibilityPeriod.id.in_(chunk), EligibilityPeriod.superseded_by.is_(None))
-                            .values(superseded_by=self.upload_id)
-                        )
-                        if self.postgres:
-                            marked = set(self.session.execute(statement.returning(EligibilityPeriod.id)).scalars())
-                            lost += [row_id for row_id in chunk if row_id not in marked]
-                        else:  # one writer at a time: nobody can have replaced them meanwhile
-                            self.session.execute(statement)
+                with self.writer.savepoint():
+                    marked = self.writer.supersede(ids, self.upload_id)
+                    lost = [row_id for row_id in ids if row_id not in marked]
                     if lost:
                         raise _Raced  # undo this round's marks (the savepoint), then mark the others
             except _Raced:
@@ -652,13 +624,47 @@ class _EligibilityApplier:
             break
         return taken
 
-    def _savepoint(self) -> AbstractContextManager[Any]:
-        """On PostgreSQL a savepoint (a concurrent upload's new person rolls back only this
-        insert); SQLite has one writer at a time, so that cannot happen there."""
-        return self.session.begin_nested() if self.postgres else nullcontext()
-
 
 _ROW_COLUMNS = (*PERIOD_FIELDS, "upload_id", "line", "insured_id")  # the id last: see ``prepare``
+def _insured_values(r: EligibilityRecord) -> InsuredValues:
+    return (r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
+
+
+def _add_lines(r: EligibilityRecord, upload_id: str) -> tuple[str, str] | None:
+    """``render_rows`` of ``_insured_values(r)`` and ``_fast_row(r, upload_id)``, the same text,
+    written out by one f-string each instead of the csv module (which took a third of the reading
+    thread's time of a bulk load); None for the rows it cannot write so: diseases (JSON), or a
+    value that holds a character the csv module quotes (``,`` ``"`` CR LF: then the line does not
+    have its one comma per column, or holds one of the others)."""
+    if r.diseases is not None:
+        return None
+    address, valid_to, reason, post = r.address, r.valid_to, r.reason_of_loss, r.post_number
+    e_ratio, e_from, e_to = r.elderly_ratio, r.elderly_valid_from, r.elderly_valid_to
+    l_kind, l_class, l_from, l_to = r.limit_kind, r.limit_class, r.limit_valid_from, r.limit_valid_to
+    insured = f"{r.insurer_number},{r.symbol},{r.number},{r.branch},{r.symbol_norm},{r.number_norm}"
+    period = (
+        f"{r.valid_from},{'' if valid_to is None else valid_to},{'' if reason is None else reason},"
+        f"{r.name},{r.name_kana},{normalize_person_text(r.name)},{r.sex},{r.birth_date},"  # type: ignore[arg-type]
+        f"{'' if address is None else address},{'' if address is None else normalize_person_text(address)},"
+        f"{'' if post is None else post},{r.personal_family},{r.card_classification},{r.copay_ratio},"
+        f"{'' if e_ratio is None else e_ratio},{'' if e_from is None else e_from},{'' if e_to is None else e_to},"
+        f"{'' if l_kind is None else l_kind},{'' if l_class is None else l_class},"
+        f"{'' if l_from is None else l_from},{'' if l_to is None else l_to},,{upload_id},{r.line}"
+    )
+    if (
+        insured.count(",") != _INSURED_COMMAS
+        or period.count(",") != _PERIOD_COMMAS
+        or any(c in insured or c in period for c in _QUOTED)
+    ):
+        return None
+    return insured, period
+
+
+_INSURED_COMMAS = len(INSURED_COLUMNS) - 1
+_PERIOD_COMMAS = len(_ROW_COLUMNS) - 2  # all but the insured id
+_QUOTED = ('"', "\r", "\n")
+
+
 def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
     """The row of an ``add`` for a person with no state: what ``apply_record`` + ``_write``
     would insert, built without the intermediate dicts (values in ``_ROW_COLUMNS`` order, all
@@ -704,6 +710,7 @@ class _ClinicalApplier:
     def __init__(self, session: Session, upload_id: str) -> None:
         self.session = session
         self.upload_id = upload_id
+        self.writer: BulkWriter = bulk_writer(session)
 
     # a kind that names these gets the three steps below; medications and checkups write their own
     _KEY: tuple[str, ...] = ()  # the natural key's fields after the person
@@ -735,7 +742,7 @@ class _ClinicalApplier:
         reject: Any,
         prepared: None = None,
     ) -> None:
-        ids = existing_insureds(self.session, {_key(r) for r in records})
+        ids = self.writer.existing_insureds({_key(r) for r in records})
         known = self.existing(sorted(set(ids.values())))
         inserts: dict[tuple[Any, ...], dict[str, Any]] = {}
         rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -779,13 +786,12 @@ class _ClinicalApplier:
         while inserts:
             columns = list(next(iter(inserts.values())))
             rows = [tuple(r[c] for c in columns) for r in inserts.values()]
-            postgres = is_postgres(self.session)
             try:
-                with self.session.begin_nested() if postgres else nullcontext():
-                    insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+                with self.writer.savepoint():
+                    self.writer.insert_rows(self.model.__table__, columns, rows)  # type: ignore[arg-type]
                 return
             except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
-                if not postgres or not _is_unique_violation(exc, f"uq_{self.model.__tablename__}_"):
+                if not self.writer.unique_violation(exc, f"uq_{self.model.__tablename__}_"):
                     raise
                 self._merge_concurrent(inserts, outcome)
 

@@ -10,7 +10,8 @@ import pytest
 from schemas.insurer_files import DiseaseEntry, EligibilityRecord
 from shikaku_server.eligibility.history import KeyState, apply_record
 from shikaku_server.eligibility.service import PERIOD_FIELDS
-from shikaku_server.upload.service import _ROW_COLUMNS, _fast_row
+from shikaku_server.upload.bulk import INSURED_COLUMNS, render_rows
+from shikaku_server.upload.service import _ROW_COLUMNS, _add_lines, _fast_row, _insured_values
 
 D = dt.date
 
@@ -70,3 +71,32 @@ def test_the_shortcut_row_is_the_history_algebras_row(record: EligibilityRecord)
     shortcut = _fast_row(record, "u1")
     columns = _ROW_COLUMNS[:-1]  # all but the insured id
     assert dict(zip(columns, shortcut, strict=True)) == dict(zip(columns, by_algebra, strict=True))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _record(diseases=None),  # every other optional field given
+        _record(address=None, post_number=None, valid_to=None, reason_of_loss=None, diseases=None, elderly_ratio=None,
+                elderly_valid_from=None, elderly_valid_to=None, limit_kind=None, limit_class=None,
+                limit_valid_from=None, limit_valid_to=None, symbol="", symbol_norm=""),
+        _record(diseases=None, name="山田，太郎"),  # NFKC makes the name's comma plain: csv quotes name_norm
+        _record(diseases=None, address='東京都"千代田区'),
+        _record(diseases=None, name_kana="ヤマダ\rタロウ"),
+        _record(diseases=None, address="東京都千代田区\n霞が関"),
+        _record(),  # diseases: JSON, the csv module's way
+    ],
+    ids=["optional groups", "nothing optional", "comma after NFKC", "quote", "CR", "line break", "diseases"],
+)
+def test_the_lines_written_ahead_are_the_csv_modules(record: EligibilityRecord) -> None:
+    """``_add_lines`` writes a new person's two COPY lines by hand; they must be exactly what
+    ``render_rows`` (the csv module) writes, or it must decline (None) and leave them to it."""
+    lines = _add_lines(record, "u1")
+    insured = render_rows([_insured_values(record)], INSURED_COLUMNS)
+    period = render_rows([_fast_row(record, "u1")], _ROW_COLUMNS[:-1])
+    if lines is None:  # declined only for a reason: JSON, or a character COPY's csv needs quoted
+        written = "".join(line[0] for line in (insured, period) if line)
+        assert record.diseases is not None or None in (insured, period) or any(c in written for c in '"\r')
+    else:
+        assert insured is not None and period is not None
+        assert lines == (insured[0], period[0])
