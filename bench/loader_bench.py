@@ -200,15 +200,18 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> dict[str
     ``exec`` into the child's ``ru_maxrss``, which would hide the loader's own figure.
     """
     rss_file = OUT / "rss.txt"
-    measured = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *argv] if GNU_TIME.exists() else argv
+    measured = [str(GNU_TIME), "-f", "%U %S %M", "-o", str(rss_file), *argv] if GNU_TIME.exists() else argv
     started = time.perf_counter()
     proc = subprocess.run(measured, capture_output=True, env=env, text=True, check=False)
     elapsed = time.perf_counter() - started
+    cpu = None
     if GNU_TIME.exists():
-        peak_kib = int(rss_file.read_text().split()[-1])
+        user, system, peak = rss_file.read_text().split()[-3:]
+        peak_kib, cpu = int(peak), round(float(user) + float(system), 2)
     else:  # an upper bound only (see above)
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"exit_code": proc.returncode, "seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1),
+            "cpu_s": cpu,
             "stdout": proc.stdout.strip(), "stderr": proc.stderr.strip()[-2000:]}
 
 
@@ -306,8 +309,40 @@ def fresh_server() -> Iterator[tuple[str, str, PeakRss]]:
         yield url, token, sampler
 
 
-def upload(path: Path, rows: int, url: str, token: str) -> dict[str, Any]:
+def tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children so far."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def backends_cpu(dbname: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to ``dbname`` (this machine's
+    /proc; not the WAL writer, checkpointer and background writer, which serve every database)."""
+    with pg() as conn, conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+        pids = [pid for (pid,) in cur.fetchall()]
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def upload(path: Path, rows: int, url: str, token: str, sampler: PeakRss | None = None) -> dict[str, Any]:
+    server0 = tree_cpu(sampler.proc) if sampler else 0.0
+    pg0 = backends_cpu(SERVER_DB)
     result = run_measured(loader("eligibility", path, "--server", url, "--token", token))
+    server_cpu = round(tree_cpu(sampler.proc) - server0, 2) if sampler else None
+    pg_cpu = round(backends_cpu(SERVER_DB) - pg0, 2)  # backends that ended meanwhile are missed
     result.update(parse_counts(result["stdout"]))
     log(f"upload {path.name}: exit {result['exit_code']}, {result['seconds']} s, "
         f"peak RSS {result['peak_rss_mib']} MiB")
@@ -316,16 +351,17 @@ def upload(path: Path, rows: int, url: str, token: str) -> dict[str, Any]:
     return {"rows": rows, "seconds": result["seconds"], "rows_per_s": round(rows / result["seconds"]),
             "accepted": result.get("accepted"), "rejected": result.get("rejected"),
             "unchanged": result.get("unchanged"), "loader_peak_rss_mib": result["peak_rss_mib"],
+            "cpu_s": {"loader": result["cpu_s"], "server": server_cpu, "postgresql_backends": pg_cpu},
             "summary": result["stdout"]}
 
 
 def bench_server(large: Path, large_rows: int, small: Path, small_rows: int) -> dict[str, Any]:
     """(b) the loader end to end against shikaku-server on PostgreSQL, each file on a fresh database."""
     with fresh_server() as (url, token, sampler):
-        small_up = upload(small, small_rows, url, token)
+        small_up = upload(small, small_rows, url, token, sampler)
         small_up["server_peak_rss_mib"] = round(sampler.peak / 2**20, 1)
     with fresh_server() as (url, token, sampler):
-        up = upload(large, large_rows, url, token)
+        up = upload(large, large_rows, url, token, sampler)
         up["server_peak_rss_mib"] = round(sampler.peak / 2**20, 1)
         again = upload(large, large_rows, url, token)
     return {"upload": up, "duplicate_reupload": again, "small_upload": small_up}
@@ -376,6 +412,9 @@ def paragraph(r: dict[str, Any]) -> str:
                 f"{srv['upload']['loader_peak_rss_mib']} MiB")
     lines.append(mem + " — flat in file size (the file is read in 256 KiB chunks and never held).")
     if srv:
+        cpu = srv["upload"]["cpu_s"]
+        lines.append(f"CPU seconds of the upload of {large:,} rows: loader {cpu['loader']}, server {cpu['server']}, "
+                     f"its PostgreSQL backends {cpu['postgresql_backends']} (on {m['cpus']} cores).")
         lines.append(f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
                      f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB.")
     return "\n".join(lines)
@@ -399,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-server", action="store_true", help="only COPY and the dry runs")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/loader.md")
+    parser.add_argument("--db-prefix", default="shikaku_bench", help="names of the scratch databases")
     args = parser.parse_args(argv)
+    global COPY_DB, SERVER_DB, PROJECT_DB
+    COPY_DB, SERVER_DB, PROJECT_DB = args.db_prefix, f"{args.db_prefix}_srv", f"{args.db_prefix}_tables"
     OUT.mkdir(parents=True, exist_ok=True)
 
     large = OUT / f"eligibility_{args.rows}.csv"
