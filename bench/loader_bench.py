@@ -125,7 +125,7 @@ def project_rows(path: Path) -> tuple[str, str, int]:
     """The ``insured`` and ``eligibility_period`` rows of the file's first ``add`` of each person,
     as COPY csv, rendered by the server's own code (``_fast_row``, ``render_rows``): what (c)
     copies. Not timed."""
-    from schemas.insurer_files import FileReader, check_rows
+    from schemas.insurer_files import EligibilityRecord, FileReader, check_rows
     from shikaku_server.upload.bulk import INSURED_COLUMNS, render_rows
     from shikaku_server.upload.service import _ROW_COLUMNS, _fast_row
 
@@ -146,7 +146,7 @@ def project_rows(path: Path) -> tuple[str, str, int]:
     with path.open("rb") as fh:
         for checked in check_rows(FileReader("eligibility", iter(lambda: fh.read(1 << 18), b""), "csv")):
             r = checked.record
-            if r is None or r.action != "add":
+            if not isinstance(r, EligibilityRecord) or r.action != "add":
                 continue
             key = (r.insurer_number, r.symbol_norm, r.number_norm, r.branch)
             if key in ids:
@@ -174,8 +174,8 @@ def bench_copy_project(path: Path, rows: int) -> dict[str, Any]:
     not_null = "name, name_kana, name_norm, sex, personal_family, card_classification, upload_id"
     with pg(PROJECT_DB) as conn, conn.cursor() as cur:
         started = time.perf_counter()
-        cur.copy_expert(f"COPY insured (id, {', '.join(INSURED_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
-                        io.StringIO(insured))
+        cur.copy_expert(f"COPY insured (id, {', '.join(INSURED_COLUMNS)}) FROM STDIN WITH "
+                        "(FORMAT csv, FORCE_NOT_NULL (symbol, symbol_norm))", io.StringIO(insured))
         cur.copy_expert(f"COPY eligibility_period ({', '.join(_ROW_COLUMNS)}) FROM STDIN WITH "
                         f"(FORMAT csv, FORCE_NOT_NULL ({not_null}))", io.StringIO(periods))
         conn.commit()

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 import schemas.insurer_files as insurer_files
 import shikaku_server.upload.service as service
-from schemas.insurer_files import MAX_LINE, FileReader, RowError, check_rows
+from schemas.insurer_files import MAX_LINE, EligibilityRecord, FileReader, RowError, check_rows
 from shikaku_server.auth.service import add_insurer
 from shikaku_server.database import transaction
 from shikaku_server.eligibility.history import Key, KeyState, RecordError, apply_record, person_key
@@ -167,7 +167,7 @@ class Oracle:
         superseded: dict[int, Key] = {}
         for c in checked:
             record = c.record
-            if c.errors or record is None:
+            if c.errors or not isinstance(record, EligibilityRecord):
                 rejected += 1
                 errors += c.errors
                 continue
@@ -176,10 +176,10 @@ class Oracle:
                 errors.append(service._not_permitted(c.line, "insurer_number", record.insurer_number))
                 continue
             warnings += c.warnings
-            key = person_key(record)  # type: ignore[arg-type]
-            state = self.states.get(key) or KeyState(record, None, [])  # type: ignore[arg-type]
+            key = person_key(record)
+            state = self.states.get(key) or KeyState(record, None, [])
             try:
-                changed = apply_record(record, state, superseded)  # type: ignore[arg-type]
+                changed = apply_record(record, state, superseded)
             except RecordError as exc:
                 rejected += 1
                 errors.append(RowError(record.line, exc.field, exc.code, exc.message))
