@@ -216,7 +216,7 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> dict[str
 
 
 def loader(kind: str, path: Path, *extra: str) -> list[str]:
-    return [str(BIN / "hokensha-load"), kind, str(path), "--quiet", *extra]
+    return [str(BIN / "hokensha-load"), kind, str(path), "--quiet", "--lang", "en", *extra]  # the counts parsed
 
 
 def parse_counts(summary: str) -> dict[str, int]:
