@@ -43,7 +43,7 @@ class Tickets:
         this_month = TODAY.strftime("%Y-%m")
 
         def here(r: dict[str, Any]) -> bool:
-            return r["month"] == this_month and r["facility_code"] == FACILITY_CODE
+            return bool(r["month"] == this_month and r["facility_code"] == FACILITY_CODE)
 
         people = {(r["payer_number"], r["recipient_number"]): r for r in rows}
         self.valid = [k for k in people if any(

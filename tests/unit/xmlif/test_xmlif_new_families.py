@@ -94,7 +94,7 @@ def test_requests_go_to_their_family() -> None:
     down = parse_request("OQSmutic02req_1.xml", t.bulk_download("20261128093015000001"))
     assert isinstance(down, AssistanceDownloadRequest) and down.reception_number == "20261128093015000001"
     clinical = parse_request("OQSsiprc01req_1.xml", t.document(
-        f"<MessageBody><InsurerNumber>  138057</InsurerNumber>"
+        "<MessageBody><InsurerNumber>  138057</InsurerNumber>"
         "<InsuredIdentificationNumber>5678</InsuredIdentificationNumber><StartDate>20250101</StartDate>"
         "</MessageBody>"))
     assert isinstance(clinical, ClinicalRequest) and clinical.family == "procedures"
@@ -122,7 +122,8 @@ def test_assistance_goldens(
     terminal = XmlTerminal(fake, state, clock=lambda: t.CLOCK)  # type: ignore[arg-type]
     state.set_reference_number(f"{PAYER}||{RECIPIENT}|", "K-0042", t.FACILITY_CODE)
     single = terminal.answer("OQSsiquc01res_a", parse_request("OQSsiquc01req_a.xml", t.document(SEARCH)))
-    late = AssistanceResult(status="not_delegated", validity=6, as_of=t.CLOCK.date(), recipient=recipient("保護\u3000花子"))
+    late = AssistanceResult(status="not_delegated", validity=6, as_of=t.CLOCK.date(),
+                            recipient=recipient("保護\u3000花子"))
     unentrusted = XmlTerminal(AssistanceFake({RECIPIENT: late}), state, clock=lambda: t.CLOCK)  # type: ignore[arg-type]
     pending = unentrusted.answer("OQSsiquc01res_b", parse_request("OQSsiquc01req_b.xml", t.document(SEARCH)))
     registered = terminal.answer("OQSmutic01res_c", parse_request("OQSmutic01req_c.xml", t.document(MONTH)))
@@ -171,7 +172,7 @@ def test_procedures_and_public_expenses_render(state: TerminalState, golden: Cal
     result = ClinicalResult("OQSsiprc01res_1", header, "procedures", ("138057", "１２－３４", "５６７８", "01"),
                             dt.date(2021, 11, 28), dt.date(2026, 11, 28), 7, items)
     for encoding in ("utf-8", "shift_jis"):
-        data = render_xml(result, encoding)  # type: ignore[arg-type]
+        data = render_xml(result, encoding)
         assert validation_errors("OQSsiprc01res", data) == []
         golden(f"procedures.{encoding}.xml", data)
     assert to_json(result)["items"][0]["procedure_code"] == "150060010"
@@ -194,7 +195,7 @@ def test_procedures_and_public_expenses_render(state: TerminalState, golden: Cal
         data = render_xml(single, encoding)  # type: ignore[arg-type]
         assert validation_errors("OQSsiquc01res", data) == []
         golden(f"single_public_expenses.{encoding}.xml", data)
-    infos = etree.fromstring(render_xml(single)).findall(".//MedicalSubsidyCertificateInfo")  # type: ignore[arg-type]
+    infos = etree.fromstring(render_xml(single)).findall(".//MedicalSubsidyCertificateInfo")
     assert [(i.findtext("MedicalSubsidyInsurerNumber"), i.findtext("MaxCopaymentAmount"),
              i.findtext("MedicalSubsidyValidEndDate")) for i in infos] == [
         ("54130017", "10000", "20270331"), ("88130011", "0", None)]
