@@ -5,6 +5,7 @@ and the abnormal ends (server down: answered at once, never journalled for a re-
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from clinic_terminal.xmlif.render import render_xml, to_json
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
+from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.assistance import (
     AssistanceMonth,
     AssistanceQuery,
@@ -200,3 +202,25 @@ def test_procedures_and_public_expenses_render(state: TerminalState, golden: Cal
              i.findtext("MedicalSubsidyValidEndDate")) for i in infos] == [
         ("54130017", "10000", "20270331"), ("88130011", "0", None)]
 
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "shift_jis"])
+def test_new_families_are_answered_once_across_a_restart(tmp_path: Path, encoding: str) -> None:
+    """The watcher's journal holds for the new families as for every one: a restarted terminal
+    never answers a journalled request again, even after clinic software took the result."""
+    root = tmp_path / "oqs"
+    (root / "req").mkdir(parents=True)
+    names = ("OQSsiquc01req_k.xml", "OQSmutic01req_k.xml")
+    (root / "req" / names[0]).write_bytes(t.document(SEARCH, "Shift_JIS"))
+    (root / "req" / names[1]).write_bytes(t.document(MONTH))
+    fake = AssistanceFake({RECIPIENT: valid()})
+    with TerminalState.for_root(root) as state:
+        terminal = XmlTerminal(fake, state, clock=lambda: t.CLOCK)  # type: ignore[arg-type]
+        assert FolderWatcher(root, terminal, encoding=encoding, durable=False).scan() == 2  # type: ignore[arg-type]
+    for name in names:
+        (root / "res" / name.replace("req_", "res_")).unlink()  # clinic software took it
+        os.utime(root / "req" / name)  # and touched the request
+    with TerminalState.for_root(root) as state:  # a restarted terminal
+        terminal = XmlTerminal(fake, state, clock=lambda: t.CLOCK)  # type: ignore[arg-type]
+        assert FolderWatcher(root, terminal, durable=False, mode="poll").scan() == 0
+    assert fake.asked == 1 and not list((root / "res").iterdir())
