@@ -1,6 +1,6 @@
 """The terminal's result model: one model, rendered as JSON (new software) and as XML (clinic software).
 
-Everything the folder interface answers is one of four result types, each carrying a
+Everything the folder interface answers is one of the result types of ``AnyResult``, each carrying a
 ``ResultHeader``. ``render.to_json`` and ``render.render_xml`` read the same objects; nothing
 about a result exists in only one of the two renderings.
 """
