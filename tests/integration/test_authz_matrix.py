@@ -130,6 +130,9 @@ ROWS: dict[tuple[str, str], Row] = {
         FACILITY_ANY,
         _post("/v1/assistance/by-number", lambda w: {"payer_number": "12130019", "recipient_number": "1234566"}),
     ),
+    ("POST", "/v1/assistance/by-month"): Row(
+        FACILITY_ANY, _post("/v1/assistance/by-month", lambda w: {"month": "2026-10"})
+    ),
     ("POST", "/v1/eligibility/batches"): Row(
         FACILITY_ANY, _post("/v1/eligibility/batches", lambda w: {"queries": [QUERY]})
     ),
