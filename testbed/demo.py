@@ -13,8 +13,8 @@
 3. two ``clinic-terminal kiosk`` child processes in demo mode, one per card (the second
    reception terminal holds the 2026 card; with the shared face images the first one also has a
    camera clip so 顔認証 works);
-4. a banner with the URLs, the tokens and the PIN; then it waits. Ctrl-C or SIGTERM stops both
-   children (kiosk first) and exits.
+4. a banner with the URLs, the tokens and the PIN; then it waits. Ctrl-C or SIGTERM stops the
+   children (the kiosks first) and exits.
 
 Everything here is test material: test keys, test certificates, synthetic people.
 """

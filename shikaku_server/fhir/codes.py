@@ -60,8 +60,8 @@ REASON_OF_LOSS_SYSTEM = "urn:shikaku:reason-of-loss"
 PERSONAL_FAMILY_SYSTEM = "urn:shikaku:personal-family"  # 1 本人 / 2 家族
 CERTIFICATE_PERIOD_EXTENSION = "urn:shikaku:fhir:extension:certificate-period"
 CERTIFICATE_DATE_EXTENSION = "urn:shikaku:fhir:extension:certificate-date"
-BENEFIT_CATEGORY_SYSTEM = "urn:shikaku:benefit-category"  # copay / elderly / limit-certificate / specific-disease /
-# public-expense
+# copay / elderly / limit-certificate / specific-disease / public-expense
+BENEFIT_CATEGORY_SYSTEM = "urn:shikaku:benefit-category"
 LIMIT_KIND_SYSTEM = "urn:shikaku:limit-kind"
 LIMIT_CLASSIFICATION_SYSTEM = "urn:shikaku:limit-classification"
 DISEASE_CATEGORY_SYSTEM = "urn:shikaku:specific-disease-category"
