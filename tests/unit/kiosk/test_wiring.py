@@ -125,7 +125,7 @@ def test_a_2026_demo_card_profile_loads_as_the_2026_card_and_signs_with_p384(tmp
                            CARD_2026)
     demo = load_demo_card(folder)
     card = MyNumberCard(demo.connect())
-    assert card.generation() == "2026"
+    assert card.generation == "2026"
     card.verify_auth_pin("1234")
     nonce = b"n" * 32
     signature = card.sign_challenge(nonce)
