@@ -183,8 +183,15 @@ def test_the_2026_card_patient_checks_in_at_the_second_kiosk(demo: Demo) -> None
         (check,) = kiosk.get("/api/staff/checks").json()
     assert check["method"] == "pin"
     result = check["result"]
-    assert result["validity"] == 1 and result["query_kind"] == "card" and result["visit_id"]
+    assert result["validity"] == 1 and result["usable"] is True and result["visit_id"]  # a card check's visit
     assert (result["insured"]["name"], result["insured"]["symbol"], result["insured"]["number"]) == (
         "佐藤 花子", "2026", "384")
+    # the server holds the visit and her drug consent: the kiosk's physician token reads (none)
+    physician = re.search(r"SHIKAKU_FACILITY_TOKEN=(\S+)", (demo.state / "tokens.env").read_text(encoding="utf-8"))
+    assert physician is not None
+    drugs = httpx.get(f"{demo.server}/v1/visits/{result['visit_id']}/medications", timeout=10,
+                      headers={"Authorization": f"Bearer {physician.group(1)}"})
+    assert drugs.status_code == 200, drugs.text
+    assert drugs.json()["items"] == []
     # the first kiosk (today's card) is untouched by it
     assert httpx.get(f"{demo.kiosk}/api/staff/checks", timeout=10).json() == []
