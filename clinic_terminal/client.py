@@ -30,6 +30,7 @@ from schemas.eligibility import (
     ByNumberQuery,
     EligibilityResult,
 )
+from schemas.homecare import Care, CourseFilter, HomeCourses, VisualCheckRequest
 
 #: 20 s for an answer (the CAQH CORE round trip), but 5 s to connect: a server or network that is
 #: away is known quickly and the kiosk goes to outage mode (申立書) instead of holding the patient.
@@ -153,6 +154,26 @@ class CardClient(ServerClient):
 
     def checkups(self, visit_id: str) -> Checkups:
         return Checkups.model_validate(self.request("GET", f"/v1/visits/{visit_id}/checkups"))
+
+    # --- 居宅同意取得型 (docs/homecare.md)
+    def visual_check(self, body: VisualCheckRequest) -> EligibilityResult:
+        """目視確認: the first visit of a course of care, without reading the card."""
+        data = self.request("POST", "/v1/visits/visual", body.model_dump(mode="json", exclude_none=True))
+        return EligibilityResult.model_validate(data)
+
+    def home_courses(self, only: CourseFilter | None = None) -> HomeCourses:
+        """The facility's ongoing courses of care (one person's, with ``only``)."""
+        path = "/v1/home-courses"
+        if only is not None:
+            import urllib.parse
+
+            path += "?" + urllib.parse.urlencode(only.model_dump(exclude_none=True))
+        return HomeCourses.model_validate(self.request("GET", path))
+
+    def recheck(self, visit_id: str, *, care: Care = "visit", as_of: str | None = None) -> EligibilityResult:
+        """再照会 through the course's first visit, without the card."""
+        body: dict[str, Any] = {"care": care} | ({"as_of": as_of} if as_of else {})
+        return EligibilityResult.model_validate(self.request("POST", f"/v1/visits/{visit_id}/recheck", body))
 
     def access_log(self, challenge_id: str, certificate: bytes, signature: bytes) -> AccessLog:
         body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature)}

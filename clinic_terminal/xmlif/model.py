@@ -16,9 +16,11 @@ from schemas.card import CheckupItem, MedicationItem
 from schemas.eligibility import ByNumberQuery, EligibilityResult, Insured
 
 RequestKind = Literal[
-    "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups"
+    "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups",
+    "home_visit", "online_care",
 ]
 ClinicalFamily = Literal["medications", "checkups"]  # 薬剤情報 / 特定健診情報 (xmlif/clinical.py)
+HomeCareFamily = Literal["home_visit", "online_care"]  # 訪問診療 / オンライン診療 再照会 (xmlif/homecare.py)
 ConsentSetting = Literal["outpatient", "inpatient", "home"]
 XmlEncoding = Literal["utf-8", "shift_jis"]
 
@@ -244,8 +246,35 @@ class ClinicalResult:
         return Processing()
 
 
+@dataclass(frozen=True)
+class HomeCareResult:
+    """Answer to a 訪問診療 / オンライン診療 再照会 request (``xmlif/homecare.py``): the person's
+    eligibility on the day of care through their course of care; none, with the header's error,
+    when there is no course or its consent does not cover the care (or has ended)."""
+
+    file_id: str
+    header: ResultHeader
+    family: HomeCareFamily
+    key: tuple[str, str, str, str | None]  # insurer number, symbol, number, branch: echoed
+    eligibility: EligibilityResult | None = None
+    consents: ConsentChoices | None = None  # the course's consent (setting home)
+    consent_id: int | None = None
+    consent_expires_at: dt.datetime | None = None  # the course's end (None: until withdrawn or replaced)
+    first_visit_at: dt.datetime | None = None
+    confirmation: str | None = None  # the first visit's: pin / face / visual
+
+    @property
+    def kind(self) -> HomeCareFamily:
+        return self.family
+
+    @property
+    def processing(self) -> Processing:
+        return processing_of(self.eligibility, self.header)
+
+
 AnyResult = (
     TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult | ClinicalResult
+    | HomeCareResult
 )
 
 
@@ -313,6 +342,20 @@ class ClinicalRequest:
         return person_key(self.insurer_number, self.symbol, self.number, self.branch)
 
 
+@dataclass(frozen=True)
+class HomeCareRequest:
+    """A 訪問診療 / オンライン診療 再照会 request: the person by insurance number; the day of care
+    is the header's ``QualificationConfirmationDate`` (default today)."""
+
+    header: RequestHeader
+    family: HomeCareFamily
+    insurer_number: str
+    number: str
+    symbol: str = ""
+    branch: str | None = None
+
+
 AnyRequest = (
     SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest | ClinicalRequest
+    | HomeCareRequest
 )

@@ -22,6 +22,7 @@ from clinic_terminal.xmlif.model import (
     BulkUnit,
     ClinicalRequest,
     ConsentChoices,
+    HomeCareRequest,
     ReferenceRegistrationRequest,
     ReferenceRegistrationResult,
     RequestHeader,
@@ -163,6 +164,10 @@ class XmlTerminal:
         )
 
     def answer(self, file_id: str, request: AnyRequest) -> AnyResult:
+        if isinstance(request, HomeCareRequest):
+            from clinic_terminal.xmlif.homecare import HomeCareServer, answer_home_care  # builds on render
+
+            return answer_home_care(cast(HomeCareServer, self.server), file_id, request, self.clock())
         if isinstance(request, ClinicalRequest):
             from clinic_terminal.xmlif.clinical import ClinicalServer, answer_clinical  # builds on render
 
