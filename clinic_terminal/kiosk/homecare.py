@@ -77,7 +77,7 @@ def course_json(course: HomeCourse) -> dict[str, Any]:
     }
 
 
-def recheck_json(result: EligibilityResult, care: Care) -> dict[str, Any]:
+def recheck_json(result: EligibilityResult, care: Care, at: dt.datetime | None = None) -> dict[str, Any]:
     """A 再照会's answer, plainly: the headline the staff act on, then the details."""
     out = result_json(result)
     insured = result.insured
@@ -88,7 +88,10 @@ def recheck_json(result: EligibilityResult, care: Care) -> dict[str, Any]:
         headline = f"資格が確認できません：{VALIDITY.get(result.validity, str(result.validity))}"
         if result.validity in (2, 3):
             headline += "。保険証の変更がないか患者さんに確認してください。"
-    return out | {"ok": result.usable, "headline": headline, "care": CARE_LABELS[care], "name": name}
+    now = (at or dt.datetime.now(dt.UTC)).astimezone(JST)
+    day = result.as_of
+    return out | {"ok": result.usable, "headline": headline, "care": CARE_LABELS[care], "name": name,
+                  "when": f"{day.year}年{day.month}月{day.day}日時点・{now.hour}時{now.minute:02d}分に照会"}
 
 
 def recheck_refusal(exc: ServerError) -> dict[str, Any]:

@@ -187,7 +187,10 @@
     if (!result) return;
     const i = result.insured;
     box.append(el("div", "ok-line", `資格確認できました（${result.validity_label}・${result.copay_label}負担）`));
-    if (i) box.append(el("div", "meta", `${i.insurer_name || ""}　${i.insurer_number.trim()}　${i.birth_date} 生`));
+    if (i) {
+      box.append(el("div", "meta", `${i.insurer_name || ""}（${i.insurer_number.trim()}）`));
+      box.append(el("div", "meta", `${i.birth_date} 生・${i.personal_family}`));
+    }
     box.append(el("div", "meta", "確認方法：目視確認"));
   }
 
@@ -312,8 +315,7 @@
     box.className = "outcome " + (data.ok ? "ok" : "ng");
     box.append(el("div", "headline", data.headline));
     if (data.ok && data.insured) {
-      const now = new Date();
-      box.append(el("div", "meta", `${data.care}・${data.as_of} 時点・${now.getHours()}時${String(now.getMinutes()).padStart(2, "0")}分に照会`));
+      box.append(el("div", "meta", `${data.care}・${data.when}`));
       if (data.limit_certificate) box.append(el("div", "meta", `限度額 区分 ${data.limit_certificate.classification_label}`));
     }
   }
@@ -362,6 +364,7 @@
     if (event.target.id === "course-on") drawConsent();
   });
 
+  $("#visual-form").addEventListener("input", () => { $("#visual-message").hidden = true; });
   $("#visual-form").addEventListener("submit", (event) => {
     event.preventDefault();
     submitVisual(event.target);

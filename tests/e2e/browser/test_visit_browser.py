@@ -35,6 +35,12 @@ def _tap_pin(page: Page, digits: str) -> None:
     pad.locator("button[data-pin='ok']").click()
 
 
+def _shot(page: Page, path: Path, *, full_page: bool = False) -> None:
+    """A screenshot from the top of the page (the bar is sticky: scrolled, it would land mid-page)."""
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=full_page)
+
+
 def _no_horizontal_scroll(page: Page) -> None:
     width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], f"the page is wider than the phone: {width}"
@@ -49,19 +55,19 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     _view(page, "menu")
     expect(page.locator("#facility-name")).to_have_text("しかく内科クリニック")
     _no_horizontal_scroll(page)
-    page.screenshot(path=str(screenshots / "visit-menu.png"))
+    _shot(page, screenshots / "visit-menu.png")
 
     # --- first visit by card: the kiosk's card flow, then the course's consent
     page.get_by_role("button", name="初回の訪問").click()
     _view(page, "first")
-    page.screenshot(path=str(screenshots / "visit-first.png"))
+    _shot(page, screenshots / "visit-first.png")
     page.get_by_role("button", name="カードを読み取る（暗証番号）").click()
     _view(page, "card")
     page.get_by_role("button", name="読み取る").click()
     page.get_by_role("button", name="暗証番号を入力する").click()
     expect(page.locator("section[data-view=card] h1:visible")).to_have_text("暗証番号（数字4桁）", timeout=TIMEOUT)
     page.locator("section[data-view=card] button[data-digit='1']").click()
-    page.screenshot(path=str(screenshots / "visit-pin.png"))
+    _shot(page, screenshots / "visit-pin.png")
     page.locator("section[data-view=card] button[data-pin='clear']").click()
     _tap_pin(page, PIN)
     expect(page.locator("body[data-view='consent'], section[data-view=card] h1:text('初回登録')")).to_have_count(
@@ -76,11 +82,11 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     page.locator(".consent[data-category=drug] button[data-value=yes]").click()
     page.locator(".consent[data-category=limit_certificate] button[data-value=yes]").click()
     _no_horizontal_scroll(page)
-    page.screenshot(path=str(screenshots / "visit-consent.png"), full_page=True)
+    _shot(page, screenshots / "visit-consent.png", full_page=True)
     page.locator("#consent-ok").click()
     _view(page, "done")
     expect(page.locator("#done-title")).to_have_text("同意を登録しました")
-    page.screenshot(path=str(screenshots / "visit-done.png"))
+    _shot(page, screenshots / "visit-done.png")
 
     # --- a later visit: the course is listed, 再照会 without the card
     page.get_by_role("button", name="再照会の一覧へ").click()
@@ -96,7 +102,7 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     expect(outcome.locator(".headline")).to_have_text("資格確認できました（有効・3割負担）")
     expect(outcome).to_contain_text("限度額 区分 ウ")  # shared under this course's consent
     _no_horizontal_scroll(page)
-    page.screenshot(path=str(screenshots / "visit-recheck.png"))
+    _shot(page, screenshots / "visit-recheck.png")
 
     # --- first visit by 目視確認: a new course (it ends the card's one), home visits only, a last day
     page.locator("#to-menu").click()
@@ -113,14 +119,14 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     form.get_by_label("性別").select_option("1")
     form.get_by_label("住所").fill("東京都千代田区霞が関1-2-2")
     _no_horizontal_scroll(page)
-    page.screenshot(path=str(screenshots / "visit-visual.png"), full_page=True)
+    _shot(page, screenshots / "visit-visual.png", full_page=True)
     form.get_by_role("button", name="資格を確認する").click()
     _view(page, "consent")
     expect(page.locator("#first-result")).to_contain_text("確認方法：目視確認")
     until = (dt.date.today() + dt.timedelta(days=90)).isoformat()
     page.locator("#care-online").uncheck()
     page.locator("#course-until").fill(until)
-    page.screenshot(path=str(screenshots / "visit-visual-consent.png"), full_page=True)
+    _shot(page, screenshots / "visit-visual-consent.png", full_page=True)
     page.locator("#consent-ok").click()
     _view(page, "done")
     page.get_by_role("button", name="再照会の一覧へ").click()
@@ -130,7 +136,7 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     expect(card.get_by_role("button", name="再照会（オンライン診療）")).to_have_count(0)
     card.get_by_role("button", name="再照会（訪問診療）").click()
     expect(card.locator(".outcome")).to_have_class("outcome ok", timeout=TIMEOUT)
-    page.screenshot(path=str(screenshots / "visit-courses.png"), full_page=True)
+    _shot(page, screenshots / "visit-courses.png", full_page=True)
 
     # --- the course's consent ends (its last day passed): the same button says so, plainly
     engine = make_engine(f"sqlite:///{stack.xml_root.parent / 'shikaku.sqlite3'}")
@@ -142,7 +148,7 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     outcome = card.locator(".outcome")
     expect(outcome).to_have_class("outcome ng", timeout=TIMEOUT)
     expect(outcome).to_contain_text("同意の期限が切れているか、患者さんが同意を取り消しました。")
-    page.screenshot(path=str(screenshots / "visit-recheck-expired.png"), full_page=True)
+    _shot(page, screenshots / "visit-recheck-expired.png", full_page=True)
     page.locator("#to-menu").click()
     page.get_by_role("button", name="2回目以降の訪問（再照会）").click()
     expect(page.locator("#course-empty")).to_be_visible(timeout=TIMEOUT)
@@ -154,7 +160,8 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
 def test_the_patient_sees_how_they_were_confirmed(browser: Browser, stack: Stack, screenshots: Path) -> None:
     """The patient's own access log (the kiosk's 「自分の情報を見る」) names the 目視確認 and the re-checks."""
     httpx.post(stack.kiosk_url + "/api/kiosk/reset", timeout=10)
-    page = browser.new_context(viewport=PHONE, locale="ja-JP", device_scale_factor=2).new_page()
+    # the patient's own screens are the kiosk's (a reception PC's screen), not the phone's
+    page = browser.new_context(viewport=ViewportSize(width=1366, height=768), locale="ja-JP").new_page()
     page.goto(stack.kiosk_url + "/me")
     expect(page.locator("body[data-screen='place_card']")).to_have_count(1, timeout=TIMEOUT)
     page.locator("#read-card").click()
@@ -170,4 +177,4 @@ def test_the_patient_sees_how_they_were_confirmed(browser: Browser, stack: Stack
     expect(log).to_contain_text("本人確認：職員の目視確認")
     expect(log).to_contain_text("保険の資格情報・再照会（訪問診療）")
     expect(log).to_contain_text("訪問・オンライン診療の患者一覧")
-    page.screenshot(path=str(screenshots / "visit-patient-access-log.png"), full_page=True)
+    _shot(page, screenshots / "visit-patient-access-log.png", full_page=True)

@@ -72,6 +72,13 @@ def test_recheck_outcomes_are_plain_japanese() -> None:
     assert service.recheck("v1", "visit")["headline"] == "再照会できませんでした。"
 
 
+def test_the_time_of_a_recheck_is_japans() -> None:
+    from clinic_terminal.kiosk.homecare import recheck_json
+
+    result = EligibilityResult(validity=1, query_kind="card", as_of=dt.date(2026, 11, 28), insured=insured())
+    assert recheck_json(result, "visit", NOW)["when"] == "2026年11月28日時点・10時00分に照会"
+
+
 def test_a_course_as_listed() -> None:
     shown = course_json(course())
     assert shown["confirmation"] == "目視確認（訪問 花子）"
