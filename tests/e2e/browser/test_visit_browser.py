@@ -63,7 +63,7 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     _shot(page, screenshots / "visit-first.png")
     page.get_by_role("button", name="カードを読み取る（暗証番号）").click()
     _view(page, "card")
-    page.get_by_role("button", name="読み取る").click()
+    page.get_by_role("button", name="読み取る", exact=True).click()
     page.get_by_role("button", name="暗証番号を入力する").click()
     expect(page.locator("section[data-view=card] h1:visible")).to_have_text("暗証番号（数字4桁）", timeout=TIMEOUT)
     page.locator("section[data-view=card] button[data-digit='1']").click()
