@@ -178,3 +178,8 @@ def test_the_patient_sees_how_they_were_confirmed(browser: Browser, stack: Stack
     expect(log).to_contain_text("保険の資格情報・再照会（訪問診療）")
     expect(log).to_contain_text("訪問・オンライン診療の患者一覧")
     _shot(page, screenshots / "visit-patient-access-log.png", full_page=True)
+    # the patient ends their session (the kiosk's next patient starts at 「カードを置いてください」)
+    page.get_by_role("button", name="メニューに戻る").click()
+    page.get_by_role("button", name="終了する（カードをお取りください）").click()
+    page.wait_for_url(stack.kiosk_url + "/")
+    expect(page.locator("body[data-screen='place_card']")).to_have_count(1, timeout=TIMEOUT)
