@@ -187,7 +187,7 @@ async def run(app: FastAPI, tokens: dict[str, str], people: list[Any], args: Any
             await checks.per_op_us(args.checks)
             profile.disable()
             text = io.StringIO()
-            pstats.Stats(profile, stream=text).sort_stats(os.environ.get("CARD_CPU_SORT", "tottime")).print_stats(int(os.environ.get("CARD_CPU_TOP", "35")))
+            pstats.Stats(profile, stream=text).sort_stats(args.sort).print_stats(args.top)
             out["profile"] = text.getvalue().splitlines()
     return out
 
@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=1000, help="card checks (and lookups) per round")
     parser.add_argument("--ecdsa", action="store_true", help="ECDSA P-384 cards (default RSA-2048)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sort", default="tottime", help="the profile's order (cProfile: tottime, cumulative …)")
+    parser.add_argument("--top", type=int, default=35, help="functions the profile lists")
     parser.add_argument("--db", default="shikaku_bench_cardcpu")
     args = parser.parse_args()
     url = fresh_database(args.db)
