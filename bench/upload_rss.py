@@ -56,10 +56,8 @@ def main() -> None:
             upload(base, insurer, path)
             rss.append(_worker_rss_mb())
     report["worker_rss_mb"] = rss
-    report["growth_mb"] = {
-        "first_half": round(rss[len(rss) // 2] - rss[0], 1),
-        "second_half": round(rss[-1] - rss[len(rss) // 2], 1),
-    }
+    half = len(rss) // 2
+    report["growth_mb"] = {"first_half": round(rss[half] - rss[0], 1), "second_half": round(rss[-1] - rss[half], 1)}
     print(json.dumps(report, indent=2))
 
 
