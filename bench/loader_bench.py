@@ -50,8 +50,15 @@ COPY_DB = "shikaku_bench"
 SERVER_DB = "shikaku_bench_srv"
 EVENT_SHARE = 1.062  # rows per person: add rows plus change / loss rows (testbed defaults)
 _SUMMARY = re.compile(r"accepted (\d+(?:,\d{3})*), rejected (\d+(?:,\d{3})*)(?:, unchanged (\d+(?:,\d{3})*))?")
-_DATE_COLUMNS = {"birth_date", "valid_from", "valid_to", "elderly_valid_from", "elderly_valid_to",
-                 "limit_valid_from", "limit_valid_to"}
+_DATE_COLUMNS = {
+    "birth_date",
+    "valid_from",
+    "valid_to",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_valid_from",
+    "limit_valid_to",
+}
 _INT_COLUMNS = {"copay_ratio", "elderly_ratio"}
 
 
@@ -98,8 +105,9 @@ def bench_copy(path: Path, rows: int) -> dict[str, Any]:
     """(a) the floor: COPY the same CSV into a plain typed table (no keys, no validation)."""
     recreate_database(COPY_DB)
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(
-            "date" if c in _DATE_COLUMNS else "integer" if c in _INT_COLUMNS else "text"))
+        sql.SQL("{} {}").format(
+            sql.Identifier(c), sql.SQL("date" if c in _DATE_COLUMNS else "integer" if c in _INT_COLUMNS else "text")
+        )
         for c in ELIGIBILITY_HEADER
     )
     with pg(COPY_DB) as conn, conn.cursor() as cur:
@@ -139,8 +147,13 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> dict[str
         peak_kib = int(rss_file.read_text().split()[-1])
     else:  # an upper bound only (see above)
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"exit_code": proc.returncode, "seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1),
-            "stdout": proc.stdout.strip(), "stderr": proc.stderr.strip()[-2000:]}
+    return {
+        "exit_code": proc.returncode,
+        "seconds": round(elapsed, 2),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "stdout": proc.stdout.strip(),
+        "stderr": proc.stderr.strip()[-2000:],
+    }
 
 
 def loader(kind: str, path: Path, *extra: str) -> list[str]:
@@ -151,8 +164,11 @@ def parse_counts(summary: str) -> dict[str, int]:
     m = _SUMMARY.search(summary)
     if not m:
         return {}
-    return {k: int(v.replace(",", "")) for k, v in zip(("accepted", "rejected", "unchanged"), m.groups(), strict=True)
-            if v is not None}
+    return {
+        k: int(v.replace(",", ""))
+        for k, v in zip(("accepted", "rejected", "unchanged"), m.groups(), strict=True)
+        if v is not None
+    }
 
 
 def dry_run(path: Path) -> dict[str, Any]:
@@ -195,8 +211,12 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, PeakRss]]:
     url = f"http://127.0.0.1:{port}"
     log_path = OUT / "server.log"
     with log_path.open("w") as server_log:
-        proc = subprocess.Popen([str(BIN / "shikaku-server"), "--port", str(port), "--no-migrate"], env=env,
-                                stdout=server_log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(BIN / "shikaku-server"), "--port", str(port), "--no-migrate"],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -225,13 +245,21 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, PeakRss]]:
 def fresh_server() -> Iterator[tuple[str, str, PeakRss]]:
     """A fresh database (migrated, one insurer token for every test insurer) and a server on it."""
     recreate_database(SERVER_DB)
-    env = {**os.environ, "SHIKAKU_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1/{SERVER_DB}",
-           "SHIKAKU_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "SHIKAKU_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1/{SERVER_DB}",
+        "SHIKAKU_LOG_LEVEL": "WARNING",
+    }
     env.pop("SHIKAKU_REDIS_URL", None)
     subprocess.run([str(BIN / "shikaku-admin"), "migrate"], env=env, check=True, capture_output=True)
     numbers = [arg for i in default_insurers() for arg in ("--number", i.number)]
-    added = subprocess.run([str(BIN / "shikaku-admin"), "insurer", "add", *numbers, "--name", "bench insurers"],
-                           env=env, check=True, capture_output=True, text=True)
+    added = subprocess.run(
+        [str(BIN / "shikaku-admin"), "insurer", "add", *numbers, "--name", "bench insurers"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     token = added.stdout.strip().splitlines()[-1]
     with server(env) as (url, sampler):
         yield url, token, sampler
@@ -240,14 +268,19 @@ def fresh_server() -> Iterator[tuple[str, str, PeakRss]]:
 def upload(path: Path, rows: int, url: str, token: str) -> dict[str, Any]:
     result = run_measured(loader("eligibility", path, "--server", url, "--token", token))
     result.update(parse_counts(result["stdout"]))
-    log(f"upload {path.name}: exit {result['exit_code']}, {result['seconds']} s, "
-        f"peak RSS {result['peak_rss_mib']} MiB")
+    log(f"upload {path.name}: exit {result['exit_code']}, {result['seconds']} s, peak RSS {result['peak_rss_mib']} MiB")
     if result["exit_code"] not in (0, 1):
         raise RuntimeError(f"upload failed: {result['stderr']}")
-    return {"rows": rows, "seconds": result["seconds"], "rows_per_s": round(rows / result["seconds"]),
-            "accepted": result.get("accepted"), "rejected": result.get("rejected"),
-            "unchanged": result.get("unchanged"), "loader_peak_rss_mib": result["peak_rss_mib"],
-            "summary": result["stdout"]}
+    return {
+        "rows": rows,
+        "seconds": result["seconds"],
+        "rows_per_s": round(rows / result["seconds"]),
+        "accepted": result.get("accepted"),
+        "rejected": result.get("rejected"),
+        "unchanged": result.get("unchanged"),
+        "loader_peak_rss_mib": result["peak_rss_mib"],
+        "summary": result["stdout"],
+    }
 
 
 def bench_server(large: Path, large_rows: int, small: Path, small_rows: int) -> dict[str, Any]:
@@ -279,30 +312,39 @@ def paragraph(r: dict[str, Any]) -> str:
     srv = r.get("server")
     if srv:
         u = srv["upload"]
-        lines.append(f"| (b) `hokensha-load` upload, end to end (validate, apply, commit) | {u['rows_per_s']:,} "
-                     f"| {u['seconds']} s | {u['loader_peak_rss_mib']} MiB |")
+        lines.append(
+            f"| (b) `hokensha-load` upload, end to end (validate, apply, commit) | {u['rows_per_s']:,} "
+            f"| {u['seconds']} s | {u['loader_peak_rss_mib']} MiB |"
+        )
     d = r["dry_run"]
-    lines.append(f"| `hokensha-load --dry-run` (local validation only) | {d['large']['rows_per_s']:,} | "
-                 f"{d['large']['seconds']} s | {d['large']['peak_rss_mib']} MiB |")
+    lines.append(
+        f"| `hokensha-load --dry-run` (local validation only) | {d['large']['rows_per_s']:,} | "
+        f"{d['large']['seconds']} s | {d['large']['peak_rss_mib']} MiB |"
+    )
     lines.append("")
     if srv:
         dup = srv["duplicate_reupload"]
-        lines.append(f"Ratio (b)/(a): **{r['ratio_upload_to_copy']}** — the end-to-end load runs at that fraction "
-                     f"of raw `COPY` speed (server peak RSS {srv['upload']['server_peak_rss_mib']} MiB). "
-                     f"Re-sending the same file (answered `duplicate: true`, nothing changed) took "
-                     f"{dup['seconds']} s.")
+        lines.append(
+            f"Ratio (b)/(a): **{r['ratio_upload_to_copy']}** — the end-to-end load runs at that fraction "
+            f"of raw `COPY` speed (server peak RSS {srv['upload']['server_peak_rss_mib']} MiB). "
+            f"Re-sending the same file (answered `duplicate: true`, nothing changed) took "
+            f"{dup['seconds']} s."
+        )
     else:
         lines.append("(b) not measured in this run (`--skip-server`).")
     small, large = r["small_rows"], r["rows"]
-    mem = (f"Loader peak RSS, {small:,} vs {large:,} rows: dry run {d['small']['peak_rss_mib']} vs "
-           f"{d['large']['peak_rss_mib']} MiB")
+    mem = (
+        f"Loader peak RSS, {small:,} vs {large:,} rows: dry run {d['small']['peak_rss_mib']} vs "
+        f"{d['large']['peak_rss_mib']} MiB"
+    )
     if srv:
-        mem += (f"; upload {srv['small_upload']['loader_peak_rss_mib']} vs "
-                f"{srv['upload']['loader_peak_rss_mib']} MiB")
+        mem += f"; upload {srv['small_upload']['loader_peak_rss_mib']} vs {srv['upload']['loader_peak_rss_mib']} MiB"
     lines.append(mem + " — flat in file size (the file is read in 256 KiB chunks and never held).")
     if srv:
-        lines.append(f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
-                     f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB.")
+        lines.append(
+            f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
+            f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB."
+        )
     return "\n".join(lines)
 
 
@@ -311,7 +353,7 @@ def write_doc(text: str) -> None:
     doc = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
     block = f"{start}\n{text}\n{end}"
     if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     else:
         doc = doc.rstrip("\n") + "\n\n## Benchmark results\n\n" + block + "\n"
     DOC.write_text(doc, encoding="utf-8")
@@ -337,9 +379,15 @@ def main(argv: list[str] | None = None) -> int:
         (pg_version,) = cur.fetchone()
     result: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
-        "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
-                    "python": platform.python_version(), "postgresql": pg_version.split()[0]},
-        "rows": large_rows, "small_rows": small_rows, "file_mib": round(large.stat().st_size / 2**20, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(),
+            "postgresql": pg_version.split()[0],
+        },
+        "rows": large_rows,
+        "small_rows": small_rows,
+        "file_mib": round(large.stat().st_size / 2**20, 1),
     }
     result["copy"] = bench_copy(large, large_rows)
     dry_small, dry_large = dry_run(small), dry_run(large)
@@ -349,14 +397,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_server:
         result["server"] = bench_server(large, large_rows, small, small_rows)
         result["ratio_upload_to_copy"] = round(
-            result["server"]["upload"]["rows_per_s"] / result["copy"]["rows_per_s"], 3)
+            result["server"]["upload"]["rows_per_s"] / result["copy"]["rows_per_s"], 3
+        )
     result["rss_growth_mib"] = {"dry_run": round(dry_large["peak_rss_mib"] - dry_small["peak_rss_mib"], 1)}
     if "server" in result:
         s = result["server"]
         result["rss_growth_mib"]["upload"] = round(
-            s["upload"]["loader_peak_rss_mib"] - s["small_upload"]["loader_peak_rss_mib"], 1)
+            s["upload"]["loader_peak_rss_mib"] - s["small_upload"]["loader_peak_rss_mib"], 1
+        )
         result["rss_growth_mib"]["server"] = round(
-            s["upload"]["server_peak_rss_mib"] - s["small_upload"]["server_peak_rss_mib"], 1)
+            s["upload"]["server_peak_rss_mib"] - s["small_upload"]["server_peak_rss_mib"], 1
+        )
     text = json.dumps(result, ensure_ascii=False, indent=2)
     (OUT / "loader_bench.json").write_text(text + "\n", encoding="utf-8")
     print(text)
