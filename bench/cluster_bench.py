@@ -36,7 +36,11 @@ def _admin(db_url: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SHIKAKU_DATABASE_URL": db_url}
     out = subprocess.run(
         [sys.executable, "-c", "from shikaku_server.admin import cli; cli()", *args],
-        check=True, capture_output=True, text=True, timeout=60, env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     return out.stdout.strip().splitlines()[-1]
 
@@ -52,7 +56,10 @@ def main() -> None:
     up = json.loads(
         subprocess.run(
             [str(ROOT / "scripts/cluster.sh"), "up"],
-            check=True, capture_output=True, text=True, env={**os.environ, "SHIKAKU_PYTHON": sys.executable},
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SHIKAKU_PYTHON": sys.executable},
         ).stdout
     )
     insurer = _admin(up["database_url"], "insurer", "add", "--number", INSURER_A, "--name", "bench")

@@ -51,8 +51,15 @@ COPY_DB = "shikaku_bench"
 SERVER_DB = "shikaku_bench_srv"
 EVENT_SHARE = 1.062  # rows per person: add rows plus change / loss rows (testbed defaults)
 _SUMMARY = re.compile(r"accepted (\d+(?:,\d{3})*), rejected (\d+(?:,\d{3})*)(?:, unchanged (\d+(?:,\d{3})*))?")
-_DATE_COLUMNS = {"birth_date", "valid_from", "valid_to", "elderly_valid_from", "elderly_valid_to",
-                 "limit_valid_from", "limit_valid_to"}
+_DATE_COLUMNS = {
+    "birth_date",
+    "valid_from",
+    "valid_to",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_valid_from",
+    "limit_valid_to",
+}
 _INT_COLUMNS = {"copay_ratio", "elderly_ratio"}
 
 
@@ -99,8 +106,9 @@ def bench_copy(path: Path, rows: int) -> dict[str, Any]:
     """(a) the floor: COPY the same CSV into a plain typed table (no keys, no validation)."""
     recreate_database(COPY_DB)
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(
-            "date" if c in _DATE_COLUMNS else "integer" if c in _INT_COLUMNS else "text"))
+        sql.SQL("{} {}").format(
+            sql.Identifier(c), sql.SQL("date" if c in _DATE_COLUMNS else "integer" if c in _INT_COLUMNS else "text")
+        )
         for c in ELIGIBILITY_HEADER
     )
     with pg(COPY_DB) as conn, conn.cursor() as cur:
@@ -135,8 +143,10 @@ def project_rows(path: Path) -> tuple[str, str, int]:
     block: list[Any] = []
 
     def flush() -> None:
-        ins = render_rows([(ids[k], r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
-                           for k, r in block], ("id", *INSURED_COLUMNS))
+        ins = render_rows(
+            [(ids[k], r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm) for k, r in block],
+            ("id", *INSURED_COLUMNS),
+        )
         per = render_rows([(*_fast_row(r, "x" * 22), ids[k]) for k, r in block], _ROW_COLUMNS)
         assert ins is not None and per is not None
         insured.extend(ins)
@@ -174,16 +184,26 @@ def bench_copy_project(path: Path, rows: int) -> dict[str, Any]:
     not_null = "name, name_kana, name_norm, sex, personal_family, card_classification, upload_id"
     with pg(PROJECT_DB) as conn, conn.cursor() as cur:
         started = time.perf_counter()
-        cur.copy_expert(f"COPY insured (id, {', '.join(INSURED_COLUMNS)}) FROM STDIN WITH "
-                        "(FORMAT csv, FORCE_NOT_NULL (symbol, symbol_norm))", io.StringIO(insured))
-        cur.copy_expert(f"COPY eligibility_period ({', '.join(_ROW_COLUMNS)}) FROM STDIN WITH "
-                        f"(FORMAT csv, FORCE_NOT_NULL ({not_null}))", io.StringIO(periods))
+        cur.copy_expert(
+            f"COPY insured (id, {', '.join(INSURED_COLUMNS)}) FROM STDIN WITH "
+            "(FORMAT csv, FORCE_NOT_NULL (symbol, symbol_norm))",
+            io.StringIO(insured),
+        )
+        cur.copy_expert(
+            f"COPY eligibility_period ({', '.join(_ROW_COLUMNS)}) FROM STDIN WITH "
+            f"(FORMAT csv, FORCE_NOT_NULL ({not_null}))",
+            io.StringIO(periods),
+        )
         conn.commit()
         elapsed = time.perf_counter() - started
     per_row = elapsed / n
     log(f"COPY into the project's tables: {n:,} persons in {elapsed:.1f} s")
-    return {"persons": n, "seconds": round(elapsed, 2), "rows_per_s": round(1 / per_row),
-            "seconds_scaled_to_file": round(per_row * rows, 2)}
+    return {
+        "persons": n,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(1 / per_row),
+        "seconds_scaled_to_file": round(per_row * rows, 2),
+    }
 
 
 # ---------------------------------------------------------------- loader runs
@@ -210,9 +230,14 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> dict[str
         peak_kib, cpu = int(peak), round(float(user) + float(system), 2)
     else:  # an upper bound only (see above)
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"exit_code": proc.returncode, "seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1),
-            "cpu_s": cpu,
-            "stdout": proc.stdout.strip(), "stderr": proc.stderr.strip()[-2000:]}
+    return {
+        "exit_code": proc.returncode,
+        "seconds": round(elapsed, 2),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "cpu_s": cpu,
+        "stdout": proc.stdout.strip(),
+        "stderr": proc.stderr.strip()[-2000:],
+    }
 
 
 def loader(kind: str, path: Path, *extra: str) -> list[str]:
@@ -223,8 +248,11 @@ def parse_counts(summary: str) -> dict[str, int]:
     m = _SUMMARY.search(summary)
     if not m:
         return {}
-    return {k: int(v.replace(",", "")) for k, v in zip(("accepted", "rejected", "unchanged"), m.groups(), strict=True)
-            if v is not None}
+    return {
+        k: int(v.replace(",", ""))
+        for k, v in zip(("accepted", "rejected", "unchanged"), m.groups(), strict=True)
+        if v is not None
+    }
 
 
 def dry_run(path: Path) -> dict[str, Any]:
@@ -267,8 +295,12 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, PeakRss]]:
     url = f"http://127.0.0.1:{port}"
     log_path = OUT / "server.log"
     with log_path.open("w") as server_log:
-        proc = subprocess.Popen([str(BIN / "shikaku-server"), "--port", str(port), "--no-migrate"], env=env,
-                                stdout=server_log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(BIN / "shikaku-server"), "--port", str(port), "--no-migrate"],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -297,13 +329,21 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, PeakRss]]:
 def fresh_server() -> Iterator[tuple[str, str, PeakRss]]:
     """A fresh database (migrated, one insurer token for every test insurer) and a server on it."""
     recreate_database(SERVER_DB)
-    env = {**os.environ, "SHIKAKU_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1/{SERVER_DB}",
-           "SHIKAKU_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "SHIKAKU_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1/{SERVER_DB}",
+        "SHIKAKU_LOG_LEVEL": "WARNING",
+    }
     env.pop("SHIKAKU_REDIS_URL", None)
     subprocess.run([str(BIN / "shikaku-admin"), "migrate"], env=env, check=True, capture_output=True)
     numbers = [arg for i in default_insurers() for arg in ("--number", i.number)]
-    added = subprocess.run([str(BIN / "shikaku-admin"), "insurer", "add", *numbers, "--name", "bench insurers"],
-                           env=env, check=True, capture_output=True, text=True)
+    added = subprocess.run(
+        [str(BIN / "shikaku-admin"), "insurer", "add", *numbers, "--name", "bench insurers"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     token = added.stdout.strip().splitlines()[-1]
     with server(env) as (url, sampler):
         yield url, token, sampler
@@ -344,15 +384,20 @@ def upload(path: Path, rows: int, url: str, token: str, sampler: PeakRss | None 
     server_cpu = round(tree_cpu(sampler.proc) - server0, 2) if sampler else None
     pg_cpu = round(backends_cpu(SERVER_DB) - pg0, 2)  # backends that ended meanwhile are missed
     result.update(parse_counts(result["stdout"]))
-    log(f"upload {path.name}: exit {result['exit_code']}, {result['seconds']} s, "
-        f"peak RSS {result['peak_rss_mib']} MiB")
+    log(f"upload {path.name}: exit {result['exit_code']}, {result['seconds']} s, peak RSS {result['peak_rss_mib']} MiB")
     if result["exit_code"] not in (0, 1):
         raise RuntimeError(f"upload failed: {result['stderr']}")
-    return {"rows": rows, "seconds": result["seconds"], "rows_per_s": round(rows / result["seconds"]),
-            "accepted": result.get("accepted"), "rejected": result.get("rejected"),
-            "unchanged": result.get("unchanged"), "loader_peak_rss_mib": result["peak_rss_mib"],
-            "cpu_s": {"loader": result["cpu_s"], "server": server_cpu, "postgresql_backends": pg_cpu},
-            "summary": result["stdout"]}
+    return {
+        "rows": rows,
+        "seconds": result["seconds"],
+        "rows_per_s": round(rows / result["seconds"]),
+        "accepted": result.get("accepted"),
+        "rejected": result.get("rejected"),
+        "unchanged": result.get("unchanged"),
+        "loader_peak_rss_mib": result["peak_rss_mib"],
+        "cpu_s": {"loader": result["cpu_s"], "server": server_cpu, "postgresql_backends": pg_cpu},
+        "summary": result["stdout"],
+    }
 
 
 def bench_server(large: Path, large_rows: int, small: Path, small_rows: int) -> dict[str, Any]:
@@ -382,41 +427,54 @@ def paragraph(r: dict[str, Any]) -> str:
         f"| (a) `COPY` into a plain typed table | {r['copy']['rows_per_s']:,} | {r['copy']['seconds']} s | – |",
     ]
     c = r["copy_project"]
-    lines.append("| (c) `COPY` of the same persons into `insured` + `eligibility_period` (indexes, foreign key) "
-                 f"| {c['rows_per_s']:,} | {c['seconds']} s ({c['persons']:,} persons; "
-                 f"{c['seconds_scaled_to_file']} s scaled to the file) | – |")
+    lines.append(
+        "| (c) `COPY` of the same persons into `insured` + `eligibility_period` (indexes, foreign key) "
+        f"| {c['rows_per_s']:,} | {c['seconds']} s ({c['persons']:,} persons; "
+        f"{c['seconds_scaled_to_file']} s scaled to the file) | – |"
+    )
     srv = r.get("server")
     if srv:
         u = srv["upload"]
-        lines.append(f"| (b) `hokensha-load` upload, end to end (validate, apply, commit) | {u['rows_per_s']:,} "
-                     f"| {u['seconds']} s | {u['loader_peak_rss_mib']} MiB |")
+        lines.append(
+            f"| (b) `hokensha-load` upload, end to end (validate, apply, commit) | {u['rows_per_s']:,} "
+            f"| {u['seconds']} s | {u['loader_peak_rss_mib']} MiB |"
+        )
     d = r["dry_run"]
-    lines.append(f"| `hokensha-load --dry-run` (local validation only) | {d['large']['rows_per_s']:,} | "
-                 f"{d['large']['seconds']} s | {d['large']['peak_rss_mib']} MiB |")
+    lines.append(
+        f"| `hokensha-load --dry-run` (local validation only) | {d['large']['rows_per_s']:,} | "
+        f"{d['large']['seconds']} s | {d['large']['peak_rss_mib']} MiB |"
+    )
     lines.append("")
     if srv:
         dup = srv["duplicate_reupload"]
-        lines.append(f"Ratio (b)/(a): **{r['ratio_upload_to_copy']}** — the end-to-end load runs at that fraction "
-                     f"of raw `COPY` speed; (b) against (c), the schema's own limit: "
-                     f"**{r['ratio_upload_to_copy_project']}** "
-                     f"(server peak RSS {srv['upload']['server_peak_rss_mib']} MiB). "
-                     f"Re-sending the same file (answered `duplicate: true`, nothing changed) took "
-                     f"{dup['seconds']} s.")
+        lines.append(
+            f"Ratio (b)/(a): **{r['ratio_upload_to_copy']}** — the end-to-end load runs at that fraction "
+            f"of raw `COPY` speed; (b) against (c), the schema's own limit: "
+            f"**{r['ratio_upload_to_copy_project']}** "
+            f"(server peak RSS {srv['upload']['server_peak_rss_mib']} MiB). "
+            f"Re-sending the same file (answered `duplicate: true`, nothing changed) took "
+            f"{dup['seconds']} s."
+        )
     else:
         lines.append("(b) not measured in this run (`--skip-server`).")
     small, large = r["small_rows"], r["rows"]
-    mem = (f"Loader peak RSS, {small:,} vs {large:,} rows: dry run {d['small']['peak_rss_mib']} vs "
-           f"{d['large']['peak_rss_mib']} MiB")
+    mem = (
+        f"Loader peak RSS, {small:,} vs {large:,} rows: dry run {d['small']['peak_rss_mib']} vs "
+        f"{d['large']['peak_rss_mib']} MiB"
+    )
     if srv:
-        mem += (f"; upload {srv['small_upload']['loader_peak_rss_mib']} vs "
-                f"{srv['upload']['loader_peak_rss_mib']} MiB")
+        mem += f"; upload {srv['small_upload']['loader_peak_rss_mib']} vs {srv['upload']['loader_peak_rss_mib']} MiB"
     lines.append(mem + " — flat in file size (the file is read in 256 KiB chunks and never held).")
     if srv:
         cpu = srv["upload"]["cpu_s"]
-        lines.append(f"CPU seconds of the upload of {large:,} rows: loader {cpu['loader']}, server {cpu['server']}, "
-                     f"its PostgreSQL backends {cpu['postgresql_backends']} (on {m['cpus']} cores).")
-        lines.append(f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
-                     f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB.")
+        lines.append(
+            f"CPU seconds of the upload of {large:,} rows: loader {cpu['loader']}, server {cpu['server']}, "
+            f"its PostgreSQL backends {cpu['postgresql_backends']} (on {m['cpus']} cores)."
+        )
+        lines.append(
+            f"Server peak RSS (the whole process), {small:,} vs {large:,} rows: "
+            f"{srv['small_upload']['server_peak_rss_mib']} vs {srv['upload']['server_peak_rss_mib']} MiB."
+        )
     return "\n".join(lines)
 
 
@@ -425,7 +483,7 @@ def write_doc(text: str) -> None:
     doc = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
     block = f"{start}\n{text}\n{end}"
     if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end) :]
     else:
         doc = doc.rstrip("\n") + "\n\n## Benchmark results\n\n" + block + "\n"
     DOC.write_text(doc, encoding="utf-8")
@@ -454,9 +512,15 @@ def main(argv: list[str] | None = None) -> int:
         (pg_version,) = cur.fetchone()
     result: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
-        "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
-                    "python": platform.python_version(), "postgresql": pg_version.split()[0]},
-        "rows": large_rows, "small_rows": small_rows, "file_mib": round(large.stat().st_size / 2**20, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(),
+            "postgresql": pg_version.split()[0],
+        },
+        "rows": large_rows,
+        "small_rows": small_rows,
+        "file_mib": round(large.stat().st_size / 2**20, 1),
     }
     result["copy"] = bench_copy(large, large_rows)
     result["copy_project"] = bench_copy_project(large, large_rows)
@@ -467,16 +531,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_server:
         result["server"] = bench_server(large, large_rows, small, small_rows)
         result["ratio_upload_to_copy"] = round(
-            result["server"]["upload"]["rows_per_s"] / result["copy"]["rows_per_s"], 3)
+            result["server"]["upload"]["rows_per_s"] / result["copy"]["rows_per_s"], 3
+        )
         result["ratio_upload_to_copy_project"] = round(
-            result["copy_project"]["seconds_scaled_to_file"] / result["server"]["upload"]["seconds"], 3)
+            result["copy_project"]["seconds_scaled_to_file"] / result["server"]["upload"]["seconds"], 3
+        )
     result["rss_growth_mib"] = {"dry_run": round(dry_large["peak_rss_mib"] - dry_small["peak_rss_mib"], 1)}
     if "server" in result:
         s = result["server"]
         result["rss_growth_mib"]["upload"] = round(
-            s["upload"]["loader_peak_rss_mib"] - s["small_upload"]["loader_peak_rss_mib"], 1)
+            s["upload"]["loader_peak_rss_mib"] - s["small_upload"]["loader_peak_rss_mib"], 1
+        )
         result["rss_growth_mib"]["server"] = round(
-            s["upload"]["server_peak_rss_mib"] - s["small_upload"]["server_peak_rss_mib"], 1)
+            s["upload"]["server_peak_rss_mib"] - s["small_upload"]["server_peak_rss_mib"], 1
+        )
     text = json.dumps(result, ensure_ascii=False, indent=2)
     (OUT / "loader_bench.json").write_text(text + "\n", encoding="utf-8")
     print(text)

@@ -38,12 +38,18 @@ def _one_upload(tree: Path, csv: Path, rows: int, port: int) -> tuple[float, flo
     with transaction(make_session_factory(engine)) as s:
         token = add_insurer(s, numbers=[i.number for i in default_insurers()], name="bench")
     engine.dispose()
-    env = {**os.environ, "SHIKAKU_DATABASE_URL": url, "SHIKAKU_LOG_LEVEL": "WARNING", "PYTHONPATH": str(tree),
-           "SHIKAKU_DB_STATEMENT_TIMEOUT_SECONDS": "120"}  # a shared machine: no 503 mid-bench
+    env = {
+        **os.environ,
+        "SHIKAKU_DATABASE_URL": url,
+        "SHIKAKU_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(tree),
+        "SHIKAKU_DB_STATEMENT_TIMEOUT_SECONDS": "120",
+    }  # a shared machine: no 503 mid-bench
     env.pop("SHIKAKU_REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from shikaku_server.main import main; main()", "--port", str(port), "--no-migrate"],
-        env=env, cwd=tree,
+        env=env,
+        cwd=tree,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -63,8 +69,12 @@ def _one_upload(tree: Path, csv: Path, rows: int, port: int) -> tuple[float, flo
                 while chunk := f.read(1 << 16):
                     yield chunk
 
-        r = httpx.post(f"{base}/v1/uploads?kind=eligibility", content=body(),  # type: ignore[arg-type]
-                       headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}, timeout=600)
+        r = httpx.post(
+            f"{base}/v1/uploads?kind=eligibility",
+            content=body(),  # type: ignore[arg-type]
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+            timeout=600,
+        )
         wall = time.perf_counter() - start
         cpu = sum(server.cpu_times()[:2]) - cpu0
         r.raise_for_status()
@@ -87,16 +97,25 @@ def main() -> None:
     trees = {"before": args.before.resolve(), "after": ROOT}
     results: dict[str, dict[str, list[float]]] = {name: {"wall_s": [], "server_cpu_s": []} for name in trees}
     for i in range(args.rounds):
-        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
+        for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
             wall, cpu = _one_upload(trees[name], csv, rows, args.port)
             results[name]["wall_s"].append(round(wall, 3))
             results[name]["server_cpu_s"].append(round(cpu, 3))
             print(f"round {i + 1} {name}: {wall:.2f} s wall, {cpu:.2f} s server CPU", file=sys.stderr, flush=True)
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
-    print(json.dumps({
-        "rows": rows, "bytes": csv.stat().st_size, "rounds": args.rounds, "results": results, "median": med,
-        "ratio_after_over_before": {k: round(med["after"][k] / med["before"][k], 3) for k in med["after"]},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "bytes": csv.stat().st_size,
+                "rounds": args.rounds,
+                "results": results,
+                "median": med,
+                "ratio_after_over_before": {k: round(med["after"][k] / med["before"][k], 3) for k in med["after"]},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ class AssistanceMonthQuery(RequestModel):
     """A facility's 医療扶助 一括照会 for one 診療年月 (the XML family ``OQSmutic01``): every
     recipient with a ticket of ``month`` designating the querying facility."""
 
-    month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]  # MedicalTreatmentMonth, YYYY-MM
+    month: Annotated[str, Field(pattern=r"^(19|20)\d\d-(0[1-9]|1[0-2])$")]  # MedicalTreatmentMonth, YYYY-MM (1900–2099)
 
 
 class AssistanceMonth(ResponseModel):

@@ -78,6 +78,10 @@ _SEPARATOR_CHARS = " \t\u3000-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\u
 _DIGIT_CHAIN = re.compile("[0-9]+(?:[" + re.escape(_SEPARATOR_CHARS) + "]{1,3}[0-9]+)*")
 _ASCII_DIGIT_RUN = re.compile(r"[0-9]+")
 _AT_LEAST_12_ASCII_DIGITS = re.compile(r"(?:[^0-9]*[0-9]){12}", re.DOTALL)
+# 12 digits in a row with at most three separators between two of them: what every candidate
+# below is (consecutive groups of one chain holding 12 digits), found by one scan in C. Text
+# without it (base64 of a certificate or a signature: many digits, few such runs) is done at once.
+_TWELVE_DIGITS_WRITTEN = re.compile("[0-9](?:[" + re.escape(_SEPARATOR_CHARS) + "]{0,3}[0-9]){11}")
 
 
 SPECIAL_DIGITS = (
@@ -126,6 +130,8 @@ def _text_has_my_number(text: str) -> bool:
         folded = _ascii_digits(text)
     if not _AT_LEAST_12_ASCII_DIGITS.match(folded):
         return False  # the common case: fewer than 12 digits in all
+    if not _TWELVE_DIGITS_WRITTEN.search(folded):
+        return False  # no 12 digits written together anywhere
     for chain in _DIGIT_CHAIN.findall(folded):
         groups = _ASCII_DIGIT_RUN.findall(chain)
         # every run of consecutive groups holding exactly 12 digits: "dddddddddddd",

@@ -30,11 +30,12 @@ from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.service import revocation_mark
 from shikaku_server.batch.service import BatchRecovery
 from shikaku_server.cache import CacheError, make_stores
+from shikaku_server.card import views as card_views
 from shikaku_server.card.service import CardPorts, CertificateVerifier
 from shikaku_server.card.store import make_card_store
 from shikaku_server.config import Settings, get_settings
 from shikaku_server.database import make_engine, make_session_factory
-from shikaku_server.eligibility.fastpath import ByNumberFastPath
+from shikaku_server.eligibility import views as eligibility_views
 from shikaku_server.eligibility.reader import make_bundle_reader
 from shikaku_server.errors import (
     RETRY_AFTER_SECONDS,
@@ -43,6 +44,7 @@ from shikaku_server.errors import (
     PayloadTooLargeError,
     UnavailableError,
 )
+from shikaku_server.fastpath import FastPaths
 from shikaku_server.fhir.fastpath import EligibilityFastPath
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import make_async_pg
@@ -162,7 +164,7 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "validation_error", "The request is not valid", detail, errors=errors)
 
 
-def _path_without_nul(request: Request) -> None:
+async def _path_without_nul(request: Request) -> None:  # async: no thread hop on every request
     """A NUL (``%00``) in the path is a 422 before any route code runs: PostgreSQL cannot hold
     it in a text parameter, so it must never reach a query."""
     if "\x00" in request.url.path or any("\x00" in str(v) for v in request.path_params.values()):
@@ -192,7 +194,7 @@ class RequestMiddleware:
     """Request id, size limit for JSON bodies, metrics and one log line per request (pure ASGI).
 
     It is also the error boundary: an exception that escapes the app (a route, a dependency,
-    the by-number fast path) is answered here by ``error_response``, so a 500 or a 503 gets its
+    the fast paths) is answered here by ``error_response``, so a 500 or a 503 gets its
     log line and its metric like any other answer."""
 
     def __init__(self, app: ASGIApp, state_getter: Any) -> None:
@@ -393,9 +395,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.mount(app)
     # inside RequestMiddleware (added last = outermost): request id, metrics and log line apply
     app.add_middleware(
-        ByNumberFastPath,
+        FastPaths,
         state_getter=lambda: holder["state"],
         on_domain_error=domain_problem,
+        routes=[eligibility_views.FAST, card_views.FAST_CHALLENGE, card_views.FAST_BY_CARD],
     )
     app.add_middleware(EligibilityFastPath)  # POST /fhir/R4/CoverageEligibilityRequest, the same way
     app.add_middleware(RequestMiddleware, state_getter=lambda: holder["state"])

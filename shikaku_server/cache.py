@@ -112,6 +112,10 @@ class ChallengeStore(Protocol):
         it is unknown (never stored, or past its time)."""
         ...
 
+    async def discard(self, key: str) -> None:
+        """Delete ``key`` (a record stored but never handed out), without a used mark."""
+        ...
+
 
 class RateCounters(Protocol):
     """Counters that live ``ttl`` seconds after their last change (rate-limit windows)."""
@@ -191,6 +195,10 @@ class InMemoryChallengeStore:
             del self._entries.data[key]
             self._entries.set(f"used:{key}", b"1", used_ttl)
             return value, False
+
+    async def discard(self, key: str) -> None:
+        with self._entries.lock:
+            self._entries.data.pop(key, None)
 
 
 class InMemoryCounters:
@@ -625,6 +633,12 @@ class RedisChallengeStore:
         except (CacheError, _ReplyError) as exc:
             raise UnavailableError("the challenge store (Redis) is unavailable") from exc
         return (value, False) if taken == 1 else (None, bool(value))
+
+    async def discard(self, key: str) -> None:
+        try:
+            await self.client.call(b"DEL", self.client.k(key).encode())
+        except (CacheError, _ReplyError) as exc:
+            raise UnavailableError("the challenge store (Redis) is unavailable") from exc
 
 
 class RedisCounters:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from shikaku_server.install import missing_library, refuse
+from shikaku_server.malloc import bound_arenas
 
 try:
     import uvicorn
@@ -86,6 +87,7 @@ def main(host: str, port: int, workers: int, migrate: bool) -> None:
         refuse("shikaku-server", _MISSING)
     settings = get_settings()
     configure(settings.log_level)
+    bound_arenas()
     if workers > 1 and not settings.redis_url:
         raise click.UsageError("--workers > 1 needs SHIKAKU_REDIS_URL: challenges and cache must be shared")
     if not settings.metrics_token and not is_loopback(host):

@@ -1,4 +1,4 @@
-"""Read-only PostgreSQL queries on the event loop: psycopg2 connections in asynchronous mode.
+"""PostgreSQL statements on the event loop: psycopg2 connections in asynchronous mode.
 
 The by-number cache-miss path reads one bundle; through SQLAlchemy in the thread pool that
 cost a thread hop, a session, a pool checkout and the statement's parse and plan on the server
@@ -6,8 +6,10 @@ every time. Here a few psycopg2 connections are driven by the event loop itself 
 with ``add_reader``/``add_writer``, as psycopg2 documents for asynchronous use), each holding
 the hot statements server-side prepared (``PREPARE`` once per connection, then ``EXECUTE``).
 
-Autocommit reads only: asynchronous connections have no transactions of their own, which is
-what a single-statement read wants anyway. Anything else stays on SQLAlchemy.
+Autocommit only: asynchronous connections have no transactions of their own, so each statement
+is its own transaction, committed when its answer arrives. That is what a single-statement read
+wants, and what the card check's one write wants (the visit and its access-log entry in one
+``WITH … INSERT … INSERT`` statement: ``execute``). Anything else stays on SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -31,14 +33,18 @@ log = logging.getLogger(__name__)
 
 
 class Prepared:
-    """A statement prepared on every connection under ``name`` (positional ``$n`` parameters)."""
+    """A statement prepared on every connection under ``name`` (positional ``$n`` parameters):
+    a SQLAlchemy ``Select``, or SQL text whose ``$1 … $n`` are named by ``params``."""
 
-    def __init__(self, name: str, statement: Select[Any]) -> None:
-        dialect = postgresql.psycopg2.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, name: str, statement: Select[Any] | str, params: Sequence[str] = ()) -> None:
+        if isinstance(statement, str):
+            sql, self.params = statement, tuple(params)
+        else:
+            dialect = postgresql.psycopg2.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+            compiled = statement.compile(dialect=dialect)
+            sql, self.params = compiled.string, tuple(compiled.positiontup or ())
         self.name = name
-        self.params = tuple(compiled.positiontup or ())
-        self.prepare_sql = f"PREPARE {name} AS {compiled.string}"
+        self.prepare_sql = f"PREPARE {name} AS {sql}"
         self.execute_sql = (
             f"EXECUTE {name} ({', '.join(['%s'] * len(self.params))})" if self.params else f"EXECUTE {name}"
         )
@@ -75,11 +81,21 @@ class AsyncPG:
     async def fetch(self, statement: Prepared, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """All rows of ``statement``; a connection that fails is dropped (one retry when it was
         a reused connection: the server may have closed it while idle)."""
+        return await self._statement(statement, params, rows=True)
+
+    async def execute(self, statement: Prepared, params: dict[str, Any]) -> None:
+        """A statement without rows (a write), committed when this returns. Retried like
+        ``fetch``: a write must therefore be idempotent (the card check's visit is inserted
+        ``ON CONFLICT (id) DO NOTHING`` under its random id, so a retry after a commit whose
+        answer was lost writes nothing twice)."""
+        await self._statement(statement, params, rows=False)
+
+    async def _statement(self, statement: Prepared, params: dict[str, Any], *, rows: bool) -> list[tuple[Any, ...]]:
         values = [params[p] for p in statement.params]
         for attempt in (1, 2):
             conn, reused = await self._acquire()
             try:
-                rows = await self._run(conn, statement, values)
+                result = await self._run(conn, statement, values, rows)
             except DeadlineExceeded:
                 self._discard(conn)
                 raise
@@ -93,10 +109,12 @@ class AsyncPG:
                 self._discard(conn)  # cancelled or failed mid-statement: its state is unknown
                 raise
             self._release(conn)
-            return rows
+            return result
         raise AssertionError("unreachable")
 
-    async def _run(self, conn: _Connection, statement: Prepared, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    async def _run(
+        self, conn: _Connection, statement: Prepared, values: Sequence[Any], rows: bool
+    ) -> list[tuple[Any, ...]]:
         cursor = conn.raw.cursor()
         deadline = self._timeouts.deadline
         try:
@@ -106,8 +124,8 @@ class AsyncPG:
                 conn.prepared.add(statement.name)
             cursor.execute(statement.execute_sql, values)
             await self._wait(conn.raw, deadline)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            return rows
+            result: list[tuple[Any, ...]] = cursor.fetchall() if rows else []
+            return result
         finally:
             cursor.close()
 

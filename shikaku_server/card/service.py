@@ -20,8 +20,8 @@ Trust anchors are reloaded when the ``trust_anchor`` table or the anchor files c
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
-import json
 import logging
 import secrets
 import threading
@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from anyio import to_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +73,7 @@ from shikaku_server.errors import (
     RegistrationAmbiguousError,
     RegistrationConflictError,
     RegistrationNoMatchError,
+    UnavailableError,
     ValidationFailedError,
 )
 
@@ -91,8 +94,15 @@ async def create_challenge(
     expires_at = clock() + dt.timedelta(seconds=ttl)
     record = {"nonce": nonce, "facility": facility_code, "expires_at": expires_at.isoformat()}
     # kept twice as long as it is valid, so a late answer says "expired" rather than "unknown"
-    await challenges.put_new(f"challenge:{challenge_id}", json.dumps(record).encode(), ttl * 2)
+    await challenges.put_new(f"challenge:{challenge_id}", orjson.dumps(record), ttl * 2)
     return Challenge(challenge_id=challenge_id, nonce=nonce, expires_at=expires_at)
+
+
+async def withdraw_challenge(challenges: ChallengeStore, challenge_id: str) -> None:
+    """Forget a challenge that was stored but not handed out (its request was refused); best
+    effort: one that stays simply expires unused."""
+    with contextlib.suppress(UnavailableError):
+        await challenges.discard(f"challenge:{challenge_id}")
 
 
 async def redeem_challenge(
@@ -103,7 +113,7 @@ async def redeem_challenge(
     raw, reused = await challenges.take(f"challenge:{challenge_id}", ttl * 4)
     if raw is None:
         raise ChallengeReusedError() if reused else ChallengeUnknownError()
-    record = json.loads(raw)
+    record = orjson.loads(raw)
     if facility_code is not None and record["facility"] != facility_code:
         raise ChallengeUnknownError("the challenge was issued to another facility")
     if dt.datetime.fromisoformat(record["expires_at"]) < clock():
@@ -122,6 +132,7 @@ class CheckedCertificate:
     certificate: x509.Certificate
     expires_on: dt.date
     notice: str | None
+    public_key: CertificatePublicKeyTypes
 
 
 class CertificateVerifier:
@@ -183,6 +194,7 @@ class CertificateVerifier:
             certificate=verified.certificate,
             expires_on=verified.expires_on,
             notice=verify.certificate_notice(verified.expires_on, today),
+            public_key=verified.public_key,
         )
 
     def verified(
@@ -264,7 +276,7 @@ class PinSignature:
     async def authenticate(self, checked: CheckedCertificate, nonce: bytes) -> None:
         if self.signature is None:
             raise ValidationFailedError("auth_method pin needs the card's signature")
-        verify.verify_pin_signature(checked.certificate, nonce, self.signature)
+        verify.verify_signature(checked.public_key, nonce, self.signature)
 
 
 @dataclass(frozen=True)
@@ -397,8 +409,8 @@ async def check_card(
     """A card check (PIN or face: ``authenticator``), the JSON values of the ``EligibilityResult``:
     the card proven (``prove_card``), the person's cached bundle (the one the by-number lookups
     cache, same invalidation) evaluated, the visit and its access-log entry committed before the
-    answer. On the event loop except the anchors' re-read (every few seconds), the rare "newer
-    eligibility" check and the commit of the visit."""
+    answer. On PostgreSQL all on the event loop except the anchors' re-read (every few seconds)
+    and the rare "newer eligibility" check; on SQLite the database calls go to a thread."""
     facility = principal.require_facility()
     person = await prove_card(
         ports,

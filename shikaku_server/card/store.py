@@ -2,8 +2,9 @@
 
 - ``SQLCardStore``: any SQLAlchemy database (SQLite, the embedded default), each call in a
   worker thread;
-- ``PostgresCardStore``: the card's facts in one prepared statement on the event loop
-  (``pgasync``), the visit and its access-log entry in one raw statement and commit.
+- ``PostgresCardStore``: on the event loop (``pgasync``), the card's facts in one prepared
+  statement, the visit and its access-log entry in another (autocommit: committed when it
+  returns).
 
 ``make_card_store`` picks one once, in the app's lifespan.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from anyio import to_thread
-from sqlalchemy import Engine, and_, bindparam, exists, insert, literal_column, select, true
+from sqlalchemy import and_, bindparam, exists, insert, literal_column, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.access_log import service as access_log
@@ -22,7 +23,7 @@ from shikaku_server.auth.models import Terminal
 from shikaku_server.card.models import CardLink, RevokedCertificate
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import consent_in_force, latest_consent_query, live_consent
-from shikaku_server.database import execute_raw, transaction, utcnow
+from shikaku_server.database import transaction, utcnow
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.me.suspension import is_suspended, suspended
 from shikaku_server.pgasync import AsyncPG, Prepared
@@ -148,23 +149,26 @@ _PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
 
 _VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
 _ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
-_PG_VISIT_INSERT = (  # the columns in the order of the two tuples above
+# the visit and its access-log entry in one statement, prepared per connection; idempotent under
+# the visit's random id (``AsyncPG.execute`` may retry it on a fresh connection)
+_PG_VISIT_INSERT = Prepared(
+    "shikaku_card_visit",
     "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
-    "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id) "
+    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING id) "
     "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
-    "SELECT %s, %s, %s, %s, %s, %s, %s, visit_row.id FROM visit_row"
+    "SELECT $8, $9, $10, $11, $12, $13, $14, visit_row.id FROM visit_row",
+    [f"visit_{c}" for c in _VISIT_COLUMNS] + [f"entry_{c}" for c in _ENTRY_COLUMNS],
 )
 
 
 class PostgresCardStore(SQLCardStore):
-    """The facts on the event loop in one statement; the visit in one statement and its commit
-    on a pooled DBAPI connection (a fifth of the CPU of a SQLAlchemy session, time during which
-    the thread holds the GIL)."""
+    """Everything on the event loop (``pgasync``): the facts in one prepared statement, the
+    visit and its access-log entry in another, committed (autocommit) before it returns — no
+    thread hop, no session, no pool checkout."""
 
     def __init__(self, factory: sessionmaker[Session], pg: AsyncPG) -> None:
         super().__init__(factory)
         self.pg = pg
-        self.engine: Engine = factory.kw["bind"]
 
     async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
         rows = await self.pg.fetch(
@@ -183,10 +187,11 @@ class PostgresCardStore(SQLCardStore):
             consent_id=consent_id if live else None,
         )
 
-    def _record(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
-        execute_raw(
-            self.engine, _PG_VISIT_INSERT, [visit[c] for c in _VISIT_COLUMNS] + [entry[c] for c in _ENTRY_COLUMNS]
-        )
+    async def record_visit(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+        now = utcnow()
+        visit, entry = {"created_at": now, **visit}, {"at": now, **entry}
+        params = {f"visit_{c}": visit[c] for c in _VISIT_COLUMNS} | {f"entry_{c}": entry[c] for c in _ENTRY_COLUMNS}
+        await self.pg.execute(_PG_VISIT_INSERT, params)
 
 
 def make_card_store(factory: sessionmaker[Session], pg: AsyncPG | None) -> CardStore:

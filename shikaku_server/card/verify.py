@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from shikaku_server.errors import (
     CertificateExpiredError,
@@ -49,6 +50,7 @@ __all__ = [
     "revoked_serials_from_crl",
     "verify_certificate_chain",
     "verify_pin_signature",
+    "verify_signature",
 ]
 
 CertificateNotice = Literal["expires_soon", "grace_period"]
@@ -68,6 +70,7 @@ class VerifiedCertificate:
     fingerprint: str  # SHA-256 of the DER, lower-case hex
     expires_on: dt.date  # last valid day (JST)
     notice: CertificateNotice | None
+    public_key: CertificatePublicKeyTypes  # loaded once: a cached chain check keeps it (``verify_signature``)
 
 
 def certificate_fingerprint(cert_der: bytes) -> str:
@@ -160,7 +163,8 @@ def verify_certificate_chain(
     except ValueError as exc:
         raise CertificateUntrustedError("not a DER X.509 certificate") from exc
     anchor = _issuer_of(cert, anchors)
-    if _signature_check(cert.public_key()) is None:
+    public_key = cert.public_key()
+    if _signature_check(public_key) is None:
         raise CertificateUntrustedError("the card key is neither RSA-2048 nor ECDSA P-384")
     _check_usage(cert)
     if not jst_date(anchor.not_valid_before_utc) <= today <= jst_date(anchor.not_valid_after_utc):
@@ -178,6 +182,7 @@ def verify_certificate_chain(
         fingerprint=certificate_fingerprint(cert_der),
         expires_on=expires_on,
         notice=notice,
+        public_key=public_key,
     )
 
 
@@ -188,7 +193,13 @@ def verify_pin_signature(cert: x509.Certificate, nonce: bytes, signature: bytes)
     (``SEQUENCE {r, s}``; OpenSSL accepts only the canonical encoding, so a raw ``r || s`` or a
     re-encoded variant is refused). Any other key is refused (``signature_invalid``).
     """
-    check = _signature_check(cert.public_key())
+    verify_signature(cert.public_key(), nonce, signature)
+
+
+def verify_signature(public_key: CertificatePublicKeyTypes, nonce: bytes, signature: bytes) -> None:
+    """:func:`verify_pin_signature` with the certificate's key already loaded (the server keeps
+    it with the cached chain check, so a check does not parse the key again)."""
+    check = _signature_check(public_key)
     if check is None:
         raise SignatureInvalidError("the certificate key is neither RSA-2048 nor ECDSA P-384")
     try:

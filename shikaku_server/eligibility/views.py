@@ -7,6 +7,7 @@ from schemas.eligibility import ByNumberQuery, EligibilityResult
 from shikaku_server.auth.service import Principal
 from shikaku_server.deps import PrincipalDep, StateDep
 from shikaku_server.eligibility import service
+from shikaku_server.fastpath import FastRoute, json_model
 from shikaku_server.state import AppState
 
 router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) -> bytes:
     """One by-number lookup: the answer's JSON, its access-log entries and its metrics.
 
-    Shared by the route below and by ``fastpath.ByNumberFastPath`` (the same code answers).
+    Shared by the route below and by its fast path (``FAST``, ``shikaku_server.fastpath``).
     Rate-limited per token and per facility (``ratelimit``: the counters are sent before the
     cache read and read after it, one Redis round trip for all), in volume and in failures: a
     token or facility that has used up its failed lookups (validity 4) of the hour is refused
@@ -53,3 +54,7 @@ async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) ->
 async def by_number(query: ByNumberQuery, principal: PrincipalDep, state: StateDep) -> Response:
     # the body is rendered from checked data (response_model stays for the OpenAPI schema)
     return Response(await lookup(state, principal, query), media_type="application/json")
+
+
+# the ordinary lookup without FastAPI's routing and body handling (``shikaku_server.fastpath``)
+FAST = FastRoute("/v1/eligibility/by-number", router, json_model(ByNumberQuery), lookup)

@@ -212,3 +212,57 @@ def test_card_stores_commit_the_visit_with_its_log_entry(
         ).all()
     assert [tuple(r) for r in rows] == [(f"visit-{n}", "face", "eligibility") for n in range(len(rows))]
     assert len(rows) == len(_stores(session_factory, pg))
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # the event-loop write is PostgreSQL's
+def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """``AsyncPG.execute`` retries once on a fresh connection when a reused one was lost; a retry
+    of a write whose commit went through (same visit id) writes nothing twice."""
+    assert pg is not None
+    store = PostgresCardStore(session_factory, pg)
+    visit = {
+        "id": "visit-x",
+        "facility_code": FACILITY_CODE,
+        "insured_id": people["01"],
+        "auth_method": "pin",
+        "card_classification": "01",
+        "as_of": dt.date(2025, 1, 1),
+    }
+    entry = {
+        "insured_id": people["01"],
+        "facility_code": FACILITY_CODE,
+        "role": "reception",
+        "what": "eligibility",
+        "query_kind": "card",
+        "consent_id": None,
+    }
+
+    def counts() -> tuple[int, int]:
+        with session_factory() as s:
+            visits = s.execute(sa.select(sa.func.count()).select_from(Visit)).scalar_one()
+            entries = s.execute(
+                sa.select(sa.func.count()).select_from(AccessLogEntry).where(AccessLogEntry.visit_id.is_not(None))
+            ).scalar_one()
+        return visits, entries
+
+    async def run() -> None:
+        await store.record_visit(visit, entry)
+        assert counts() == (1, 1)
+        engine = sa.create_engine(session_factory.kw["bind"].url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:  # the pool's idle connection is closed under it
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        engine.dispose()
+        session_factory.kw["bind"].dispose()  # the test's own pooled connections went too
+        await store.record_visit(visit, entry)  # as a retry after a lost answer: the same id
+        assert counts() == (1, 1)
+        await store.record_visit({**visit, "id": "visit-y"}, entry)
+        assert counts() == (2, 2)
+
+    asyncio.run(run())
