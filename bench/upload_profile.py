@@ -86,15 +86,16 @@ def main() -> None:
         (svc._EligibilityApplier, "prepare", "prepare (reading thread)"),
         (svc._EligibilityApplier, "_load", "load"),
         (svc._EligibilityApplier, "_write", "write"),
-        (svc, "existing_insureds", "existing_insureds"),
-        (svc, "insert_insureds", "insert_insureds"),
-        (svc, "insert_rows", "insert_rows"),
+        (bulk.PostgresBulk, "existing_insureds", "existing_insureds"),
+        (bulk.PostgresBulk, "insert_insureds", "insert_insureds"),
+        (bulk.PostgresBulk, "insert_rows", "insert_rows"),
         (bulk, "_copy", "copy"),
     ):
         _wrap(owner, name, label)
     url = fresh_database(args.db)
     upgrade(url)
-    factory = make_session_factory(make_engine(url))
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
     numbers = frozenset(i.number for i in default_insurers())
     with transaction(factory) as s:
         add_insurer(s, numbers=list(numbers), name="bench")
@@ -112,6 +113,7 @@ def main() -> None:
             factory,
             InMemoryCache(),
             principal,
+            bulk=bulk.make_bulk(engine),
             kind="eligibility",
             fmt="csv",
             chunks=chunks(),

@@ -13,10 +13,12 @@ from shikaku_server.auth.service import PrincipalCache
 from shikaku_server.cache import Cache, Stores
 from shikaku_server.card.service import CardPorts
 from shikaku_server.config import Settings
+from shikaku_server.database import Transactions
 from shikaku_server.eligibility.service import BundleReader
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
+from shikaku_server.upload.bulk import BulkWriter
 
 
 @dataclass
@@ -25,12 +27,14 @@ class AppState:
     engine: Engine
     session_factory: sessionmaker[Session]
     read_factory: sessionmaker[Session]  # autocommit, for single-statement reads on the hot path
+    transactions: Transactions  # units of work of async services and routes (session_factory's)
     stores: Stores  # the cache, the challenge store and the rate-limit counters
     bundles: BundleReader
     card: CardPorts
     metrics: Metrics
     access_log: AccessLogWriter
     limiter: RateLimiter
+    bulk: BulkWriter  # the uploads' bulk reads and writes
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     pg: AsyncPG | None = None  # event-loop reads on PostgreSQL (closed with the app)
 

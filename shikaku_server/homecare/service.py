@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.service import Principal
 from shikaku_server.consent.service import latest_consent, visit_of
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import utcnow
 from shikaku_server.eligibility.models import Insured
 from shikaku_server.eligibility.service import (
     cached_bundle,
@@ -81,11 +80,7 @@ def home_consent(session: Session, principal: Principal, visit_id: str) -> _Pers
 async def recheck(state: AppState, principal: Principal, visit_id: str, as_of: dt.date | None) -> dict[str, Any]:
     """再照会: the JSON values of the ``EligibilityResult`` of the visit's person on ``as_of``."""
 
-    def check() -> _Person:
-        with transaction(state.session_factory) as session:
-            return home_consent(session, principal, visit_id)
-
-    person = await run_in_threadpool(check)
+    person = await state.transactions.run(lambda session: home_consent(session, principal, visit_id))
     day = as_of or today_jst()
     bundle = await cached_bundle(
         cache=state.cache,

@@ -1,8 +1,11 @@
-"""Bulk reads and writes for uploads, inside the upload's transaction.
+"""Bulk reads and writes for uploads, inside the upload's transaction, behind ``BulkWriter``:
 
-PostgreSQL: ``COPY`` (keys into a temporary table joined against ``insured``; new rows streamed
-in text format; ids of new insured persons taken from the sequence up front). Other databases
-(SQLite, the embedded default): ``executemany``. One interface, so the applier does not care.
+- ``PostgresBulk`` (psycopg2): ``COPY`` (new rows streamed as csv; ids of new insured persons
+  taken from the sequence up front), the keys probed in one statement; other uploads write at the
+  same time, so a batch writes in savepoints;
+- ``SQLBulk`` (SQLite, the embedded default): ``executemany``; one writer at a time.
+
+``make_bulk`` picks one once, in the app's lifespan; the appliers never ask which database it is.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import io
 import itertools
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
 
-from sqlalchemy import String, Table, insert, select, text, tuple_
+from sqlalchemy import Engine, String, Table, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from shikaku_server.database import on_psycopg2
 from shikaku_server.eligibility.history import Key
 from shikaku_server.eligibility.models import Insured
 
@@ -118,8 +123,42 @@ def _not_null_text(table: Table, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if not table.c[c].nullable and isinstance(table.c[c].type, String)]
 
 
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+class BulkWriter(Protocol):
+    """The applier's bulk reads and writes, in the upload's session."""
+
+    copies: bool
+    """Takes rows rendered ahead (``render_rows``) as ``rendered`` lines of ``COPY`` csv."""
+    concurrent: bool
+    """Other uploads write at the same time: a batch writes in savepoints, and a unique violation
+    or a row replaced meanwhile is another upload's (a conflict for this one), not a failure."""
+
+    def savepoint(self, session: Session) -> AbstractContextManager[Any]:
+        """A savepoint where ``concurrent`` (undo only this write), else nothing."""
+        ...
+
+    def existing_insureds(self, session: Session, keys: set[Key]) -> dict[Key, int]:
+        """Ids of the insured persons among ``keys``."""
+        ...
+
+    def insert_insureds(
+        self, session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
+    ) -> list[int]:
+        """Insert insured persons, values in ``INSURED_COLUMNS`` order; their ids in the order
+        given. ``rendered`` (``copies`` only): more persons, as ``render_rows`` lines of those
+        values; their ids follow those of ``rows``."""
+        ...
+
+    def insert_rows(
+        self,
+        session: Session,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        rendered: Sequence[str] = (),
+    ) -> None:
+        """Insert plain rows (no ids needed back), values in ``columns`` order; ``rendered``
+        (``copies`` only): more rows, as lines of ``COPY`` csv, each with its line end."""
+        ...
 
 
 # one probe of the key index per key (LATERAL … LIMIT 1 keeps the planner from hashing the whole
@@ -141,14 +180,21 @@ _PROBE_ARRAYS = (
 )
 
 
-def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
-    """Ids of the insured persons among ``keys`` (one round trip on PostgreSQL: the keys travel
-    as one text, or four arrays, each probing the key index)."""
-    if not keys:
-        return {}
-    key_list = list(keys)
-    if is_postgres(session):
-        key_list.sort()  # probes in index order
+INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
+
+
+class PostgresBulk:
+    copies = True
+    concurrent = True
+
+    def savepoint(self, session: Session) -> AbstractContextManager[Any]:
+        return session.begin_nested()
+
+    def existing_insureds(self, session: Session, keys: set[Key]) -> dict[Key, int]:
+        """One round trip: the keys travel as one text, or four arrays, each probing the key index."""
+        if not keys:
+            return {}
+        key_list = sorted(keys)  # probes in index order
         lines = ["\t".join(k) for k in key_list]
         if all(line.count("\t") == 3 and "\n" not in line for line in lines):
             # the keys as one text (normalized keys hold no tab or newline): far cheaper to send
@@ -161,25 +207,12 @@ def existing_insureds(session: Session, keys: set[Key]) -> dict[Key, int]:
                 {"a": list(columns[0]), "b": list(columns[1]), "c": list(columns[2]), "d": list(columns[3])},
             ).all()
         return {key_list[n - 1]: insured_id for n, insured_id in found}
-    rows: list[Any] = []
-    cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
-    for i in range(0, len(key_list), 200):
-        rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
-    return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
 
-
-INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
-
-
-def insert_insureds(
-    session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
-) -> list[int]:
-    """Insert insured persons, values in ``INSURED_COLUMNS`` order; their ids in the order given.
-    ``rendered`` (PostgreSQL only): more persons, as ``render_rows`` lines of those values; their
-    ids follow those of ``rows``."""
-    if not rows and not rendered:
-        return []
-    if is_postgres(session):
+    def insert_insureds(
+        self, session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
+    ) -> list[int]:
+        if not rows and not rendered:
+            return []
         n = len(rows) + len(rendered)
         ids = list(
             session.execute(text("SELECT nextval('insured_id_seq') FROM generate_series(1, :n)"), {"n": n}).scalars()
@@ -195,27 +228,59 @@ def insert_insureds(
             rendered=[f"{i},{line}\n" for i, line in zip(ids[len(rows) :], rendered, strict=True)],
         )
         return ids
-    assert not rendered, "rendered rows are for PostgreSQL's COPY"
-    result = session.execute(
-        insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
-        [dict(zip(INSURED_COLUMNS, r, strict=True)) for r in rows],
-    ).scalars()
-    return list(result)
+
+    def insert_rows(
+        self,
+        session: Session,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        rendered: Sequence[str] = (),
+    ) -> None:
+        if rows or rendered:
+            _copy(session, table.name, columns, rows, _not_null_text(table, columns), rendered=rendered)
 
 
-def insert_rows(
-    session: Session,
-    table: Table,
-    columns: Sequence[str],
-    rows: list[tuple[Any, ...]],
-    rendered: Sequence[str] = (),
-) -> None:
-    """Insert plain rows (no ids needed back), values in ``columns`` order; ``rendered``
-    (PostgreSQL only): more rows, as lines of ``COPY`` csv, each with its line end."""
-    if not rows and not rendered:
-        return
-    if is_postgres(session):
-        _copy(session, table.name, columns, rows, _not_null_text(table, columns), rendered=rendered)
-    else:
+class SQLBulk:
+    copies = False
+    concurrent = False  # one writer at a time
+
+    def savepoint(self, session: Session) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def existing_insureds(self, session: Session, keys: set[Key]) -> dict[Key, int]:
+        key_list = list(keys)
+        rows: list[Any] = []
+        cols = (Insured.insurer_number, Insured.symbol_norm, Insured.number_norm, Insured.branch)
+        for i in range(0, len(key_list), 200):
+            rows += session.execute(select(Insured.id, *cols).where(tuple_(*cols).in_(key_list[i : i + 200]))).all()
+        return {(row[1], row[2], row[3], row[4]): row[0] for row in rows}
+
+    def insert_insureds(
+        self, session: Session, rows: list[tuple[str, str, str, str, str, str]], rendered: Sequence[str] = ()
+    ) -> list[int]:
         assert not rendered, "rendered rows are for PostgreSQL's COPY"
-        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        if not rows:
+            return []
+        result = session.execute(
+            insert(Insured).returning(Insured.id, sort_by_parameter_order=True),
+            [dict(zip(INSURED_COLUMNS, r, strict=True)) for r in rows],
+        ).scalars()
+        return list(result)
+
+    def insert_rows(
+        self,
+        session: Session,
+        table: Table,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        rendered: Sequence[str] = (),
+    ) -> None:
+        assert not rendered, "rendered rows are for PostgreSQL's COPY"
+        if rows:
+            session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def make_bulk(engine: Engine) -> BulkWriter:
+    """``PostgresBulk`` on psycopg2, else ``SQLBulk``: chosen once, in the app's lifespan."""
+    return PostgresBulk() if on_psycopg2(engine) else SQLBulk()

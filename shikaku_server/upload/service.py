@@ -33,7 +33,6 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +56,7 @@ from shikaku_server.assistance.service import AssistanceApplier
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication, Procedure
-from shikaku_server.database import utcnow
+from shikaku_server.database import sqlstate, utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.history import (
     Key,
@@ -70,17 +69,11 @@ from shikaku_server.eligibility.history import (
 from shikaku_server.eligibility.history import person_key as _key
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
-from shikaku_server.errors import DomainError, UnavailableError
+from shikaku_server.errors import DomainError
 from shikaku_server.expenses.models import Expense
 from shikaku_server.public_expense.models import PublicExpense
-from shikaku_server.upload.bulk import (
-    INSURED_COLUMNS,
-    existing_insureds,
-    insert_insureds,
-    insert_rows,
-    is_postgres,
-    render_rows,
-)
+from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, render_rows
+from shikaku_server.upload.errors import ConcurrentUploadError
 from shikaku_server.upload.models import Upload, uploader_of
 from shikaku_server.upload.progress import UploadProgress
 
@@ -100,16 +93,6 @@ class FileRefusedError(DomainError):
     def __init__(self, exc: FileFormatError) -> None:
         super().__init__(exc.message, line=exc.line)
         self.code = exc.code  # type: ignore[misc]
-
-
-class ConcurrentUploadError(UnavailableError):
-    """A deadlock with another upload: this file was rolled back whole and may be sent again."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "another upload of the same persons ran at the same time and this file was rolled back;"
-            " nothing was applied: send it again"
-        )
 
 
 @dataclass
@@ -165,6 +148,7 @@ def process_upload(
     cache: Cache,
     principal: Principal,
     *,
+    bulk: BulkWriter,
     kind: FileKind,
     fmt: str,
     chunks: Iterable[bytes],
@@ -200,7 +184,7 @@ def process_upload(
     try:
         session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind, uploader=uploader))
         session.flush()
-        applier = _APPLIERS[kind](session, outcome.upload_id)
+        applier = _APPLIERS[kind](session, outcome.upload_id, bulk)
 
         def reject(error: RowError) -> None:
             if len(outcome.errors) < error_limit:
@@ -295,7 +279,7 @@ def process_upload(
             return _duplicate(previous)
     except BaseException as exc:
         session.rollback()
-        if _pg_code(exc) == _DEADLOCK:
+        if sqlstate(exc) == _DEADLOCK:
             # two concurrent files that each wait for the other (each adds or changes persons the
             # other holds): PostgreSQL aborted this one; nothing of it was applied
             raise ConcurrentUploadError() from None
@@ -355,18 +339,11 @@ _INSURED_KEY = "uq_insured_insurer_number_symbol_norm_number_norm_branch"
 _DEADLOCK = "40P01"
 
 
-def _pg_code(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    code = getattr(orig, "pgcode", None)
-    return code if isinstance(code, str) else None
-
-
 def _is_unique_violation(exc: Exception, constraint_prefix: str) -> bool:
     """A unique violation (PostgreSQL) of a constraint named so, wrapped by SQLAlchemy or not."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
-    return _pg_code(exc) == "23505" and name.startswith(constraint_prefix)
+    return sqlstate(exc) == "23505" and name.startswith(constraint_prefix)
 
 
 def _not_permitted(line: int, field: str, value: str) -> RowError:
@@ -454,17 +431,17 @@ class _Raced(Exception):
 
 
 class _EligibilityApplier:
-    def __init__(self, session: Session, upload_id: str) -> None:
+    def __init__(self, session: Session, upload_id: str, bulk: BulkWriter) -> None:
         self.session = session
         self.upload_id = upload_id
-        self.postgres = is_postgres(session)
+        self.bulk = bulk
 
     def prepare(self, records: list[EligibilityRecord]) -> list[tuple[str, str] | None] | None:
         """Run in the reading thread, without the session: for each ``add`` record, its
         ``insured`` and ``eligibility_period`` rows rendered ahead as lines of COPY csv, all but
         the insured id (known only when applying). A record that turns out not to be a plain
         new person (``apply``) is applied the long way, and its lines are dropped."""
-        if not self.postgres:
+        if not self.bulk.copies:
             return None
         adds = [r for r in records if r.action == "add"]
         insured = render_rows(
@@ -509,7 +486,7 @@ class _EligibilityApplier:
         prepared: list[tuple[str, str] | None] | None = None,
     ) -> None:
         keys = [(r.insurer_number, r.symbol_norm, r.number_norm, r.branch) for r in records]
-        ids = existing_insureds(self.session, set(keys))
+        ids = self.bulk.existing_insureds(self.session, set(keys))
         counts = Counter(keys)
         # the common case of a bulk load: an add for a person with no state, once in the batch,
         # is accepted as it is (no period to compare with or overlap); it goes straight to a row
@@ -574,22 +551,22 @@ class _EligibilityApplier:
         while True:
             insureds = [(k[0], states[k].record.symbol, states[k].record.number, k[3], k[1], k[2]) for k in new_keys]
             try:
-                with self._savepoint():
+                with self.bulk.savepoint(session):
                     if rendered is None:
                         everyone = insureds + [
                             (r.insurer_number, r.symbol, r.number, r.branch, r.symbol_norm, r.number_norm)
                             for r in fast
                         ]
-                        ids = insert_insureds(session, everyone)
+                        ids = self.bulk.insert_insureds(session, everyone)
                     else:
-                        ids = insert_insureds(session, insureds, [insured for insured, _ in rendered])
+                        ids = self.bulk.insert_insureds(session, insureds, [insured for insured, _ in rendered])
                 break
             except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
                 # a concurrent upload inserted some of these persons too and has committed them
                 # (it held them until then): those are its; write the others
-                if not self.postgres or not _is_unique_violation(exc, _INSURED_KEY):
+                if not self.bulk.concurrent or not _is_unique_violation(exc, _INSURED_KEY):
                     raise
-                now_taken = set(existing_insureds(session, {*new_keys, *map(_key, fast)}))
+                now_taken = set(self.bulk.existing_insureds(session, {*new_keys, *map(_key, fast)}))
                 if not now_taken:
                     raise
                 taken |= now_taken
@@ -614,10 +591,10 @@ class _EligibilityApplier:
         table = EligibilityPeriod.__table__
         if rendered is None:
             rows += [(*_fast_row(r, upload_id), i) for r, i in zip(fast, fast_ids, strict=True)]
-            insert_rows(session, table, _ROW_COLUMNS, rows)  # type: ignore[arg-type]
+            self.bulk.insert_rows(session, table, _ROW_COLUMNS, rows)  # type: ignore[arg-type]
         else:
             lines = [f"{period},{i}\n" for (_, period), i in zip(rendered, fast_ids, strict=True)]
-            insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
+            self.bulk.insert_rows(session, table, _ROW_COLUMNS, rows, lines)  # type: ignore[arg-type]
         return taken
 
     def _supersede(self, superseded: dict[int, Key]) -> set[Key]:
@@ -628,7 +605,7 @@ class _EligibilityApplier:
             ids = sorted(superseded)
             lost: list[int] = []
             try:
-                with self._savepoint():
+                with self.bulk.savepoint(self.session):
                     for i in range(0, len(ids), 1000):
                         chunk = ids[i : i + 1000]
                         statement = (
@@ -636,7 +613,7 @@ class _EligibilityApplier:
                             .where(EligibilityPeriod.id.in_(chunk), EligibilityPeriod.superseded_by.is_(None))
                             .values(superseded_by=self.upload_id)
                         )
-                        if self.postgres:
+                        if self.bulk.concurrent:
                             marked = set(self.session.execute(statement.returning(EligibilityPeriod.id)).scalars())
                             lost += [row_id for row_id in chunk if row_id not in marked]
                         else:  # one writer at a time: nobody can have replaced them meanwhile
@@ -651,11 +628,6 @@ class _EligibilityApplier:
                 continue
             break
         return taken
-
-    def _savepoint(self) -> AbstractContextManager[Any]:
-        """On PostgreSQL a savepoint (a concurrent upload's new person rolls back only this
-        insert); SQLite has one writer at a time, so that cannot happen there."""
-        return self.session.begin_nested() if self.postgres else nullcontext()
 
 
 _ROW_COLUMNS = (*PERIOD_FIELDS, "upload_id", "line", "insured_id")  # the id last: see ``prepare``
@@ -701,9 +673,10 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
 class _ClinicalApplier:
     model: type[Medication] | type[Checkup] | type[Expense] | type[PublicExpense] | type[Procedure]
 
-    def __init__(self, session: Session, upload_id: str) -> None:
+    def __init__(self, session: Session, upload_id: str, bulk: BulkWriter) -> None:
         self.session = session
         self.upload_id = upload_id
+        self.bulk = bulk
 
     # a kind that names these gets the three steps below; medications and checkups write their own
     _KEY: tuple[str, ...] = ()  # the natural key's fields after the person
@@ -735,7 +708,7 @@ class _ClinicalApplier:
         reject: Any,
         prepared: None = None,
     ) -> None:
-        ids = existing_insureds(self.session, {_key(r) for r in records})
+        ids = self.bulk.existing_insureds(self.session, {_key(r) for r in records})
         known = self.existing(sorted(set(ids.values())))
         inserts: dict[tuple[Any, ...], dict[str, Any]] = {}
         rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
@@ -779,13 +752,12 @@ class _ClinicalApplier:
         while inserts:
             columns = list(next(iter(inserts.values())))
             rows = [tuple(r[c] for c in columns) for r in inserts.values()]
-            postgres = is_postgres(self.session)
             try:
-                with self.session.begin_nested() if postgres else nullcontext():
-                    insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
+                with self.bulk.savepoint(self.session):
+                    self.bulk.insert_rows(self.session, self.model.__table__, columns, rows)  # type: ignore[arg-type]
                 return
             except Exception as exc:  # IntegrityError, or the driver's own from COPY (a raw cursor)
-                if not postgres or not _is_unique_violation(exc, f"uq_{self.model.__tablename__}_"):
+                if not self.bulk.concurrent or not _is_unique_violation(exc, f"uq_{self.model.__tablename__}_"):
                     raise
                 self._merge_concurrent(inserts, outcome)
 
@@ -902,7 +874,7 @@ _APPLIERS: dict[str, Any] = {
     "medications": _MedicationApplier,
     "checkups": _CheckupApplier,
     "expenses": _ExpenseApplier,
-    "assistance": AssistanceApplier,
+    "assistance": lambda session, upload_id, _bulk: AssistanceApplier(session, upload_id),
     "public_expense": _PublicExpenseApplier,
     "procedures": _ProcedureApplier,
 }

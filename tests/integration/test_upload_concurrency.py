@@ -49,7 +49,7 @@ def test_concurrent_uploads_adding_the_same_person(
     small = eligibility_csv([person(number=str(500000 + i), name=f"別人 {i}") for i in range(3)] + shared)
     if backend == "postgres":
         # both uploads have looked the person up (absent) before either inserts it: the race
-        real = bulk.insert_insureds
+        real = bulk.PostgresBulk.insert_insureds
         barrier = threading.Barrier(2, timeout=60)
         waited: set[int] = set()
 
@@ -59,7 +59,7 @@ def test_concurrent_uploads_adding_the_same_person(
                 barrier.wait()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr("shikaku_server.upload.service.insert_insureds", racing)
+        monkeypatch.setattr(bulk.PostgresBulk, "insert_insureds", racing)
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(post, client, tokens["insurer"], body) for body in (big, small)]
         answers = [f.result() for f in futures]
@@ -97,7 +97,7 @@ def test_concurrent_medication_uploads_of_the_same_new_row(
     first = csv_bytes(MED_COLUMNS, [med(), med(number="4568")])
     second = csv_bytes(MED_COLUMNS, [med(number="4569"), med(quantity="3" if same else "5")])
     if backend == "postgres":
-        real = bulk.insert_rows
+        real = bulk.PostgresBulk.insert_rows
         barrier = threading.Barrier(2, timeout=60)
         waited: set[int] = set()
 
@@ -107,7 +107,7 @@ def test_concurrent_medication_uploads_of_the_same_new_row(
                 barrier.wait()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr("shikaku_server.upload.service.insert_rows", racing)
+        monkeypatch.setattr(bulk.PostgresBulk, "insert_rows", racing)
 
     def send(body: bytes) -> httpx.Response:
         headers = {**auth(tokens["insurer"]), "Content-Type": "text/csv"}
@@ -180,7 +180,7 @@ def test_two_crossing_uploads_deadlock_cleanly(
         pytest.skip("SQLite runs one upload at a time: no deadlock")
     monkeypatch.setattr(service, "BATCH", 1)
     x, y = person(number="1", name="交差 一"), person(number="2", name="交差 二")
-    real = bulk.insert_insureds
+    real = bulk.PostgresBulk.insert_insureds
     barrier = threading.Barrier(2, timeout=60)
     waited: set[int] = set()
 
@@ -191,7 +191,7 @@ def test_two_crossing_uploads_deadlock_cleanly(
             barrier.wait()
         return out
 
-    monkeypatch.setattr("shikaku_server.upload.service.insert_insureds", crossing)
+    monkeypatch.setattr(bulk.PostgresBulk, "insert_insureds", crossing)
     with ThreadPoolExecutor(2) as pool:
         bodies = (eligibility_csv([x, y]), eligibility_csv([y, x]))
         answers = list(pool.map(lambda body: post(client, tokens["insurer"], body), bodies))

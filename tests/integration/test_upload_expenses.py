@@ -363,7 +363,7 @@ def test_two_concurrent_uploads_of_the_same_new_row_store_it_once(
     second = expenses_csv([expense(service_month="2026-05"), expense(patient_paid="3700" if same else "3000")])
     if backend == "postgres":
         # both files insert the shared row at the same moment: the later one merges into it
-        real = bulk.insert_rows
+        real = bulk.PostgresBulk.insert_rows
         barrier = threading.Barrier(2, timeout=60)
         waited: set[int] = set()
 
@@ -373,7 +373,7 @@ def test_two_concurrent_uploads_of_the_same_new_row_store_it_once(
                 barrier.wait()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr("shikaku_server.upload.service.insert_rows", racing)
+        monkeypatch.setattr(bulk.PostgresBulk, "insert_rows", racing)
     with ThreadPoolExecutor(2) as pool:
         out = list(pool.map(lambda body: send(client, tokens["insurer"], body), (first, second)))
     assert len(stored(session_factory)) == 3  # the shared row once
