@@ -678,7 +678,7 @@ class _ClinicalApplier:
         self.upload_id = upload_id
         self.bulk = bulk
 
-    # a kind that names these gets the three steps below; medications and checkups write their own
+    # a kind names these and gets the three steps below (checkups store their values under another name)
     _KEY: tuple[str, ...] = ()  # the natural key's fields after the person
     _FIELDS: tuple[str, ...] = ()  # the stored fields, besides the person and the upload
 
@@ -787,56 +787,22 @@ def _same(current: Any, row: dict[str, Any]) -> bool:
 
 class _MedicationApplier(_ClinicalApplier):
     model = Medication
-
-    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        return (insured_id, record.dispensed_on, record.facility_code, record.drug_code)
-
-    def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {
-            "insured_id": insured_id,
-            "upload_id": self.upload_id,
-            "dispensed_on": record.dispensed_on,
-            "facility_code": record.facility_code,
-            "drug_code": record.drug_code,
-            "drug_name": record.drug_name,
-            "quantity": record.quantity,
-            "unit": record.unit,
-            "days": record.days,
-        }
-
-    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        out: dict[tuple[Any, ...], Any] = {}
-        for i in range(0, len(insured_ids), 1000):
-            for m in self.session.execute(
-                select(Medication).where(Medication.insured_id.in_(insured_ids[i : i + 1000]))
-            ).scalars():
-                out[(m.insured_id, m.dispensed_on, m.facility_code, m.drug_code)] = m
-        return out
+    _KEY = ("dispensed_on", "facility_code", "drug_code")
+    _FIELDS = ("dispensed_on", "facility_code", "drug_code", "drug_name", "quantity", "unit", "days")
 
 
 class _CheckupApplier(_ClinicalApplier):
     model = Checkup
-
-    def natural_key(self, insured_id: int, record: Any) -> tuple[Any, ...]:
-        return (insured_id, record.checked_on)
+    _KEY = ("checked_on",)
 
     def row(self, insured_id: int, record: Any) -> dict[str, Any]:
-        return {
+        return {  # the record's ``values`` are stored as ``results``
             "insured_id": insured_id,
             "upload_id": self.upload_id,
             "checked_on": record.checked_on,
             "results": record.values,
             "urine_protein": record.urine_protein,
         }
-
-    def existing(self, insured_ids: list[int]) -> dict[tuple[Any, ...], Any]:
-        out: dict[tuple[Any, ...], Any] = {}
-        for i in range(0, len(insured_ids), 1000):
-            for c in self.session.execute(
-                select(Checkup).where(Checkup.insured_id.in_(insured_ids[i : i + 1000]))
-            ).scalars():
-                out[(c.insured_id, c.checked_on)] = c
-        return out
 
 
 class _ExpenseApplier(_ClinicalApplier):
