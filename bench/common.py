@@ -65,7 +65,7 @@ def server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        for _ in range(1200):  # 2 min: a loaded machine starts two workers slowly
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break

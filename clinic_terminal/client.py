@@ -13,6 +13,7 @@ from typing import Any, Final, Self
 
 import httpx
 
+from schemas.assistance import AssistanceMonth, AssistanceMonthQuery, AssistanceQuery, AssistanceResult
 from schemas.card import (
     AccessLog,
     BasicFacts,
@@ -30,6 +31,7 @@ from schemas.eligibility import (
     ByNumberQuery,
     EligibilityResult,
 )
+from schemas.procedures import Procedures
 
 #: 20 s for an answer (the CAQH CORE round trip), but 5 s to connect: a server or network that is
 #: away is known quickly and the kiosk goes to outage mode (申立書) instead of holding the patient.
@@ -101,6 +103,15 @@ class ServerClient:
     def get_batch(self, batch_id: str) -> BatchResult:
         return BatchResult.model_validate(self.request("GET", f"/v1/eligibility/batches/{batch_id}"))
 
+    # --- 医療扶助 (docs/assistance.md)
+    def assistance_by_number(self, query: AssistanceQuery) -> AssistanceResult:
+        data = self.request("POST", "/v1/assistance/by-number", query.model_dump(mode="json", exclude_none=True))
+        return AssistanceResult.model_validate(data)
+
+    def assistance_by_month(self, month: str) -> AssistanceMonth:
+        data = self.request("POST", "/v1/assistance/by-month", AssistanceMonthQuery(month=month).model_dump())
+        return AssistanceMonth.model_validate(data)
+
 
 def _b64(data: bytes) -> str:
     import base64
@@ -153,6 +164,9 @@ class CardClient(ServerClient):
 
     def checkups(self, visit_id: str) -> Checkups:
         return Checkups.model_validate(self.request("GET", f"/v1/visits/{visit_id}/checkups"))
+
+    def procedures(self, visit_id: str) -> Procedures:
+        return Procedures.model_validate(self.request("GET", f"/v1/visits/{visit_id}/procedures"))
 
     def access_log(self, challenge_id: str, certificate: bytes, signature: bytes) -> AccessLog:
         body = {"challenge_id": challenge_id, "certificate": _b64(certificate), "signature": _b64(signature)}

@@ -55,3 +55,16 @@ class AssistanceResult(ResponseModel):
     as_of: dt.date
     recipient: AssistanceRecipient | None = None
     tickets: list[AssistanceTicket] = Field(default_factory=list)
+
+
+class AssistanceMonthQuery(RequestModel):
+    """A facility's 医療扶助 一括照会 for one 診療年月 (the XML family ``OQSmutic01``): every
+    recipient with a ticket of ``month`` designating the querying facility."""
+
+    month: Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]  # MedicalTreatmentMonth, YYYY-MM
+
+
+class AssistanceMonth(ResponseModel):
+    month: str
+    as_of: dt.date  # the day the statuses are of (docs/assistance.md, "by month")
+    results: list[AssistanceResult]

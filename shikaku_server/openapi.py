@@ -142,6 +142,13 @@ _FHIR_VISIT = [
         "schema": {"type": "string", "maxLength": 100},
     }
 ]
+_FHIR_DATE = {
+    "name": "date",
+    "in": "query",
+    "required": False,
+    "description": "when performed: [eq|ne|gt|lt|ge|le]YYYY, YYYY-MM or YYYY-MM-DD (FHIR date search); at most twice",
+    "schema": {"type": "string", "maxLength": 12},
+}
 _FHIR_PROOF = {
     "required": True,
     "content": {
@@ -182,6 +189,8 @@ def _fhir_operation(path: str, method: str, op: dict[str, Any]) -> None:
         op["responses"]["413"] = _problem_responses(["413"])["413"]
     elif path.endswith(("/MedicationDispense", "/Observation")):
         op["parameters"] = _FHIR_VISIT
+    elif path.endswith("/Procedure"):
+        op["parameters"] = [*_FHIR_VISIT, _FHIR_DATE]
 
 
 def build(app: FastAPI) -> dict[str, Any]:

@@ -1,17 +1,20 @@
 """The demo: the central server (embedded SQLite + in-process store) with a demo dataset, and the kiosk.
 
-``python -m testbed.demo [--dir var/demo] [--port 8000] [--kiosk-port 8080] [--people 2000]
-[--host 127.0.0.1] [--reuse] [--faces DIR]`` (``scripts/demo.sh`` runs it after the set-up):
+``python -m testbed.demo [--dir var/demo] [--port 8000] [--kiosk-port 8080] [--kiosk-2026-port 8081]
+[--people 2000] [--host 127.0.0.1] [--reuse] [--faces DIR]`` (``scripts/demo.sh`` runs it after the set-up):
 
-1. state in ``--dir`` (made afresh unless ``--reuse``): a test JPKI root (``jpki-root.pem``), the
-   SQLite database built by the Alembic migrations, a clinic with a physician and a reception
-   token, one insurer token for every synthetic insurer, the kiosk terminal's P-256 key
-   (registered), a synthetic population plus the demo patient 山田 太郎 and his virtual card;
+1. state in ``--dir`` (made afresh unless ``--reuse``): two test JPKI roots, one per card
+   generation (``jpki-root.pem``: RSA-2048; ``jpki-root-2026.pem``: ECDSA P-384), the SQLite
+   database built by the Alembic migrations, a clinic with a physician and a reception token, one
+   insurer token for every synthetic insurer, the kiosk terminal's P-256 key (registered), a
+   synthetic population plus two demo patients and their virtual cards: 山田 太郎 with today's
+   card (RSA) and 佐藤 花子 with a 2026 card (ECDSA P-384, the new application layout);
 2. ``shikaku-server`` as a child process; the insurer files go in through ``hokensha-load``;
-3. ``clinic-terminal kiosk`` as a child process in demo mode (the virtual card, and with the
-   shared face images a camera clip so 顔認証 works);
-4. a banner with the URLs, the tokens and the PIN; then it waits. Ctrl-C or SIGTERM stops both
-   children (kiosk first) and exits.
+3. two ``clinic-terminal kiosk`` child processes in demo mode, one per card (the second
+   reception terminal holds the 2026 card; with the shared face images the first one also has a
+   camera clip so 顔認証 works);
+4. a banner with the URLs, the tokens and the PIN; then it waits. Ctrl-C or SIGTERM stops the
+   children (the kiosks first) and exits.
 
 Everything here is test material: test keys, test certificates, synthetic people.
 """
@@ -43,6 +46,7 @@ PIN = "1234"
 CARD_PHOTO = "obama.jpg"
 CAMERA_PHOTO = "obama2.jpg"
 START_TIMEOUT = 60.0
+CARD_2026_COLLATION_B = "60061520262026"  # printed on 佐藤 花子's card (test data)
 STOP_TIMEOUT = 10.0
 READY_LINE = "DEMO READY"
 
@@ -63,6 +67,13 @@ class DemoPatient:
     post_number: str = "100-8916"
 
 
+def patient_2026(insurer_number: str) -> DemoPatient:
+    """佐藤 花子, the holder of the 2026 card (ECDSA P-384): an eligibility row, no history."""
+    return DemoPatient(insurer_number=insurer_number, symbol="2026", number="384", branch="00", name="佐藤 花子",
+                       name_kana="サトウ ハナコ", sex="2", birth_date="1985-06-15",
+                       address="大阪府大阪市北区中之島1-3-20", post_number="530-8201")
+
+
 @dataclass
 class DemoState:
     """What ``prepare`` made; saved as ``state.json`` so ``--reuse`` can start from it."""
@@ -80,6 +91,9 @@ class DemoState:
     camera_clip: str | None
     people: int
     loaded: bool = False
+    # the 2026 card and its holder (None: a state made before the demo had them, with --reuse)
+    card_profile_2026: str | None = None
+    patient_2026: dict[str, str] | None = None
 
     def save(self) -> None:
         path = Path(self.root) / "state.json"
@@ -122,17 +136,23 @@ def _tool(name: str) -> str:
 # ---------------------------------------------------------------- the dataset
 
 
+def _eligibility_row(patient: DemoPatient) -> dict[str, str]:
+    key = {"insurer_number": patient.insurer_number, "symbol": patient.symbol, "number": patient.number,
+           "branch": patient.branch}
+    return {
+        "action": "add", **key, "name": patient.name, "name_kana": patient.name_kana, "sex": patient.sex,
+        "birth_date": patient.birth_date, "address": patient.address, "post_number": patient.post_number,
+        "personal_family": "1", "card_classification": "01", "valid_from": "2024-04-01", "valid_to": "",
+        "copay_ratio": "30", "reason_of_loss": "",
+    }
+
+
 def _patient_rows(patient: DemoPatient, today: dt.date) -> tuple[dict[str, str], list[dict[str, str]],
                                                                   list[dict[str, str]]]:
     key = {"insurer_number": patient.insurer_number, "symbol": patient.symbol, "number": patient.number,
            "branch": patient.branch}
-    eligibility = {
-        "action": "add", **key, "name": patient.name, "name_kana": patient.name_kana, "sex": patient.sex,
-        "birth_date": patient.birth_date, "address": patient.address, "post_number": patient.post_number,
-        "personal_family": "1", "card_classification": "01", "valid_from": "2024-04-01", "valid_to": "",
-        "copay_ratio": "30", "reason_of_loss": "", "limit_kind": "01", "limit_class": "A03",
-        "limit_valid_from": "2024-04-01",
-    }
+    eligibility = {**_eligibility_row(patient), "limit_kind": "01", "limit_class": "A03",
+                   "limit_valid_from": "2024-04-01"}
     drugs = [(14, "620000001", "アムロジピン錠5mg", "28", "錠", "28"),
              (14, "620000003", "ランソプラゾールOD錠15mg", "28", "錠", "28"),
              (45, "620000002", "ロキソプロフェンNa錠60mg", "21", "錠", "7"),
@@ -161,8 +181,10 @@ def _write_rows(path: Path, header: Sequence[str], rows: Iterable[dict[str, str]
             writer.writerow([row.get(column, "") for column in header])
 
 
-def write_dataset(folder: Path, people: int, patient: DemoPatient, today: dt.date) -> dict[str, Path]:
-    """The synthetic population's three insurer files, with the demo patient's rows appended."""
+def write_dataset(folder: Path, people: int, patient: DemoPatient, today: dt.date,
+                  others: Sequence[DemoPatient] = ()) -> dict[str, Path]:
+    """The synthetic population's three insurer files, with the demo patient's rows appended (and
+    the eligibility rows of ``others``: the 2026 card's holder)."""
     from testbed.population import (
         CHECKUP_HEADER,
         ELIGIBILITY_HEADER,
@@ -179,7 +201,7 @@ def write_dataset(folder: Path, people: int, patient: DemoPatient, today: dt.dat
     write_medications_csv(files["medications"], iter_people(people, 0, today=today), today=today)
     write_checkups_csv(files["checkups"], iter_people(people, 0, today=today), today=today)
     eligibility, medications, checkups = _patient_rows(patient, today)
-    _write_rows(files["eligibility"], ELIGIBILITY_HEADER, [eligibility])
+    _write_rows(files["eligibility"], ELIGIBILITY_HEADER, [eligibility, *(_eligibility_row(o) for o in others)])
     _write_rows(files["medications"], MEDICATION_HEADER, medications)
     _write_rows(files["checkups"], CHECKUP_HEADER, checkups)
     return files
@@ -200,7 +222,7 @@ def prepare(root: Path, *, people: int, faces: Path | None) -> DemoState:
     from shikaku_server.auth.service import add_facility, add_insurer, add_terminal
     from shikaku_server.database import make_engine, make_session_factory, transaction
     from shikaku_server.migrate import upgrade
-    from testbed.card_emulator import BasicFactsRecord, build_card
+    from testbed.card_emulator import CARD_2026, BasicFactsRecord, build_card
     from testbed.kiosk_demo import write_profile
     from testbed.pki import TestCA
     from testbed.population import default_insurers
@@ -211,6 +233,8 @@ def prepare(root: Path, *, people: int, faces: Path | None) -> DemoState:
     root.chmod(0o700)
     ca = TestCA.create(common_name="JPKI Demo User Authentication CA")
     anchor = ca.write_trust_anchor(root / "jpki-root.pem")
+    ca_2026 = TestCA.create_ecdsa(common_name="JPKI Demo User Authentication CA (2026 card)")
+    anchor_2026 = ca_2026.write_trust_anchor(root / "jpki-root-2026.pem")
 
     database_url = f"sqlite:///{root / 'shikaku.sqlite3'}"
     upgrade(database_url)
@@ -248,12 +272,19 @@ def prepare(root: Path, *, people: int, faces: Path | None) -> DemoState:
                              birth_date=dt.date.fromisoformat(patient.birth_date), sex=patient.sex)
     card = build_card(ca, pin=PIN, facts=facts, photo_jp2=photo)
     profile = write_profile(root / "card", card.profile)
+    # the 2026 card: ECDSA P-384 under its own root, the new layout; no photo (PIN only)
+    second = patient_2026(insurers[0].number)
+    facts_2026 = BasicFactsRecord(name=second.name, address=second.address,
+                                  birth_date=dt.date.fromisoformat(second.birth_date), sex=second.sex)
+    card_2026 = build_card(ca_2026, pin=PIN, facts=facts_2026, collation_b=CARD_2026_COLLATION_B, layout=CARD_2026)
+    profile_2026 = write_profile(root / "card-2026", card_2026.profile, CARD_2026)
 
     state = DemoState(
-        root=str(root), database_url=database_url, trust_anchor=str(anchor), card_profile=str(profile),
-        terminal_key=str(key_file), physician_token=physician, reception_token=reception,
+        root=str(root), database_url=database_url, trust_anchor=os.pathsep.join([str(anchor), str(anchor_2026)]),
+        card_profile=str(profile), terminal_key=str(key_file), physician_token=physician, reception_token=reception,
         insurer_token=insurer_token, insurer_numbers=[i.number for i in insurers], patient=asdict(patient),
-        camera_clip=str(clip) if clip else None, people=people,
+        camera_clip=str(clip) if clip else None, people=people, card_profile_2026=str(profile_2026),
+        patient_2026=asdict(second),
     )
     state.save()
     return state
@@ -276,7 +307,8 @@ def _write_tokens(state: DemoState, server_url: str) -> Path:
 def load_dataset(state: DemoState, server_url: str, today: dt.date) -> None:
     """Write the insurer files and upload them through ``hokensha-load``."""
     root = Path(state.root)
-    files = write_dataset(root / "data", state.people, DemoPatient(**state.patient), today)
+    others = [DemoPatient(**state.patient_2026)] if state.patient_2026 else []
+    files = write_dataset(root / "data", state.people, DemoPatient(**state.patient), today, others)
     env = {**os.environ, "SHIKAKU_SERVER_URL": server_url, "SHIKAKU_INSURER_TOKEN": state.insurer_token}
     for kind, path in files.items():
         done = subprocess.run([_tool("hokensha-load"), kind, str(path), "--quiet"], env=env, check=False,
@@ -334,8 +366,19 @@ def wait_until_up(child: Child, url: str, timeout: float = START_TIMEOUT) -> Non
     raise RuntimeError(f"{child.name} did not answer {url} within {timeout:.0f} s:\n{child.tail()}")
 
 
-def banner(state: DemoState, server_url: str, kiosk_url: str, seconds: float, children: Sequence[Child]) -> str:
+def banner(state: DemoState, server_url: str, kiosk_url: str, seconds: float, children: Sequence[Child],
+           kiosk_2026_url: str | None = None) -> str:
     p = state.patient
+    second: list[str] = []
+    if kiosk_2026_url and state.patient_2026:
+        q = state.patient_2026
+        second = [
+            f" 2026年カード(ECDSA P-384) 受付端末2 kiosk 2 : {kiosk_2026_url}/   (staff: {kiosk_2026_url}/staff)",
+            f" デモ患者2 / 2026-card patient: {q['name']} ({q['name_kana']}), born {q['birth_date']}",
+            f"   保険者番号 {q['insurer_number']}  記号 {q['symbol']}  番号 {q['number']}  枝番 {q['branch']}",
+            f"   暗証番号 / PIN: {PIN}   (her 2026 card, on kiosk 2; 暗証番号 only)",
+            "",
+        ]
     face = ("顔認証 / face: ON (camera = a clip of the card photo's person)" if state.camera_clip
             else "顔認証 / face: OFF — face images not found, PIN only")
     root = Path(state.root)
@@ -353,7 +396,9 @@ def banner(state: DemoState, server_url: str, kiosk_url: str, seconds: float, ch
         f"   保険者番号 {p['insurer_number']}  記号 {p['symbol']}  番号 {p['number']}  枝番 {p['branch']}",
         f"   暗証番号 / PIN: {PIN}   (「読み取る」 places his virtual card)",
         f"   {face}",
-        f" 被保険者 / synthetic people: {state.people:,} (+1)",
+        "",
+        *second,
+        f" 被保険者 / synthetic people: {state.people:,} (+{1 + bool(state.patient_2026)})",
         "",
         f" facility token (physician): {state.physician_token}",
         f" facility token (reception): {state.reception_token}",
@@ -378,6 +423,8 @@ def run(args: argparse.Namespace) -> int:
     host = args.host
     server_url = f"http://{host}:{args.port}"
     kiosk_url = f"http://{host}:{args.kiosk_port}"
+    kiosk_2026_port = args.kiosk_2026_port if args.kiosk_2026_port is not None else args.kiosk_port + 1
+    kiosk_2026_url = f"http://{host}:{kiosk_2026_port}"
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
 
@@ -418,7 +465,17 @@ def run(args: argparse.Namespace) -> int:
         children.append(kiosk)
         log(f"clinic-terminal kiosk starting on {kiosk_url}")
         wait_until_up(kiosk, f"{kiosk_url}/")
-        print(banner(state, server_url, kiosk_url, time.monotonic() - started, children), flush=True)
+        if state.card_profile_2026:  # the second reception terminal, with the 2026 card (PIN only)
+            argv_2026 = [_tool("clinic-terminal"), "kiosk", "--host", host, "--port", str(kiosk_2026_port),
+                         "--server", server_url, "--role", "physician", "--demo-card", state.card_profile_2026,
+                         "--facility-code", FACILITY_CODE, "--xml-root", str(root / "xml-2026")]
+            kiosk_2026 = Child("clinic-terminal kiosk (2026 card)", argv_2026, kiosk_env, root,
+                               root / "logs" / "kiosk-2026.log")
+            children.append(kiosk_2026)
+            log(f"clinic-terminal kiosk (2026 card) starting on {kiosk_2026_url}")
+            wait_until_up(kiosk_2026, f"{kiosk_2026_url}/")
+        print(banner(state, server_url, kiosk_url, time.monotonic() - started, children,
+                     kiosk_2026_url if state.card_profile_2026 else None), flush=True)
         while True:
             time.sleep(0.5)
             for child in children:
@@ -445,6 +502,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dir", default=str(REPO_ROOT / "var" / "demo"), help="state folder (made afresh)")
     parser.add_argument("--port", type=int, default=8000, help="central server port")
     parser.add_argument("--kiosk-port", type=int, default=8080, help="kiosk port")
+    parser.add_argument("--kiosk-2026-port", type=int, default=None,
+                        help="the second kiosk's port, with the 2026 card (default: --kiosk-port + 1)")
     parser.add_argument("--host", default="127.0.0.1", help="address both listen on")
     parser.add_argument("--people", type=int, default=2000, help="synthetic insured people")
     parser.add_argument("--reuse", action="store_true", help="keep the state of the last run when there is one")

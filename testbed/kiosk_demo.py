@@ -3,10 +3,12 @@
 A profile folder holds what was written into one test card::
 
     profile.json     {"pin": "1234", "collation_b": "14 digits", "card_expiry": "YYYY-MM-DD"|null,
-                      "facts": {"name", "address", "birth_date": "YYYY-MM-DD", "sex": "1"|"2"|"3"}}
+                      "facts": {"name", "address", "birth_date": "YYYY-MM-DD", "sex": "1"|"2"|"3"},
+                      "generation": "current" | "2026" | "smartphone" (absent: "current")}
     certificate.der  the user-authentication certificate
     ca.der           its CA certificate
-    key.pem          the card's authentication private key (PKCS#8, unencrypted: test keys only)
+    key.pem          the card's authentication private key (PKCS#8, unencrypted: test keys only):
+                     RSA-2048 for today's card, ECDSA P-384 for the 2026 card and a smartphone
     photo.jp2        the card-face photo (optional; without it there is no 顔認証)
 
 The emulator is ``testbed.card_emulator``; the terminal itself does not import ``testbed``:
@@ -19,14 +21,26 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from clinic_terminal.card.inprocess import EmulatedCard, InProcessReader, InProcessTransport
-from testbed.card_emulator import BasicFactsRecord, CardProfile, MyNumberCardEmulator, build_card
-from testbed.pki import TestCA
+from testbed.card_emulator import (
+    CARD_2026,
+    CURRENT_CARD,
+    SMARTPHONE,
+    BasicFactsRecord,
+    CardLayout,
+    CardProfile,
+    MyNumberCardEmulator,
+    build_card,
+)
+from testbed.pki import CardPrivateKey, TestCA
+
+#: the card generations a profile folder may hold (``profile.json``'s ``generation``)
+GENERATIONS: dict[str, CardLayout] = {layout.name: layout for layout in (CURRENT_CARD, CARD_2026, SMARTPHONE)}
 
 
 @dataclass
@@ -44,11 +58,13 @@ class DemoCard:
         return self.reader.connect()
 
 
-def write_profile(folder: Path, profile: CardProfile) -> Path:
-    """Save a testbed ``CardProfile`` as a demo profile folder (tests and docs use this)."""
+def write_profile(folder: Path, profile: CardProfile, layout: CardLayout = CURRENT_CARD) -> Path:
+    """Save a testbed ``CardProfile`` of the card generation ``layout`` as a demo profile folder
+    (tests and docs use this)."""
     folder.mkdir(parents=True, exist_ok=True)
     facts = profile.facts
     meta: dict[str, Any] = {
+        "generation": layout.name,
         "pin": profile.pin,
         "collation_b": profile.collation_b,
         "card_expiry": profile.card_expiry.isoformat() if profile.card_expiry else None,
@@ -69,16 +85,24 @@ def write_profile(folder: Path, profile: CardProfile) -> Path:
 def load_demo_card(folder: Path) -> DemoCard:
     """Build the emulated card of a profile folder and place it on a fresh in-process reader."""
     meta = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+    generation = str(meta.get("generation", CURRENT_CARD.name))
+    layout = GENERATIONS.get(generation)
+    if layout is None:
+        raise ValueError(f"{folder / 'profile.json'}: unknown card generation {generation!r}")
     key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"{folder / 'key.pem'}: not an RSA private key")
+    wants_ec = layout.signature == "ecdsa_p384_sha384"
+    ec_ok = wants_ec and isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP384R1)
+    if not (ec_ok or (not wants_ec and isinstance(key, rsa.RSAPrivateKey))):
+        raise ValueError(f"{folder / 'key.pem'}: not the {'ECDSA P-384' if wants_ec else 'RSA'} key of a "
+                         f"{generation} card")
+    card_key = cast(CardPrivateKey, key)  # the type just checked
     photo_path = folder / "photo.jp2"
     facts = meta["facts"]
     expiry = meta.get("card_expiry")
     profile = CardProfile(
         certificate_der=(folder / "certificate.der").read_bytes(),
         ca_certificate_der=(folder / "ca.der").read_bytes(),
-        private_key=key,
+        private_key=card_key,
         pin=str(meta["pin"]),
         facts=BasicFactsRecord(name=facts["name"], address=facts["address"],
                                birth_date=dt.date.fromisoformat(facts["birth_date"]), sex=str(facts["sex"])),
@@ -87,7 +111,7 @@ def load_demo_card(folder: Path) -> DemoCard:
         card_expiry=dt.date.fromisoformat(expiry) if expiry else None,
     )
     reader = InProcessReader("Demo reader 00 00")
-    card = MyNumberCardEmulator(profile)
+    card = MyNumberCardEmulator(profile, layout=layout)
     reader.insert(card)
     return DemoCard(card=card, reader=reader, collation_b=profile.collation_b, has_photo=photo_path.exists())
 

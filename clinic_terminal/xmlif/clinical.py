@@ -1,15 +1,16 @@
-"""The 薬剤情報 / 特定健診情報 request/result families of the folder interface.
+"""The 薬剤情報 / 特定健診情報 / 診療・手術情報 request/result families of the folder interface.
 
-Clinic software asks for a patient's drug information (``OQSsimed01req``) or 特定健診 results
-(``OQSsichk01req``) by insurance number and date range; the terminal answers with the items of
-that range that the server serves under the patient's consent, given at a card check on this
-terminal (the kiosk's face file remembers the visit: ``remember_visit``). No card check here, no
-consent, or a consent that has ended: an abnormal end with the server's code (``consent_required``,
-``consent_expired``), no items. Names, layout and what is ours: docs/xml-interface.md
-("薬剤情報 and 特定健診情報").
+Clinic software asks for a patient's drug information (``OQSsimed01req``), 特定健診 results
+(``OQSsichk01req``) or 診療・手術 information (``OQSsiprc01req``, under the ``clinical`` consent)
+by insurance number and date range; the terminal answers with the items of that range that the
+server serves under the patient's consent, given at a card check on this terminal (the kiosk's
+face file remembers the visit: ``remember_visit``). No card check here, no consent, or a consent
+that has ended: an abnormal end with the server's code (``consent_required``, ``consent_expired``),
+no items. Names, layout and what is ours: docs/xml-interface.md ("薬剤情報, 特定健診情報 and
+診療・手術情報").
 
-``parse.py`` and ``render.py`` call in here for these two families; this module uses their
-helpers (so they import it inside the functions that need it).
+``parse.py`` and ``render.py`` call in here for these families; this module uses their helpers
+(so they import it inside the functions that need it).
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ from clinic_terminal.xmlif.render import JST, _add, _header, _opt, _processing, 
 from clinic_terminal.xmlif.state import TerminalState
 from schemas.card import CheckupItem, Checkups, MedicationItem, Medications
 from schemas.eligibility import EligibilityResult
+from schemas.procedures import ProcedureItem, Procedures
 
 #: request family (file name stem) → what it asks for
-CLINICAL_FAMILIES: dict[str, ClinicalFamily] = {"OQSsimed01": "medications", "OQSsichk01": "checkups"}
-#: the consent flag each result carries (the names of the eligibility result's consent items)
-CONSENT_FLAG = {"medications": "PharmacistsInfoConsFlg", "checkups": "SpecificHealthCheckupsInfoConsFlg"}
+CLINICAL_FAMILIES: dict[str, ClinicalFamily] = {
+    "OQSsimed01": "medications", "OQSsichk01": "checkups", "OQSsiprc01": "procedures",
+}
+#: the consent flags each result carries (the names of the eligibility result's consent items):
+#: the ``clinical`` consent is 診療情報 and 手術情報 both
+CONSENT_FLAGS = {
+    "medications": ("PharmacistsInfoConsFlg",),
+    "checkups": ("SpecificHealthCheckupsInfoConsFlg",),
+    "procedures": ("DiagnosisInfoConsFlg", "OperationInfoConsFlg"),
+}
+#: ProcedureClassification: 1 診療, 2 手術 (our codes)
+PROCEDURE_CLASSIFICATION = {"診療": "1", "手術": "2"}
 NO_VISIT = "consent_required"  # no card check of this person on this terminal: no consent to read under
 MESSAGES = {
     "consent_required": "{what}の閲覧に患者の同意がありません。マイナ保険証で受付し、同意を得てください",
@@ -47,7 +58,7 @@ MESSAGES = {
     "forbidden_role": "この端末の権限では{what}を閲覧できません",
     "unavailable": "資格確認サーバに接続できません。しばらくしてから再度照会してください",
 }
-WHAT = {"medications": "薬剤情報", "checkups": "特定健診情報"}
+WHAT = {"medications": "薬剤情報", "checkups": "特定健診情報", "procedures": "診療・手術情報"}
 
 
 class ClinicalServer(Protocol):
@@ -56,6 +67,8 @@ class ClinicalServer(Protocol):
     def medications(self, visit_id: str) -> Medications: ...
 
     def checkups(self, visit_id: str) -> Checkups: ...
+
+    def procedures(self, visit_id: str) -> Procedures: ...
 
 
 def remember_visit(state: TerminalState, result: EligibilityResult, facility_code: str) -> None:
@@ -125,8 +138,10 @@ def answer_clinical(
     if visit_id is None:
         return abnormal(NO_VISIT, "この端末でのマイナ保険証の受付がありません")
     try:
-        found: Medications | Checkups = (
-            server.medications(visit_id) if family == "medications" else server.checkups(visit_id)
+        found: Medications | Checkups | Procedures = (
+            server.medications(visit_id) if family == "medications"
+            else server.checkups(visit_id) if family == "checkups"
+            else server.procedures(visit_id)
         )
     except ServerError as exc:
         return abnormal(exc.code)
@@ -138,7 +153,9 @@ def answer_clinical(
     return ClinicalResult(file_id, header, family, key, start, end, found.consent_id, items)
 
 
-def _day(item: MedicationItem | CheckupItem) -> dt.date:
+def _day(item: MedicationItem | CheckupItem | ProcedureItem) -> dt.date:
+    if isinstance(item, ProcedureItem):
+        return item.performed_on
     return item.dispensed_on if isinstance(item, MedicationItem) else item.checked_on
 
 
@@ -162,7 +179,20 @@ def build_clinical(root: etree._Element, result: ClinicalResult, encoding: XmlEn
         return
     _add(body, "StartDate", fmt_date(result.start))
     _add(body, "EndDate", fmt_date(result.end))
-    _add(body, CONSENT_FLAG[result.family], "1")
+    for flag in CONSENT_FLAGS[result.family]:
+        _add(body, flag, "1")
+    if result.family == "procedures":
+        listing = _add(body, "ProcedureInfoList")
+        for p in result.items:
+            assert isinstance(p, ProcedureItem)
+            el = _add(listing, "ProcedureInfo")
+            _add(el, "PerformedDate", fmt_date(p.performed_on))
+            _add(el, "MedicalInstitutionCode", p.facility_code)
+            _add(el, "ProcedureCode", p.procedure_code)
+            _add(el, "ProcedureName", p.procedure_name)
+            _add(el, "ProcedureClassification", PROCEDURE_CLASSIFICATION[p.kind])
+            _add(el, "InpatientFlg", "1" if p.inpatient else "0")
+        return
     if result.family == "medications":
         listing = _add(body, "MedicationInfoList")
         for m in result.items:

@@ -1,8 +1,9 @@
 """Read-only JSON view of the results the terminal wrote (for new software and the kiosk).
 
 Mount with ``app.include_router(make_router(root))``:
-``GET /api/results`` (newest first; ``?kind=single|face|bulk_registration|bulk_download|
-reference_registration``, ``?limit=``) and ``GET /api/results/{file_id}`` (``render.to_json`` of
+``GET /api/results`` (newest first; ``?kind=single|face|followup|bulk_registration|bulk_download|
+reference_registration|medications|checkups|procedures|assistance|assistance_bulk_download``,
+``?limit=``) and ``GET /api/results/{file_id}`` (``render.to_json`` of
 the result whose XML is ``<file_id>.xml``).
 """
 

@@ -1,6 +1,6 @@
 """The terminal's result model: one model, rendered as JSON (new software) and as XML (clinic software).
 
-Everything the folder interface answers is one of four result types, each carrying a
+Everything the folder interface answers is one of the result types of ``AnyResult``, each carrying a
 ``ResultHeader``. ``render.to_json`` and ``render.render_xml`` read the same objects; nothing
 about a result exists in only one of the two renderings.
 """
@@ -12,13 +12,17 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from schemas.assistance import AssistanceResult
 from schemas.card import CheckupItem, MedicationItem
 from schemas.eligibility import ByNumberQuery, EligibilityResult, Insured
+from schemas.procedures import ProcedureItem
 
 RequestKind = Literal[
-    "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups"
+    "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups",
+    "procedures", "assistance_bulk_registration", "assistance_bulk_download",
 ]
-ClinicalFamily = Literal["medications", "checkups"]  # 薬剤情報 / 特定健診情報 (xmlif/clinical.py)
+# 薬剤情報 / 特定健診情報 / 診療・手術情報 (xmlif/clinical.py)
+ClinicalFamily = Literal["medications", "checkups", "procedures"]
 ConsentSetting = Literal["outpatient", "inpatient", "home"]
 XmlEncoding = Literal["utf-8", "shift_jis"]
 
@@ -231,7 +235,7 @@ class ClinicalResult:
     start: dt.date | None = None  # the range answered (None on an abnormal end)
     end: dt.date | None = None
     consent_id: int | None = None
-    items: tuple[MedicationItem | CheckupItem, ...] = ()
+    items: tuple[MedicationItem | CheckupItem | ProcedureItem, ...] = ()
 
     @property
     def kind(self) -> ClinicalFamily:
@@ -244,8 +248,49 @@ class ClinicalResult:
         return Processing()
 
 
+# --- 医療扶助 (xmlif/assistance.py)
+
+
+@dataclass(frozen=True)
+class AssistanceXmlResult:
+    """Answer to a 医療扶助 by-number query (``OQSsiquc01req`` whose InsurerNumber is a
+    公費負担者番号, 法別番号 12): the server's answer, None when it could not be asked (segment 9)."""
+
+    file_id: str
+    header: ResultHeader
+    answer: AssistanceResult | None
+    search_info: SearchInfo
+    reference_number: str | None = None
+    kind: Literal["assistance"] = "assistance"
+
+    @property
+    def processing(self) -> Processing:
+        if self.answer is None:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+
+@dataclass(frozen=True)
+class AssistanceDownloadResult:
+    """Answer to ``OQSmutic02req``: every recipient with a ticket of the 診療年月 for this facility."""
+
+    file_id: str
+    header: ResultHeader
+    reception_number: str
+    month: str | None = None  # YYYYMM (None when the reception is unknown)
+    answers: tuple[AssistanceResult, ...] = ()
+    kind: Literal["assistance_bulk_download"] = "assistance_bulk_download"
+
+    @property
+    def processing(self) -> Processing:
+        if self.header.segment == SEGMENT_ABNORMAL:
+            return Processing(2, self.header.error_code, self.header.error_message)
+        return Processing()
+
+
 AnyResult = (
     TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult | ClinicalResult
+    | AssistanceXmlResult | AssistanceDownloadResult
 )
 
 
@@ -313,6 +358,35 @@ class ClinicalRequest:
         return person_key(self.insurer_number, self.symbol, self.number, self.branch)
 
 
+@dataclass(frozen=True)
+class AssistanceRequest:
+    """``OQSsiquc01req`` with a 公費負担者番号 (法別番号 12) as InsurerNumber and the 受給者番号 as
+    InsuredIdentificationNumber: a 医療扶助 query (xmlif/assistance.py)."""
+
+    header: RequestHeader
+    search_info: SearchInfo
+    kind: Literal["assistance"] = "assistance"
+
+
+@dataclass(frozen=True)
+class AssistanceBulkRequest:
+    """``OQSmutic01req``: the 医療扶助 一括照会 of one 診療年月 (``MedicalTreatmentMonth``, YYYYMM)."""
+
+    header: RequestHeader
+    month: str  # YYYYMM
+    kind: Literal["assistance_bulk_registration"] = "assistance_bulk_registration"
+
+
+@dataclass(frozen=True)
+class AssistanceDownloadRequest:
+    """``OQSmutic02req``: download the 医療扶助 一括照会 by ``ReceptionNumber``."""
+
+    header: RequestHeader
+    reception_number: str
+    kind: Literal["assistance_bulk_download"] = "assistance_bulk_download"
+
+
 AnyRequest = (
     SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest | ClinicalRequest
+    | AssistanceRequest | AssistanceBulkRequest | AssistanceDownloadRequest
 )

@@ -36,6 +36,9 @@ FAMILIES: dict[str, RequestKind] = {
     "OQSsiimm01": "reference_registration",
     "OQSsimed01": "medications",  # 薬剤情報 (xmlif/clinical.py)
     "OQSsichk01": "checkups",  # 特定健診情報
+    "OQSsiprc01": "procedures",  # 診療・手術情報 (xmlif/clinical.py)
+    "OQSmutic01": "assistance_bulk_registration",  # 医療扶助 一括照会 (xmlif/assistance.py)
+    "OQSmutic02": "assistance_bulk_download",
 }
 
 _PARSER = etree.XMLParser(
@@ -211,10 +214,14 @@ def parse_request(name: str, data: bytes) -> AnyRequest:
     kind = request_kind(name)
     root = _root(data)
     body = _section(root, "MessageBody")
-    if kind in ("medications", "checkups"):
+    if kind in ("medications", "checkups", "procedures"):
         from clinic_terminal.xmlif.clinical import parse_clinical  # it builds on this module
 
         return parse_clinical(kind, _header(root, date_required=False), body)
+    if kind in ("assistance_bulk_registration", "assistance_bulk_download"):
+        from clinic_terminal.xmlif.assistance import parse_assistance_bulk  # it builds on this module
+
+        return parse_assistance_bulk(kind, _header(root, date_required=False), root, body)
     if kind == "single":
         infos = _descendants(body, "QualificationConfirmSearchInfo")
         if len(infos) != 1:
@@ -223,7 +230,12 @@ def parse_request(name: str, data: bytes) -> AnyRequest:
                 if not infos
                 else f"{len(infos)} QualificationConfirmSearchInfo in a single query"
             )
-        return SingleRequest(_header(root, date_required=True), parse_search_info(infos[0]))
+        header, info = _header(root, date_required=True), parse_search_info(infos[0])
+        from clinic_terminal.xmlif.assistance import assistance_request, is_assistance_number
+
+        if is_assistance_number(info.insurer_number):  # a 公費負担者番号: 医療扶助 (xmlif/assistance.py)
+            return assistance_request(header, info)
+        return SingleRequest(header, info)
     if kind == "bulk_registration":
         infos = _descendants(body, "QualificationConfirmSearchInfo")
         if not infos:

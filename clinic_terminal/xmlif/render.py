@@ -17,6 +17,8 @@ from clinic_terminal.xmlif.codec import CHARACTER_CODE_IDENTIFIER, encode_docume
 from clinic_terminal.xmlif.kana import to_halfwidth_kana
 from clinic_terminal.xmlif.model import (
     AnyResult,
+    AssistanceDownloadResult,
+    AssistanceXmlResult,
     BulkDownloadResult,
     BulkRegistrationResult,
     BulkUnit,
@@ -223,6 +225,15 @@ def _result(
             _opt_date(info, "SpecificDiseasesValidEndDate", disease.valid_to)
             if disease.self_pay is not None:
                 _add(info, "SpecificDiseasesSelfPay", str(disease.self_pay))
+    if eligibility.public_expenses:  # 公費負担医療 受給者証 (our element names: docs/xml-interface.md)
+        lst = _add(el, "MedicalSubsidyCertificateList")
+        for subsidy in eligibility.public_expenses:
+            info = _add(lst, "MedicalSubsidyCertificateInfo")
+            _add(info, "MedicalSubsidyInsurerNumber", subsidy.payer_number)
+            _add(info, "MedicalSubsidyRecipientNumber", subsidy.recipient_number)
+            _add(info, "MaxCopaymentAmount", str(subsidy.monthly_cap))
+            _add(info, "MedicalSubsidyValidStartDate", fmt_date(subsidy.valid_from))
+            _opt_date(info, "MedicalSubsidyValidEndDate", subsidy.valid_to)
     if consents is not None:
         at, until = consents.consent_time, consents.available_time
         _consent(el, "SpecificHealthCheckupsInfo", consents.checkup, at, until)
@@ -296,7 +307,11 @@ def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader, enc
 
 def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
     root = etree.Element("XmlMsg")
-    if isinstance(result, ClinicalResult):
+    if isinstance(result, AssistanceXmlResult | AssistanceDownloadResult):
+        from clinic_terminal.xmlif.assistance import build_assistance  # it builds on this module
+
+        build_assistance(root, result, encoding)
+    elif isinstance(result, ClinicalResult):
         from clinic_terminal.xmlif.clinical import build_clinical  # it builds on this module
 
         build_clinical(root, result, encoding)
@@ -421,6 +436,11 @@ _BODIES: dict[type, Callable[[Any], dict[str, Any]]] = {
 
 def to_json(result: AnyResult) -> dict[str, Any]:
     """The JSON-able dict of a result (what ``GET /api/results/{file_id}`` serves)."""
+    if isinstance(result, AssistanceXmlResult | AssistanceDownloadResult):
+        from clinic_terminal.xmlif.assistance import assistance_json  # it builds on this module
+
+        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
+                **assistance_json(result)}
     if isinstance(result, ClinicalResult):
         from clinic_terminal.xmlif.clinical import clinical_json  # it builds on this module
 

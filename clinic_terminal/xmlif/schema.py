@@ -10,7 +10,10 @@ from lxml import etree
 from clinic_terminal.xmlif.codec import decode_request
 
 XSD_DIR = Path(__file__).parent / "xsd"
-FAMILIES = ("OQSsiquc01res", "OQSmuquc01res", "OQSmuquc02res", "OQSsiimm01res")
+FAMILIES = (
+    "OQSsiquc01res", "OQSmuquc01res", "OQSmuquc02res", "OQSsiimm01res",
+    "OQSmutic01res", "OQSmutic02res", "OQSsimed01res", "OQSsichk01res", "OQSsiprc01res",
+)
 
 
 @cache

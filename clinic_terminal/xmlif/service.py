@@ -15,6 +15,9 @@ from clinic_terminal.xmlif.model import (
     SEGMENT_IN_PROGRESS,
     AnyRequest,
     AnyResult,
+    AssistanceBulkRequest,
+    AssistanceDownloadRequest,
+    AssistanceRequest,
     BulkDownloadRequest,
     BulkDownloadResult,
     BulkRegistrationRequest,
@@ -163,6 +166,11 @@ class XmlTerminal:
         )
 
     def answer(self, file_id: str, request: AnyRequest) -> AnyResult:
+        if isinstance(request, AssistanceRequest | AssistanceBulkRequest | AssistanceDownloadRequest):
+            from clinic_terminal.xmlif.assistance import AssistanceServer, answer_assistance  # builds on render
+
+            server = cast(AssistanceServer, self.server)
+            return answer_assistance(server, self.state, file_id, request, self.clock())
         if isinstance(request, ClinicalRequest):
             from clinic_terminal.xmlif.clinical import ClinicalServer, answer_clinical  # builds on render
 

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from schemas.assistance import (
     VALIDITY_OF_STATUS,
+    AssistanceMonth,
+    AssistanceMonthQuery,
     AssistanceQuery,
     AssistanceRecipient,
     AssistanceResult,
@@ -177,6 +179,43 @@ def answer(
         ),
         tickets=[_ticket(t) for t in shown],
     )
+
+
+def month_day(month: dt.date, today: dt.date) -> dt.date:
+    """The day a 診療年月's statuses are of: today in the current month, the first day of a
+    later month (tickets are issued ahead), the last day of an earlier one."""
+    if month == today.replace(day=1):
+        return today
+    if month > today:
+        return month
+    return (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
+def answer_month(
+    session: Session, query: AssistanceMonthQuery, *, facility_code: str, role: str, today: dt.date
+) -> AssistanceMonth:
+    """Every recipient with a ticket of the month designating this facility, each answered (and
+    logged) exactly as a by-number query of that recipient on ``month_day`` (the XML 一括照会
+    ``OQSmutic01``; docs/assistance.md)."""
+    month = dt.date.fromisoformat(f"{query.month}-01")
+    day = month_day(month, today)
+    pairs = session.execute(
+        select(AssistanceTicket.payer_number, AssistanceTicket.recipient_number)
+        .where(AssistanceTicket.month == month, AssistanceTicket.facility_code == facility_code)
+        .distinct()
+        .order_by(AssistanceTicket.payer_number, AssistanceTicket.recipient_number)
+    ).all()
+    results = [
+        answer(
+            session,
+            AssistanceQuery(payer_number=payer, recipient_number=recipient, as_of=day),
+            facility_code=facility_code,
+            role=role,
+            today=today,
+        )
+        for payer, recipient in pairs
+    ]
+    return AssistanceMonth(month=query.month, as_of=day, results=results)
 
 
 def _log(session: Session, query: AssistanceQuery, facility_code: str, role: str, what: str, status: str) -> None:

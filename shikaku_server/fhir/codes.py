@@ -10,6 +10,10 @@ FHIR_VERSION = "4.0.1"  # R4 (JP Core); validated with the R4B models of fhir.re
 
 # JP Core
 INSURER_NUMBER_SYSTEM = "urn:oid:1.2.392.100495.20.3.61"  # 保険者番号
+PUBLIC_PAYER_NUMBER_SYSTEM = "urn:oid:1.2.392.100495.20.3.71"  # 公費負担者番号
+PUBLIC_RECIPIENT_NUMBER_SYSTEM = "urn:oid:1.2.392.100495.20.3.72"  # 公費受給者番号
+INSURANCE_CATEGORY_SYSTEM = "urn:oid:1.2.392.100495.20.2.61"  # 保険種別 (8: 公費)
+PROCEDURE_CODE_SYSTEM = "http://jpfhir.jp/fhir/core/CodeSystem/JP_ProcedureCodesMedical_CS"  # 医科診療行為マスター 9桁
 FACILITY_CODE_SYSTEM = "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no"  # 医療機関コード 10桁
 JP_EXTENSION = "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/"
 SYMBOL_EXTENSION = JP_EXTENSION + "JP_Coverage_InsuredPersonSymbol"
@@ -23,6 +27,8 @@ UCUM = "http://unitsofmeasure.org"
 
 # HL7 terminology
 BENEFIT_TYPE = "http://terminology.hl7.org/CodeSystem/benefit-type"
+COPAY_TYPE = "http://terminology.hl7.org/CodeSystem/coverage-copay-type"
+SNOMED = "http://snomed.info/sct"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -54,11 +60,15 @@ REASON_OF_LOSS_SYSTEM = "urn:shikaku:reason-of-loss"
 PERSONAL_FAMILY_SYSTEM = "urn:shikaku:personal-family"  # 1 本人 / 2 家族
 CERTIFICATE_PERIOD_EXTENSION = "urn:shikaku:fhir:extension:certificate-period"
 CERTIFICATE_DATE_EXTENSION = "urn:shikaku:fhir:extension:certificate-date"
-BENEFIT_CATEGORY_SYSTEM = "urn:shikaku:benefit-category"  # copay / elderly / limit-certificate / specific-disease
+# copay / elderly / limit-certificate / specific-disease / public-expense
+BENEFIT_CATEGORY_SYSTEM = "urn:shikaku:benefit-category"
 LIMIT_KIND_SYSTEM = "urn:shikaku:limit-kind"
 LIMIT_CLASSIFICATION_SYSTEM = "urn:shikaku:limit-classification"
 DISEASE_CATEGORY_SYSTEM = "urn:shikaku:specific-disease-category"
 CHECKUP_ITEM_SYSTEM = "urn:shikaku:checkup-item"  # the insurer file's column names
+PROCEDURE_KIND_SYSTEM = "urn:shikaku:procedure-kind"  # 診療 / 手術, as the claims file says
+PROCEDURE_CLAIM_CODE_SYSTEM = "urn:shikaku:procedure-code"  # the claims file's 9-digit 診療行為コード, as sent
+INPATIENT_EXTENSION = "urn:shikaku:fhir:extension:inpatient"
 ROLE_SYSTEM = "urn:shikaku:role"
 ACCESS_WHAT_SYSTEM = "urn:shikaku:access-what"
 QUERY_KIND_SYSTEM = "urn:shikaku:query-kind"

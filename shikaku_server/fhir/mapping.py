@@ -7,7 +7,9 @@ valid FHIR is refused before any rule runs. See docs/fhir.md for the field-by-fi
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from fhir.resources.R4B.coverageeligibilityresponse import CoverageEligibilityRe
 from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
@@ -43,6 +46,7 @@ MODELS: dict[str, type[Resource]] = {
         MedicationDispense,
         Observation,
         OperationOutcome,
+        Procedure,
     )
 }
 
@@ -515,7 +519,66 @@ def eligibility_response(
                 "item": items,
             }
         ]
+        for n, expense in enumerate(result.get("public_expenses") or (), start=1):
+            payer, coverage, insurance = public_expense_coverage(expense, n)
+            contained += [payer, coverage]
+            response["insurance"].append(insurance)
     return clean(response)
+
+
+def public_expense_coverage(
+    expense: Mapping[str, Any], n: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A 公費負担医療受給者証 of the answer (``public_expenses[n-1]``, shown under the 限度額 consent):
+    its payer Organization (JP_Organization, 公費負担者番号), its own Coverage (JP_Coverage of 保険種別
+    ``8`` 公費: 受給者番号 as ``subscriberId`` and identifier, 上限額 as ``costToBeneficiary``) and the
+    ``insurance`` entry that points at it (in force: the answer lists certificates in force only)."""
+    payer_id, coverage_id = f"public-payer-{n}", f"public-expense-{n}"
+    period = _period(expense["valid_from"], expense["valid_to"])
+    cap = {"value": expense["monthly_cap"], "currency": "JPY"}
+    payer = {
+        "resourceType": "Organization",
+        "id": payer_id,
+        "meta": {"profile": [c.JP_PROFILE + "JP_Organization"]},
+        "identifier": [{"system": c.PUBLIC_PAYER_NUMBER_SYSTEM, "value": expense["payer_number"]}],
+    }
+    coverage = {
+        "resourceType": "Coverage",
+        "id": coverage_id,
+        "meta": {"profile": [c.JP_PROFILE + "JP_Coverage"]},
+        "identifier": [{"system": c.PUBLIC_RECIPIENT_NUMBER_SYSTEM, "value": expense["recipient_number"]}],
+        "status": "active",
+        "type": {"coding": [{"system": c.INSURANCE_CATEGORY_SYSTEM, "code": "8", "display": "公費"}]},
+        "subscriberId": expense["recipient_number"],
+        "beneficiary": {"reference": "#patient"},
+        "period": period,
+        "payor": [{"reference": f"#{payer_id}"}],
+        "costToBeneficiary": [
+            {
+                "type": {
+                    "coding": [{"system": c.COPAY_TYPE, "code": "maxoutofpocket", "display": "自己負担上限額（月額）"}]
+                },
+                "valueMoney": cap,
+            }
+        ],
+    }
+    insurance = {
+        "coverage": {"reference": f"#{coverage_id}"},
+        "inforce": True,
+        "benefitPeriod": period,
+        "item": [
+            _item(
+                "public-expense",
+                benefit=[
+                    {
+                        "type": {"coding": [{"system": c.BENEFIT_TYPE, "code": "copay-maximum"}]},
+                        "allowedMoney": cap,
+                    }
+                ],
+            )
+        ],
+    }
+    return payer, coverage, insurance
 
 
 # ---------------------------------------------------------------- bundles
@@ -608,6 +671,79 @@ def checkup_observations(item: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         out.append(_observation(item["checked_on"], "urine_protein", code, {"valueString": item["urine_protein"]}))
     return out
+
+
+# ---------------------------------------------------------------- 診療・手術 (Procedure)
+
+SURGICAL_PROCEDURE = ("387713003", "Surgical procedure")  # SNOMED CT, R4's procedure-category example set
+
+
+def procedure(item: Mapping[str, Any]) -> dict[str, Any]:
+    """One 診療行為 of a claim (``ProcedureItem``) as a JP_Procedure."""
+    kind, code, name = item["kind"], item["procedure_code"], item["procedure_name"]
+    category = [{"system": c.PROCEDURE_KIND_SYSTEM, "code": kind, "display": kind}]
+    if kind == "手術":
+        category.append({"system": c.SNOMED, "code": SURGICAL_PROCEDURE[0], "display": SURGICAL_PROCEDURE[1]})
+    coding = [{"system": c.PROCEDURE_CLAIM_CODE_SYSTEM, "code": code}]
+    if code.startswith("1"):  # 医科: the 医科診療行為マスター's codes (歯科・調剤 codes are other masters)
+        coding.insert(0, {"system": c.PROCEDURE_CODE_SYSTEM, "code": code, "display": name})
+    body = {
+        "resourceType": "Procedure",
+        "meta": {"profile": [c.JP_PROFILE + "JP_Procedure"]},
+        "extension": [{"url": c.INPATIENT_EXTENSION, "valueBoolean": item["inpatient"]}],
+        "status": "completed",
+        "category": {"coding": category, "text": kind},
+        "code": {"coding": coding, "text": name},
+        "subject": {"type": "Patient", "display": "the patient of the visit"},
+        "performedDateTime": item["performed_on"],
+        "performer": [{"actor": {"type": "Organization", **_facility(item["facility_code"])}}],
+    }
+    return body
+
+
+# FHIR date search on a date (docs/fhir.md, "診療・手術"): a prefix and a year, month or day
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
+
+
+@dataclass(frozen=True, slots=True)
+class DateCriterion:
+    prefix: str
+    start: dt.date  # the first day the value names
+    end: dt.date  # its last day
+
+    def matches(self, day: dt.date) -> bool:
+        inside = self.start <= day <= self.end
+        return {
+            "eq": inside,
+            "ne": not inside,
+            "gt": day > self.end,
+            "lt": day < self.start,
+            "ge": day >= self.start,
+            "le": day <= self.end,
+        }[self.prefix]
+
+
+def date_criterion(value: str) -> DateCriterion:
+    """``date=[prefix]YYYY[-MM[-DD]]``; anything else is a ``validation_error``."""
+    found = _DATE_SEARCH.fullmatch(value)
+    try:
+        if found is None:
+            raise ValueError(value)
+        prefix, year, month, day = found.group(1) or "eq", int(found.group(2)), found.group(3), found.group(4)
+        if month is None:
+            return DateCriterion(prefix, dt.date(year, 1, 1), dt.date(year, 12, 31))
+        if day is None:
+            last = calendar.monthrange(year, int(month))[1]  # an impossible month: ValueError
+            return DateCriterion(prefix, dt.date(year, int(month), 1), dt.date(year, int(month), last))
+        on = dt.date(year, int(month), int(day))
+        return DateCriterion(prefix, on, on)
+    except ValueError:
+        raise ValidationFailedError(
+            "the search parameter date takes [eq|ne|gt|lt|ge|le]YYYY, YYYY-MM or YYYY-MM-DD"
+        ) from None
+
+
+_DATE_SEARCH = re.compile(r"(eq|ne|gt|lt|ge|le)?([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?", re.ASCII)
 
 
 # ---------------------------------------------------------------- consent and the access log
@@ -727,6 +863,21 @@ def capability_statement(base: str) -> dict[str, Any]:
             "documentation": "特定健診 results (5 years) under the visit's live checkup consent; physician, dentist",
             "interaction": [{"code": "search-type"}],
             "searchParam": [visit_param("the visit_id of today's card check (required; the only parameter)")],
+        },
+        {
+            "type": "Procedure",
+            "profile": c.JP_PROFILE + "JP_Procedure",
+            "documentation": "診療・手術 information from claims (5 years) under the visit's live clinical consent; "
+            "physician, dentist",
+            "interaction": [{"code": "search-type"}],
+            "searchParam": [
+                visit_param("the visit_id of today's card check (required)"),
+                {
+                    "name": "date",
+                    "type": "date",
+                    "documentation": "performed: [eq|ne|gt|lt|ge|le]YYYY, YYYY-MM or YYYY-MM-DD, at most twice",
+                },
+            ],
         },
         {
             "type": "Consent",

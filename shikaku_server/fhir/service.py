@@ -1,9 +1,10 @@
 """The FHIR facade's interactions, each through the very service function its JSON route calls.
 
 Nothing here decides eligibility, consent or who may read what: the by-number lookup
-(``eligibility.views.lookup``: answer, access-log entry, metric), the drug and checkup reads
+(``eligibility.views.lookup``: answer, access-log entry, metric), the drug, checkup and 診療・手術 reads
 (``clinical.service``), the consent rules (``consent.service``) and the patient's access log
-(``me.service.access_log_entries``) answer; this module only translates (``mapping``)."""
+(``me.service.access_log_entries``) answer; this module only translates (``mapping``), and
+applies the FHIR search parameters the JSON routes do not have (``date`` on Procedure)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,26 @@ async def observations(state: AppState, principal: Principal, visit_id: str, lin
         return _searchset(items, link)
 
     return await state.transactions.run(read)
+
+
+async def procedures(
+    state: AppState,
+    principal: Principal,
+    visit_id: str,
+    dates: list[mapping.DateCriterion],
+    link: str,
+) -> dict[str, Any]:
+    """診療・手術 under the visit's clinical consent (``clinical.service.procedures``: role, consent,
+    the 5 years and the access-log entry, committed before the answer), then the ``date`` search:
+    the read is logged whatever the dates leave."""
+
+    def read(session: Session) -> dict[str, Any]:
+        found = clinical.procedures(session, principal, visit_id)
+        items = [i for i in found.items if all(d.matches(i.performed_on) for d in dates)]
+        return _searchset([mapping.procedure(i.model_dump(mode="json")) for i in items], link)
+
+    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
+    return result
 
 
 def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ _KNOWN = {
     "CoverageEligibilityRequest": "POST",
     "MedicationDispense": "GET",
     "Observation": "GET",
+    "Procedure": "GET",
     "AuditEvent/_search": "POST",
 }
 
@@ -138,11 +139,15 @@ async def system_batch(request: Request) -> Response:
     return await guarded(work)
 
 
-def _visit(request: Request) -> str:
+MAX_DATE_PARAMS = 2  # a range: date=geX&date=leY
+
+
+def _visit(request: Request, also: frozenset[str] = frozenset()) -> str:
     params = request.query_params
-    unknown = sorted(set(params) - {"visit", "_format"})
+    unknown = sorted(set(params) - {"visit", "_format", *also})
     if unknown:
-        raise ValidationFailedError("unsupported search parameter(s): only visit is supported")
+        supported = ", ".join(sorted({"visit", *also}))
+        raise ValidationFailedError(f"unsupported search parameter(s); supported here: {supported}")
     values = params.getlist("visit")
     if len(values) != 1 or not values[0] or len(values[0]) > 100:
         raise ValidationFailedError("the search parameter visit (one visit_id) is required")
@@ -163,6 +168,22 @@ async def observation(request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
         return await service.observations(_state(request), principal, _visit(request), _link(request))
+
+    return await guarded(work)
+
+
+@router.get("/Procedure")
+async def procedure(request: Request) -> Response:
+    """診療・手術 by visit, optionally by ``date`` (when performed)."""
+
+    async def work() -> dict[str, Any]:
+        principal = await _principal(request)
+        visit = _visit(request, frozenset({"date"}))
+        values = request.query_params.getlist("date")
+        if len(values) > MAX_DATE_PARAMS or any("," in v for v in values):
+            raise ValidationFailedError(f"the search parameter date: at most {MAX_DATE_PARAMS}, one value each")
+        dates = [mapping.date_criterion(v) for v in values]
+        return await service.procedures(_state(request), principal, visit, dates, _link(request))
 
     return await guarded(work)
 

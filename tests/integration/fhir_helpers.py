@@ -119,12 +119,14 @@ def result_of(response: dict[str, Any]) -> dict[str, Any]:
         "elderly": None,
         "limit_certificate": None,
         "specific_diseases": [],
+        "public_expenses": [],
     }
     if "coverage" not in contained:
         assert "insurance" not in response
         return out
     patient, coverage, org = contained["patient"], contained["coverage"], contained["insurer"]
     insurance = response["insurance"][0]
+    out["public_expenses"] = [public_expense_of(contained, entry) for entry in response["insurance"][1:]]
     assert insurance["inforce"] is (validity == 1)
     names = {n["extension"][0]["valueCode"]: n["text"] for n in patient["name"]}
     gender = {"male": "1", "female": "2", "unknown": "3"}[patient["gender"]]
@@ -188,9 +190,29 @@ def result_of(response: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def public_expense_of(contained: dict[str, Any], insurance: dict[str, Any]) -> dict[str, Any]:
+    """One ``insurance`` entry after the health insurance: a 公費 Coverage read back (JSON shape)."""
+    coverage = contained[insurance["coverage"]["reference"].removeprefix("#")]
+    payer = contained[coverage["payor"][0]["reference"].removeprefix("#")]
+    assert coverage["type"]["coding"][0] == {"system": c.INSURANCE_CATEGORY_SYSTEM, "code": "8", "display": "公費"}
+    assert insurance["inforce"] is True and coverage["status"] == "active"
+    assert coverage["beneficiary"] == {"reference": "#patient"}
+    assert coverage["identifier"] == [{"system": c.PUBLIC_RECIPIENT_NUMBER_SYSTEM, "value": coverage["subscriberId"]}]
+    cap = coverage["costToBeneficiary"][0]["valueMoney"]
+    assert cap["currency"] == "JPY" and insurance["item"][0]["benefit"][0]["allowedMoney"] == cap
+    (payer_number,) = [i["value"] for i in payer["identifier"] if i["system"] == c.PUBLIC_PAYER_NUMBER_SYSTEM]
+    return {
+        "payer_number": payer_number,
+        "recipient_number": coverage["subscriberId"],
+        "monthly_cap": cap["value"],
+        "valid_from": coverage["period"].get("start"),
+        "valid_to": coverage["period"].get("end"),
+    }
+
+
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
     """The JSON API's result without what a by-number answer never carries in FHIR."""
-    keep = ("validity", "as_of", "insured", "elderly", "limit_certificate", "specific_diseases")
+    keep = ("validity", "as_of", "insured", "elderly", "limit_certificate", "specific_diseases", "public_expenses")
     assert result["processing"]["status"] == "ok" and result["query_kind"] == "number"
     assert result["visit_id"] is None and result["certificate_notice"] is None
     return {k: result[k] for k in keep}

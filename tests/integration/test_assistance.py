@@ -5,6 +5,7 @@ the access log, and the 限度額 consent gating of 公費 in the eligibility an
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -19,7 +20,7 @@ from schemas.insurer_files import (
     PUBLIC_EXPENSE_OPTIONAL,
 )
 from shikaku_server.admin import cli
-from shikaku_server.assistance.service import reads_of
+from shikaku_server.assistance.service import month_day, reads_of
 from shikaku_server.auth.service import add_payer, add_welfare_office
 from shikaku_server.database import transaction
 from tests.conftest import FACILITY_CODE, PHARMACY_CODE, auth
@@ -165,6 +166,41 @@ def test_assistance_statuses_and_access_log(client: TestClient, session_factory:
         (FACILITY_CODE, "assistance", "not_delegated"),
         (FACILITY_CODE, "assistance_no_match", "not_found"),
     ]
+
+
+def test_assistance_by_month_lists_this_facilitys_recipients(
+    client: TestClient, session_factory: Any, tokens: dict[str, str]
+) -> None:
+    own, _ = welfare_tokens(session_factory)
+    upload(client, own, tickets_csv([
+        ticket(),
+        ticket(ticket_kind="2", facility_code=PHARMACY_CODE),
+        ticket(recipient_number=R2, valid_to="2026-10-10", name="保護 次郎", sex="1"),
+        ticket(recipient_number=recipient("100003"), facility_code=PHARMACY_CODE, ticket_kind="2"),
+    ]), kind="assistance")
+    r = client.post("/v1/assistance/by-month", json={"month": "2026-10"}, headers=auth(tokens["reception"]))
+    assert r.status_code == 200, r.text
+    month = r.json()
+    assert (month["month"], month["as_of"]) == ("2026-10", "2026-10-31")  # an earlier month: its last day
+    assert [(a["recipient"]["recipient_number"], a["status"], a["validity"]) for a in month["results"]] == [
+        (R1, "valid", 1), (R2, "ended", 2),  # the pharmacy's recipient is not the clinic's
+    ]
+    assert [t["facility_code"] for t in month["results"][0]["tickets"]] == [FACILITY_CODE]
+    with session_factory() as s:
+        assert [(e["what"], e["status"]) for e in reads_of(s, PAYER, R2)] == [("assistance", "ended")]
+    empty = client.post("/v1/assistance/by-month", json={"month": "2026-08"}, headers=auth(tokens["reception"]))
+    assert empty.status_code == 200 and empty.json()["results"] == []
+    bad = client.post("/v1/assistance/by-month", json={"month": "2026-13"}, headers=auth(tokens["reception"]))
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    r = client.post("/v1/assistance/by-month", json={"month": "2026-10"}, headers=auth(own))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden_role"
+
+
+def test_month_day() -> None:
+    today = dt.date(2026, 10, 15)
+    assert month_day(dt.date(2026, 10, 1), today) == today
+    assert month_day(dt.date(2026, 11, 1), today) == dt.date(2026, 11, 1)
+    assert month_day(dt.date(2026, 2, 1), today) == dt.date(2026, 2, 28)
 
 
 def certificate(**over: Any) -> dict[str, Any]:

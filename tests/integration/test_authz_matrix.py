@@ -130,6 +130,9 @@ ROWS: dict[tuple[str, str], Row] = {
         FACILITY_ANY,
         _post("/v1/assistance/by-number", lambda w: {"payer_number": "12130019", "recipient_number": "1234566"}),
     ),
+    ("POST", "/v1/assistance/by-month"): Row(
+        FACILITY_ANY, _post("/v1/assistance/by-month", lambda w: {"month": "2026-10"})
+    ),
     ("POST", "/v1/eligibility/batches"): Row(
         FACILITY_ANY, _post("/v1/eligibility/batches", lambda w: {"queries": [QUERY]})
     ),
@@ -236,6 +239,7 @@ ROWS: dict[tuple[str, str], Row] = {
         DRUGS, _get(lambda w: f"/fhir/R4/MedicationDispense?visit={w.visit_id}")
     ),
     ("GET", "/fhir/R4/Observation"): Row(CHECKUPS, _get(lambda w: f"/fhir/R4/Observation?visit={w.visit_id}")),
+    ("GET", "/fhir/R4/Procedure"): Row(CHECKUPS, _get(lambda w: f"/fhir/R4/Procedure?visit={w.visit_id}")),
     ("GET", "/fhir/R4/Consent/{consent_id}"): Row(OWN_RESOURCE, _get(lambda w: f"/fhir/R4/Consent/{w.consent_id}")),
     ("POST", "/fhir/R4/AuditEvent/_search"): Row(
         CARD_PROVEN,

@@ -1,6 +1,6 @@
-"""The FHIR facade under a visit's consent: MedicationDispense and Observation searchsets, Consent
-read, and the patient's access log as AuditEvents; the same data, rules and access-log entries as
-the JSON routes (on both backends)."""
+"""The FHIR facade under a visit's consent: MedicationDispense, Observation and Procedure
+searchsets, Consent read, and the patient's access log as AuditEvents; the same data, rules and
+access-log entries as the JSON routes (on both backends)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent as FhirConsent
 from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.procedure import Procedure
 
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.consent.models import Consent
@@ -23,9 +24,12 @@ from testbed.pki import IssuedCertificate
 from tests.conftest import auth
 from tests.integration.fhir_helpers import BASE, outcome_code, parse
 from tests.integration.test_card_api import b64, challenge, sign
+from tests.integration.test_clinical_procedures import APPENDECTOMY, TODAY, with_procedures
 from tests.integration.test_consent_api import card, consent, visit
 
-__all__ = ["card"]  # the fixture of test_consent_api: a registered card, drugs and a checkup loaded
+# the fixtures of test_consent_api (a registered card, drugs and a checkup loaded) and of
+# test_clinical_procedures (that person's 診療・手術: 2 months, 4 and 6 years ago)
+__all__ = ["card", "with_procedures"]
 
 
 def search(client: TestClient, token: str | None, kind: str, **params: str) -> Any:
@@ -149,6 +153,97 @@ def test_observations_are_the_json_checkups_with_jlac10(
     assert by_item["hba1c"]["code"]["coding"][0]["code"] == "3D046000001999902"
     assert by_item["systolic"]["valueQuantity"]["code"] == "mm[Hg]"
     assert by_item["urine_protein"]["valueString"] == items[0]["urine_protein"]
+
+
+# ---------------------------------------------------------------- 診療・手術
+
+
+def test_procedures_are_the_json_procedures_under_the_clinical_consent(
+    client: TestClient, tokens: dict[str, str], with_procedures: IssuedCertificate, session_factory: Any
+) -> None:
+    v = visit(client, tokens["physician"], with_procedures)
+    r = search(client, tokens["physician"], "Procedure", visit=v)
+    assert r.status_code == 403 and outcome_code(r) == "consent_required"
+    assert consent(client, tokens["physician"], v, drug=True, checkup=True).status_code == 200
+    r = search(client, tokens["physician"], "Procedure", visit=v)  # drugs and checkups do not open it
+    assert r.status_code == 403 and outcome_code(r) == "consent_required"
+    given = consent(client, tokens["physician"], v, clinical=True).json()
+    for role in ("physician", "dentist"):
+        before = log_entries(session_factory)
+        found = resources(search(client, tokens[role], "Procedure", visit=v), Procedure)
+        assert log_entries(session_factory)[len(before) :] == [("procedures", role, "card")]
+        items = client.get(f"/v1/visits/{v}/procedures", headers=auth(tokens[role])).json()["items"]
+        assert len(found) == len(items) == 2  # the 6-year-old one is outside the 5 years, both doors
+        for p, item in zip(found, items, strict=True):
+            assert p["status"] == "completed" and p["performedDateTime"] == item["performed_on"]
+            codes = {x["system"]: x for x in p["code"]["coding"]}
+            assert codes[c.PROCEDURE_CLAIM_CODE_SYSTEM]["code"] == item["procedure_code"]
+            assert codes[c.PROCEDURE_CODE_SYSTEM]["code"] == item["procedure_code"]  # 医科: the JP Core master
+            assert p["code"]["text"] == item["procedure_name"]
+            assert p["category"]["coding"][0] == {"system": c.PROCEDURE_KIND_SYSTEM, "code": item["kind"],
+                                                  "display": item["kind"]}
+            assert p["extension"] == [{"url": c.INPATIENT_EXTENSION, "valueBoolean": item["inpatient"]}]
+            assert p["performer"][0]["actor"]["identifier"] == {
+                "system": c.FACILITY_CODE_SYSTEM,
+                "value": item["facility_code"],
+            }
+    surgery = found[0]
+    assert surgery["code"]["text"] == APPENDECTOMY
+    assert {x["code"] for x in surgery["category"]["coding"]} == {"手術", "387713003"}
+    with session_factory() as s:
+        entry = s.execute(sa.select(AccessLogEntry).order_by(AccessLogEntry.id.desc())).scalars().first()
+    assert entry is not None and entry.consent_id == given["consent_id"]
+
+
+@pytest.mark.parametrize(
+    ("dates", "expected"),
+    [
+        ([f"ge{TODAY.year - 1}"], 1),  # since last January: the surgery 2 months ago (and not the 4-year-old)
+        ([f"lt{(TODAY - dt.timedelta(days=365)).isoformat()}"], 1),
+        ([f"ge{TODAY.year - 6}", f"le{TODAY.isoformat()}"], 2),  # a range; the 5 years still apply
+        ([(TODAY - dt.timedelta(days=60)).isoformat()], 1),  # eq by default, a day
+        ([f"ne{(TODAY - dt.timedelta(days=60)).isoformat()[:7]}"], 1),  # not that month
+        ([f"gt{TODAY.isoformat()}"], 0),  # nothing left: still a read, logged
+    ],
+)
+def test_procedures_searched_by_date(
+    client: TestClient,
+    tokens: dict[str, str],
+    with_procedures: IssuedCertificate,
+    session_factory: Any,
+    dates: list[str],
+    expected: int,
+) -> None:
+    v = visit(client, tokens["physician"], with_procedures)
+    assert consent(client, tokens["physician"], v, clinical=True).status_code == 200
+    before = log_entries(session_factory)
+    r = client.get(f"{BASE}/Procedure", params={"visit": v, "date": dates}, headers=auth(tokens["physician"]))
+    assert len(resources(r, Procedure)) == expected
+    assert log_entries(session_factory)[len(before) :] == [("procedures", "physician", "card")]
+
+
+def test_procedure_search_errors_and_roles(
+    client: TestClient, tokens: dict[str, str], with_procedures: IssuedCertificate, session_factory: Any
+) -> None:
+    v = visit(client, tokens["physician"], with_procedures)
+    assert consent(client, tokens["physician"], v, clinical=True).status_code == 200
+    before = log_entries(session_factory)
+    for dates in (["2025-13"], ["2025-02-30"], ["2025-1-1"], ["sa2025"], ["2025-01-01T00:00:00Z"], ["ge2024,le2025"],
+                  ["ge2020", "le2025", "ne2023"], ["２０２５"]):
+        r = client.get(f"{BASE}/Procedure", params={"visit": v, "date": dates}, headers=auth(tokens["physician"]))
+        assert r.status_code == 422 and outcome_code(r) == "validation_error", (dates, r.text)
+    r = search(client, tokens["physician"], "Procedure", visit=v, patient="1")
+    assert r.status_code == 422 and outcome_code(r) == "validation_error"
+    assert log_entries(session_factory) == before  # refused before anything was read: nothing logged
+    for role in ("pharmacist", "reception"):
+        r = search(client, tokens[role], "Procedure", visit=v)
+        assert r.status_code == 403 and outcome_code(r) == "forbidden_role"
+    r = search(client, None, "Procedure", visit=v)
+    assert r.status_code == 401 and outcome_code(r) == "unauthorized"
+    r = search(client, tokens["physician"], "Procedure", visit="no-such-visit")
+    assert r.status_code == 404 and outcome_code(r) == "not_found"
+    r = client.post(f"{BASE}/Procedure", headers=auth(tokens["physician"]))
+    assert r.status_code == 405 and outcome_code(r) == "method_not_allowed"
 
 
 # ---------------------------------------------------------------- consent

@@ -21,7 +21,7 @@ from schemas.identifiers import my_number_in
 from shikaku_server import errors
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.app import create_app
-from shikaku_server.auth.service import add_insurer
+from shikaku_server.auth.service import add_insurer, add_payer
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from shikaku_server.fhir import codes as c
@@ -187,6 +187,72 @@ def test_elderly_limit_certificate_and_diseases_only_when_asked(client: TestClie
     )
     assert shared["limit_certificate"]["classification"] == "A03"
     assert [d["self_pay"] for d in shared["specific_diseases"]] == [10000, 20000]
+
+
+def test_public_expenses_are_coverages_under_the_limit_consent(
+    client: TestClient, tokens: dict[str, str], session_factory: Any
+) -> None:
+    """公費負担医療: each 受給者証 in force is its own 公費 Coverage (保険種別 8), shown exactly when the
+    JSON answer shows it (the 限度額 consent), through the fast path and the batch alike; one
+    access-log entry per read, as for any eligibility read."""
+    from tests.integration.test_assistance import NANBYO, SHOUMAN, certificate, certificates_csv, recipient
+
+    upload(client, tokens["insurer"], eligibility_csv([person()]))
+    with transaction(session_factory) as s:
+        payer = add_payer(s, numbers=[NANBYO, SHOUMAN])
+    rows = [
+        certificate(),
+        certificate(payer_number=SHOUMAN, recipient_number=recipient("200003"), monthly_cap="0", valid_to=""),
+        certificate(valid_from="2025-04-01", valid_to="2026-03-31", monthly_cap="5000"),  # ended by 2026-10
+    ]
+    assert upload(client, payer, certificates_csv(rows), kind="public_expense")["accepted"] == 3
+    reception = tokens["reception"]
+    shared = same_answer(client, reception, as_of="2026-10-15", include_limit_certificate=True)
+    assert [(e["payer_number"], e["monthly_cap"], e["valid_to"]) for e in shared["public_expenses"]] == [
+        (SHOUMAN, 0, None),
+        (NANBYO, 10000, "2027-03-31"),
+    ]
+    assert same_answer(client, reception, as_of="2026-10-15")["public_expenses"] == []  # no consent: none
+    assert same_answer(client, reception, as_of="2025-10-15", include_limit_certificate=True)["public_expenses"][0][
+        "monthly_cap"
+    ] == 5000
+    body = post_eligibility(
+        client, reception, eligibility_request(as_of="2026-10-15", include_limit_certificate=True)
+    ).json()
+    kinds = [(r["resourceType"], r["id"]) for r in body["contained"]]
+    assert kinds == [
+        ("Organization", "insurer"),
+        ("Patient", "patient"),
+        ("Coverage", "coverage"),
+        ("Organization", "public-payer-1"),
+        ("Coverage", "public-expense-1"),
+        ("Organization", "public-payer-2"),
+        ("Coverage", "public-expense-2"),
+    ]
+    payer_org = body["contained"][3]
+    assert payer_org["identifier"] == [{"system": c.PUBLIC_PAYER_NUMBER_SYSTEM, "value": SHOUMAN}]
+    public = body["contained"][4]
+    assert public["subscriberId"] == recipient("200003") and public["payor"] == [{"reference": "#public-payer-1"}]
+    assert public["costToBeneficiary"][0]["type"]["coding"][0]["code"] == "maxoutofpocket"
+    assert [i["coverage"]["reference"] for i in body["insurance"]] == [
+        "#coverage",
+        "#public-expense-1",
+        "#public-expense-2",
+    ]
+    # the same answer again (the validated template) and in a batch entry: the same Coverages
+    again = post_eligibility(client, reception, eligibility_request(as_of="2026-10-15", include_limit_certificate=True))
+    assert again.json()["contained"] == body["contained"] and again.json()["insurance"] == body["insurance"]
+    entry = {
+        "resource": eligibility_request(as_of="2026-10-15", include_limit_certificate=True),
+        "request": {"method": "POST", "url": "CoverageEligibilityRequest"},
+    }
+    before = log_count(client, session_factory)
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+    batch = client.post(BASE, json=bundle, headers=auth(reception))
+    assert batch.status_code == 200, batch.text
+    resource = batch.json()["entry"][0]["resource"]
+    assert resource["contained"] == body["contained"] and resource["insurance"] == body["insurance"]
+    assert log_count(client, session_factory) - before == 1
 
 
 def test_population_sample_same_answer(
@@ -423,6 +489,7 @@ def test_capability_statement_lists_what_is_supported(client: TestClient) -> Non
         "CoverageEligibilityResponse": [],
         "MedicationDispense": ["search-type"],
         "Observation": ["search-type"],
+        "Procedure": ["search-type"],
         "Consent": ["read"],
         "AuditEvent": ["search-type"],
     }

@@ -14,6 +14,7 @@ from lxml import etree
 
 from clinic_terminal.client import CardClient
 from clinic_terminal.xmlif.face import write_face_result
+from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
@@ -47,6 +48,7 @@ def ask(watcher: FolderWatcher, root: Path, name: str, body: str) -> Any:
     data = (root / "res" / f"{name.replace('req_', 'res_')}.xml").read_bytes()
     assert data.startswith(b'<?xml version="1.0" encoding="Shift_JIS" standalone="no"?>')
     data.decode("cp932")  # the whole file is CP932 text
+    assert validation_errors(name.split("_", 1)[0].replace("req", "res"), data) == []
     return etree.fromstring(data)
 
 

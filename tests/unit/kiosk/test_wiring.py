@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from clinic_terminal.kiosk.wiring import KioskConfig, build_kiosk, make_attestation_signer
 from schemas.attestation import (
@@ -105,3 +106,33 @@ def test_without_a_card_front_source_the_face_path_uses_staff_entry(tmp_path: Pa
         assert screen.actions == ("collation_b_entry", "pin", "restart")
     finally:
         runtime.close()
+
+
+def test_a_2026_demo_card_profile_loads_as_the_2026_card_and_signs_with_p384(tmp_path: Path) -> None:
+    """The demo's second card (``testbed.demo``: ``card-2026/``): its profile says its generation,
+    the kiosk's card module finds the 2026 application on it, and its signature verifies with the
+    certificate's P-384 key (ECDSA, SHA-384); a key of the other kind is refused at load."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from clinic_terminal.card import MyNumberCard
+    from testbed.card_emulator import CARD_2026, build_card
+    from testbed.kiosk_demo import load_demo_card, write_profile
+    from testbed.pki import TestCA, rsa_key
+
+    folder = write_profile(tmp_path / "card-2026", build_card(TestCA.create_ecdsa(), layout=CARD_2026).profile,
+                           CARD_2026)
+    demo = load_demo_card(folder)
+    card = MyNumberCard(demo.connect())
+    assert card.generation == "2026"
+    card.verify_auth_pin("1234")
+    nonce = b"n" * 32
+    signature = card.sign_challenge(nonce)
+    key = x509.load_der_x509_certificate(card.read_auth_certificate()).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP384R1)
+    key.verify(signature, nonce, ec.ECDSA(hashes.SHA384()))
+    (folder / "key.pem").write_bytes(rsa_key(0).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with pytest.raises(ValueError, match="ECDSA P-384"):
+        load_demo_card(folder)

@@ -71,6 +71,12 @@ DISEASES = [
     {"category": "1", "valid_from": "2024-04-01", "valid_to": None, "self_pay": 10000},
     {"category": "2", "valid_from": "2024-04-01", "valid_to": "2024-12-31", "self_pay": None},
 ]
+PUBLIC_EXPENSES = [  # 公費負担医療: 小児慢性 without an end and no self-pay, 難病 with a cap
+    {"payer_number": "52130018", "recipient_number": "2000035", "monthly_cap": 0, "valid_from": "2024-04-01",
+     "valid_to": None},
+    {"payer_number": "54130016", "recipient_number": "1000015", "monthly_cap": 10000, "valid_from": "2024-04-01",
+     "valid_to": "2025-03-31"},
+]
 
 # every validity, and each optional part of an answer present and absent
 RESULTS = {
@@ -86,6 +92,12 @@ RESULTS = {
     "valid, female, post number only": result(1, insured(sex="2", address=None)),
     "invalid (lost)": result(2, insured(valid_to="2024-09-30", reason_of_loss="01")),
     "invalid, newer eligibility exists": result(3, insured(valid_to="2024-09-30", reason_of_loss="03")),
+    "valid, limit, public expenses": result(
+        1, insured(), limit_certificate=LIMIT, public_expenses=PUBLIC_EXPENSES
+    ),
+    "invalid (lost), a public expense": result(
+        2, insured(valid_to="2024-09-30", reason_of_loss="01"), public_expenses=PUBLIC_EXPENSES[1:]
+    ),
     "no match": result(4),
     "several match": result(5),
 }
