@@ -142,8 +142,7 @@ async def procedures(
         items = [i for i in found.items if all(d.matches(i.performed_on) for d in dates)]
         return _searchset([mapping.procedure(i.model_dump(mode="json")) for i in items], link)
 
-    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
-    return result
+    return await state.transactions.run(read)
 
 
 def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:

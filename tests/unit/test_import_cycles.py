@@ -21,6 +21,8 @@ PACKAGES = ("shikaku_server", "clinic_terminal", "hokensha_loader", "schemas", "
 KNOWN_LAZY_CYCLES = {
     ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.clinical"),  # clinical builds on parse
     ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.clinical"),  # clinical builds on render
+    ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.assistance"),  # assistance builds on parse
+    ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.assistance"),  # assistance builds on render
     ("clinic_terminal.kiosk.app", "clinic_terminal.portal.web"),  # the portal builds on the kiosk's pages
 }
 
