@@ -189,7 +189,10 @@ def register_cards(base: str, token: str, people: list[Any], n: int = 50) -> lis
 async def check_card(client: httpx.AsyncClient, card: Any, signing: list[float] | None = None) -> httpx.Response:
     """One card check as the kiosk makes it: a challenge, the PIN signature over its nonce, by-card
     (the client CPU spent signing is added to ``signing[0]``)."""
-    ch = (await client.post("/v1/card/challenges")).json()
+    challenge = await client.post("/v1/card/challenges")
+    if challenge.status_code != 200:  # refused or unavailable: the check's answer (an error)
+        return challenge
+    ch = challenge.json()
     t = time.process_time()
     sig = card.sign(base64.b64decode(ch["nonce"]))
     if signing is not None:

@@ -152,8 +152,10 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=50_000)
     parser.add_argument("--upload-rows", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server")
+    parser.add_argument("--database", default=DATABASE, help="two soaks side by side need two databases")
     args = parser.parse_args()
-    url = fresh_database(DATABASE)
+    url = fresh_database(args.database)
     redis.Redis.from_url(REDIS).flushdb()
     os.environ["SHIKAKU_DATABASE_URL"] = url
     work = Path(tempfile.mkdtemp(prefix="shikaku-soak-"))
@@ -161,7 +163,9 @@ def main() -> None:
     slices = work / "slices"
     slices.mkdir()
     report: dict[str, Any] = {"people": args.people, "workers": args.workers, "duration_s": args.duration}
-    with server(url, REDIS, workers=args.workers) as base:
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    report["server_env"] = server_env
+    with server(url, REDIS, workers=args.workers, extra_env=server_env) as base:
         insurer = str(extra["insurer_token"])
         report["initial_upload"] = upload(base, insurer, work / "eligibility.csv")
         cards = register_cards(base, facility_token, extra["cards"])  # type: ignore[arg-type]
@@ -185,9 +189,9 @@ def main() -> None:
                 maximum = await _maximum(load_, args.probe)
                 report["maximum_ops_per_s"] = round(maximum, 1)
                 report["soak_rate_ops_per_s"] = round(maximum / 2, 1)
-                report["rss_start_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(DATABASE))}
+                report["rss_start_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(args.database))}
                 report["minutes"] = await _soak(load_, maximum / 2, args.duration, upload_minutely, server_procs)
-                report["rss_end_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(DATABASE))}
+                report["rss_end_mb"] = {"server": _rss_mb(server_procs), "stores": _rss_mb(_stores(args.database))}
 
         asyncio.run(run())
     minutes = report["minutes"]

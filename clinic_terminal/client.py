@@ -31,6 +31,7 @@ from schemas.eligibility import (
     ByNumberQuery,
     EligibilityResult,
 )
+from schemas.homecare import Care, CourseFilter, HomeCourses, VisualCheckRequest
 from schemas.procedures import Procedures
 
 #: 20 s for an answer (the CAQH CORE round trip), but 5 s to connect: a server or network that is
@@ -165,6 +166,25 @@ class CardClient(ServerClient):
     def checkups(self, visit_id: str) -> Checkups:
         return Checkups.model_validate(self.request("GET", f"/v1/visits/{visit_id}/checkups"))
 
+    # --- 居宅同意取得型 (docs/homecare.md)
+    def visual_check(self, body: VisualCheckRequest) -> EligibilityResult:
+        """目視確認: the first visit of a course of care, without reading the card."""
+        data = self.request("POST", "/v1/visits/visual", body.model_dump(mode="json", exclude_none=True))
+        return EligibilityResult.model_validate(data)
+
+    def home_courses(self, only: CourseFilter | None = None) -> HomeCourses:
+        """The facility's ongoing courses of care (one person's, with ``only``)."""
+        path = "/v1/home-courses"
+        if only is not None:
+            import urllib.parse
+
+            path += "?" + urllib.parse.urlencode(only.model_dump(exclude_none=True))
+        return HomeCourses.model_validate(self.request("GET", path))
+
+    def recheck(self, visit_id: str, *, care: Care = "visit", as_of: str | None = None) -> EligibilityResult:
+        """再照会 through the course's first visit, without the card."""
+        body: dict[str, Any] = {"care": care} | ({"as_of": as_of} if as_of else {})
+        return EligibilityResult.model_validate(self.request("POST", f"/v1/visits/{visit_id}/recheck", body))
     def procedures(self, visit_id: str) -> Procedures:
         return Procedures.model_validate(self.request("GET", f"/v1/visits/{visit_id}/procedures"))
 

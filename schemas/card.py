@@ -58,6 +58,12 @@ class ConsentRequest(RequestModel):
     clinical: bool = False
     limit_certificate: bool = False
     setting: Setting = "outpatient"
+    # home care only (docs/homecare.md): the course's extent — home visits (訪問診療) and/or online
+    # care (オンライン診療), both when not said — and its last day (JST; none: until withdrawn or
+    # replaced, at most a year ahead)
+    home_visit: bool | None = None
+    online_care: bool | None = None
+    course_until: dt.date | None = None
 
 
 class ConsentRecord(ResponseModel):
@@ -70,6 +76,8 @@ class ConsentRecord(ResponseModel):
     setting: Setting
     given_at: dt.datetime
     expires_at: dt.datetime | None
+    home_visit: bool = False  # home care: re-checks for home visits (訪問診療) are covered
+    online_care: bool = False  # home care: re-checks for online care (オンライン診療) are covered
 
 
 class MedicationItem(ResponseModel):
@@ -117,6 +125,8 @@ class AccessLogItem(ResponseModel):
     query_kind: str | None
     consent_id: int | None
     emergency: bool = False  # 救急時医療情報閲覧: read without consent at an emergency hospital
+    # how the visit the read went through confirmed the person: pin / face / visual (目視確認)
+    confirmation: str | None = None
 
 
 class AccessLog(ResponseModel):

@@ -24,9 +24,10 @@ class FaceSettings(BaseSettings):
     """Frames are scaled down to at most this width before detection."""
     upsample: int = Field(0, ge=0, le=2)
     """HOG upsampling on camera frames; 0 finds faces of about 80 px and larger."""
-    full_detection_every: int = Field(3, ge=1, le=30)
+    full_detection_every: int = Field(5, ge=1, le=30)
     """Whole-frame detection (and the several-faces test) on every n-th frame; in between, only
-    around the previous face."""
+    around the previous face. (3 before issue 13: a second face found at most 2 frames later
+    instead of 4; see docs/face.md.)"""
     several_faces_ratio: float = Field(0.7, gt=0.0, le=1.0)
     """A second face at least this fraction of the largest face's width counts as comparable."""
     encode_frames: int = Field(3, ge=1, le=10)

@@ -30,6 +30,7 @@ injected camera streams.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -118,16 +119,17 @@ def _median3(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 class LivenessTracker:
     """The liveness measurement fed one frame at a time, as the frames arrive (see the module
     docstring); :func:`assess_liveness` is the same over whole lists. The first frame added is the
-    reference, and only it is kept: a frame's eye change depends on that frame and the reference
-    alone, so the per-frame work is done while the camera is still delivering and nothing else of
-    the earlier frames needs to be held."""
+    reference, and only its two eye regions are kept: a frame's eye change depends on that frame
+    and the reference alone, so the per-frame work is done while the camera is still delivering
+    and nothing else of the earlier frames needs to be held."""
 
     def __init__(self, *, eye_change_min: float = DEFAULT_EYE_CHANGE_MIN, min_frames: int = 3) -> None:
         self._eye_change_min = eye_change_min
         self._min_frames = min_frames
-        self._ref_grey: Grey | None = None
         self._ref: Landmarks | None = None
         self._eye_boxes: list[tuple[int, int, int, int]] = []
+        # the reference frame's eye regions (only they are kept of it) and whether each is flat
+        self._templates: list[tuple[Grey, bool]] = []
         self._changes: list[float] = []
         self._residuals: list[float] = [0.0]
 
@@ -139,12 +141,14 @@ class LivenessTracker:
         """Add the next frame; returns its eye change against the reference before smoothing
         (0 for the reference itself, NaN where no homography exists or no eye region is usable)."""
         points = np.asarray(landmarks, dtype=np.float64)
-        if self._ref_grey is None:
-            self._ref_grey, self._ref = grey, points
+        if self._ref is None:
+            self._ref = points
             boxes = [_eye_box(points[_RIGHT_EYE], grey.shape), _eye_box(points[_LEFT_EYE], grey.shape)]
             self._eye_boxes = [b for b in boxes if b is not None]
-        ref_grey, ref = self._ref_grey, self._ref
-        assert ref is not None
+            for left, top, right, bottom in self._eye_boxes:
+                template = np.ascontiguousarray(grey[top:bottom, left:right])
+                self._templates.append((template, float(template.std()) < 1e-3))
+        ref = self._ref
         if not self._eye_boxes:
             self._changes.append(float("nan"))
             return float("nan")
@@ -155,16 +159,16 @@ class LivenessTracker:
             self._changes.append(float("nan"))
             return float("nan")
         scores = []
-        for left, top, right, bottom in self._eye_boxes:
-            template = ref_grey[top:bottom, left:right]
+        for (left, top, right, bottom), (template, flat) in zip(self._eye_boxes, self._templates, strict=True):
+            if flat:
+                scores.append(0.0)  # a flat patch cannot show a blink
+                continue
             search = _aligned_region(
                 grey, h_rigid, left - _SEARCH_PX, top - _SEARCH_PX, right + _SEARCH_PX, bottom + _SEARCH_PX
             )
-            if float(template.std()) < 1e-3:
-                scores.append(0.0)  # a flat patch cannot show a blink
-                continue
             correlation = cv2.matchTemplate(search, template, cv2.TM_CCOEFF_NORMED)
-            scores.append(1.0 - float(np.nan_to_num(correlation, nan=1.0).max()))
+            best = float(correlation.max())  # NaN when any is NaN (a flat search region): no change
+            scores.append(1.0 - (1.0 if math.isnan(best) else best))
         change = float(np.mean(scores))
         self._changes.append(change)
         iod = max(_interocular(points), 1e-6)

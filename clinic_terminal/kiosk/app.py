@@ -23,6 +23,7 @@ from clinic_terminal.client import ServerError
 from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
 from clinic_terminal.kiosk.history import checkups_json, medications_json
+from clinic_terminal.kiosk.homecare import HomeCareService
 from clinic_terminal.kiosk.preview import LivePreview
 from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
@@ -38,6 +39,8 @@ from clinic_terminal.kiosk.staff import (
     result_json,
 )
 from clinic_terminal.portal.session import MySession
+from schemas.card import Setting
+from schemas.homecare import Care, VisualCheckRequest
 
 _STATIC = {
     "kiosk.js": "text/javascript; charset=utf-8",
@@ -47,6 +50,8 @@ _STATIC = {
     "common.css": "text/css; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
+    "visit.js": "text/javascript; charset=utf-8",
+    "visit.css": "text/css; charset=utf-8",
 }
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store, max-age=0",
@@ -96,6 +101,25 @@ class ConsentIn(_In):
     checkup: bool = False
     clinical: bool = False
     limit_certificate: bool = False
+    # the visiting staff's page (``/visit``): a course of care, its extent and its last day
+    setting: Setting | None = None
+    home_visit: bool | None = None
+    online_care: bool | None = None
+    course_until: dt.date | None = None
+
+    def choice(self) -> ConsentChoice:
+        return ConsentChoice(drug=self.drug, checkup=self.checkup, clinical=self.clinical,
+                             limit_certificate=self.limit_certificate, setting=self.setting,
+                             home_visit=self.home_visit, online_care=self.online_care,
+                             course_until=self.course_until)
+
+
+class VisitConsentIn(ConsentIn):
+    visit_id: Annotated[str, Field(max_length=100)]
+
+
+class RecheckIn(_In):
+    care: Care = "visit"
 
 
 class BatchIn(_In):
@@ -141,6 +165,7 @@ def create_kiosk_app(
     flow: CheckFlow, staff: StaffService, board: ReceptionBoard, *, info: KioskInfo | None = None,
     notices: ReceptionNotices | None = None, preview: LivePreview | None = None,
     remove_card: Callable[[], None] | None = None, mine: MySession | None = None,
+    homecare: HomeCareService | None = None,
 ) -> FastAPI:
     """``preview``: the face screen's camera preview (frames in memory only); ``remove_card``: the
     demo's 「カードを抜く」 (None outside demo mode: the route answers 404); ``mine``: the patient's
@@ -149,7 +174,7 @@ def create_kiosk_app(
     notices = notices or ReceptionNotices()
     facility_names = {info.facility_code: info.facility_name} if info.facility_code and info.facility_name else {}
     app = FastAPI(title="shikaku kiosk", docs_url=None, redoc_url=None, openapi_url=None)
-    pages = {"kiosk": page("kiosk.html"), "staff": page("staff.html")}
+    pages = {"kiosk": page("kiosk.html"), "staff": page("staff.html"), "visit": page("visit.html")}
     serve_static(app)
 
     @app.exception_handler(RequestValidationError)
@@ -228,9 +253,7 @@ def create_kiosk_app(
 
     @kiosk.post("/consent")
     def consent(body: ConsentIn) -> dict[str, Any]:
-        choice = ConsentChoice(drug=body.drug, checkup=body.checkup, clinical=body.clinical,
-                               limit_certificate=body.limit_certificate)
-        return _screen(flow.submit_consent(choice))
+        return _screen(flow.submit_consent(body.choice()))
 
     @kiosk.post("/skip-consent")
     def skip_consent() -> dict[str, Any]:
@@ -341,11 +364,45 @@ def create_kiosk_app(
 
     app.include_router(kiosk)
     app.include_router(staff_api)
+    if homecare is not None:
+        app.include_router(_visit_router(homecare, info))
+
+        @app.get("/visit", response_class=HTMLResponse)
+        def visit_page() -> HTMLResponse:
+            return HTMLResponse(pages["visit"])
     if mine is not None:
         from clinic_terminal.portal.web import add_portal
 
         add_portal(app, mine, path="/me", home="/", facility_names=facility_names, demo=info.demo)
     return app
+
+
+def _visit_router(homecare: HomeCareService, info: KioskInfo) -> APIRouter:
+    """The visiting staff's page's API (``/visit``); its card path is the kiosk's (``/api/kiosk``)."""
+    visit = APIRouter(prefix="/api/visit")
+
+    @visit.get("/config")
+    def visit_config() -> dict[str, Any]:
+        return {"facility_name": info.facility_name, "demo": info.demo}
+
+    @visit.post("/visual")
+    def visual(body: VisualCheckRequest) -> dict[str, Any]:
+        return homecare.visual(body)
+
+    @visit.post("/consent")
+    def visual_consent(body: VisitConsentIn) -> dict[str, Any]:
+        record = homecare.consent(body.visit_id, body.choice())
+        return record.model_dump(mode="json")
+
+    @visit.get("/courses")
+    def courses() -> list[dict[str, Any]]:
+        return homecare.courses()
+
+    @visit.post("/courses/{visit_id}/recheck")
+    def recheck(visit_id: str, body: RecheckIn) -> dict[str, Any]:
+        return homecare.recheck(visit_id, body.care)
+
+    return visit
 
 
 __all__ = ["KioskInfo", "create_kiosk_app"]

@@ -186,12 +186,30 @@ CardCheckSink = Callable[[bytes, EligibilityResult], None]
 
 @dataclass(frozen=True)
 class ConsentChoice:
-    """The patient's answers on the consent screen; everything defaults to 提供しない."""
+    """The patient's answers on the consent screen; everything defaults to 提供しない.
+
+    ``setting`` None: the kiosk's own (``--setting``); the visiting staff's page says ``home`` for a
+    course of care, with its extent (``home_visit``, ``online_care``; None: both) and last day."""
 
     drug: bool = False
     checkup: bool = False
     clinical: bool = False
     limit_certificate: bool = False
+    setting: Setting | None = None
+    home_visit: bool | None = None
+    online_care: bool | None = None
+    course_until: dt.date | None = None
+
+    def request(self, visit_id: str, default_setting: Setting) -> ConsentRequest:
+        """The consent request for ``visit_id`` (the extent and the last day with home care only)."""
+        setting = self.setting or default_setting
+        home = setting == "home"
+        return ConsentRequest(
+            visit_id=visit_id, drug=self.drug, checkup=self.checkup, clinical=self.clinical,
+            limit_certificate=self.limit_certificate, setting=setting,
+            home_visit=self.home_visit if home else None, online_care=self.online_care if home else None,
+            course_until=self.course_until if home else None,
+        )
 
 
 # --- the screen --------------------------------------------------------------------------------
@@ -803,10 +821,7 @@ class CheckFlow:
                 return self._reset_locked()
             result = session.result
             assert result.visit_id is not None
-            request = ConsentRequest(
-                visit_id=result.visit_id, drug=choice.drug, checkup=choice.checkup, clinical=choice.clinical,
-                limit_certificate=choice.limit_certificate, setting=self._setting,
-            )
+            request = choice.request(result.visit_id, self._setting)
             try:
                 record = self._server.consent(request)
             except ServerError as exc:

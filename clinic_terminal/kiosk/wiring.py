@@ -30,6 +30,7 @@ from clinic_terminal.kiosk.flow import (
     FacePath,
     Referral,
 )
+from clinic_terminal.kiosk.homecare import HomeCareService
 from clinic_terminal.kiosk.preview import LivePreview, PreviewCamera
 from clinic_terminal.kiosk.reception import ReceptionNotices
 from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
@@ -276,7 +277,8 @@ def build_kiosk(
     app = create_kiosk_app(flow, staff, board, mine=mine, info=KioskInfo(demo=config.demo_card is not None,
                                                              facility_name=config.facility_name,
                                                              facility_code=config.facility_code), notices=notices,
-                           preview=preview, remove_card=None if demo is None else _demo_remove(demo, flow, mine))
+                           preview=preview, remove_card=None if demo is None else _demo_remove(demo, flow, mine),
+                           homecare=HomeCareService(client))
     if watch_card:
         closers.extend(_watch_card(flow, demo_reader, config.reader, mine))
     return KioskRuntime(app=app, flow=flow, board=board, client=client, face_enabled=face is not None,

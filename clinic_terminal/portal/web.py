@@ -42,7 +42,13 @@ WHAT_LABELS: Mapping[str, str] = {
     "card_resumed": "カードの利用再開",
     "card_link": "カードの利用登録",
     "card_link_refused": "カードの利用登録（不一致）",
+    "home_courses": "訪問・オンライン診療の患者一覧",
 }
+#: how the visit a read went through confirmed the person (docs/homecare.md)
+CONFIRMATION_LABELS: Mapping[str, str] = {"pin": "暗証番号", "face": "顔認証", "visual": "職員の目視確認"}
+#: the access log's query kinds that say more than ``what`` does
+QUERY_KIND_LABELS: Mapping[str, str] = {"recheck": "再照会（訪問診療）", "recheck_online": "再照会（オンライン診療）",
+                                        "visual": "目視確認"}
 ROLE_LABELS: Mapping[str, str] = {
     "physician": "医師",
     "dentist": "歯科医師",
@@ -85,6 +91,8 @@ def access_log_json(log: AccessLog) -> dict[str, Any]:
             "at": jst_text(e.at), "who": who, "role": ROLE_LABELS.get(e.role, e.role),
             "what": WHAT_LABELS.get(e.what, e.what), "emergency": e.emergency,
             "family": e.query_kind == "family", "consent_id": e.consent_id,
+            "kind": QUERY_KIND_LABELS.get(e.query_kind or ""),
+            "confirmation": CONFIRMATION_LABELS.get(e.confirmation or ""),
         })
     return {"entries": rows}
 

@@ -20,9 +20,11 @@ from schemas.procedures import ProcedureItem
 RequestKind = Literal[
     "single", "bulk_registration", "bulk_download", "reference_registration", "medications", "checkups",
     "procedures", "assistance_bulk_registration", "assistance_bulk_download",
+    "home_visit", "online_care",
 ]
 # 薬剤情報 / 特定健診情報 / 診療・手術情報 (xmlif/clinical.py)
 ClinicalFamily = Literal["medications", "checkups", "procedures"]
+HomeCareFamily = Literal["home_visit", "online_care"]  # 訪問診療 / オンライン診療 再照会 (xmlif/homecare.py)
 ConsentSetting = Literal["outpatient", "inpatient", "home"]
 XmlEncoding = Literal["utf-8", "shift_jis"]
 
@@ -248,6 +250,30 @@ class ClinicalResult:
         return Processing()
 
 
+@dataclass(frozen=True)
+class HomeCareResult:
+    """Answer to a 訪問診療 / オンライン診療 再照会 request (``xmlif/homecare.py``): the person's
+    eligibility on the day of care through their course of care; none, with the header's error,
+    when there is no course or its consent does not cover the care (or has ended)."""
+
+    file_id: str
+    header: ResultHeader
+    family: HomeCareFamily
+    key: tuple[str, str, str, str | None]  # insurer number, symbol, number, branch: echoed
+    eligibility: EligibilityResult | None = None
+    consents: ConsentChoices | None = None  # the course's consent (setting home)
+    consent_id: int | None = None
+    consent_expires_at: dt.datetime | None = None  # the course's end (None: until withdrawn or replaced)
+    first_visit_at: dt.datetime | None = None
+    confirmation: str | None = None  # the first visit's: pin / face / visual
+
+    @property
+    def kind(self) -> HomeCareFamily:
+        return self.family
+
+    @property
+    def processing(self) -> Processing:
+        return processing_of(self.eligibility, self.header)
 # --- 医療扶助 (xmlif/assistance.py)
 
 
@@ -290,6 +316,7 @@ class AssistanceDownloadResult:
 
 AnyResult = (
     TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult | ClinicalResult
+    | HomeCareResult
     | AssistanceXmlResult | AssistanceDownloadResult
 )
 
@@ -359,6 +386,19 @@ class ClinicalRequest:
 
 
 @dataclass(frozen=True)
+class HomeCareRequest:
+    """A 訪問診療 / オンライン診療 再照会 request: the person by insurance number; the day of care
+    is the header's ``QualificationConfirmationDate`` (default today)."""
+
+    header: RequestHeader
+    family: HomeCareFamily
+    insurer_number: str
+    number: str
+    symbol: str = ""
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
 class AssistanceRequest:
     """``OQSsiquc01req`` with a 公費負担者番号 (法別番号 12) as InsurerNumber and the 受給者番号 as
     InsuredIdentificationNumber: a 医療扶助 query (xmlif/assistance.py)."""
@@ -388,5 +428,6 @@ class AssistanceDownloadRequest:
 
 AnyRequest = (
     SingleRequest | BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest | ClinicalRequest
+    | HomeCareRequest
     | AssistanceRequest | AssistanceBulkRequest | AssistanceDownloadRequest
 )

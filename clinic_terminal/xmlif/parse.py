@@ -36,6 +36,7 @@ FAMILIES: dict[str, RequestKind] = {
     "OQSsiimm01": "reference_registration",
     "OQSsimed01": "medications",  # 薬剤情報 (xmlif/clinical.py)
     "OQSsichk01": "checkups",  # 特定健診情報
+    "OQSsihome01": "home_visit", "OQSsionln01": "online_care",  # 訪問診療 / オンライン診療 (xmlif/homecare.py)
     "OQSsiprc01": "procedures",  # 診療・手術情報 (xmlif/clinical.py)
     "OQSmutic01": "assistance_bulk_registration",  # 医療扶助 一括照会 (xmlif/assistance.py)
     "OQSmutic02": "assistance_bulk_download",
@@ -214,6 +215,10 @@ def parse_request(name: str, data: bytes) -> AnyRequest:
     kind = request_kind(name)
     root = _root(data)
     body = _section(root, "MessageBody")
+    if kind in ("home_visit", "online_care"):
+        from clinic_terminal.xmlif.homecare import parse_home_care  # it builds on this module
+
+        return parse_home_care(kind, _header(root, date_required=False), body)
     if kind in ("medications", "checkups", "procedures"):
         from clinic_terminal.xmlif.clinical import parse_clinical  # it builds on this module
 

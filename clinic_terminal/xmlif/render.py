@@ -24,6 +24,7 @@ from clinic_terminal.xmlif.model import (
     BulkUnit,
     ClinicalResult,
     ConsentChoices,
+    HomeCareResult,
     Processing,
     ReferenceRegistrationResult,
     ResultHeader,
@@ -315,6 +316,10 @@ def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
         from clinic_terminal.xmlif.clinical import build_clinical  # it builds on this module
 
         build_clinical(root, result, encoding)
+    elif isinstance(result, HomeCareResult):
+        from clinic_terminal.xmlif.homecare import build_home_care  # it builds on this module
+
+        build_home_care(root, result, encoding)
     elif isinstance(result, TerminalResult):
         _single(root, result, encoding)
     elif isinstance(result, BulkRegistrationResult):
@@ -436,6 +441,11 @@ _BODIES: dict[type, Callable[[Any], dict[str, Any]]] = {
 
 def to_json(result: AnyResult) -> dict[str, Any]:
     """The JSON-able dict of a result (what ``GET /api/results/{file_id}`` serves)."""
+    if isinstance(result, HomeCareResult):
+        from clinic_terminal.xmlif.homecare import home_care_json  # it builds on this module
+
+        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
+                **home_care_json(result)}
     if isinstance(result, AssistanceXmlResult | AssistanceDownloadResult):
         from clinic_terminal.xmlif.assistance import assistance_json  # it builds on this module
 

@@ -25,6 +25,7 @@ from clinic_terminal.xmlif.model import (
     BulkUnit,
     ClinicalRequest,
     ConsentChoices,
+    HomeCareRequest,
     ReferenceRegistrationRequest,
     ReferenceRegistrationResult,
     RequestHeader,
@@ -166,6 +167,10 @@ class XmlTerminal:
         )
 
     def answer(self, file_id: str, request: AnyRequest) -> AnyResult:
+        if isinstance(request, HomeCareRequest):
+            from clinic_terminal.xmlif.homecare import HomeCareServer, answer_home_care  # builds on render
+
+            return answer_home_care(cast(HomeCareServer, self.server), file_id, request, self.clock())
         if isinstance(request, AssistanceRequest | AssistanceBulkRequest | AssistanceDownloadRequest):
             from clinic_terminal.xmlif.assistance import AssistanceServer, answer_assistance  # builds on render
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.auth.models import Facility
+from shikaku_server.consent.models import Visit
 from shikaku_server.database import execute_raw, on_psycopg2, utcnow
 
 
@@ -49,8 +50,9 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
 
 def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(AccessLogEntry, Facility.name)
+        select(AccessLogEntry, Facility.name, Visit.auth_method)
         .outerjoin(Facility, Facility.code == AccessLogEntry.facility_code)
+        .outerjoin(Visit, Visit.id == AccessLogEntry.visit_id)
         .where(AccessLogEntry.insured_id == insured_id)
         .order_by(AccessLogEntry.at.desc(), AccessLogEntry.id.desc())
         .limit(limit)
@@ -65,8 +67,9 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
             "query_kind": e.query_kind,
             "consent_id": e.consent_id,
             "emergency": e.emergency,
+            "confirmation": method,  # the visit's: pin / face / visual (目視確認); None without a visit
         }
-        for e, name in rows
+        for e, name, method in rows
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shikaku_server.database import Base, utcnow
@@ -16,10 +16,13 @@ class Visit(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random, unguessable
     facility_code: Mapped[str] = mapped_column(ForeignKey("facility.code"))
     insured_id: Mapped[int] = mapped_column(ForeignKey("insured.id"))
-    auth_method: Mapped[str] = mapped_column(String(8))
+    auth_method: Mapped[str] = mapped_column(String(8))  # pin / face / visual (目視確認, home care)
     card_classification: Mapped[str] = mapped_column(String(2))
     as_of: Mapped[dt.date]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # 目視確認 only: the staff member who looked at the card, and the token they used
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    confirmed_token_id: Mapped[int | None]
 
 
 class Consent(Base):
@@ -38,3 +41,6 @@ class Consent(Base):
     given_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None]  # None: until revoked (inpatient / home)
     revoked_at: Mapped[dt.datetime | None]
+    # home care: the course's extent (re-checks for home visits / for online care)
+    home_visit: Mapped[bool] = mapped_column(default=False, server_default=false())
+    online_care: Mapped[bool] = mapped_column(default=False, server_default=false())

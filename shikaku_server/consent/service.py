@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.card import ConsentRecord, ConsentRequest
@@ -36,6 +36,9 @@ from shikaku_server.errors import (
 
 OUTPATIENT_HOURS = 24
 CONSENT_WINDOW = dt.timedelta(hours=2)  # consent is taken right after the card check
+HOME = "home"
+VISUAL = "visual"  # a visit confirmed by 目視確認 (home care only: docs/homecare.md)
+COURSE_MAX_DAYS = 366  # a course-of-care consent names its last day at most a year ahead (our rule)
 
 
 def visit_day(visit: Visit) -> dt.date:
@@ -72,6 +75,11 @@ def consent_in_force(revoked_at: dt.datetime | None, expires_at: dt.datetime | N
     return revoked_at is None and (expires_at is None or expires_at >= utcnow())
 
 
+def consent_in_force_sql(now: dt.datetime) -> ColumnElement[bool]:
+    """``consent_in_force`` as a SQL condition over the consent table."""
+    return and_(Consent.revoked_at.is_(None), or_(Consent.expires_at.is_(None), Consent.expires_at >= now))
+
+
 def latest_consent(session: Session, *, insured_id: int, facility_code: str) -> Consent | None:
     return session.execute(latest_consent_query(insured_id, facility_code)).scalar_one_or_none()
 
@@ -94,7 +102,9 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
     sharing = body.drug or body.checkup or body.clinical or body.limit_certificate
     if sharing and visit.card_classification in CERTIFICATE_TYPE_CARDS:
         raise ValidationFailedError("holders of a 資格証明書-type card cannot share information")
-    expires = now + dt.timedelta(hours=OUTPATIENT_HOURS) if body.setting == "outpatient" else None
+    if visit.auth_method == VISUAL and body.setting != HOME and sharing:
+        raise ValidationFailedError("a visit confirmed by 目視確認 takes a home-care consent or a refusal")
+    home_visit, online_care, expires = _lifetime(body, now)
     consent = Consent(
         visit_id=visit.id,
         insured_id=visit.insured_id,
@@ -106,6 +116,8 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
         setting=body.setting,
         given_at=now,
         expires_at=expires,
+        home_visit=home_visit,
+        online_care=online_care,
     )
     session.add(consent)
     session.flush()
@@ -130,7 +142,31 @@ def give_consent(session: Session, principal: Principal, body: ConsentRequest) -
         setting=body.setting,
         given_at=now,
         expires_at=expires,
+        home_visit=home_visit,
+        online_care=online_care,
     )
+
+
+def _lifetime(body: ConsentRequest, now: dt.datetime) -> tuple[bool, bool, dt.datetime | None]:
+    """The extent (home visits, online care) and the end of a consent: 24 hours for outpatients,
+    none for inpatients, the end (JST) of the course's last day for home care (none when not said).
+    The extent and the last day belong to home care only."""
+    if body.setting != HOME:
+        if body.home_visit or body.online_care or body.course_until is not None:
+            raise ValidationFailedError("home_visit, online_care and course_until belong to setting home")
+        expires = now + dt.timedelta(hours=OUTPATIENT_HOURS) if body.setting == "outpatient" else None
+        return False, False, expires
+    home_visit = True if body.home_visit is None else body.home_visit
+    online_care = True if body.online_care is None else body.online_care
+    if not (home_visit or online_care):
+        raise ValidationFailedError("a home-care consent covers home visits, online care or both")
+    if body.course_until is None:
+        return home_visit, online_care, None
+    today = now.astimezone(JST).date()
+    if not today <= body.course_until <= today + dt.timedelta(days=COURSE_MAX_DAYS):
+        raise ValidationFailedError(f"course_until is a day from today to {COURSE_MAX_DAYS} days ahead")
+    end = dt.datetime.combine(body.course_until + dt.timedelta(days=1), dt.time(), JST) - dt.timedelta(microseconds=1)
+    return home_visit, online_care, end.astimezone(dt.UTC)
 
 
 def _answered_at_a_newer_visit(session: Session, visit: Visit) -> bool:

@@ -211,6 +211,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/visits/{visit_id}/recheck"): Row(
         OWN_RESOURCE, lambda c, h, w: c.post(f"/v1/visits/{w.visit_id}/recheck", json={}, headers=h)
     ),
+    # 目視確認 and the list of courses (docs/homecare.md): any role of a facility
+    ("POST", "/v1/visits/visual"): Row(
+        FACILITY_ANY,
+        _post("/v1/visits/visual", lambda w: {"confirmed_by": "訪問 看護師", "insurance": QUERY}),
+    ),
+    ("GET", "/v1/home-courses"): Row(FACILITY_ANY, _get(lambda w: "/v1/home-courses")),
     # 診療・手術 information: physicians and dentists, as checkups (docs/consent.md)
     ("GET", "/v1/visits/{visit_id}/procedures"): Row(
         CHECKUPS, _get(lambda w: f"/v1/visits/{w.visit_id}/procedures")

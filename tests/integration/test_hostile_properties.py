@@ -143,6 +143,8 @@ BASES: dict[str, Any] = {
     "/v1/visits/{visit_id}/recheck": {"as_of": "2025-04-01"},
     "/v1/assistance/by-number": {"payer_number": "12131011", "recipient_number": "1234566", "birth_date": "1950-01-01",
                                  "as_of": "2025-04-01"},
+    "/v1/assistance/by-month": {"month": "2026-10"},
+    "/v1/visits/visual": {"confirmed_by": "訪問 看護師", "insurance": QUERY},
     "/v1/emergency/medications": {"challenge_id": "c", "certificate": "AA==", "reason": "意識障害"},
     "/v1/consents": {"visit_id": "v", "drug": True, "checkup": False},
     "/fhir/R4/CoverageEligibilityRequest": eligibility_request(),

@@ -144,7 +144,10 @@
         const item = el("div", "item" + (e.emergency ? " emergency" : ""));
         const title = el("div", "title", e.who);
         if (e.emergency) title.append(el("span", "tag emergency", "救急時の閲覧"));
-        item.append(title, el("div", "", `${e.what}（${e.role}）`), el("div", "meta", e.at));
+        const what = e.kind ? `${e.what}・${e.kind}` : e.what;
+        item.append(title, el("div", "", `${what}（${e.role}）`));
+        if (e.confirmation) item.append(el("div", "how", `本人確認：${e.confirmation}`));
+        item.append(el("div", "meta", e.at));
         return item;
       }));
     } else if (name === "consents") {

@@ -262,8 +262,14 @@ def test_scaled_whole_frame_detection_judges_several_faces_as_full_resolution(se
 
 
 @pytest.mark.slow
-def test_someone_leaning_in_mid_capture_is_refused(card_photos: dict[str, bytes], face_settings: FaceSettings) -> None:
-    frames = _leaning_in(30, second_width=170.0, appears_at=7)
+@pytest.mark.parametrize("appears_at", [7, 20])
+def test_someone_leaning_in_mid_capture_is_refused(
+    card_photos: dict[str, bytes], face_settings: FaceSettings, appears_at: int
+) -> None:
+    """Whole-frame detection every 5th frame: a second face that appears by frame 20 of 30 is
+    found by frame 20 and is then in every later frame (each is a whole-frame detection), a
+    third of the frames: refused (with every 3rd frame, up to frame 21)."""
+    frames = _leaning_in(30, second_width=170.0, appears_at=appears_at)
     result = check_face(card_photos["obama.jpg"], InMemoryCamera(frames), settings=face_settings)
     assert result.reason == "several_faces"
     assert not result.accepted

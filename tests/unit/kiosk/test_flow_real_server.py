@@ -103,3 +103,47 @@ def test_first_use_pin_check_consent_and_drug_history_on_the_real_server(
         assert flow.submit_pin("1234").name == "consent"
     finally:
         server.close()
+
+
+def test_a_course_of_care_from_the_visiting_staffs_page_on_the_real_server(
+    client: TestClient, tokens: dict[str, str], card: MyNumberCardEmulator, loaded: None
+) -> None:
+    """居宅同意取得型 through the terminal: the card flow takes the course's consent (setting home,
+    its extent), the page lists the course and re-checks it; a later 目視確認 with 「同意しない」 ends
+    it, and the re-check says so in Japanese."""
+    from clinic_terminal.kiosk.homecare import HomeCareService
+    from schemas.homecare import VisualCheckRequest
+
+    reader = InProcessReader()
+    reader.insert(card)
+    server = CardClient("http://testserver", tokens["physician"], transport=ViaTestClient(client))
+    try:
+        flow = CheckFlow(connect_card=reader.connect, server=server)
+        flow.read_card()
+        flow.choose("pin")
+        flow.submit_pin("1234")
+        assert flow.submit_registration("1234").name == "consent"
+        choice = ConsentChoice(drug=True, setting="home", online_care=False)
+        assert flow.submit_consent(choice).name == "done"
+        page = HomeCareService(server)
+        (course,) = page.courses()
+        assert course["name"] == "山田 太郎" and course["confirmation"] == "マイナ保険証（暗証番号）"
+        assert [c["care"] for c in course["cares"]] == ["visit"]
+        ok = page.recheck(course["visit_id"], "visit")
+        assert ok["ok"] and ok["headline"] == "資格確認できました（有効・3割負担）"
+        outside = page.recheck(course["visit_id"], "online")
+        assert outside["code"] == "consent_required"
+
+        seen = page.visual(VisualCheckRequest.model_validate({
+            "confirmed_by": "訪問 花子",
+            "insurance": {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch": "00",
+                          "birth_date": "1980-04-01"},
+        }))
+        assert seen["usable"] and seen["visit_id"]
+        page.consent(seen["visit_id"], ConsentChoice(setting="outpatient"))  # 「同意しない」: the course refused
+        assert page.courses() == []
+        refused = page.recheck(course["visit_id"], "visit")
+        assert (refused["ok"], refused["code"]) == (False, "consent_required")
+        assert "同意がありません" in refused["headline"]
+    finally:
+        server.close()

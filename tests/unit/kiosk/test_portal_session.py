@@ -28,7 +28,7 @@ PIN = "1234"
 #: every ``what`` the server writes to a person's access log (docs/patient.md, docs/card.md)
 SERVER_WHATS = {"eligibility", "eligibility_no_match", "medications", "checkups", "access_log", "consents",
                 "consent_withdraw", "expenses", "expenses_export", "card_suspended", "card_resumed", "card_link",
-                "card_link_refused"}
+                "card_link_refused", "home_courses"}
 
 
 @dataclass
