@@ -23,6 +23,8 @@ KNOWN_LAZY_CYCLES = {
     ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.clinical"),  # clinical builds on render
     ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.assistance"),  # assistance builds on parse
     ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.assistance"),  # assistance builds on render
+    ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.homecare"),  # homecare builds on parse
+    ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.homecare"),  # homecare builds on render
     ("clinic_terminal.kiosk.app", "clinic_terminal.portal.web"),  # the portal builds on the kiosk's pages
 }
 
