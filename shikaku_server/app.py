@@ -14,115 +14,36 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg2  # type: ignore[import-untyped]  # no stubs installed (psycopg2-binary)
-import redis
-import sqlalchemy.exc
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.identifiers import my_number_in
 from shikaku_server import api, openapi
-from shikaku_server.access_log.service import AccessLogWriter
+from shikaku_server.access_log.service import AccessLogWriter, make_entry_inserter
 from shikaku_server.auth.service import revocation_mark
 from shikaku_server.batch.service import BatchRecovery
-from shikaku_server.cache import CacheError, make_stores
 from shikaku_server.card import views as card_views
 from shikaku_server.card.service import CardPorts, CertificateVerifier
 from shikaku_server.card.store import make_card_store
 from shikaku_server.config import Settings, get_settings
-from shikaku_server.database import make_engine, make_session_factory
+from shikaku_server.database import ThreadedTransactions, make_engine, make_session_factory
 from shikaku_server.eligibility import views as eligibility_views
 from shikaku_server.eligibility.reader import make_bundle_reader
-from shikaku_server.errors import (
-    RETRY_AFTER_SECONDS,
-    DomainError,
-    MyNumberDetectedError,
-    PayloadTooLargeError,
-    UnavailableError,
-)
+from shikaku_server.errors import DomainError, MyNumberDetectedError, PayloadTooLargeError
 from shikaku_server.fastpath import FastPaths
 from shikaku_server.fhir.fastpath import EligibilityFastPath
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import make_async_pg
+from shikaku_server.problems import domain_problem, error_response, problem
 from shikaku_server.ratelimit import RateLimiter
 from shikaku_server.state import AppState
+from shikaku_server.stores import make_stores
 
 log = logging.getLogger("shikaku_server.request")
-PROBLEM = "application/problem+json"
-
-# A backing service that is down, frozen or out of connections (the database, its pool, Redis):
-# translated to ``UnavailableError`` (503 with Retry-After) in one place, ``RequestMiddleware``.
-# SQLite's "database is locked" is an OperationalError too: busy, so 503 as well.
-BACKING_SERVICE_ERRORS: tuple[type[BaseException], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection became free within pool_timeout
-    psycopg2.OperationalError,  # the event-loop reads (pgasync)
-    psycopg2.InterfaceError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    CacheError,
-)
-# Database errors of other classes that mean "the database cannot serve now", by SQLSTATE:
-# 08 connection, 40 transaction rollback (deadlock, serialization: retry), 53 insufficient
-# resources (disk full, too many connections), 57 operator intervention (shutdown, starting up),
-# 58 system error (I/O), and 25006 (read-only transaction: the node behind the primary's address
-# is a replica for the moment of a failover).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
-_UNAVAILABLE_SQLSTATES = ("25006",)
-
-
-def backing_service_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` says a backing service is down, frozen, full or switching over (503)."""
-    if isinstance(exc, BACKING_SERVICE_ERRORS):
-        return True
-    orig = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
-    code = getattr(orig, "pgcode", None)
-    return isinstance(code, str) and (code[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or code in _UNAVAILABLE_SQLSTATES)
-
-
-def problem(
-    status: int,
-    code: str,
-    title: str,
-    detail: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    body = {
-        "type": f"urn:shikaku:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "code": code,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
-
-
-def domain_problem(exc: DomainError) -> JSONResponse:
-    headers = dict(exc.headers)
-    if exc.status == 503:
-        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
-
-
-def error_response(exc: Exception) -> JSONResponse:
-    """The answer to an exception that reached the boundary: a domain error as itself, a backing
-    service failure as 503 ``unavailable``, anything else as 500 (logged with its type only)."""
-    if isinstance(exc, DomainError):
-        return domain_problem(exc)
-    if backing_service_failed(exc):
-        logging.getLogger("shikaku_server").warning("a backing service is unavailable", exc_info=exc)
-        return domain_problem(UnavailableError("a backing service (database or cache) is unavailable; retry later"))
-    logging.getLogger("shikaku_server").error("unhandled error", exc_info=exc)
-    return problem(500, "internal_error", "Internal error", "an unexpected error occurred; it has been logged")
-
-
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     return domain_problem(exc)
@@ -286,7 +207,7 @@ async def watch_revocations(state: AppState, interval: float) -> None:
     failing = False
     while True:
         try:
-            current = await run_in_threadpool(mark)
+            current = await to_thread.run_sync(mark)
         except Exception:
             if not failing:
                 logging.getLogger("shikaku_server").warning("token revocation check failed", exc_info=True)
@@ -328,12 +249,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pg = make_async_pg(engine, settings.db_pool_size, timeouts)
         bundles = make_bundle_reader(read_factory, pg)
         metrics = Metrics()
-        writer = AccessLogWriter(factory)
+        writer = AccessLogWriter(make_entry_inserter(factory))
         state = AppState(
             settings=settings,
             engine=engine,
             session_factory=factory,
             read_factory=read_factory,
+            transactions=ThreadedTransactions(factory),
             stores=stores,
             bundles=bundles,
             card=CardPorts(
@@ -357,7 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         holder["state"] = state
         _freeze_startup_objects()
         recovery = BatchRecovery(
-            factory=factory,
+            transactions=state.transactions,
             cache=stores.cache,
             bundles=bundles,
             ttl=settings.eligibility_cache_ttl_seconds,

@@ -1,5 +1,5 @@
 """The server's Redis-backed stores, each behind a small async Protocol with a Redis and an
-in-process implementation, built once in the app's lifespan (``make_stores``):
+in-process implementation, built once in the app's lifespan (``stores.make_stores``):
 
 - ``Cache``: the versioned cache of eligibility bundles;
 - ``ChallengeStore``: single-use card challenges;
@@ -681,17 +681,3 @@ class Stores:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
-
-
-def make_stores(redis_url: str | None, *, timeout: float = 0.5, breaker: float = 2.0) -> Stores:
-    """Redis when a URL is given (``redis+sentinel://`` follows a failover), else in-process."""
-    if not redis_url:
-        return Stores(InMemoryCache(), InMemoryChallengeStore(), InMemoryCounters())
-    client: RedisClient
-    if redis_url.startswith("redis+sentinel://"):
-        from shikaku_server.redis_sentinel import SentinelRedisClient
-
-        client = SentinelRedisClient(redis_url, timeout=timeout, breaker=breaker)
-    else:
-        client = RedisClient(redis_url, timeout=timeout, breaker=breaker)
-    return Stores(RedisCache(client), RedisChallengeStore(client), RedisCounters(client), client)

@@ -9,12 +9,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
+from anyio import to_thread
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -234,10 +236,58 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def postgres_engine(factory: sessionmaker[Session]) -> Engine | None:
-    """The factory's engine when it is PostgreSQL (the raw, one-statement write paths), else None."""
-    engine = factory.kw.get("bind")
-    return engine if isinstance(engine, Engine) and engine.dialect.name == "postgresql" else None
+T = TypeVar("T")
+
+
+class Transactions(Protocol):
+    """Units of work for async code (services, routes) on the blocking SQLAlchemy session:
+    ``work`` runs off the event loop, and the caller awaits its result."""
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """``work`` in one transaction, committed before this returns (its writes, access-log
+        entries included, are in the database before the answer is sent); rolled back if it raises."""
+        ...
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """``work`` on a session that commits nothing (reads)."""
+        ...
+
+
+class ThreadedTransactions:
+    """Each unit of work on a session of ``factory`` in a worker thread (anyio's, the one
+    Starlette's sync routes use): the one place async code hands the database to a thread."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        with transaction(self.factory) as session:
+            return work(session)
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with self.factory() as session:
+            return work(session)
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await to_thread.run_sync(self._run, work)
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        return await to_thread.run_sync(self._read, work)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not (None for any
+    other error, and on SQLite)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def on_psycopg2(engine: Engine) -> bool:
+    """Whether the PostgreSQL-only implementations apply (raw psycopg2 statements, ``COPY``, the
+    event-loop connections of ``pgasync``). Asked only where an implementation is chosen, once,
+    in the app's lifespan (``make_*``): no service or call site asks which database it talks to."""
+    return engine.dialect.driver == "psycopg2"
 
 
 def execute_raw(engine: Engine, sql: str, params: Sequence[Any]) -> None:

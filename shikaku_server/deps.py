@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from shikaku_server.auth.service import Principal, hash_token, resolve_token
 from shikaku_server.cache import Cache
@@ -69,11 +68,6 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def _resolve(state: AppState, token: str) -> Principal:
-    with state.session_factory() as session:
-        return resolve_token(session, token)
-
-
 async def get_principal(request: Request, state: StateDep) -> Principal:
     """Resolved tokens are cached per process (async: the hit path costs no thread hop)."""
     token = bearer_token(request)
@@ -81,7 +75,7 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     principal = state.principals.get(token_hash)
     if principal is None:
         generation = state.principals.generation  # a revocation meanwhile: not cached
-        principal = await run_in_threadpool(_resolve, state, token)
+        principal = await state.transactions.read(lambda session: resolve_token(session, token))
         state.principals.put(token_hash, principal, generation)
     return principal
 

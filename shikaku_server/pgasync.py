@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
-from shikaku_server.database import DBTimeouts, postgres_connect_args
+from shikaku_server.database import DBTimeouts, on_psycopg2, postgres_connect_args
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,5 @@ def _set_ready(ready: asyncio.Future[None]) -> None:
 
 
 def make_async_pg(engine: Engine, size: int, timeouts: DBTimeouts | None = None) -> AsyncPG | None:
-    """Event-loop connections for an engine on psycopg2; None for any other database (the
-    one place that asks which driver the engine speaks)."""
-    return AsyncPG(engine, size, timeouts) if engine.dialect.driver == "psycopg2" else None
+    """Event-loop connections for an engine on psycopg2; None for any other database."""
+    return AsyncPG(engine, size, timeouts) if on_psycopg2(engine) else None

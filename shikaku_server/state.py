@@ -13,6 +13,7 @@ from shikaku_server.auth.service import PrincipalCache
 from shikaku_server.cache import Cache, Stores
 from shikaku_server.card.service import CardPorts
 from shikaku_server.config import Settings
+from shikaku_server.database import Transactions
 from shikaku_server.eligibility.service import BundleReader
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
@@ -25,6 +26,7 @@ class AppState:
     engine: Engine
     session_factory: sessionmaker[Session]
     read_factory: sessionmaker[Session]  # autocommit, for single-statement reads on the hot path
+    transactions: Transactions  # units of work of async services and routes (session_factory's)
     stores: Stores  # the cache, the challenge store and the rate-limit counters
     bundles: BundleReader
     card: CardPorts

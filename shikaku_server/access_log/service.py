@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.auth.models import Facility
 from shikaku_server.consent.models import Visit
-from shikaku_server.database import execute_raw, postgres_engine, utcnow
+from shikaku_server.database import execute_raw, on_psycopg2, utcnow
 
 
 def record(
@@ -73,12 +73,48 @@ def entries_for(session: Session, insured_id: int, limit: int = 1000) -> list[di
     ]
 
 
+class EntryInserter(Protocol):
+    """Where ``AccessLogWriter`` puts a group of entries: one statement and its commit. Called in
+    the writer's own thread (blocking)."""
+
+    def insert(self, batch: list[dict[str, Any]]) -> None: ...
+
+
+class SQLEntryInserter:
+    """Any SQLAlchemy database (SQLite, the embedded default): one ``executemany`` in a session."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def insert(self, batch: list[dict[str, Any]]) -> None:
+        with self.factory.begin() as session:
+            session.execute(insert(AccessLogEntry), batch)
+
+
 _PG_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id", "visit_id")
 _PG_INSERT = (
     "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
     "SELECT * FROM unnest(%s::timestamptz[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::text[], "
     "%s::integer[], %s::text[])"
 )
+
+
+class PostgresEntryInserter:
+    """PostgreSQL (psycopg2): the rows as one array per column (``unnest``) in one raw statement:
+    a third of the CPU of SQLAlchemy's executemany, time during which the writer's thread holds
+    the GIL the event loop needs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert(self, batch: list[dict[str, Any]]) -> None:
+        execute_raw(self.engine, _PG_INSERT, [[entry.get(c) for entry in batch] for c in _PG_COLUMNS])
+
+
+def make_entry_inserter(factory: sessionmaker[Session]) -> EntryInserter:
+    """PostgreSQL's inserter on psycopg2, else SQLAlchemy's: chosen once, in the app's lifespan."""
+    engine = factory.kw["bind"]
+    return PostgresEntryInserter(engine) if on_psycopg2(engine) else SQLEntryInserter(factory)
 
 
 class AccessLogWriter:
@@ -92,11 +128,11 @@ class AccessLogWriter:
     own transaction instead (atomic with the visit they create).
     """
 
-    def __init__(self, factory: Any, *, interval: float = 0.05, max_batch: int = 2000) -> None:
+    def __init__(self, inserter: EntryInserter, *, interval: float = 0.05, max_batch: int = 2000) -> None:
         import queue
         import threading
 
-        self._factory = factory
+        self._inserter = inserter
         self._interval = interval
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -123,23 +159,12 @@ class AccessLogWriter:
                 if not batch:
                     return
                 try:
-                    self._insert(batch)
+                    self._inserter.insert(batch)
                 except Exception:
                     logging.getLogger(__name__).exception("access log write failed; retrying")
                     for entry in batch:  # keep them: nothing is dropped on a transient error
                         self._queue.put(entry)
                     return
-
-    def _insert(self, batch: list[dict[str, Any]]) -> None:
-        """One statement, one commit. On PostgreSQL the rows go as one array per column
-        (``unnest``): a third of the CPU of SQLAlchemy's executemany, time during which this
-        thread holds the GIL the event loop needs."""
-        engine = postgres_engine(self._factory)
-        if engine is None:
-            with self._factory.begin() as session:
-                session.execute(insert(AccessLogEntry), batch)
-            return
-        execute_raw(engine, _PG_INSERT, [[entry.get(c) for entry in batch] for c in _PG_COLUMNS])
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -37,7 +37,9 @@ from schemas.assistance import (
 from schemas.assistance import AssistanceTicket as TicketOut
 from schemas.insurer_files import AssistanceRecord, RowError
 from shikaku_server.assistance.models import AssistanceRead, AssistanceTicket
+from shikaku_server.eligibility.rules import covers
 from shikaku_server.errors import UnavailableError
+from shikaku_server.upload.errors import ConcurrentUploadError
 
 _FIELDS = (
     "office_code",
@@ -115,13 +117,7 @@ class AssistanceApplier:
         except IntegrityError as exc:
             # another upload of the same tickets committed meanwhile (PostgreSQL): the whole
             # file is rolled back and may be sent again
-            from shikaku_server.upload.service import ConcurrentUploadError
-
             raise ConcurrentUploadError() from exc
-
-
-def _covers(t: AssistanceTicket, day: dt.date) -> bool:
-    return t.valid_from <= day and (t.valid_to is None or day <= t.valid_to)
 
 
 def _ticket(t: AssistanceTicket) -> TicketOut:
@@ -159,7 +155,7 @@ def answer(
         return AssistanceResult(status="not_found", validity=VALIDITY_OF_STATUS["not_found"], as_of=day)
     month = day.replace(day=1)
     own = [t for t in tickets if t.month == month and t.facility_code == facility_code]
-    covering = [t for t in own if _covers(t, day)]
+    covering = [t for t in own if covers(t.valid_from, t.valid_to, day)]
     status: AssistanceStatus
     if covering:
         status, shown = "valid", covering

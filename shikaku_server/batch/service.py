@@ -24,16 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from anyio import to_thread
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from schemas.eligibility import BatchCreate, BatchCreated, BatchItem, BatchResult, ByNumberQuery, EligibilityResult
 from shikaku_server.access_log.service import record_many
 from shikaku_server.auth.service import Principal
 from shikaku_server.batch.models import Batch
 from shikaku_server.cache import Cache
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import Transactions, utcnow
 from shikaku_server.eligibility.service import BundleReader, answer_by_number
 from shikaku_server.errors import NotFoundError
 
@@ -83,7 +82,7 @@ def _abandoned(now: dt.datetime) -> Any:
 async def run_batch(
     batch_id: str,
     *,
-    factory: sessionmaker[Session],
+    transactions: Transactions,
     cache: Cache,
     bundles: BundleReader,
     ttl: int,
@@ -95,26 +94,24 @@ async def run_batch(
     batch is then free again after one lease."""
     owner = secrets.token_urlsafe(12)
 
-    def claim() -> tuple[list[Any], str, str, list[dict[str, Any]]] | None:
-        with transaction(factory) as session:
-            claimed = session.execute(
-                update(Batch)
-                .where(Batch.id == batch_id, _free(now()))
-                .values(status="running", owner=owner, lease_until=now() + lease)
-            ).rowcount  # type: ignore[attr-defined]
+    def claim(session: Session) -> tuple[list[Any], str, str, list[dict[str, Any]]] | None:
+        claimed = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, _free(now()))
+            .values(status="running", owner=owner, lease_until=now() + lease)
+        ).rowcount  # type: ignore[attr-defined]
         if claimed != 1:
             return None
-        with factory() as session:
-            batch = session.get(Batch, batch_id)
-            assert batch is not None
-            # results committed by an earlier runner are kept
-            return list(batch.queries), batch.facility_code, batch.role, list(batch.results or [])
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        # results committed by an earlier runner are kept
+        return list(batch.queries), batch.facility_code, batch.role, list(batch.results or [])
 
-    claimed = await to_thread.run_sync(claim)
+    claimed = await transactions.run(claim)
     if claimed is None:
         return False
     queries, facility, role, results = claimed
-    chunk = _Chunk(factory, batch_id, owner, facility, role, lease, now)
+    chunk = _Chunk(transactions, batch_id, owner, facility, role, lease, now)
     try:
         while len(results) < len(queries):
             await chunk.run(queries, results, cache=cache, bundles=bundles, ttl=ttl)
@@ -125,21 +122,20 @@ async def run_batch(
     except Exception:
         log.exception("batch failed; it is retried after its lease", extra={"batch_id": batch_id})
 
-        def release() -> None:
-            with transaction(factory) as session:
-                session.execute(
-                    update(Batch)
-                    .where(Batch.id == batch_id, Batch.owner == owner)
-                    .values(status="pending", owner=None, lease_until=now() + lease)
-                )
+        def release(session: Session) -> None:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.owner == owner)
+                .values(status="pending", owner=None, lease_until=now() + lease)
+            )
 
-        await to_thread.run_sync(release)
+        await transactions.run(release)
         return False
 
 
 @dataclass(frozen=True)
 class _Chunk:
-    factory: sessionmaker[Session]
+    transactions: Transactions
     batch_id: str
     owner: str
     facility: str
@@ -165,28 +161,30 @@ class _Chunk:
             entries.extend({**entry, "insured_id": i, "what": "eligibility_no_match"} for i in answer.mismatched)
             if time.monotonic() >= until:
                 break
-        await to_thread.run_sync(self._commit, results + done, entries, len(results) + len(done) >= len(queries))
+        complete = len(results) + len(done) >= len(queries)
+        await self.transactions.run(lambda session: self._commit(session, results + done, entries, complete))
         results += done
 
-    def _commit(self, results: list[dict[str, Any]], entries: list[dict[str, Any]], complete: bool) -> None:
-        with transaction(self.factory) as session:
-            for start in range(0, len(entries), 1000):
-                record_many(session, entries[start : start + 1000])
-            values: dict[str, Any] = {"results": results, "lease_until": self.now() + self.lease}
-            if complete:
-                values |= {"status": "done", "completed_at": utcnow(), "owner": None, "lease_until": None}
-            kept = session.execute(
-                update(Batch)
-                .where(Batch.id == self.batch_id, Batch.owner == self.owner, Batch.status == "running")
-                .values(**values)
-            ).rowcount  # type: ignore[attr-defined]
-            if kept != 1:
-                raise _LostLease  # rolls this chunk back: the new owner answers it
+    def _commit(
+        self, session: Session, results: list[dict[str, Any]], entries: list[dict[str, Any]], complete: bool
+    ) -> None:
+        for start in range(0, len(entries), 1000):
+            record_many(session, entries[start : start + 1000])
+        values: dict[str, Any] = {"results": results, "lease_until": self.now() + self.lease}
+        if complete:
+            values |= {"status": "done", "completed_at": utcnow(), "owner": None, "lease_until": None}
+        kept = session.execute(
+            update(Batch)
+            .where(Batch.id == self.batch_id, Batch.owner == self.owner, Batch.status == "running")
+            .values(**values)
+        ).rowcount  # type: ignore[attr-defined]
+        if kept != 1:
+            raise _LostLease  # rolls this chunk back: the new owner answers it
 
 
 async def recover(
     *,
-    factory: sessionmaker[Session],
+    transactions: Transactions,
     cache: Cache,
     bundles: BundleReader,
     ttl: int,
@@ -195,13 +193,15 @@ async def recover(
 ) -> list[str]:
     """Run every abandoned batch (its runner died); the ids this call completed."""
 
-    def abandoned() -> list[str]:
-        with factory() as session:
-            return list(session.execute(select(Batch.id).where(_abandoned(now())).order_by(Batch.created_at)).scalars())
+    def abandoned(session: Session) -> list[str]:
+        return list(session.execute(select(Batch.id).where(_abandoned(now())).order_by(Batch.created_at)).scalars())
 
     completed = []
-    for batch_id in await to_thread.run_sync(abandoned):
-        if await run_batch(batch_id, factory=factory, cache=cache, bundles=bundles, ttl=ttl, lease=lease, now=now):
+    for batch_id in await transactions.read(abandoned):
+        ran = await run_batch(
+            batch_id, transactions=transactions, cache=cache, bundles=bundles, ttl=ttl, lease=lease, now=now
+        )
+        if ran:
             completed.append(batch_id)
     return completed
 
@@ -211,9 +211,9 @@ class BatchRecovery:
     every half lease."""
 
     def __init__(
-        self, *, factory: sessionmaker[Session], cache: Cache, bundles: BundleReader, ttl: int, lease: dt.timedelta
+        self, *, transactions: Transactions, cache: Cache, bundles: BundleReader, ttl: int, lease: dt.timedelta
     ) -> None:
-        self.factory, self.cache, self.bundles, self.ttl, self.lease = factory, cache, bundles, ttl, lease
+        self.transactions, self.cache, self.bundles, self.ttl, self.lease = transactions, cache, bundles, ttl, lease
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -223,7 +223,11 @@ class BatchRecovery:
         while True:
             try:
                 await recover(
-                    factory=self.factory, cache=self.cache, bundles=self.bundles, ttl=self.ttl, lease=self.lease
+                    transactions=self.transactions,
+                    cache=self.cache,
+                    bundles=self.bundles,
+                    ttl=self.ttl,
+                    lease=self.lease,
                 )
             except Exception:  # the database may be down for a while: try again next time
                 log.exception("batch recovery failed; retrying")

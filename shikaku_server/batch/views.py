@@ -3,8 +3,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, BackgroundTasks, status
+from sqlalchemy.orm import Session
 
 from schemas.eligibility import BatchCreate, BatchCreated, BatchResult
 from shikaku_server.batch import service
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/eligibility/batches", tags=["batch"])
 def _runner(state: AppState) -> dict[str, Any]:
     """``service.run_batch``'s keyword arguments from the app's parts."""
     return {
-        "factory": state.session_factory,
+        "transactions": state.transactions,
         "cache": state.cache,
         "bundles": state.bundles,
         "ttl": state.settings.eligibility_cache_ttl_seconds,
@@ -39,12 +39,11 @@ def create(
 
 @router.get("/{batch_id}", response_model=BatchResult)
 async def get(batch_id: str, principal: PrincipalDep, state: StateDep) -> BatchResult:
-    def read() -> tuple[BatchResult, bool]:
-        with state.session_factory() as session:
-            return service.get_batch(session, principal, batch_id)
+    def read(session: Session) -> tuple[BatchResult, bool]:
+        return service.get_batch(session, principal, batch_id)
 
-    result, abandoned = await to_thread.run_sync(read)
+    result, abandoned = await state.transactions.read(read)
     if abandoned:  # its runner died (a crash, a restart): answer it now
         await service.run_batch(batch_id, **_runner(state))
-        result, _ = await to_thread.run_sync(read)
+        result, _ = await state.transactions.read(read)
     return result

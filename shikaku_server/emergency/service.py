@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from schemas.me import EmergencyRequest, MyMedications
 from shikaku_server.access_log import service as access_log
@@ -24,7 +23,6 @@ from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service as card
 from shikaku_server.clinical.service import drug_items, retention_since
-from shikaku_server.database import transaction
 from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.models import EmergencyRead
 from shikaku_server.errors import ForbiddenRoleError, NotFoundError
@@ -44,15 +42,14 @@ def set_emergency(session: Session, facility_code: str, on: bool) -> None:
     session.flush()
 
 
-def _is_emergency_hospital(state: AppState, facility_code: str) -> bool:
-    with state.session_factory() as session:
-        facility = session.get(Facility, facility_code)
-        return facility is not None and facility.emergency
+def _is_emergency_hospital(session: Session, facility_code: str) -> bool:
+    facility = session.get(Facility, facility_code)
+    return facility is not None and facility.emergency
 
 
 async def read_medications(state: AppState, principal: Principal, body: EmergencyRequest) -> MyMedications:
     facility = principal.require_facility(*EMERGENCY_ROLES)
-    if not await run_in_threadpool(_is_emergency_hospital, state, facility):
+    if not await state.transactions.read(lambda session: _is_emergency_hospital(session, facility)):
         raise ForbiddenRoleError("emergency reading is for facilities marked as emergency hospitals")
     await state.limiter.ahit("emergency", principal)
     person = await card.prove_card(  # the card alone: the patient cannot enter a PIN
@@ -64,28 +61,27 @@ async def read_medications(state: AppState, principal: Principal, body: Emergenc
     )
     insured_id = person.insured_id
 
-    def read() -> MyMedications:
-        with transaction(state.session_factory) as session:
-            session.add(
-                EmergencyRead(
-                    facility_code=facility,
-                    token_id=principal.token_id,
-                    role=principal.role or "",
-                    insured_id=insured_id,
-                    reason=body.reason,
-                )
-            )
-            access_log.record(
-                session,
-                insured_id=insured_id,
+    def read(session: Session) -> MyMedications:
+        session.add(
+            EmergencyRead(
                 facility_code=facility,
+                token_id=principal.token_id,
                 role=principal.role or "",
-                what="medications",
-                query_kind="emergency",
-                emergency=True,
+                insured_id=insured_id,
+                reason=body.reason,
             )
-            session.flush()
-            since = retention_since(today_jst())
-            return MyMedications(since=since, items=drug_items(session, insured_id, since))
+        )
+        access_log.record(
+            session,
+            insured_id=insured_id,
+            facility_code=facility,
+            role=principal.role or "",
+            what="medications",
+            query_kind="emergency",
+            emergency=True,
+        )
+        session.flush()
+        since = retention_since(today_jst())
+        return MyMedications(since=since, items=drug_items(session, insured_id, since))
 
-    return await run_in_threadpool(read)
+    return await state.transactions.run(read)

@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from schemas.card import AccessLogRequest
 from schemas.eligibility import ByNumberQuery
@@ -22,7 +21,6 @@ from shikaku_server.auth.service import Principal
 from shikaku_server.clinical import service as clinical
 from shikaku_server.consent.models import Consent
 from shikaku_server.consent.service import live_consent
-from shikaku_server.database import transaction
 from shikaku_server.eligibility.views import lookup
 from shikaku_server.errors import DomainError, NotFoundError, ValidationFailedError
 from shikaku_server.fhir import answers, mapping
@@ -110,19 +108,13 @@ def _searchset(resources: list[dict[str, Any]], link: str) -> dict[str, Any]:
     return mapping.bundle("searchset", [mapping.search_entry(r) for r in resources], total=len(resources), link=link)
 
 
-def _in_transaction(state: AppState, work: Any) -> Any:
-    with transaction(state.session_factory) as session:  # committed (access log included) before the answer
-        return work(session)
-
-
 async def medication_dispenses(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
     def read(session: Session) -> dict[str, Any]:
         found = clinical.medications(session, principal, visit_id)
         items = [mapping.medication_dispense(i.model_dump(mode="json")) for i in found.items]
         return _searchset(items, link)
 
-    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
-    return result
+    return await state.transactions.run(read)  # committed (access log included) before the answer
 
 
 async def observations(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
@@ -131,8 +123,7 @@ async def observations(state: AppState, principal: Principal, visit_id: str, lin
         items = [o for i in found.items for o in mapping.checkup_observations(i.model_dump(mode="json"))]
         return _searchset(items, link)
 
-    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
-    return result
+    return await state.transactions.run(read)
 
 
 async def procedures(
@@ -151,8 +142,7 @@ async def procedures(
         items = [i for i in found.items if all(d.matches(i.performed_on) for d in dates)]
         return _searchset([mapping.procedure(i.model_dump(mode="json")) for i in items], link)
 
-    result: dict[str, Any] = await run_in_threadpool(_in_transaction, state, read)
-    return result
+    return await state.transactions.run(read)
 
 
 def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:

@@ -14,12 +14,10 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import CacheError
-from shikaku_server.database import transaction
 from shikaku_server.deps import get_principal
 from shikaku_server.errors import DomainError, UnavailableError, ValidationFailedError
 from shikaku_server.fhir import codes, mapping, service
@@ -194,14 +192,7 @@ async def procedure(request: Request) -> Response:
 async def consent(consent_id: str, request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
-        state = _state(request)
-
-        def read() -> dict[str, Any]:
-            with transaction(state.session_factory) as session:
-                return service.consent(session, principal, consent_id)
-
-        result: dict[str, Any] = await run_in_threadpool(read)
-        return result
+        return await _state(request).transactions.run(lambda session: service.consent(session, principal, consent_id))
 
     return await guarded(work)
 

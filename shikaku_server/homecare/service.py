@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from schemas.codes import Validity
 from schemas.homecare import Care, CourseFilter, VisualCheckRequest
@@ -47,7 +46,7 @@ from shikaku_server.consent.service import (
     live_consent,
     visit_of,
 )
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.rules import insured_with_four_facts
 from shikaku_server.eligibility.service import (
@@ -119,11 +118,7 @@ async def recheck(
 ) -> dict[str, Any]:
     """再照会: the JSON values of the ``EligibilityResult`` of the visit's person on ``as_of``."""
 
-    def check() -> _Person:
-        with transaction(state.session_factory) as session:
-            return home_consent(session, principal, visit_id, care)
-
-    person = await run_in_threadpool(check)
+    person = await state.transactions.run(lambda session: home_consent(session, principal, visit_id, care))
     day = as_of or today_jst()
     bundle = await _bundle(state, person.insurer_number, person.symbol_norm, person.number_norm)
     evaluation = await settle_validity(state.bundles, evaluate_insured(bundle, person.insured_id, day), day)
@@ -170,19 +165,18 @@ async def visual_check(state: AppState, principal: Principal, body: VisualCheckR
         assert body.four_facts is not None
         facts = body.four_facts
 
-        def find() -> list[tuple[int, str, str, str]]:
-            with state.session_factory() as session:
-                ids = select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm).where(
-                    Insured.id.in_(
-                        insured_with_four_facts(
-                            name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address,
-                            as_of=day,
-                        )
+        def find(session: Session) -> list[tuple[int, str, str, str]]:
+            ids = select(Insured.id, Insured.insurer_number, Insured.symbol_norm, Insured.number_norm).where(
+                Insured.id.in_(
+                    insured_with_four_facts(
+                        name=facts.name, birth_date=facts.birth_date, sex=facts.sex, address=facts.address,
+                        as_of=day,
                     )
                 )
-                return [(r[0], r[1], r[2], r[3]) for r in session.execute(ids)]
+            )
+            return [(r[0], r[1], r[2], r[3]) for r in session.execute(ids)]
 
-        found = await run_in_threadpool(find)
+        found = await state.transactions.read(find)
         if len(found) == 1:
             insured_id, number, symbol_norm, number_norm = found[0]
             bundle = await _bundle(state, number, symbol_norm, number_norm)
@@ -194,37 +188,36 @@ async def visual_check(state: AppState, principal: Principal, body: VisualCheckR
     evaluation = await settle_validity(state.bundles, evaluation, day)
     visit_id = None if evaluation.insured_id is None else secrets.token_urlsafe(24)
 
-    def record() -> None:
-        with transaction(state.session_factory) as session:
-            for person in mismatched:
-                access_log.record(
-                    session, insured_id=person, facility_code=facility, role=principal.role or "",
-                    what="eligibility_no_match", query_kind=VISUAL,
-                )
-            if evaluation.insured_id is None or visit_id is None:
-                return
-            period = evaluation.period or {}
-            session.add(
-                Visit(
-                    id=visit_id,
-                    facility_code=facility,
-                    insured_id=evaluation.insured_id,
-                    auth_method=VISUAL,
-                    card_classification=period.get("card_classification", "01"),
-                    as_of=day,
-                    confirmed_by=body.confirmed_by,
-                    confirmed_token_id=principal.token_id,
-                )
-            )
-            session.flush()
-            consent = live_consent(session, insured_id=evaluation.insured_id, facility_code=facility)
+    def record(session: Session) -> None:
+        for person in mismatched:
             access_log.record(
-                session, insured_id=evaluation.insured_id, facility_code=facility, role=principal.role or "",
-                what="eligibility", query_kind=VISUAL, consent_id=None if consent is None else consent.id,
-                visit_id=visit_id,
+                session, insured_id=person, facility_code=facility, role=principal.role or "",
+                what="eligibility_no_match", query_kind=VISUAL,
             )
+        if evaluation.insured_id is None or visit_id is None:
+            return
+        period = evaluation.period or {}
+        session.add(
+            Visit(
+                id=visit_id,
+                facility_code=facility,
+                insured_id=evaluation.insured_id,
+                auth_method=VISUAL,
+                card_classification=period.get("card_classification", "01"),
+                as_of=day,
+                confirmed_by=body.confirmed_by,
+                confirmed_token_id=principal.token_id,
+            )
+        )
+        session.flush()
+        consent = live_consent(session, insured_id=evaluation.insured_id, facility_code=facility)
+        access_log.record(
+            session, insured_id=evaluation.insured_id, facility_code=facility, role=principal.role or "",
+            what="eligibility", query_kind=VISUAL, consent_id=None if consent is None else consent.id,
+            visit_id=visit_id,
+        )
 
-    await run_in_threadpool(record)
+    await state.transactions.run(record)  # committed before the answer
     return result_dict(
         evaluation,
         insurer_name=bundle["insurer_name"],

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from schemas.me import (
     CardProof,
@@ -35,7 +34,7 @@ from shikaku_server.auth.models import Facility
 from shikaku_server.card.models import CardSuspension
 from shikaku_server.clinical.service import checkup_items, drug_items, procedure_items, retention_since
 from shikaku_server.consent.models import Consent
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.rules import covers
 from shikaku_server.eligibility.service import insurer_name, today_jst
@@ -64,11 +63,7 @@ async def answer(
         facility_code=facility_code,
     )
 
-    def run() -> T:
-        with transaction(state.session_factory) as session:
-            return work(session, proven)
-
-    return await run_in_threadpool(run)
+    return await state.transactions.run(lambda session: work(session, proven))
 
 
 async def access_log_entries(state: AppState, proof: CardProof, facility_code: str | None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from shikaku_server.eligibility.models import Insured
+from shikaku_server.eligibility.rules import covers
 from shikaku_server.pgasync import Prepared
 from shikaku_server.public_expense.models import PublicExpense
 
@@ -50,5 +51,5 @@ def public_expenses(insured: dict[str, Any], day: str) -> list[dict[str, Any]]:
     return [
         e
         for e in insured.get("public_expenses", ())
-        if e["valid_from"] <= day and (e["valid_to"] is None or day <= e["valid_to"])
+        if covers(e["valid_from"], e["valid_to"], day)
     ]

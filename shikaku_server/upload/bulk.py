@@ -25,6 +25,7 @@ from sqlalchemy import String, Table, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from shikaku_server.database import sqlstate
 from shikaku_server.eligibility.history import Key
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 
@@ -178,13 +179,6 @@ def bulk_writer(session: Session) -> BulkWriter:
     return PostgresWriter(session) if is_postgres(session) else SerialWriter(session)
 
 
-def pg_code(exc: BaseException) -> str | None:
-    """PostgreSQL's SQLSTATE of a database error, wrapped by SQLAlchemy or not."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    code = getattr(orig, "pgcode", None)
-    return code if isinstance(code, str) else None
-
-
 class PostgresWriter:
     concurrent = True
     takes_lines = True
@@ -255,7 +249,7 @@ class PostgresWriter:
     def unique_violation(self, exc: Exception, constraint_prefix: str) -> bool:
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""
-        return pg_code(exc) == "23505" and name.startswith(constraint_prefix)
+        return sqlstate(exc) == "23505" and name.startswith(constraint_prefix)
 
 
 class SerialWriter:

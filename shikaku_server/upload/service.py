@@ -56,7 +56,7 @@ from shikaku_server.assistance.service import AssistanceApplier
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.clinical.models import Checkup, Medication, Procedure
-from shikaku_server.database import utcnow
+from shikaku_server.database import sqlstate, utcnow
 from shikaku_server.digests import b64, from_hex
 from shikaku_server.eligibility.history import (
     Key,
@@ -69,10 +69,11 @@ from shikaku_server.eligibility.history import (
 from shikaku_server.eligibility.history import person_key as _key
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
-from shikaku_server.errors import DomainError, UnavailableError
+from shikaku_server.errors import DomainError
 from shikaku_server.expenses.models import Expense
 from shikaku_server.public_expense.models import PublicExpense
-from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, InsuredValues, bulk_writer, pg_code, render_rows
+from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, InsuredValues, bulk_writer, render_rows
+from shikaku_server.upload.errors import ConcurrentUploadError
 from shikaku_server.upload.models import Upload, uploader_of
 from shikaku_server.upload.progress import UploadProgress
 
@@ -92,16 +93,6 @@ class FileRefusedError(DomainError):
     def __init__(self, exc: FileFormatError) -> None:
         super().__init__(exc.message, line=exc.line)
         self.code = exc.code  # type: ignore[misc]
-
-
-class ConcurrentUploadError(UnavailableError):
-    """A deadlock with another upload: this file was rolled back whole and may be sent again."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "another upload of the same persons ran at the same time and this file was rolled back;"
-            " nothing was applied: send it again"
-        )
 
 
 @dataclass
@@ -287,7 +278,7 @@ def process_upload(
             return _duplicate(previous)
     except BaseException as exc:
         session.rollback()
-        if pg_code(exc) == _DEADLOCK:
+        if sqlstate(exc) == _DEADLOCK:
             # two concurrent files that each wait for the other (each adds or changes persons the
             # other holds): PostgreSQL aborted this one; nothing of it was applied
             raise ConcurrentUploadError() from None

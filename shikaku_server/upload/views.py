@@ -12,6 +12,7 @@ from schemas.insurer_files import FileKind
 from shikaku_server.auth.service import Principal
 from shikaku_server.deps import PrincipalDep, StateDep
 from shikaku_server.errors import DomainError
+from shikaku_server.problems import error_response
 from shikaku_server.state import AppState
 from shikaku_server.upload.progress import NDJSON, ProgressResponse, UploadProgress, wants_progress
 from shikaku_server.upload.service import process_upload
@@ -64,8 +65,6 @@ async def upload(
     principal.writable(kind)
     if not wants_progress(request):
         return await _apply(request, principal, state, kind, UploadProgress())
-    from shikaku_server.app import error_response  # the one error renderer (app imports this module)
-
     _media(request)  # a wrong content type is still a plain 415
     return ProgressResponse(lambda progress: _apply(request, principal, state, kind, progress), error_response)
 

@@ -18,7 +18,7 @@ import redis
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from shikaku_server.access_log.service import AccessLogWriter
+from shikaku_server.access_log.service import AccessLogWriter, PostgresEntryInserter
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
 from shikaku_server.cache import CacheError, RedisCache, RedisClient, _RedisPyAsync
@@ -243,7 +243,7 @@ def test_access_log_writer_gives_up_on_a_frozen_database_and_keeps_its_entries(s
     factory = make_session_factory(engine)
     with factory() as s:
         insured_id = s.execute(sa.text("SELECT id FROM insured")).scalar_one()
-    writer = AccessLogWriter(factory, interval=3600)  # flushed by hand below
+    writer = AccessLogWriter(PostgresEntryInserter(engine), interval=3600)  # flushed by hand below
     try:
         writer.submit({"insured_id": insured_id, "facility_code": FACILITY_CODE, "role": "reception", "what": "x"})
         pg.freeze()

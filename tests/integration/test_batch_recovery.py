@@ -21,7 +21,7 @@ from shikaku_server.batch import service
 from shikaku_server.batch.models import Batch
 from shikaku_server.cache import InMemoryCache
 from shikaku_server.config import Settings
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import ThreadedTransactions, transaction, utcnow
 from shikaku_server.eligibility.reader import SQLBundleReader
 from shikaku_server.eligibility.service import answer_by_number
 from tests.conftest import FACILITY_CODE, auth
@@ -33,7 +33,12 @@ QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch
 
 def runner(factory: Any) -> dict[str, Any]:
     """``run_batch``'s and ``recover``'s ports, through SQLAlchemy (either backend)."""
-    return {"factory": factory, "cache": InMemoryCache(), "bundles": SQLBundleReader(factory), "ttl": 60}
+    return {
+        "transactions": ThreadedTransactions(factory),
+        "cache": InMemoryCache(),
+        "bundles": SQLBundleReader(factory),
+        "ttl": 60,
+    }
 
 
 def load_people(client: TestClient, token: str, n: int = 1) -> None:

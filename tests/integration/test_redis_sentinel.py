@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from shikaku_server.cache import make_stores
 from shikaku_server.redis_sentinel import SentinelRedisClient, parse_sentinel_url
+from shikaku_server.stores import make_stores
 
 T = TypeVar("T")
 

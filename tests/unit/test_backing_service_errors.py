@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy.exc
 
-from shikaku_server.app import backing_service_failed, error_response
+from shikaku_server.problems import backing_service_failed, error_response
 
 
 class _PgError(Exception):
