@@ -297,6 +297,7 @@ from clinic_terminal.face import OpenCVCamera, check_face, encoder
 local = []
 real = encoder.describe
 encoder.describe = lambda chip: local.append(1) or real(chip)
+encoder._REPLY_TIMEOUT_S = 120.0  # under strace on a busy machine a reply can take > 5 s (a fallback, not a write)
 assert encoder.start_encoder_worker(wait=240.0), "worker not ready"
 card = open(sys.argv[1], "rb").read()
 result = check_face(card, OpenCVCamera(sys.argv[2]))
