@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
+import sqlite3
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -140,6 +143,36 @@ def test_a_runner_that_lost_its_lease_writes_nothing(
     assert batch_log_entries(session_factory) == 0  # the loser's log entries rolled back
 
 
+@contextlib.contextmanager
+def commits_held(settings: Settings) -> Iterator[None]:
+    """Hold back every batch commit (a chunk writes ``access_log``) until the block ends, so the
+    kill below always lands mid-batch, however fast the machine: PostgreSQL locks ``access_log``
+    against writes; SQLite takes the database's write lock (WAL: readers go on)."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            con.rollback()
+            con.close()
+        return
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("LOCK TABLE access_log IN EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def wait_until_running(session_factory: Any, batch_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while status(session_factory, batch_id) == "pending" and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @pytest.mark.slow
 def test_server_killed_mid_batch_the_next_one_completes_it(
     settings: Settings, tokens: dict[str, str], session_factory: Any
@@ -148,20 +181,28 @@ def test_server_killed_mid_batch_the_next_one_completes_it(
         load_people(c, tokens["insurer"], 50)
     queries = [QUERY | {"number": str(4567 + i % 100)} for i in range(10_000)]  # half of them match
     port = _free_port()
+    sqlite = settings.database_url.startswith("sqlite")
     os.environ["SHIKAKU_BATCH_LEASE_SECONDS"] = "3"
     try:
         proc = _start(settings, port)
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/v1/eligibility/batches",
-            json={"queries": queries},
-            headers=auth(tokens["reception"]),
-            timeout=30,
-        )
-        assert r.status_code == 202, r.text
-        batch_id = r.json()["batch_id"]
-        time.sleep(0.5)  # the crash, 0.5 s after the batch was created (the issue's reproduction)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        with contextlib.ExitStack() as held:
+            if not sqlite:  # PostgreSQL: held from before the batch exists (it is not logged)
+                held.enter_context(commits_held(settings))
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/eligibility/batches",
+                json={"queries": queries},
+                headers=auth(tokens["reception"]),
+                timeout=30,
+            )
+            assert r.status_code == 202, r.text
+            batch_id = r.json()["batch_id"]
+            wait_until_running(session_factory, batch_id)  # the runner has claimed it
+            if sqlite:  # SQLite: the write lock would block the claim, so it is taken after it
+                held.enter_context(commits_held(settings))
+            # the crash, while the runner is answering or waiting to commit its first chunk
+            assert status(session_factory, batch_id) == "running"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
         assert status(session_factory, batch_id) == "running"
         proc = _start(settings, port)
         try:
