@@ -113,6 +113,15 @@ async def _soak(
         ok, ms = await load.one()
         done.append((sent, ok, ms))
 
+    lags: list[tuple[float, float]] = []  # (at, ms): how late the client's own loop woke up
+
+    async def ticker() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((t - start, (time.perf_counter() - t - 0.01) * 1000))
+
+    tick = asyncio.create_task(ticker())
     uploads = [asyncio.create_task(asyncio.to_thread(upload_minutely, 0))]
     rss = [_rss_mb(watched)]
     i = 0
@@ -126,11 +135,15 @@ async def _soak(
         i += 1
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
     await asyncio.gather(*pending)
+    tick.cancel()
     results = await asyncio.gather(*uploads, return_exceptions=True)
     minutes: list[dict[str, Any]] = []
     for m, res in enumerate(results):
         ops = [(ok, ms) for sent, ok, ms in done if m * 60 <= sent < (m + 1) * 60]
         lat = [ms for _, ms in ops]
+        late = [ms for at, ms in lags if m * 60 <= at < (m + 1) * 60]
+        # the slowest requests: when they were sent (s into the minute), to set beside the upload's
+        slow = sorted(((ms, sent) for sent, _, ms in done if m * 60 <= sent < (m + 1) * 60), reverse=True)[:5]
         minutes.append(
             {
                 "minute": m + 1,
@@ -139,6 +152,8 @@ async def _soak(
                 "p50_ms": round(percentile(lat, 50), 1) if lat else None,
                 "p99_ms": round(percentile(lat, 99), 1) if lat else None,
                 "upload": res if isinstance(res, dict) else f"error: {res!r}",
+                "client_loop_lag_ms_p99_max": [round(percentile(late, 99), 1), round(max(late), 1)] if late else None,
+                "slowest_ms_at_s": [[round(ms), round(sent - m * 60, 1)] for ms, sent in slow],
                 "server_rss_mb_at_start": rss[m] if m < len(rss) else None,
             }
         )
@@ -170,10 +185,13 @@ def main() -> None:
         report["initial_upload"] = upload(base, insurer, work / "eligibility.csv")
         cards = register_cards(base, facility_token, extra["cards"])  # type: ignore[arg-type]
 
+        # new people each minute (another seed: other card numbers), written before the soak starts:
+        # generating them in the soak would hold this client's GIL and show as the server's latency
+        for minute in range(args.duration // 60 + 1):
+            write_eligibility_csv(slices / f"{minute}.csv", iter_people(args.upload_rows, seed=1000 + minute))
+
         def upload_minutely(minute: int) -> dict[str, Any]:
-            path = slices / f"{minute}.csv"  # new people each minute (another seed: other card numbers)
-            write_eligibility_csv(path, iter_people(args.upload_rows, seed=1000 + minute))
-            return upload(base, insurer, path)
+            return upload(base, insurer, slices / f"{minute}.csv")
 
         server_procs = psutil.Process().children(recursive=True)
 
