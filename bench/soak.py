@@ -139,11 +139,12 @@ async def _soak(
     results = await asyncio.gather(*uploads, return_exceptions=True)
     minutes: list[dict[str, Any]] = []
     for m, res in enumerate(results):
-        ops = [(ok, ms) for sent, ok, ms in done if m * 60 <= sent < (m + 1) * 60]
+        sent_in = [(sent, ok, ms) for sent, ok, ms in done if m * 60 <= sent < (m + 1) * 60]
+        ops = [(ok, ms) for _, ok, ms in sent_in]
         lat = [ms for _, ms in ops]
         late = [ms for at, ms in lags if m * 60 <= at < (m + 1) * 60]
         # the slowest requests: when they were sent (s into the minute), to set beside the upload's
-        slow = sorted(((ms, sent) for sent, _, ms in done if m * 60 <= sent < (m + 1) * 60), reverse=True)[:5]
+        slow = sorted(((ms, sent) for sent, _, ms in sent_in), reverse=True)[:5]
         minutes.append(
             {
                 "minute": m + 1,

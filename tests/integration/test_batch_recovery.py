@@ -146,8 +146,10 @@ def test_a_runner_that_lost_its_lease_writes_nothing(
 @contextlib.contextmanager
 def commits_held(settings: Settings) -> Iterator[None]:
     """Hold back every batch commit (a chunk writes ``access_log``) until the block ends, so the
-    kill below always lands mid-batch, however fast the machine: PostgreSQL locks ``access_log``
-    against writes; SQLite takes the database's write lock (WAL: readers go on)."""
+    kill below lands mid-batch however fast the machine: PostgreSQL locks ``access_log`` against
+    writes (from before the batch exists: no race); SQLite takes the database's write lock (WAL:
+    readers go on), which must wait for the claim, so a runner that answers 10,000 queries within
+    the poll of ``wait_until_running`` (5 ms) could still finish first."""
     url = settings.database_url
     if url.startswith("sqlite"):
         con = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
