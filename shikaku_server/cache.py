@@ -30,7 +30,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -120,18 +120,14 @@ class ChallengeStore(Protocol):
 class RateCounters(Protocol):
     """Counters that live ``ttl`` seconds after their last change (rate-limit windows)."""
 
-    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        """Add ``amount`` (may be negative) to each counter, in one round trip; their new values
-        (blocking: from a thread). Raises ``CacheError`` when the store fails."""
-        ...
-
-    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        """``incr_windows`` on the event loop."""
+    async def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """Add ``amount`` (may be negative) to each counter, in one round trip; their new values.
+        Raises ``CacheError`` when the store fails."""
         ...
 
     def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
-        """``aincr_windows`` sent now, its reply awaited later, so that the next command shares
-        its round trip; None when that is not possible (then use ``aincr_windows``)."""
+        """``incr_windows`` sent now, its reply awaited later, so that the next command shares
+        its round trip; None when that is not possible (then use ``incr_windows``)."""
         ...
 
 
@@ -207,7 +203,8 @@ class InMemoryCounters:
     def __init__(self, max_entries: int = 100_000, timer: Timer = time.monotonic) -> None:
         self._entries = _Expiring(max_entries, timer)
 
-    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+    def add(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        """``incr_windows`` without awaiting (in-process: nothing to wait for)."""
         with self._entries.lock:
             counts = []
             for key in keys:
@@ -217,8 +214,8 @@ class InMemoryCounters:
                 counts.append(count)
             return counts
 
-    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        return self.incr_windows(keys, amount, ttl)
+    async def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+        return self.add(keys, amount, ttl)
 
     def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
         return None  # nothing to share a round trip with
@@ -424,11 +421,14 @@ class PendingCounts:
     """The reply of counters sent with ``RedisCache.incr_windows_nowait``: ``await counts()``,
     or ``discard()`` it (its error, if any, is then retrieved and dropped)."""
 
-    def __init__(self, waiter: asyncio.Future[Any]) -> None:
+    def __init__(self, waiter: asyncio.Future[Any], again: Callable[[], Awaitable[list[int]]]) -> None:
         self._waiter = waiter
+        self._again = again  # when Redis did not know the script (NOSCRIPT: after its restart)
 
     async def counts(self) -> list[int]:
         reply = await self._waiter
+        if isinstance(reply, _ReplyError) and str(reply).startswith("NOSCRIPT"):
+            return await self._again()
         if isinstance(reply, _ReplyError) or not isinstance(reply, list):
             raise CacheError(f"unexpected reply to the counters: {reply!r}")
         return [int(n) for n in reply]
@@ -477,7 +477,7 @@ class _RedisPyAsync:
 
 class RedisClient:
     """One Redis (``SHIKAKU_REDIS_URL``) shared by every server process: the breaker, the keys'
-    prefix, a blocking redis-py client (threads) and the event-loop connection."""
+    prefix, a blocking redis-py client (invalidations, readiness) and the event-loop connection."""
 
     def __init__(self, url: str, prefix: str = "shikaku:", *, timeout: float = 0.5, breaker: float = 2.0) -> None:
         self.redis = redis.Redis.from_url(
@@ -490,19 +490,6 @@ class RedisClient:
 
     def k(self, key: str) -> str:
         return self.prefix + key
-
-    def sync(self, call: Any, *args: Any, **kwargs: Any) -> Any:
-        """A blocking redis-py call behind the breaker; ``CacheError`` when Redis fails."""
-        self.breaker.check()
-        try:
-            result = call(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.breaker.failure()
-            raise CacheError(str(exc)) from exc
-        except redis.RedisError as exc:
-            raise CacheError(str(exc)) from exc
-        self.breaker.success()
-        return result
 
     async def call(self, *args: bytes) -> Any:
         """A command on the event loop behind the breaker (error replies raise ``_ReplyError``)."""
@@ -646,27 +633,24 @@ class RedisCounters:
 
     def __init__(self, client: RedisClient) -> None:
         self.client = client
-        self._incr = client.redis.register_script(_INCR_WINDOWS)
 
-    def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        reply = self.client.sync(self._incr, keys=[self.client.k(k) for k in keys], args=[amount, ttl])
-        return [int(n) for n in reply]
-
-    async def aincr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
+    async def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
         reply = await self.client.script(_INCR_WINDOWS_SCRIPT, keys, [str(amount).encode(), str(ttl).encode()])
         return [int(n) for n in reply]
 
     def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
         command = (
-            b"EVAL",
-            _INCR_WINDOWS_SCRIPT.source,
+            b"EVALSHA",
+            _INCR_WINDOWS_SCRIPT.sha,
             str(len(keys)).encode(),
             *(self.client.k(k).encode() for k in keys),
             str(amount).encode(),
             str(ttl).encode(),
         )
         waiter = self.client.send_nowait(*command)
-        return PendingCounts(waiter) if waiter is not None else None
+        if waiter is None:
+            return None
+        return PendingCounts(waiter, lambda: self.incr_windows(keys, amount, ttl))  # EVAL, then by its SHA
 
 
 @dataclass(frozen=True)

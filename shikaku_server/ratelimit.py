@@ -10,7 +10,7 @@ its limit. A refused request is given back (so one runaway token does not use up
 window, and a refused batch does not use up the window for smaller ones).
 
 On the by-number hot path the counters are sent before the lookup's own cache read and read
-after it (``abegin`` / ``Hit.check``): one round trip for both on the event-loop Redis client.
+after it (``begin`` / ``Hit.check``): one round trip for both on the event-loop Redis client.
 
 When the store fails (Redis down or too slow) the limiter counts in this process instead, with
 the same limits (per process), and counts ``rate_limit_store_unavailable`` in /metrics: a Redis
@@ -100,7 +100,7 @@ class _Counted:
 
 
 class Hit:
-    """One request's counting in flight (``RateLimiter.abegin``): ``await check()`` raises
+    """One request's counting in flight (``RateLimiter.begin``): ``await check()`` raises
     ``RateLimitedError`` when over a limit; ``discard()`` when the request failed anyway."""
 
     __slots__ = ("_counted", "_counts", "_limiter", "_pending")
@@ -125,7 +125,7 @@ class Hit:
                 counts = await self._pending.counts()
             except CacheError:
                 counts = self._limiter.local_counts(counted)
-        await self._limiter.averdict(counted, counts)
+        await self._limiter.verdict(counted, counts)
 
     def discard(self) -> None:
         if self._pending is not None:
@@ -164,19 +164,11 @@ class RateLimiter:
         if now - self._warned_at >= _WARN_EVERY:
             self._warned_at = now
             log.warning("rate-limit store unavailable; counting in this process", extra={"code": "rate_limit_local"})
-        return self._local.incr_windows(counted.keys, counted.amount if amount is None else amount, counted.rule.window)
+        return self._local.add(counted.keys, counted.amount if amount is None else amount, counted.rule.window)
 
-    def _counts(self, counted: _Counted, amount: int | None = None) -> list[int]:
+    async def _counts(self, counted: _Counted, amount: int | None = None) -> list[int]:
         try:
-            return self.counters.incr_windows(
-                counted.keys, counted.amount if amount is None else amount, counted.rule.window
-            )
-        except CacheError:
-            return self.local_counts(counted, amount)
-
-    async def _acounts(self, counted: _Counted, amount: int | None = None) -> list[int]:
-        try:
-            return await self.counters.aincr_windows(
+            return await self.counters.incr_windows(
                 counted.keys, counted.amount if amount is None else amount, counted.rule.window
             )
         except CacheError:
@@ -214,63 +206,50 @@ class RateLimiter:
             retry_after=retry_after,
         )
 
-    def verdict(self, counted: _Counted, counts: list[int]) -> None:
+    async def verdict(self, counted: _Counted, counts: list[int]) -> None:
         refusal = self._refusal(counted, counts)
         if refusal is not None:
             if counted.amount:
-                self._counts(counted, -counted.amount)  # a refused request is given back
-            raise refusal
-
-    async def averdict(self, counted: _Counted, counts: list[int]) -> None:
-        refusal = self._refusal(counted, counts)
-        if refusal is not None:
-            if counted.amount:
-                await self._acounts(counted, -counted.amount)
+                await self._counts(counted, -counted.amount)
             raise refusal
 
     # ------------------------------------------------------------ entry points
 
-    def hit(self, action: str, principal: Principal, amount: int = 1) -> None:
-        """Count a request of ``action`` (blocking; from a thread): raises ``RateLimitedError``."""
-        counted = self._counted(action, principal, amount)
-        if counted is not None:
-            self.verdict(counted, self._counts(counted))
+    async def hit(self, action: str, principal: Principal, amount: int = 1) -> None:
+        """Count a request of ``action``: raises ``RateLimitedError`` when over a limit."""
+        await (await self.begin(action, principal, amount)).check()
 
-    async def ahit(self, action: str, principal: Principal, amount: int = 1) -> None:
-        """``hit`` from the event loop."""
-        await (await self.abegin(action, principal, amount)).check()
-
-    async def ahit_client(self, action: str, address: str) -> None:
-        """``ahit`` for a call without a token, counted per client address (the rule's per-token
+    async def hit_client(self, action: str, address: str) -> None:
+        """``hit`` for a call without a token, counted per client address (the rule's per-token
         limit is the per-address one)."""
         principal = Principal(token_id=-1, kind="client", facility_code=None, role=None, insurer_numbers=frozenset())
         counted = self._counted(action, principal, 1)
         if counted is not None:
             counted.keys = [f"rl:{action}:client:{address}:{key.rsplit(':', 1)[1]}" for key in counted.keys]
             counted.scopes = ["client address"] * len(counted.keys)
-            await (await self._abegin(counted)).check()
+            await (await self._begin(counted)).check()
 
-    async def abegin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
+    async def begin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
         """Start counting a request: on the event-loop Redis client the counters are sent now and
         read by ``Hit.check``, so a cache read sent in between shares their round trip."""
-        return await self._abegin(self._counted(action, principal, amount))
+        return await self._begin(self._counted(action, principal, amount))
 
-    async def abegin_failures(self, principal: Principal) -> Hit:
-        """Read this token's and facility's counters of failed lookups (sent now, like ``abegin``):
+    async def begin_failures(self, principal: Principal) -> Hit:
+        """Read this token's and facility's counters of failed lookups (sent now, like ``begin``):
         ``Hit.check`` refuses once either has reached its limit. Failures are added afterwards,
-        by ``acount_failure``, only when the lookup matched nobody."""
+        by ``count_failure``, only when the lookup matched nobody."""
         counted = self._counted("lookup_failure", principal, 0)
         if counted is not None:
             counted.reached = True
-        return await self._abegin(counted)
+        return await self._begin(counted)
 
-    async def acount_failure(self, principal: Principal) -> None:
+    async def count_failure(self, principal: Principal) -> None:
         """One more failed lookup (no verdict: the lookup that failed has had its answer)."""
         counted = self._counted("lookup_failure", principal, 1)
         if counted is not None:
-            await self._acounts(counted)
+            await self._counts(counted)
 
-    async def _abegin(self, counted: _Counted | None) -> Hit:
+    async def _begin(self, counted: _Counted | None) -> Hit:
         if counted is None:
             return Hit(self, None)
         try:
@@ -279,4 +258,4 @@ class RateLimiter:
             return Hit(self, counted, counts=self.local_counts(counted))
         if pending is not None:
             return Hit(self, counted, pending=pending)
-        return Hit(self, counted, counts=await self._acounts(counted))
+        return Hit(self, counted, counts=await self._counts(counted))

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from schemas.eligibility import BatchCreate, BatchCreated, BatchResult
 from shikaku_server.batch import service
-from shikaku_server.deps import PrincipalDep, SessionDep, StateDep
+from shikaku_server.deps import PrincipalDep, StateDep
 from shikaku_server.state import AppState
 
 router = APIRouter(prefix="/v1/eligibility/batches", tags=["batch"])
@@ -26,13 +26,13 @@ def _runner(state: AppState) -> dict[str, Any]:
 
 
 @router.post("", response_model=BatchCreated, status_code=status.HTTP_202_ACCEPTED)
-def create(
-    body: BatchCreate, principal: PrincipalDep, session: SessionDep, state: StateDep, background: BackgroundTasks
+async def create(
+    body: BatchCreate, principal: PrincipalDep, state: StateDep, background: BackgroundTasks
 ) -> BatchCreated:
     principal.require_facility()
-    state.limiter.hit("batch_query", principal, len(body.queries))  # every query counts
-    created = service.create_batch(session, principal, body)
-    # committed by ``SessionDep`` before the answer, hence before this task runs (after the answer)
+    await state.limiter.hit("batch_query", principal, len(body.queries))  # every query counts
+    created = await state.transactions.run(lambda session: service.create_batch(session, principal, body))
+    # committed before the answer, hence before this task runs (after the answer)
     background.add_task(service.run_batch, created.batch_id, **_runner(state))
     return created
 

@@ -40,7 +40,7 @@ async def issue_challenge(state: AppState, principal: Principal, _: object = Non
     counters and the challenge go to Redis in one round trip (a refused challenge is withdrawn).
     Shared by the route below and by its fast path (``FAST_CHALLENGE``)."""
     facility = principal.require_facility()
-    hit = await state.limiter.abegin("challenge", principal)
+    hit = await state.limiter.begin("challenge", principal)
     try:
         created = await service.create_challenge(state.card.challenges, facility, state.card.challenge_ttl)
     except UnavailableError:
@@ -70,7 +70,7 @@ async def registration(body: Registration, context: CardContext) -> Registered:
     the answer is sent."""
     principal, state = context
     principal.require_facility()
-    await state.limiter.ahit("registration", principal)
+    await state.limiter.hit("registration", principal)
     return await service.register(
         state.card,
         principal,

@@ -25,8 +25,8 @@ async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) ->
     insurance number whose birth date it did not carry (``eligibility_no_match``), so that a
     guessed birth date shows in the victim's access log, and counted in /metrics."""
     facility = principal.require_facility()
-    hit = await state.limiter.abegin("lookup", principal)
-    failures = await state.limiter.abegin_failures(principal)
+    hit = await state.limiter.begin("lookup", principal)
+    failures = await state.limiter.begin_failures(principal)
     try:
         answer = await service.answer_by_number(
             query, cache=state.cache, bundles=state.bundles, ttl=state.settings.eligibility_cache_ttl_seconds
@@ -38,7 +38,7 @@ async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) ->
     await hit.check()
     await failures.check()
     if answer.validity == Validity.NONE:
-        await state.limiter.acount_failure(principal)
+        await state.limiter.count_failure(principal)
     entry = {"facility_code": facility, "role": principal.role or "", "query_kind": "number"}
     if answer.insured_id is not None:
         state.access_log.submit({**entry, "insured_id": answer.insured_id, "what": "eligibility"})

@@ -51,7 +51,7 @@ async def read_medications(state: AppState, principal: Principal, body: Emergenc
     facility = principal.require_facility(*EMERGENCY_ROLES)
     if not await state.transactions.read(lambda session: _is_emergency_hospital(session, facility)):
         raise ForbiddenRoleError("emergency reading is for facilities marked as emergency hospitals")
-    await state.limiter.ahit("emergency", principal)
+    await state.limiter.hit("emergency", principal)
     person = await card.prove_card(  # the card alone: the patient cannot enter a PIN
         state.card,
         challenge_id=body.challenge_id,

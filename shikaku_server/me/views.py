@@ -42,7 +42,7 @@ def client_address(request: Request) -> str:
 @router.post("/v1/me/challenges", response_model=Challenge)
 async def challenge(request: Request, state: StateDep) -> Challenge:
     """A challenge for the calls below; rate-limited per client address."""
-    await state.limiter.ahit_client("me_challenge", client_address(request))
+    await state.limiter.hit_client("me_challenge", client_address(request))
     return await create_challenge(state.card.challenges, ME_SCOPE, state.card.challenge_ttl)
 
 

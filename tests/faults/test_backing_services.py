@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from shikaku_server.access_log.service import AccessLogWriter, PostgresEntryInserter
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
-from shikaku_server.cache import CacheError, RedisCache, RedisClient, _RedisPyAsync
+from shikaku_server.cache import CacheError, RedisCache, RedisClient, RedisCounters, _RedisPyAsync
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
@@ -260,3 +260,37 @@ def test_access_log_writer_gives_up_on_a_frozen_database_and_keeps_its_entries(s
     finally:
         writer.close()
         engine.dispose()
+
+
+def test_rate_counters_go_by_the_scripts_sha_and_load_it_again_after_a_redis_restart(
+    private_redis: PrivateRedis,
+) -> None:
+    """The hot path's counters (sent with the lookup's cache read, one round trip) name their
+    script by its SHA; a Redis that was restarted answers NOSCRIPT, and the counters are then
+    counted once with the script's text (never twice: NOSCRIPT ran nothing) and by SHA again."""
+    direct = redis.Redis(port=private_redis.port)
+    client = RedisClient(private_redis.unix_url)  # the small client: the only one that pipelines
+    counters = RedisCounters(client)
+
+    def calls(command: str) -> int:
+        return int(direct.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    async def scenario() -> list[tuple[list[int], int, int]]:
+        await client.call(b"PING")  # the connection open (the hot path sends on an open one)
+        seen = []
+        try:
+            for flush in (False, False, True):
+                if flush:
+                    direct.script_flush()  # what a restart of Redis does to its scripts
+                pending = counters.incr_windows_nowait(["rl:a", "rl:b"], 1, 60)
+                assert pending is not None
+                seen.append((await pending.counts(), calls("evalsha"), calls("eval")))
+        finally:
+            client.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        ([1, 1], 2, 1),  # unknown script: NOSCRIPT, then once more by SHA (NOSCRIPT) and by its text
+        ([2, 2], 3, 1),  # by its SHA from then on
+        ([3, 3], 5, 2),  # after the flush the same: counted once (NOSCRIPT ran nothing)
+    ]

@@ -227,11 +227,11 @@ def test_in_memory_cache_versions_expiry_and_bound() -> None:
 def test_in_memory_counters_live_ttl_after_their_last_change() -> None:
     timer = Timer()
     counters = InMemoryCounters(timer=timer)
-    assert counters.incr_windows(["a", "b"], 1, 60) == [1, 1]
+    assert counters.add(["a", "b"], 1, 60) == [1, 1]
     timer.now += 50
-    assert counters.incr_windows(["a"], 2, 60) == [3]
+    assert counters.add(["a"], 2, 60) == [3]
     timer.now += 50  # "b" last changed 100 s ago, "a" 50 s ago
-    assert asyncio.run(counters.aincr_windows(["a", "b"], -1, 60)) == [2, -1]
+    assert asyncio.run(counters.incr_windows(["a", "b"], -1, 60)) == [2, -1]
     assert counters.incr_windows_nowait(["a"], 1, 60) is None  # no round trip to share
 
 
