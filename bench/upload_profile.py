@@ -175,8 +175,8 @@ def main() -> None:
     svc.check_rows = timed_rows  # type: ignore[attr-defined]  # the name the service calls
     made = svc._EligibilityApplier.__init__
 
-    def init(self: Any, session: Any, upload_id: str) -> None:
-        made(self, session, upload_id)
+    def init(self: Any, session: Any, upload_id: str, writer: Any) -> None:
+        made(self, session, upload_id, writer)
         BACKEND[:] = [session.connection().connection.dbapi_connection.get_backend_pid()]
         CPU["backend at start"] = backend_cpu()
 
@@ -208,6 +208,7 @@ def main() -> None:
             factory,
             InMemoryCache(),
             principal,
+            writers=bulk.make_bulk_writers(factory.kw["bind"]),
             kind="eligibility",
             fmt="csv",
             chunks=chunks(),

@@ -42,6 +42,7 @@ from shikaku_server.problems import domain_problem, error_response, problem
 from shikaku_server.ratelimit import RateLimiter
 from shikaku_server.state import AppState
 from shikaku_server.stores import make_stores
+from shikaku_server.upload.bulk import make_bulk_writers
 
 log = logging.getLogger("shikaku_server.request")
 def _domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -258,6 +259,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             transactions=ThreadedTransactions(factory),
             stores=stores,
             bundles=bundles,
+            bulk_writers=make_bulk_writers(engine),
             card=CardPorts(
                 factory=factory,
                 challenges=stores.challenges,

@@ -18,6 +18,7 @@ from shikaku_server.eligibility.service import BundleReader
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
+from shikaku_server.upload.bulk import BulkWriters
 
 
 @dataclass
@@ -29,6 +30,7 @@ class AppState:
     transactions: Transactions  # units of work of async services and routes (session_factory's)
     stores: Stores  # the cache, the challenge store and the rate-limit counters
     bundles: BundleReader
+    bulk_writers: BulkWriters  # the uploads' (PostgreSQL's COPY, or one writer at a time)
     card: CardPorts
     metrics: Metrics
     access_log: AccessLogWriter

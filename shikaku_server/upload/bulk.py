@@ -17,11 +17,11 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from sqlalchemy import String, Table, insert, select, text, tuple_, update
+from sqlalchemy import Engine, String, Table, insert, select, text, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -127,10 +127,6 @@ def _not_null_text(table: Table, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if not table.c[c].nullable and isinstance(table.c[c].type, String)]
 
 
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 INSURED_COLUMNS = ("insurer_number", "symbol", "number", "branch", "symbol_norm", "number_norm")
 InsuredValues = tuple[str, str, str, str, str, str]  # in INSURED_COLUMNS order
 
@@ -175,8 +171,14 @@ class BulkWriter(Protocol):
         ...
 
 
-def bulk_writer(session: Session) -> BulkWriter:
-    return PostgresWriter(session) if is_postgres(session) else SerialWriter(session)
+BulkWriters = Callable[[Session], BulkWriter]
+"""Builds the writer of an upload's transaction (its session)."""
+
+
+def make_bulk_writers(engine: Engine) -> BulkWriters:
+    """PostgreSQL's writer (COPY, uploads side by side) or the one-at-a-time writer of any other
+    database: chosen once, in the app's lifespan (no call site asks which database it writes to)."""
+    return PostgresWriter if engine.dialect.name == "postgresql" else SerialWriter
 
 
 class PostgresWriter:

@@ -72,7 +72,7 @@ from shikaku_server.eligibility.service import PERIOD_FIELDS, cache_namespace
 from shikaku_server.errors import DomainError
 from shikaku_server.expenses.models import Expense
 from shikaku_server.public_expense.models import PublicExpense
-from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, InsuredValues, bulk_writer, render_rows
+from shikaku_server.upload.bulk import INSURED_COLUMNS, BulkWriter, BulkWriters, InsuredValues, render_rows
 from shikaku_server.upload.errors import ConcurrentUploadError
 from shikaku_server.upload.models import Upload, uploader_of
 from shikaku_server.upload.progress import UploadProgress
@@ -148,6 +148,7 @@ def process_upload(
     cache: Cache,
     principal: Principal,
     *,
+    writers: BulkWriters,
     kind: FileKind,
     fmt: str,
     chunks: Iterable[bytes],
@@ -183,7 +184,7 @@ def process_upload(
     try:
         session.add(Upload(id=outcome.upload_id, token_id=principal.token_id, kind=kind, uploader=uploader))
         session.flush()
-        applier = _APPLIERS[kind](session, outcome.upload_id)
+        applier = _APPLIERS[kind](session, outcome.upload_id, writers(session))
 
         def reject(error: RowError) -> None:
             if len(outcome.errors) < error_limit:
@@ -423,10 +424,10 @@ class _Raced(Exception):
 
 
 class _EligibilityApplier:
-    def __init__(self, session: Session, upload_id: str) -> None:
+    def __init__(self, session: Session, upload_id: str, writer: BulkWriter) -> None:
         self.session = session
         self.upload_id = upload_id
-        self.writer: BulkWriter = bulk_writer(session)
+        self.writer = writer
 
     def prepare(self, records: list[EligibilityRecord]) -> list[tuple[str, str] | None] | None:
         """Run in the reading thread, without the session: for each ``add`` record, its
@@ -698,10 +699,10 @@ def _fast_row(r: EligibilityRecord, upload_id: str) -> tuple[Any, ...]:
 class _ClinicalApplier:
     model: type[Medication] | type[Checkup] | type[Expense] | type[PublicExpense] | type[Procedure]
 
-    def __init__(self, session: Session, upload_id: str) -> None:
+    def __init__(self, session: Session, upload_id: str, writer: BulkWriter) -> None:
         self.session = session
         self.upload_id = upload_id
-        self.writer: BulkWriter = bulk_writer(session)
+        self.writer = writer
 
     # a kind that names these gets the three steps below; medications and checkups write their own
     _KEY: tuple[str, ...] = ()  # the natural key's fields after the person

@@ -107,6 +107,7 @@ async def _apply(
                 state.session_factory,
                 state.cache,
                 principal,
+                writers=state.bulk_writers,
                 kind=kind,
                 fmt=fmt,
                 chunks=chunks(),

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 import shikaku_server.upload.service as service
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import InMemoryCache
+from shikaku_server.upload.bulk import make_bulk_writers
 from tests.conftest import auth
 from tests.factories import INSURER_A, INSURER_B, change, eligibility_csv, person
 
@@ -131,6 +132,7 @@ def test_a_failure_while_applying_rolls_back_everything(
             session_factory,
             InMemoryCache(),
             principal,
+            writers=make_bulk_writers(session_factory.kw["bind"]),
             kind="eligibility",
             fmt="csv",
             chunks=[body[i : i + 100] for i in range(0, len(body), 100)],
