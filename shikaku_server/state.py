@@ -1,5 +1,6 @@
 """What the running app holds: built in the lifespan, never at import time. The routes hand its
-parts to the services as arguments; no service reads it."""
+parts to the services as arguments; no service reads it (only the web layer imports this module:
+tests/unit/test_no_service_locator.py)."""
 
 from __future__ import annotations
 

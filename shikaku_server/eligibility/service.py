@@ -26,12 +26,16 @@ from schemas.eligibility import (
     EligibilityResult,
 )
 from schemas.identifiers import normalize_key_text
+from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.models import Insurer
+from shikaku_server.auth.service import Principal
 from shikaku_server.cache import Cache, CacheError
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.eligibility.rules import covers, insured_with_four_facts
+from shikaku_server.metrics import Metrics
 from shikaku_server.public_expense import service as public_expense
+from shikaku_server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 JST = ZoneInfo("Asia/Tokyo")
@@ -424,3 +428,52 @@ async def answer_by_number(query: ByNumberQuery, *, cache: Cache, bundles: Bundl
     )
     mismatched = _mismatched(bundle, query, evaluation.validity)
     return NumberAnswer(result, int(evaluation.validity), evaluation.insured_id, mismatched)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPorts:
+    """What a by-number lookup works with (the views take them from the app's state)."""
+
+    limiter: RateLimiter
+    cache: Cache
+    bundles: BundleReader
+    ttl: int  # the bundle cache's, seconds
+    access_log: AccessLogWriter
+    metrics: Metrics
+
+
+async def lookup(ports: LookupPorts, principal: Principal, query: ByNumberQuery) -> bytes:
+    """One by-number lookup: the answer's JSON, its access-log entries and its metrics.
+
+    The one path of the route, its fast path (``eligibility.views.FAST``, ``shikaku_server.fastpath``)
+    and FHIR's ``CoverageEligibilityRequest`` (``fhir.service``).
+    Rate-limited per token and per facility (``ratelimit``: the counters are sent before the
+    cache read and read after it, one Redis round trip for all), in volume and in failures: a
+    token or facility that has used up its failed lookups (validity 4) of the hour is refused
+    every lookup until the hour ends, so a birth date cannot be guessed. A refused lookup
+    discloses nothing and logs nothing. A lookup that matches nobody is logged for each person of that
+    insurance number whose birth date it did not carry (``eligibility_no_match``), so that a
+    guessed birth date shows in the victim's access log, and counted in /metrics."""
+    facility = principal.require_facility()
+    limiter = ports.limiter
+    hit = await limiter.begin("lookup", principal)
+    failures = await limiter.begin_failures(principal)
+    try:
+        answer = await answer_by_number(query, cache=ports.cache, bundles=ports.bundles, ttl=ports.ttl)
+    except BaseException:
+        hit.discard()
+        failures.discard()
+        raise
+    await hit.check()
+    await failures.check()
+    if answer.validity == Validity.NONE:
+        await limiter.count_failure(principal)
+    entry = {"facility_code": facility, "role": principal.role or "", "query_kind": "number"}
+    if answer.insured_id is not None:
+        ports.access_log.submit({**entry, "insured_id": answer.insured_id, "what": "eligibility"})
+    for insured_id in answer.mismatched:
+        ports.access_log.submit({**entry, "insured_id": insured_id, "what": "eligibility_no_match"})
+    if answer.mismatched:
+        ports.metrics.event("eligibility_birth_date_mismatch")
+    ports.metrics.event(f"eligibility_validity_{answer.validity}")
+    return answer.body

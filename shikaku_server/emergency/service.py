@@ -13,8 +13,6 @@ only, a stated reason, a tight rate limit, an ``emergency_read`` row for review 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy.orm import Session
 
 from schemas.me import EmergencyRequest, MyMedications
@@ -23,12 +21,11 @@ from shikaku_server.auth.models import Facility
 from shikaku_server.auth.service import Principal
 from shikaku_server.card import service as card
 from shikaku_server.clinical.service import drug_items, retention_since
+from shikaku_server.database import Transactions
 from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.models import EmergencyRead
 from shikaku_server.errors import ForbiddenRoleError, NotFoundError
-
-if TYPE_CHECKING:
-    from shikaku_server.state import AppState
+from shikaku_server.ratelimit import RateLimiter
 
 EMERGENCY_ROLES = ("physician",)
 
@@ -47,13 +44,20 @@ def _is_emergency_hospital(session: Session, facility_code: str) -> bool:
     return facility is not None and facility.emergency
 
 
-async def read_medications(state: AppState, principal: Principal, body: EmergencyRequest) -> MyMedications:
+async def read_medications(
+    principal: Principal,
+    body: EmergencyRequest,
+    *,
+    transactions: Transactions,
+    limiter: RateLimiter,
+    card_ports: card.CardPorts,
+) -> MyMedications:
     facility = principal.require_facility(*EMERGENCY_ROLES)
-    if not await state.transactions.read(lambda session: _is_emergency_hospital(session, facility)):
+    if not await transactions.read(lambda session: _is_emergency_hospital(session, facility)):
         raise ForbiddenRoleError("emergency reading is for facilities marked as emergency hospitals")
-    await state.limiter.hit("emergency", principal)
+    await limiter.hit("emergency", principal)
     person = await card.prove_card(  # the card alone: the patient cannot enter a PIN
-        state.card,
+        card_ports,
         challenge_id=body.challenge_id,
         certificate=body.certificate,
         authenticator=card.CardPresented(),
@@ -84,4 +88,4 @@ async def read_medications(state: AppState, principal: Principal, body: Emergenc
         since = retention_since(today_jst())
         return MyMedications(since=since, items=drug_items(session, insured_id, since))
 
-    return await state.transactions.run(read)
+    return await transactions.run(read)

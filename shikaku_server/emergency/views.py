@@ -16,4 +16,6 @@ async def medications(body: EmergencyRequest, principal: PrincipalDep, state: St
     """A physician at an emergency hospital: the drug information (5 years) of the card read at
     the terminal, without consent and without PIN. Needs a reason; rate-limited; logged with
     the ``emergency`` marker in the patient's access log."""
-    return await service.read_medications(state, principal, body)
+    return await service.read_medications(
+        principal, body, transactions=state.transactions, limiter=state.limiter, card_ports=state.card
+    )

@@ -1,10 +1,11 @@
 """The FHIR facade's interactions, each through the very service function its JSON route calls.
 
 Nothing here decides eligibility, consent or who may read what: the by-number lookup
-(``eligibility.views.lookup``: answer, access-log entry, metric), the drug, checkup and 診療・手術 reads
+(``eligibility.service.lookup``: rate limits, answer, access-log entry, metric), the drug, checkup and 診療・手術 reads
 (``clinical.service``), the consent rules (``consent.service``) and the patient's access log
 (``me.service.access_log_entries``) answer; this module only translates (``mapping``), and
-applies the FHIR search parameters the JSON routes do not have (``date`` on Procedure)."""
+applies the FHIR search parameters the JSON routes do not have (``date`` on Procedure). Each
+function takes the ports it works with; the views take them from the app's parts."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from shikaku_server.auth.service import Principal
 from shikaku_server.clinical import service as clinical
 from shikaku_server.consent.models import Consent
 from shikaku_server.consent.service import live_consent
-from shikaku_server.eligibility.views import lookup
+from shikaku_server.database import Transactions
+from shikaku_server.eligibility.service import LookupPorts, lookup
 from shikaku_server.errors import DomainError, NotFoundError, ValidationFailedError
 from shikaku_server.fhir import answers, mapping
 from shikaku_server.fhir.mapping import InvalidResourceError, Validated
 from shikaku_server.me import service as me
-from shikaku_server.state import AppState
 
 MAX_BATCH_ENTRIES = 1000
 
@@ -43,22 +44,22 @@ def by_number_query(data: Any, raw: bytes | None = None) -> tuple[ByNumberQuery,
 
 
 async def _ask(
-    state: AppState, principal: Principal, data: Any, raw: bytes | None
+    ports: LookupPorts, principal: Principal, data: Any, raw: bytes | None
 ) -> tuple[bytes, ByNumberQuery, dict[str, Any] | None]:
     query, identifier = by_number_query(data, raw)
-    answer = await lookup(state, principal, query)  # the JSON route's own lookup, access log and metric
+    answer = await lookup(ports, principal, query)  # the JSON route's own lookup, access log and metric
     return answer, query, identifier
 
 
-async def eligibility_body(state: AppState, principal: Principal, data: Any, raw: bytes | None) -> Validated:
+async def eligibility_body(ports: LookupPorts, principal: Principal, data: Any, raw: bytes | None) -> Validated:
     """``POST CoverageEligibilityRequest``: the response, validated once per distinct answer (``answers``)."""
-    answer, query, identifier = await _ask(state, principal, data, raw)
+    answer, query, identifier = await _ask(ports, principal, data, raw)
     return answers.eligibility_body(answer, query.insurer_number, identifier)
 
 
-async def eligibility(state: AppState, principal: Principal, data: Any) -> dict[str, Any]:
+async def eligibility(ports: LookupPorts, principal: Principal, data: Any) -> dict[str, Any]:
     """A batch entry's response (validated with the whole batch-response Bundle)."""
-    answer, query, identifier = await _ask(state, principal, data, None)
+    answer, query, identifier = await _ask(ports, principal, data, None)
     return mapping.eligibility_response(orjson.loads(answer), {"insurer_number": query.insurer_number}, identifier)
 
 
@@ -66,7 +67,7 @@ def _entry_error(status: int, outcome: dict[str, Any]) -> dict[str, Any]:
     return {"response": {"status": str(status), "outcome": outcome}}
 
 
-async def batch(state: AppState, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
+async def batch(ports: LookupPorts, principal: Principal, data: dict[str, Any]) -> dict[str, Any]:
     """一括照会 as a FHIR batch: each entry a ``POST CoverageEligibilityRequest``, answered in order;
     an entry that fails answers its own OperationOutcome and the others are answered all the same."""
     principal.require_facility()
@@ -93,7 +94,7 @@ async def batch(state: AppState, principal: Principal, data: dict[str, Any]) -> 
             )
             continue
         try:
-            resource = await eligibility(state, principal, entry.get("resource"))
+            resource = await eligibility(ports, principal, entry.get("resource"))
         except InvalidResourceError as exc:
             out.append(_entry_error(exc.status, exc.outcome or mapping.outcome_of(exc)))
             continue
@@ -108,26 +109,28 @@ def _searchset(resources: list[dict[str, Any]], link: str) -> dict[str, Any]:
     return mapping.bundle("searchset", [mapping.search_entry(r) for r in resources], total=len(resources), link=link)
 
 
-async def medication_dispenses(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
+async def medication_dispenses(
+    transactions: Transactions, principal: Principal, visit_id: str, link: str
+) -> dict[str, Any]:
     def read(session: Session) -> dict[str, Any]:
         found = clinical.medications(session, principal, visit_id)
         items = [mapping.medication_dispense(i.model_dump(mode="json")) for i in found.items]
         return _searchset(items, link)
 
-    return await state.transactions.run(read)  # committed (access log included) before the answer
+    return await transactions.run(read)  # committed (access log included) before the answer
 
 
-async def observations(state: AppState, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
+async def observations(transactions: Transactions, principal: Principal, visit_id: str, link: str) -> dict[str, Any]:
     def read(session: Session) -> dict[str, Any]:
         found = clinical.checkups(session, principal, visit_id)
         items = [o for i in found.items for o in mapping.checkup_observations(i.model_dump(mode="json"))]
         return _searchset(items, link)
 
-    return await state.transactions.run(read)
+    return await transactions.run(read)
 
 
 async def procedures(
-    state: AppState,
+    transactions: Transactions,
     principal: Principal,
     visit_id: str,
     dates: list[mapping.DateCriterion],
@@ -142,7 +145,7 @@ async def procedures(
         items = [i for i in found.items if all(d.matches(i.performed_on) for d in dates)]
         return _searchset([mapping.procedure(i.model_dump(mode="json")) for i in items], link)
 
-    return await state.transactions.run(read)
+    return await transactions.run(read)
 
 
 def consent(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:
@@ -178,7 +181,7 @@ def consent(session: Session, principal: Principal, consent_id: str) -> dict[str
     return mapping.consent_resource(values, active=live is not None and live.id == row.id)
 
 
-async def audit_events(state: AppState, facility: str | None, form: dict[str, Any], link: str) -> dict[str, Any]:
+async def audit_events(ports: me.Ports, facility: str | None, form: dict[str, Any], link: str) -> dict[str, Any]:
     """The patient's access log (``/v1/me/access-log``'s service, the same entry recorded)."""
     try:
         proof = AccessLogRequest.model_validate(form)
@@ -186,5 +189,5 @@ async def audit_events(state: AppState, facility: str | None, form: dict[str, An
         _, outcome = mapping.validation_outcome(exc.errors(include_input=False), "AuditEvent/_search")
         raise InvalidResourceError("the card's proof is not valid", outcome) from None
 
-    entries = await me.access_log_entries(state, proof, facility)
+    entries = await me.access_log_entries(ports, proof, facility)
     return _searchset([mapping.audit_event(e) for e in entries], link)

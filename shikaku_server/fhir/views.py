@@ -19,9 +19,11 @@ from starlette.requests import ClientDisconnect
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import CacheError
 from shikaku_server.deps import get_principal
+from shikaku_server.eligibility.views import lookup_ports
 from shikaku_server.errors import DomainError, UnavailableError, ValidationFailedError
 from shikaku_server.fhir import codes, mapping, service
 from shikaku_server.fhir.mapping import InvalidResourceError, Validated
+from shikaku_server.me import views as me_views
 from shikaku_server.state import AppState
 
 BASE = "/fhir/R4"
@@ -122,7 +124,7 @@ async def coverage_eligibility(request: Request) -> Response:
     async def work() -> Validated:
         principal = await _principal(request)
         data, raw = await _resource(request)
-        return await service.eligibility_body(_state(request), principal, data, raw)
+        return await service.eligibility_body(lookup_ports(_state(request)), principal, data, raw)
 
     return await guarded(work)
 
@@ -134,7 +136,7 @@ async def system_batch(request: Request) -> Response:
         data, _ = await _resource(request)
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
             raise ValidationFailedError("a Bundle of type batch is expected")
-        return await service.batch(_state(request), principal, data)
+        return await service.batch(lookup_ports(_state(request)), principal, data)
 
     return await guarded(work)
 
@@ -158,7 +160,8 @@ def _visit(request: Request, also: frozenset[str] = frozenset()) -> str:
 async def medication_dispense(request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
-        return await service.medication_dispenses(_state(request), principal, _visit(request), _link(request))
+        transactions = _state(request).transactions
+        return await service.medication_dispenses(transactions, principal, _visit(request), _link(request))
 
     return await guarded(work)
 
@@ -167,7 +170,7 @@ async def medication_dispense(request: Request) -> Response:
 async def observation(request: Request) -> Response:
     async def work() -> dict[str, Any]:
         principal = await _principal(request)
-        return await service.observations(_state(request), principal, _visit(request), _link(request))
+        return await service.observations(_state(request).transactions, principal, _visit(request), _link(request))
 
     return await guarded(work)
 
@@ -183,7 +186,7 @@ async def procedure(request: Request) -> Response:
         if len(values) > MAX_DATE_PARAMS or any("," in v for v in values):
             raise ValidationFailedError(f"the search parameter date: at most {MAX_DATE_PARAMS}, one value each")
         dates = [mapping.date_criterion(v) for v in values]
-        return await service.procedures(_state(request), principal, visit, dates, _link(request))
+        return await service.procedures(_state(request).transactions, principal, visit, dates, _link(request))
 
     return await guarded(work)
 
@@ -215,7 +218,7 @@ async def audit_event_search(request: Request) -> Response:
         if any(len(v) != 1 or not isinstance(v[0], str) for v in fields.values()):
             raise ValidationFailedError("each search parameter once, as text")
         values = {k: v[0] for k, v in fields.items()}
-        return await service.audit_events(state, facility, values, _link(request))
+        return await service.audit_events(me_views.ports(state), facility, values, _link(request))
 
     return await guarded(work)
 

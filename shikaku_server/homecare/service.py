@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +36,7 @@ from schemas.homecare import Care, CourseFilter, VisualCheckRequest
 from schemas.identifiers import normalize_key_text
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.service import Principal
+from shikaku_server.cache import Cache
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import (
     HOME,
@@ -46,10 +47,11 @@ from shikaku_server.consent.service import (
     live_consent,
     visit_of,
 )
-from shikaku_server.database import utcnow
+from shikaku_server.database import Transactions, utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.rules import insured_with_four_facts
 from shikaku_server.eligibility.service import (
+    BundleReader,
     Evaluation,
     birth_date_mismatches,
     cached_bundle,
@@ -60,9 +62,6 @@ from shikaku_server.eligibility.service import (
     today_jst,
 )
 from shikaku_server.errors import ConsentExpiredError, ConsentRequiredError
-
-if TYPE_CHECKING:
-    from shikaku_server.state import AppState
 
 RECHECK_KINDS: dict[str, str] = {"visit": "recheck", "online": "recheck_online"}  # access-log query kinds
 CARE_COVERED = {"visit": "home_visit", "online": "online_care"}  # the consent's column per kind of care
@@ -113,15 +112,35 @@ def home_consent(session: Session, principal: Principal, visit_id: str, care: Ca
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What the re-check and the visual check work with (built by the views from the app's parts)."""
+
+    transactions: Transactions
+    cache: Cache
+    bundles: BundleReader
+    ttl: int  # the bundle cache's, seconds
+
+    async def bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
+        return await cached_bundle(
+            cache=self.cache,
+            bundles=self.bundles,
+            ttl=self.ttl,
+            insurer_number=insurer_number,
+            symbol_norm=symbol_norm,
+            number_norm=number_norm,
+        )
+
+
 async def recheck(
-    state: AppState, principal: Principal, visit_id: str, as_of: dt.date | None, care: Care = "visit"
+    reads: Reads, principal: Principal, visit_id: str, as_of: dt.date | None, care: Care = "visit"
 ) -> dict[str, Any]:
     """再照会: the JSON values of the ``EligibilityResult`` of the visit's person on ``as_of``."""
 
-    person = await state.transactions.run(lambda session: home_consent(session, principal, visit_id, care))
+    person = await reads.transactions.run(lambda session: home_consent(session, principal, visit_id, care))
     day = as_of or today_jst()
-    bundle = await _bundle(state, person.insurer_number, person.symbol_norm, person.number_norm)
-    evaluation = await settle_validity(state.bundles, evaluate_insured(bundle, person.insured_id, day), day)
+    bundle = await reads.bundle(person.insurer_number, person.symbol_norm, person.number_norm)
+    evaluation = await settle_validity(reads.bundles, evaluate_insured(bundle, person.insured_id, day), day)
     return result_dict(
         evaluation,
         insurer_name=bundle["insurer_name"],
@@ -132,21 +151,10 @@ async def recheck(
     )
 
 
-async def _bundle(state: AppState, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-    return await cached_bundle(
-        cache=state.cache,
-        bundles=state.bundles,
-        ttl=state.settings.eligibility_cache_ttl_seconds,
-        insurer_number=insurer_number,
-        symbol_norm=symbol_norm,
-        number_norm=number_norm,
-    )
-
-
 # ---------------------------------------------------------------- 目視確認
 
 
-async def visual_check(state: AppState, principal: Principal, body: VisualCheckRequest) -> dict[str, Any]:
+async def visual_check(reads: Reads, principal: Principal, body: VisualCheckRequest) -> dict[str, Any]:
     """The first visit by 目視確認: the person the four facts (exactly one current record covering
     today) or the insurance number and birth date name, their eligibility today, and the visit
     (method ``visual``, the staff member and token) with its access-log entry, committed before
@@ -157,7 +165,7 @@ async def visual_check(state: AppState, principal: Principal, body: VisualCheckR
     mismatched: list[int] = []
     if body.insurance is not None:
         q = body.insurance
-        bundle = await _bundle(state, q.insurer_number, normalize_key_text(q.symbol), normalize_key_text(q.number))
+        bundle = await reads.bundle(q.insurer_number, normalize_key_text(q.symbol), normalize_key_text(q.number))
         evaluation = evaluate(bundle, branch=q.branch, birth_date=q.birth_date, as_of=day)
         if evaluation.validity == Validity.NONE:
             mismatched = birth_date_mismatches(bundle, branch=q.branch, birth_date=q.birth_date)
@@ -176,16 +184,16 @@ async def visual_check(state: AppState, principal: Principal, body: VisualCheckR
             )
             return [(r[0], r[1], r[2], r[3]) for r in session.execute(ids)]
 
-        found = await state.transactions.read(find)
+        found = await reads.transactions.read(find)
         if len(found) == 1:
             insured_id, number, symbol_norm, number_norm = found[0]
-            bundle = await _bundle(state, number, symbol_norm, number_norm)
+            bundle = await reads.bundle(number, symbol_norm, number_norm)
             evaluation = evaluate_insured(bundle, insured_id, day)
         else:
             bundle = {"insurer_name": None}
             validity = Validity.MULTIPLE if found else Validity.NONE
             evaluation = Evaluation(validity, None, None, None)
-    evaluation = await settle_validity(state.bundles, evaluation, day)
+    evaluation = await settle_validity(reads.bundles, evaluation, day)
     visit_id = None if evaluation.insured_id is None else secrets.token_urlsafe(24)
 
     def record(session: Session) -> None:
@@ -217,7 +225,7 @@ async def visual_check(state: AppState, principal: Principal, body: VisualCheckR
             visit_id=visit_id,
         )
 
-    await state.transactions.run(record)  # committed before the answer
+    await reads.transactions.run(record)  # committed before the answer
     return result_dict(
         evaluation,
         insurer_name=bundle["insurer_name"],

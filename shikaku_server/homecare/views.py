@@ -11,8 +11,18 @@ from schemas.identifiers import MY_NUMBER_MESSAGE, Branch, InsurerNumber
 from shikaku_server.deps import PrincipalDep, SessionDep, StateDep
 from shikaku_server.errors import MyNumberDetectedError, ValidationFailedError
 from shikaku_server.homecare import service
+from shikaku_server.state import AppState
 
 router = APIRouter(tags=["homecare"])
+
+
+def _reads(state: AppState) -> service.Reads:
+    return service.Reads(
+        transactions=state.transactions,
+        cache=state.cache,
+        bundles=state.bundles,
+        ttl=state.settings.eligibility_cache_ttl_seconds,
+    )
 
 
 @router.post("/v1/visits/{visit_id}/recheck", response_model=EligibilityResult)
@@ -22,7 +32,7 @@ async def recheck(
     """再照会 (居宅同意取得型): the eligibility of the first visit's person, without the card, while
     their home-care consent at this facility lasts and covers ``care`` (any facility role)."""
     body = body or RecheckRequest()
-    answer = await service.recheck(state, principal, visit_id, body.as_of, body.care)
+    answer = await service.recheck(_reads(state), principal, visit_id, body.as_of, body.care)
     return EligibilityResult.model_validate(answer)
 
 
@@ -31,7 +41,7 @@ async def visual(body: VisualCheckRequest, principal: PrincipalDep, state: State
     """目視確認 (居宅同意取得型): the first visit of a course of care without reading the card; the
     visiting staff name the person by the card's four facts or its insurance number (any facility
     role; the staff member's name and the token are recorded on the visit)."""
-    answer = await service.visual_check(state, principal, body)
+    answer = await service.visual_check(_reads(state), principal, body)
     return EligibilityResult.model_validate(answer)
 
 

@@ -13,12 +13,8 @@ suspension: the card path's own async steps) with the patient's scope."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from shikaku_server.card import service as card
-
-if TYPE_CHECKING:
-    from shikaku_server.state import AppState
 
 ME_SCOPE = "me"  # the "facility" of a challenge from /v1/me/challenges: good for /v1/me/* only
 
@@ -34,12 +30,17 @@ class Proven:
 
 
 async def prove(
-    state: AppState, *, challenge_id: str, cert_der: bytes, signature: bytes, facility_code: str | None = None
+    ports: card.CardPorts,
+    *,
+    challenge_id: str,
+    cert_der: bytes,
+    signature: bytes,
+    facility_code: str | None = None,
 ) -> Proven:
     """The linked person of the card that signed this fresh challenge, or the contract's error."""
     scope = facility_code or ME_SCOPE
     person = await card.prove_card(
-        state.card,
+        ports,
         challenge_id=challenge_id,
         certificate=cert_der,
         authenticator=card.PinSignature(signature),

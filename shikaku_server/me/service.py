@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,11 +31,13 @@ from schemas.me import (
 )
 from schemas.procedures import MyProcedures
 from shikaku_server.access_log import service as access_log
+from shikaku_server.access_log.service import AccessLogWriter
 from shikaku_server.auth.models import Facility
 from shikaku_server.card.models import CardSuspension
+from shikaku_server.card.service import CardPorts
 from shikaku_server.clinical.service import checkup_items, drug_items, procedure_items, retention_since
 from shikaku_server.consent.models import Consent
-from shikaku_server.database import utcnow
+from shikaku_server.database import Transactions, utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.rules import covers
 from shikaku_server.eligibility.service import insurer_name, today_jst
@@ -42,39 +45,45 @@ from shikaku_server.errors import NotFoundError, UnavailableError, ValidationFai
 from shikaku_server.me import suspension
 from shikaku_server.me.proof import Proven, prove
 
-if TYPE_CHECKING:
-    from shikaku_server.state import AppState
-
 T = TypeVar("T")
 SELF = "self"
 PERSONAL = "1"  # 本人
 
 
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """What the patient's own calls work with (built by the views from the app's parts)."""
+
+    card: CardPorts  # the card's proof (``me.proof.prove``)
+    transactions: Transactions  # the read and its access-log entries, one transaction
+    access_log: AccessLogWriter  # the queued lookups' entries, flushed before the log is read
+
+
 async def answer(
-    state: AppState, proof: CardProof, facility_code: str | None, work: Callable[[Session, Proven], T]
+    ports: Ports, proof: CardProof, facility_code: str | None, work: Callable[[Session, Proven], T]
 ) -> T:
     """Prove the card, then run ``work`` for the person in one transaction, committed before
     the answer is sent (its access-log entries with it)."""
     proven = await prove(
-        state,
+        ports.card,
         challenge_id=proof.challenge_id,
         cert_der=proof.certificate,
         signature=proof.signature,
         facility_code=facility_code,
     )
 
-    return await state.transactions.run(lambda session: work(session, proven))
+    return await ports.transactions.run(lambda session: work(session, proven))
 
 
-async def access_log_entries(state: AppState, proof: CardProof, facility_code: str | None) -> list[dict[str, Any]]:
+async def access_log_entries(ports: Ports, proof: CardProof, facility_code: str | None) -> list[dict[str, Any]]:
     """The person's access log, every entry still queued by the access-log writer included.
     Both doors answer with it: ``/v1/me/access-log`` and FHIR ``AuditEvent``."""
 
     def read(session: Session, proven: Proven) -> list[dict[str, Any]]:
-        state.access_log.flush()
+        ports.access_log.flush()
         return read_access_log(session, proven)
 
-    return await answer(state, proof, facility_code, read)
+    return await answer(ports, proof, facility_code, read)
 
 
 def log_read(session: Session, proven: Proven, what: str, *, insured_id: int | None = None, kind: str = SELF) -> None:

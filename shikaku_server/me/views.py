@@ -35,6 +35,11 @@ router = APIRouter(tags=["me"])
 T = TypeVar("T")
 
 
+def ports(state: AppState) -> service.Ports:
+    """The app's parts the patient's own calls work with (``service.Ports``)."""
+    return service.Ports(card=state.card, transactions=state.transactions, access_log=state.access_log)
+
+
 def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
@@ -54,7 +59,7 @@ async def _kiosk(request: Request, state: AppState) -> str | None:
 
 
 async def _answer(request: Request, state: AppState, body: CardProof, work: Callable[[Session, Proven], T]) -> T:
-    return await service.answer(state, body, await _kiosk(request, state), work)
+    return await service.answer(ports(state), body, await _kiosk(request, state), work)
 
 
 @router.post("/v1/me/eligibility", response_model=MyEligibility)
@@ -83,7 +88,7 @@ async def access_log(body: CardProof, request: Request, state: StateDep) -> Acce
     """Who read this person's data: facility code and name, role, what, when, under which
     consent, and whether it was an emergency read."""
 
-    entries = await service.access_log_entries(state, body, await _kiosk(request, state))
+    entries = await service.access_log_entries(ports(state), body, await _kiosk(request, state))
     return AccessLog.model_validate({"entries": entries})
 
 

@@ -144,7 +144,19 @@ def test_the_checker_finds_a_cycle() -> None:
 def test_the_modules_are_read() -> None:
     graph = _graph(lazy=False)
     assert "shikaku_server.card.store" in graph["shikaku_server.app"]
-    assert "shikaku_server.state" not in graph["shikaku_server.me.service"]  # under TYPE_CHECKING only
+    assert "shikaku_server.state" in graph["shikaku_server.deps"]
+
+
+def test_imports_under_type_checking_are_not_counted(tmp_path: Path) -> None:
+    path = tmp_path / "example.py"
+    path.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from shikaku_server import cache\n"
+        "if TYPE_CHECKING:\n"
+        "    from shikaku_server import state\n",
+        encoding="utf-8",
+    )
+    assert set(_imports("shikaku_server.example", path)) == {("shikaku_server.cache", True)}
 
 
 def test_no_import_cycle_at_module_level() -> None:
