@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
-from bench.common import REDIS, asgi_post, fresh_database
+from bench.common import REDIS, asgi_post, fresh_database, lookup_query
 from bench.server_bench import FACILITY
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
@@ -126,18 +126,7 @@ async def run(app: FastAPI, tokens: dict[str, str], people: list[Any], args: Any
             )
             assert status == 200, raw
             cards.append(card)
-        queries = [
-            orjson.dumps(
-                {
-                    "insurer_number": p.insurer_number,
-                    "symbol": p.symbol,
-                    "number": p.number,
-                    "branch": p.branch,
-                    "birth_date": p.birth_date.isoformat(),
-                }
-            )
-            for p in valid[: args.checks]
-        ]
+        queries = [orjson.dumps(lookup_query(p)) for p in valid[: args.checks]]
         checks = Checks(app, tokens["facility"], cards)
         await lookups_us(app, tokens["facility"], queries)  # the cache filled
         await checks.per_op_us(200)  # chains cached, statements prepared

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from testbed.population import Person
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PG = os.environ.get("SHIKAKU_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
@@ -72,19 +74,23 @@ def server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(1200):  # 2 min: a loaded machine starts two workers slowly
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not become ready")
+        wait_ready(url, attempts=1200)  # 2 min: a loaded machine starts two workers slowly
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def wait_ready(url: str, *, attempts: int) -> None:
+    """Until ``url``'s ``/readyz`` answers 200, asking every 0.1 s up to ``attempts`` times."""
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not become ready")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -110,6 +116,12 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     k = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def lookup_query(p: Person) -> dict[str, str]:
+    """The ``POST /v1/eligibility/by-number`` body that asks for ``p``."""
+    key = {name: str(getattr(p, name)) for name in ("insurer_number", "symbol", "number", "branch")}
+    return key | {"birth_date": p.birth_date.isoformat()}
 
 
 def nearest_rank(values: list[float], fraction: float) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
-from bench.common import PG, REDIS, asgi_post
+from bench.common import PG, REDIS, asgi_post, lookup_query
 from bench.fhir_bench import fhir_request
 from bench.server_bench import FACILITY
 from shikaku_server.app import create_app
@@ -90,16 +90,7 @@ def main() -> None:
     today = dt.date.today()
     sample = [p for p in iter_people(20_000, seed=7) if p.is_valid_on(today)]
     random.Random(2).shuffle(sample)
-    queries = [
-        {
-            "insurer_number": p.insurer_number,
-            "symbol": p.symbol,
-            "number": p.number,
-            "branch": p.branch,
-            "birth_date": p.birth_date.isoformat(),
-        }
-        for p in sample[: args.people]
-    ]
+    queries = [lookup_query(p) for p in sample[: args.people]]
     # one token drives every request: limits high enough never to refuse (still counted)
     for what in ("LOOKUPS", "LOOKUP_FAILURES"):
         for who in ("TOKEN", "FACILITY"):
