@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
-from bench.common import REDIS, fresh_database
+from bench.common import REDIS, asgi_post, fresh_database, lookup_query
 from bench.server_bench import FACILITY
 from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer
@@ -44,46 +44,6 @@ from testbed.pki import TestCA
 from testbed.population import default_insurers, iter_people, write_eligibility_csv
 
 
-async def call(app: FastAPI, token: str, path: str, body: bytes, content_type: bytes | None) -> tuple[int, bytes]:
-    headers = [(b"host", b"bench"), (b"authorization", b"Bearer " + token.encode())]
-    if content_type is not None:
-        headers.append((b"content-type", content_type))
-    headers.append((b"content-length", str(len(body)).encode()))
-    path, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-    status: list[int] = []
-    chunks: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.sleep(3600)  # never: the app has read its body
-        return {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status[0], b"".join(chunks)
-
-
 class Checks:
     def __init__(self, app: FastAPI, token: str, cards: list[Any]) -> None:
         self.app, self.token, self.cards = app, token, cards
@@ -91,7 +51,7 @@ class Checks:
         self.signing = 0.0
 
     async def one(self) -> None:
-        status, raw = await call(self.app, self.token, "/v1/card/challenges", b"", None)
+        status, raw = await asgi_post(self.app, "/v1/card/challenges", b"", token=self.token)
         assert status == 200, raw
         ch = orjson.loads(raw)
         card = self.rng.choice(self.cards)
@@ -106,7 +66,9 @@ class Checks:
                 "signature": base64.b64encode(signature).decode(),
             }
         )
-        status, raw = await call(self.app, self.token, "/v1/eligibility/by-card", body, b"application/json")
+        status, raw = await asgi_post(
+            self.app, "/v1/eligibility/by-card", body, token=self.token, content_type=b"application/json"
+        )
         assert status == 200, raw
 
     async def per_op_us(self, n: int) -> float:
@@ -120,7 +82,9 @@ class Checks:
 async def lookups_us(app: FastAPI, token: str, bodies: list[bytes]) -> float:
     start = time.process_time()
     for body in bodies:
-        status, raw = await call(app, token, "/v1/eligibility/by-number", body, b"application/json")
+        status, raw = await asgi_post(
+            app, "/v1/eligibility/by-number", body, token=token, content_type=b"application/json"
+        )
         assert status == 200, raw
     return (time.process_time() - start) / len(bodies) * 1e6
 
@@ -131,14 +95,16 @@ async def run(app: FastAPI, tokens: dict[str, str], people: list[Any], args: Any
             path = Path(work) / "eligibility.csv"
             write_eligibility_csv(path, people)
             csv = path.read_bytes()
-        status, raw = await call(app, tokens["insurer"], "/v1/uploads?kind=eligibility", csv, b"text/csv")
+        status, raw = await asgi_post(
+            app, "/v1/uploads?kind=eligibility", csv, token=tokens["insurer"], content_type=b"text/csv"
+        )
         assert status == 200, raw
         today = dt.date.today()
         valid = [p for p in people if p.is_valid_on(today)]
         cards = []
         for i, p in enumerate(valid[:50]):
             card = ca.issue_auth_certificate(key_index=i % 8)
-            status, raw = await call(app, tokens["facility"], "/v1/card/challenges", b"", None)
+            status, raw = await asgi_post(app, "/v1/card/challenges", b"", token=tokens["facility"])
             ch = orjson.loads(raw)
             body = {
                 "challenge_id": ch["challenge_id"],
@@ -151,23 +117,16 @@ async def run(app: FastAPI, tokens: dict[str, str], people: list[Any], args: Any
                     "address": p.address_on(today),
                 },
             }
-            status, raw = await call(
-                app, tokens["facility"], "/v1/card/registrations", orjson.dumps(body), b"application/json"
+            status, raw = await asgi_post(
+                app,
+                "/v1/card/registrations",
+                orjson.dumps(body),
+                token=tokens["facility"],
+                content_type=b"application/json",
             )
             assert status == 200, raw
             cards.append(card)
-        queries = [
-            orjson.dumps(
-                {
-                    "insurer_number": p.insurer_number,
-                    "symbol": p.symbol,
-                    "number": p.number,
-                    "branch": p.branch,
-                    "birth_date": p.birth_date.isoformat(),
-                }
-            )
-            for p in valid[: args.checks]
-        ]
+        queries = [orjson.dumps(lookup_query(p)) for p in valid[: args.checks]]
         checks = Checks(app, tokens["facility"], cards)
         await lookups_us(app, tokens["facility"], queries)  # the cache filled
         await checks.per_op_us(200)  # chains cached, statements prepared

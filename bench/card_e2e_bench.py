@@ -33,7 +33,6 @@ import base64
 import datetime as dt
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -58,30 +57,14 @@ from testbed.population import Person, default_insurers, iter_people, write_elig
 from testbed.vpcd_bridge import DEFAULT_READER, VpcdBridge
 
 try:
-    from bench.common import REDIS, fresh_database, server
+    from bench.common import REDIS, fresh_database, ms_summary, server
 except ModuleNotFoundError:  # run as ``python bench/card_e2e_bench.py``: the repository is not on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.common import REDIS, fresh_database, server
+    from bench.common import REDIS, fresh_database, ms_summary, server
 
 FACILITY = "0110113719"
 PIN = "1234"
 PG_DATABASE = "shikaku_bench_card_e2e"
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (p99 of 100 values is the 99th smallest)."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(_percentile(values, 0.50), 2),
-        "p99": round(_percentile(values, 0.99), 2),
-        "mean": round(statistics.fmean(values), 2),
-        "max": round(max(values), 2),
-    }
 
 
 def _slowest(times: dict[str, list[float]]) -> dict[str, float]:
@@ -229,10 +212,10 @@ def run(n: int, *, pg: bool, people: int, reader: str = DEFAULT_READER) -> dict[
         "people": people,
         "eligibility_rows_accepted": accepted,
         "unit": "ms",
-        "total": _summary(times["total"]),
-        "detect": _summary(times["detect"]),
-        "card": _summary(times["card"]),
-        "server": _summary(times["server"]),
+        "total": ms_summary(times["total"]),
+        "detect": ms_summary(times["detect"]),
+        "card": ms_summary(times["card"]),
+        "server": ms_summary(times["server"]),
         "slowest": _slowest(times),
         "first_use_link": round(first_use_ms, 2),
     }

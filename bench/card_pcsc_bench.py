@@ -17,9 +17,9 @@ import argparse
 import json
 import random
 import secrets
-import statistics
 import sys
 import time
+from pathlib import Path
 
 from cryptography import x509
 
@@ -33,20 +33,11 @@ from testbed.pcscd import ensure_pcscd, wait_for_card_state
 from testbed.pki import TestCA
 from testbed.vpcd_bridge import DEFAULT_READER, VpcdBridge
 
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(_percentile(values, 0.50), 2),
-        "p99": round(_percentile(values, 0.99), 2),
-        "mean": round(statistics.fmean(values), 2),
-        "max": round(max(values), 2),
-    }
+try:
+    from bench.common import ms_summary
+except ModuleNotFoundError:  # run as ``python bench/card_pcsc_bench.py``: the repository is not on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.common import ms_summary
 
 
 def run(iterations: int, reader_name: str = DEFAULT_READER) -> dict[str, object]:
@@ -89,9 +80,9 @@ def run(iterations: int, reader_name: str = DEFAULT_READER) -> dict[str, object]
         "iterations": iterations,
         "path": "pyscard -> pcscd -> vpcd -> emulator",
         "unit": "ms",
-        "total": _summary(total),
-        "detect": _summary(detect),
-        "card": _summary(card_ops),
+        "total": ms_summary(total),
+        "detect": ms_summary(detect),
+        "card": ms_summary(card_ops),
     }
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
-from bench.common import PG, REDIS
+from bench.common import PG, REDIS, asgi_post, lookup_query
 from bench.fhir_bench import fhir_request
 from bench.server_bench import FACILITY
 from shikaku_server.app import create_app
@@ -42,40 +42,8 @@ FHIR_DOOR = ("/fhir/R4/CoverageEligibilityRequest", b"application/fhir+json")
 
 async def call(app: FastAPI, token: str, door: tuple[str, bytes], body: bytes) -> None:
     path, content_type = door
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"content-type", content_type),
-            (b"authorization", b"Bearer " + token.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-    status: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await asyncio.sleep(3600)  # never: the app has read its body
-        return {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-
-    await app(scope, receive, send)
-    assert status == [200], status
+    status, _ = await asgi_post(app, path, body, token=token, content_type=content_type)
+    assert status == 200, status
 
 
 async def per_request_us(app: FastAPI, token: str, door: tuple[str, bytes], bodies: list[bytes], times: int) -> float:
@@ -122,16 +90,7 @@ def main() -> None:
     today = dt.date.today()
     sample = [p for p in iter_people(20_000, seed=7) if p.is_valid_on(today)]
     random.Random(2).shuffle(sample)
-    queries = [
-        {
-            "insurer_number": p.insurer_number,
-            "symbol": p.symbol,
-            "number": p.number,
-            "branch": p.branch,
-            "birth_date": p.birth_date.isoformat(),
-        }
-        for p in sample[: args.people]
-    ]
+    queries = [lookup_query(p) for p in sample[: args.people]]
     # one token drives every request: limits high enough never to refuse (still counted)
     for what in ("LOOKUPS", "LOOKUP_FAILURES"):
         for who in ("TOKEN", "FACILITY"):

@@ -40,7 +40,7 @@ import redis
 from cryptography.hazmat.primitives import serialization
 
 from bench import card_load
-from bench.common import REDIS, ROOT, fresh_database, percentile, server, wrk
+from bench.common import REDIS, ROOT, fresh_database, lookup_query, percentile, server, wrk
 from shikaku_server.auth.service import add_facility, add_insurer
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
@@ -63,16 +63,7 @@ def load(
     today = dt.date.today()
     sample = [p for p in iter_people(min(people, 200_000), seed=7) if p.is_valid_on(today)]
     random.Random(1).shuffle(sample)
-    queries = [
-        {
-            "insurer_number": p.insurer_number,
-            "symbol": p.symbol,
-            "number": p.number,
-            "branch": p.branch,
-            "birth_date": p.birth_date.isoformat(),
-        }
-        for p in sample[:distinct]
-    ]
+    queries = [lookup_query(p) for p in sample[:distinct]]
     people_for_cards = sample[20_000:20_200]
     return facility_token, queries, {"rows": rows, "insurer_token": insurer_token, "cards": people_for_cards}  # type: ignore[dict-item]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import ROOT, fresh_database
+from bench.common import ROOT, fresh_database, wait_ready
 from shikaku_server.auth.service import add_insurer
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.migrate import upgrade
@@ -53,13 +53,7 @@ def _one_upload(tree: Path, csv: Path, rows: int, port: int) -> tuple[float, flo
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(base, attempts=300)
         server = psutil.Process(proc.pid)
         cpu0 = sum(server.cpu_times()[:2])
         start = time.perf_counter()

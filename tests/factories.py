@@ -43,6 +43,21 @@ def person(**over: Any) -> dict[str, Any]:
     return row
 
 
+def family_member(**over: Any) -> dict[str, Any]:
+    """山田 花子: on 山田 太郎's card (``person()``) as his family (branch 01)."""
+    return person(
+        **{
+            "branch": "01",
+            "name": "山田 花子",
+            "name_kana": "ヤマダ ハナコ",
+            "sex": "2",
+            "birth_date": "1982-02-02",
+            "personal_family": "2",
+            **over,
+        }
+    )
+
+
 def change(**over: Any) -> dict[str, Any]:
     """A ``change`` row that carries only what changes: the person's facts left empty are kept."""
     blank = dict.fromkeys(("name", "name_kana", "sex", "birth_date", "personal_family", "card_classification"), "")

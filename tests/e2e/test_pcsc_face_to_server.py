@@ -99,13 +99,8 @@ class BodyRecordingTransport(RecordingTransport):
 
 @pytest.fixture
 def wire(client: TestClient) -> BodyRecordingTransport:
+    """Replaces the suite's ``wire``: the conftest's ``server`` then sends through this one."""
     return BodyRecordingTransport(client._transport)
-
-
-@pytest.fixture
-def server(wire: BodyRecordingTransport, tokens: dict[str, str]) -> Iterator[CardClient]:
-    with CardClient("http://testserver", tokens["reception"], transport=wire) as c:
-        yield c
 
 
 @pytest.fixture

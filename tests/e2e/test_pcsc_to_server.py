@@ -25,10 +25,7 @@ from clinic_terminal.card.pyscard_transport import PyscardTransport
 from clinic_terminal.client import CardClient
 from schemas.card import Registered
 from schemas.eligibility import EligibilityResult
-from shikaku_server.card.crl_watch import apply_crl
-from shikaku_server.card.service import CertificateVerifier
-from shikaku_server.config import Settings, get_settings
-from shikaku_server.database import transaction
+from shikaku_server.config import Settings
 from testbed.card_emulator import (
     CardState,
     ForeignCardEmulator,
@@ -41,6 +38,7 @@ from testbed.vpcd_bridge import VpcdBridge
 from tests.e2e.card_steps import CARD_FACTS, PIN, Connect, RecordingTransport, register, server_code
 from tests.e2e.card_steps import pin_check as check
 from tests.factories import INSURER_A
+from tests.integration.test_card_api import revoke
 
 pytestmark = pytest.mark.pcsc
 
@@ -185,15 +183,8 @@ def test_revoked_certificate(
     link_card(vpcd_bridge.reader_name, server)
     assert pin_check(vpcd_bridge.reader_name, server).validity == 1  # verified (and cached) once
 
-    test_ca.revoke(x509.load_der_x509_certificate(card.profile.certificate_der).serial_number)
-    monkeypatch.setenv("SHIKAKU_TRUST_ANCHORS", settings.trust_anchors or "")
-    get_settings.cache_clear()
-    try:
-        with transaction(session_factory) as s:
-            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
-            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
-    finally:
-        get_settings.cache_clear()
+    serial = x509.load_der_x509_certificate(card.profile.certificate_der).serial_number
+    revoke(test_ca, serial, session_factory, settings, monkeypatch)
 
     assert server_code(lambda: pin_check(vpcd_bridge.reader_name, server)) == "certificate_revoked"
 

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from shikaku_server.migrate import upgrade
 from tests.conftest import FACILITY_CODE, auth
 from tests.factories import INSURER_A, INSURER_B, eligibility_csv, person
 from tests.faults.conftest import PrivatePG, PrivateRedis, free_port
+from tests.serving import wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -81,15 +81,7 @@ def test_two_workers_log_every_request_as_json_without_detail(
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
-                time.sleep(0.2)
+            wait_until_serving(base, proc, err.read_text, path="/readyz", timeout=30)
             with httpx.Client(base_url=base, timeout=10) as client:
                 r = client.post(
                     "/v1/uploads?kind=eligibility",

@@ -17,7 +17,7 @@ from shikaku_server.config import Settings
 from shikaku_server.database import transaction
 from testbed.pki import CardPrivateKey, IssuedCertificate, TestCA, card_signature, rsa_key
 from tests.conftest import auth
-from tests.factories import eligibility_csv, person
+from tests.factories import eligibility_csv, family_member, person
 from tests.integration.test_eligibility_api import upload
 
 FACTS = {"name": "山田 太郎", "birth_date": "1980-04-01", "sex": "1", "address": "東京都千代田区霞が関1-2-2"}
@@ -95,18 +95,26 @@ def loaded(client: TestClient, tokens: dict[str, str]) -> None:
         eligibility_csv(
             [
                 person(limit_kind="01", limit_class="A03", limit_valid_from="2024-04-01"),
-                person(
-                    branch="01",
-                    name="山田 花子",
-                    name_kana="ヤマダ ハナコ",
-                    sex="2",
-                    birth_date="1982-02-02",
-                    personal_family="2",
-                ),
+                family_member(),
             ],
             optional=True,
         ),
     )
+
+
+def revoke(test_ca: TestCA, serial_number: int, session_factory: Any, settings: Settings, monkeypatch: Any) -> None:
+    """The CA revokes the certificate and the server imports its CRL (as ``shikaku-crl-watch`` does)."""
+    from shikaku_server.config import get_settings
+
+    test_ca.revoke(serial_number)
+    monkeypatch.setenv("SHIKAKU_TRUST_ANCHORS", settings.trust_anchors or "")
+    get_settings.cache_clear()
+    try:
+        with transaction(session_factory) as s:
+            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
+            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
+    finally:
+        get_settings.cache_clear()
 
 
 def problem_code(response: Any) -> str:
@@ -188,17 +196,7 @@ def test_revoked_certificate_after_crl_import(
     card = test_ca.issue_auth_certificate()
     assert register(client, tokens["reception"], card).status_code == 200
     assert by_card(client, tokens["reception"], card).status_code == 200  # verified (and cached)
-    test_ca.revoke(card.serial_number)
-    monkeypatch.setenv("SHIKAKU_TRUST_ANCHORS", settings.trust_anchors or "")
-    from shikaku_server.config import get_settings
-
-    get_settings.cache_clear()
-    try:
-        with transaction(session_factory) as s:
-            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
-            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
-    finally:
-        get_settings.cache_clear()
+    revoke(test_ca, card.serial_number, session_factory, settings, monkeypatch)
     assert problem_code(by_card(client, tokens["reception"], card)) == "certificate_revoked"
 
 
@@ -230,9 +228,7 @@ def test_renewed_certificate_links_once_the_old_one_is_revoked(
     assert register(client, tokens["reception"], old).status_code == 200
     refused = register(client, tokens["reception"], new)  # the old certificate is still live
     assert refused.status_code == 409 and problem_code(refused) == "registration_conflict"
-    from tests.integration.test_card_links import revoke
-
-    revoke(test_ca, old, session_factory, settings, monkeypatch)
+    revoke(test_ca, old.serial_number, session_factory, settings, monkeypatch)
     assert register(client, tokens["reception"], new).status_code == 200
     assert by_card(client, tokens["reception"], new).json()["insured"]["name"] == "山田 太郎"
     assert register(client, tokens["reception"], new).json()["status"] == "already_linked"

@@ -11,15 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shikaku_server.access_log.models import AccessLogEntry
-from shikaku_server.card.crl_watch import apply_crl
 from shikaku_server.card.models import CardLinkAudit
-from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
-from shikaku_server.database import transaction
-from testbed.pki import IssuedCertificate, TestCA
+from testbed.pki import TestCA
 from tests.conftest import auth
 from tests.factories import INSURER_A, INSURER_B, eligibility_csv, person
-from tests.integration.test_card_api import FACTS, by_card, problem_code, register
+from tests.integration.test_card_api import FACTS, by_card, problem_code, register, revoke
 from tests.integration.test_eligibility_api import upload
 from tests.integration.test_rate_limits import my_log
 
@@ -64,22 +61,6 @@ def log_of(session_factory: Any, client: TestClient, name: str) -> list[str]:
         return [w for (w,) in s.execute(select(AccessLogEntry.what).where(AccessLogEntry.insured_id == insured_id))]
 
 
-def revoke(
-    test_ca: TestCA, card: IssuedCertificate, session_factory: Any, settings: Settings, monkeypatch: Any
-) -> None:
-    from shikaku_server.config import get_settings
-
-    test_ca.revoke(card.serial_number)
-    monkeypatch.setenv("SHIKAKU_TRUST_ANCHORS", settings.trust_anchors or "")
-    get_settings.cache_clear()
-    try:
-        with transaction(session_factory) as s:
-            verifier = CertificateVerifier(settings.trust_anchor_paths(), 1)
-            assert apply_crl(s, test_ca.crl_der(), verifier=verifier).added >= 1
-    finally:
-        get_settings.cache_clear()
-
-
 def test_a_linked_card_is_never_moved_to_another_person(
     client: TestClient, tokens: dict[str, str], test_ca: TestCA, two_people: None, session_factory: Any
 ) -> None:
@@ -113,7 +94,7 @@ def test_an_unrelated_card_with_the_facts_of_a_person_with_a_live_card_is_refuse
     assert problem_code(by_card(client, tokens["pharmacist"], unrelated)) == "card_not_registered"
     assert audits(session_factory) == ["linked", "refused_second_card"]
     # once the older certificate is revoked (renewal, loss), the new card links like a first use
-    revoke(test_ca, own, session_factory, settings, monkeypatch)
+    revoke(test_ca, own.serial_number, session_factory, settings, monkeypatch)
     assert register(client, tokens["reception"], unrelated).json()["status"] == "linked"
     assert by_card(client, tokens["reception"], unrelated).json()["insured"]["name"] == "山田 太郎"
 

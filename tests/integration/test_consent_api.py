@@ -48,6 +48,25 @@ def med(**over: Any) -> dict[str, Any]:
     } | over
 
 
+def drug_history(*more: dict[str, Any]) -> list[dict[str, Any]]:
+    """山田 太郎's drugs: one a month old, one 4 years old (inside the 5 years shown), one 6 years old
+    (outside); then ``more``."""
+    return [
+        med(),
+        med(
+            drug_code="610443047",
+            drug_name="アムロジピン錠5mg",
+            dispensed_on=(TODAY - dt.timedelta(days=4 * 365)).isoformat(),
+        ),
+        med(
+            drug_code="612170709",
+            drug_name="ファモチジン錠20mg",
+            dispensed_on=(TODAY - dt.timedelta(days=6 * 365)).isoformat(),
+        ),
+        *more,
+    ]
+
+
 @pytest.fixture
 def card(test_ca: TestCA, client: TestClient, tokens: dict[str, str]) -> IssuedCertificate:
     upload(
@@ -70,22 +89,7 @@ def card(test_ca: TestCA, client: TestClient, tokens: dict[str, str]) -> IssuedC
     upload(
         client,
         tokens["insurer"],
-        csv_bytes(
-            MED_COLUMNS,
-            [
-                med(),
-                med(
-                    drug_code="610443047",
-                    drug_name="アムロジピン錠5mg",
-                    dispensed_on=(TODAY - dt.timedelta(days=4 * 365)).isoformat(),
-                ),
-                med(
-                    drug_code="612170709",
-                    drug_name="ファモチジン錠20mg",
-                    dispensed_on=(TODAY - dt.timedelta(days=6 * 365)).isoformat(),
-                ),
-            ],
-        ),
+        csv_bytes(MED_COLUMNS, drug_history()),
         kind="medications",
     )
     upload(

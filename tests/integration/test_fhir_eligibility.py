@@ -28,7 +28,7 @@ from shikaku_server.fhir import codes as c
 from shikaku_server.fhir import service as fhir_service
 from testbed.population import generate_population, write_eligibility_csv
 from tests.conftest import auth
-from tests.factories import INSURER_A, INSURER_B, change, eligibility_csv, person
+from tests.factories import INSURER_A, INSURER_B, change, eligibility_csv, family_member, person
 from tests.integration.fhir_helpers import (
     BASE,
     comparable,
@@ -139,14 +139,7 @@ def test_no_match_is_validity_4_and_discloses_nothing(client: TestClient, tokens
 
 def test_family_members_and_multiple_without_branch(client: TestClient, tokens: dict[str, str]) -> None:
     family = [
-        person(
-            branch="01",
-            name="山田 花子",
-            name_kana="ヤマダ ハナコ",
-            sex="2",
-            birth_date="1982-02-02",
-            personal_family="2",
-        ),
+        family_member(),
         person(branch="02", name="山田 一郎", birth_date="2010-05-05", personal_family="2"),
         person(branch="03", name="山田 二郎", birth_date="2010-05-05", personal_family="2"),
     ]

@@ -31,9 +31,6 @@ from hypothesis import strategies as st
 
 from clinic_terminal.client import ServerClient
 from clinic_terminal.xmlif.parse import result_name
-from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
-from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.identifiers import is_my_number, my_number_in
 from schemas.insurer_files import ELIGIBILITY_COLUMNS
 from shikaku_server.config import Settings
@@ -41,6 +38,7 @@ from shikaku_server.logging_setup import JsonFormatter
 from testbed import xmlif_server as t
 from tests.conftest import auth
 from tests.factories import csv_bytes, eligibility_csv, person
+from tests.folder_terminal import folder_terminal
 from tests.integration.fhir_helpers import eligibility_request
 from tests.integration.test_hostile_input import (
     CHK,
@@ -393,11 +391,9 @@ def test_hostile_values_in_every_element_of_xml_requests(
     root = tmp_path / "oqs"
     counter = [0]
     outcomes: dict[str, int] = {}
-    with (
-        ServerClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), durable=False, workers=1, settle_seconds=0)
+    with folder_terminal(
+        client, tokens["reception"], root, server_client=ServerClient, workers=1, settle_seconds=0
+    ) as (watcher, _):
 
         @hsettings(HYPOTHESIS, max_examples=40)
         @given(

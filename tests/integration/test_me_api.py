@@ -22,9 +22,9 @@ from shikaku_server.me.suspension import resume_person
 from shikaku_server.ratelimit import Rule
 from testbed.pki import IssuedCertificate, TestCA
 from tests.conftest import FACILITY_CODE, PHARMACY_CODE, auth
-from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
+from tests.factories import INSURER_A, csv_bytes, eligibility_csv, family_member, person
 from tests.integration.test_card_api import FACTS, another_key, b64, by_card, challenge, problem_code, register, sign
-from tests.integration.test_consent_api import MED_COLUMNS, consent, med
+from tests.integration.test_consent_api import MED_COLUMNS, consent, drug_history, med
 from tests.integration.test_eligibility_api import upload
 
 TODAY = dt.date.today()
@@ -93,14 +93,7 @@ def cards(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> dict[s
         eligibility_csv(
             [
                 person(),
-                person(
-                    branch="01",
-                    name="山田 花子",
-                    name_kana="ヤマダ ハナコ",
-                    sex="2",
-                    birth_date="1982-02-02",
-                    personal_family="2",
-                ),
+                family_member(),
                 person(number="9999", name_kana="サトウ ジロウ", **other),
             ]
         ),
@@ -110,21 +103,10 @@ def cards(client: TestClient, tokens: dict[str, str], test_ca: TestCA) -> dict[s
         tokens["insurer"],
         csv_bytes(
             MED_COLUMNS,
-            [
-                med(),
-                med(
-                    drug_code="610443047",
-                    drug_name="アムロジピン錠5mg",
-                    dispensed_on=str(TODAY.replace(year=TODAY.year - 4)),
-                ),
-                med(
-                    drug_code="612170709",
-                    drug_name="ファモチジン錠20mg",
-                    dispensed_on=str(TODAY - dt.timedelta(days=6 * 365)),  # outside the 5 years
-                ),
+            drug_history(
                 med(branch="01", drug_code="620000001", drug_name=FAMILY_DRUG),
                 med(number="9999", drug_code="620000002", drug_name=OTHER_DRUG),
-            ],
+            ),
         ),
         kind="medications",
     )

@@ -17,6 +17,7 @@ import pytest
 from shikaku_server.migrate import upgrade
 from tests.faults.conftest import free_port
 from tests.integration.metrics_helpers import sample
+from tests.serving import wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +47,7 @@ def test_two_workers_count_every_request_in_every_scrape(redis_url: str, tmp_pat
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+            wait_until_serving(base, proc, log.read_text, path="/readyz")
             said = [json.loads(line)["msg"] for line in log.read_text().splitlines()]
             metrics_dirs = [Path(m.rsplit(" ", 1)[1]) for m in said if m.startswith("metrics of the 2 workers in ")]
 

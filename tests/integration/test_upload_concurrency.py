@@ -4,7 +4,6 @@ that row as a ``conflict`` and applies all its others; never a 500 (both backend
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +16,7 @@ import shikaku_server.upload.bulk as bulk
 import shikaku_server.upload.service as service
 from tests.conftest import auth
 from tests.factories import change, csv_bytes, eligibility_csv, person
+from tests.meeting import meet_at_first_call
 
 BIG = 20_000
 
@@ -49,16 +49,7 @@ def test_concurrent_uploads_adding_the_same_person(
     small = eligibility_csv([person(number=str(500000 + i), name=f"別人 {i}") for i in range(3)] + shared)
     if backend == "postgres":
         # both uploads have looked the person up (absent) before either inserts it: the race
-        real = bulk.PostgresWriter.insert_insureds
-        barrier = threading.Barrier(2, timeout=60)
-        waited: set[int] = set()
-
-        def racing(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() not in waited:
-                waited.add(threading.get_ident())
-                barrier.wait()
-            return real(*args, **kwargs)
-
+        racing = meet_at_first_call(bulk.PostgresWriter.insert_insureds)
         monkeypatch.setattr(bulk.PostgresWriter, "insert_insureds", racing)
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(post, client, tokens["insurer"], body) for body in (big, small)]
@@ -97,17 +88,7 @@ def test_concurrent_medication_uploads_of_the_same_new_row(
     first = csv_bytes(MED_COLUMNS, [med(), med(number="4568")])
     second = csv_bytes(MED_COLUMNS, [med(number="4569"), med(quantity="3" if same else "5")])
     if backend == "postgres":
-        real = bulk.PostgresWriter.insert_rows
-        barrier = threading.Barrier(2, timeout=60)
-        waited: set[int] = set()
-
-        def racing(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() not in waited:
-                waited.add(threading.get_ident())
-                barrier.wait()
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(bulk.PostgresWriter, "insert_rows", racing)
+        monkeypatch.setattr(bulk.PostgresWriter, "insert_rows", meet_at_first_call(bulk.PostgresWriter.insert_rows))
 
     def send(body: bytes) -> httpx.Response:
         headers = {**auth(tokens["insurer"]), "Content-Type": "text/csv"}
@@ -134,16 +115,7 @@ def test_concurrent_uploads_changing_the_same_person(
     one = eligibility_csv([change(number="4567", valid_from="2024-06-01", copay_ratio="20"), person(number="1")])
     two = eligibility_csv([person(action="loss", number="4567", valid_to="2024-09-30", reason_of_loss="03")])
     if backend == "postgres":
-        real = service._EligibilityApplier._write
-        barrier = threading.Barrier(2, timeout=60)
-        waited: set[int] = set()
-
-        def racing(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() not in waited:
-                waited.add(threading.get_ident())
-                barrier.wait()
-            return real(*args, **kwargs)
-
+        racing = meet_at_first_call(service._EligibilityApplier._write)
         monkeypatch.setattr(service._EligibilityApplier, "_write", racing)
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda body: post(client, tokens["insurer"], body), (one, two)))
@@ -180,17 +152,8 @@ def test_two_crossing_uploads_deadlock_cleanly(
         pytest.skip("SQLite runs one upload at a time: no deadlock")
     monkeypatch.setattr(service, "BATCH", 1)
     x, y = person(number="1", name="交差 一"), person(number="2", name="交差 二")
-    real = bulk.PostgresWriter.insert_insureds
-    barrier = threading.Barrier(2, timeout=60)
-    waited: set[int] = set()
-
-    def crossing(*args: Any, **kwargs: Any) -> Any:
-        out = real(*args, **kwargs)
-        if threading.get_ident() not in waited:  # each holds its first person before either goes on
-            waited.add(threading.get_ident())
-            barrier.wait()
-        return out
-
+    # each holds its first person before either goes on
+    crossing = meet_at_first_call(bulk.PostgresWriter.insert_insureds, after=True)
     monkeypatch.setattr(bulk.PostgresWriter, "insert_insureds", crossing)
     with ThreadPoolExecutor(2) as pool:
         bodies = (eligibility_csv([x, y]), eligibility_csv([y, x]))

@@ -70,6 +70,15 @@ def token(session_factory: object, settings: Settings) -> str:
         return add_insurer(s, numbers=[INSURER_A], name="crash test")
 
 
+def _upload(port: int, token: str, content: bytes | Iterator[bytes], *, timeout: float) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/uploads?kind=eligibility",
+        content=content,
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+    )
+
+
 def _slow_body(body: bytes, sent: list[int], stop_after: int) -> Iterator[bytes]:
     for i in range(0, len(body), 16 * 1024):
         if i >= stop_after:
@@ -86,21 +95,11 @@ def test_client_killed_mid_upload_leaves_nothing(settings: Settings, token: str,
     try:
         sent: list[int] = []
         with pytest.raises((httpx.HTTPError, ConnectionAbortedError)):
-            httpx.post(
-                f"http://127.0.0.1:{port}/v1/uploads?kind=eligibility",
-                timeout=30,
-                content=_slow_body(body, sent, len(body) * 2 // 3),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-            )
+            _upload(port, token, _slow_body(body, sent, len(body) * 2 // 3), timeout=30)
         time.sleep(1.0)  # let the server notice and roll back
         assert _counts(settings) == (0, 0, 0)
         # and the server is still fine: the whole file then loads
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/v1/uploads?kind=eligibility",
-            content=body,
-            timeout=120,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        )
+        r = _upload(port, token, body, timeout=120)
         assert r.status_code == 200 and r.json()["accepted"] == ROWS
         assert _counts(settings) == (ROWS, ROWS, 1)
     finally:
@@ -122,21 +121,11 @@ def test_server_killed_mid_upload_leaves_nothing(settings: Settings, token: str,
             yield chunk
 
     with pytest.raises(httpx.HTTPError):
-        httpx.post(
-            f"http://127.0.0.1:{port}/v1/uploads?kind=eligibility",
-            content=body_then_kill(),
-            timeout=30,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        )
+        _upload(port, token, body_then_kill(), timeout=30)
     assert _counts(settings) == (0, 0, 0)
     proc = _start(settings, port)
     try:
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/v1/uploads?kind=eligibility",
-            content=body,
-            timeout=120,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
-        )
+        r = _upload(port, token, body, timeout=120)
         assert r.status_code == 200 and r.json()["accepted"] == ROWS
     finally:
         proc.terminate()

@@ -8,7 +8,6 @@ import csv
 import datetime as dt
 import io
 import json
-import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +34,7 @@ from testbed.population import (
 )
 from tests.conftest import FACILITY_CODE, PHARMACY_CODE, auth
 from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
+from tests.meeting import meet_at_first_call
 
 TODAY = dt.date(2026, 11, 28)
 YEAR = 2026
@@ -363,17 +363,7 @@ def test_two_concurrent_uploads_of_the_same_new_row_store_it_once(
     second = expenses_csv([expense(service_month="2026-05"), expense(patient_paid="3700" if same else "3000")])
     if backend == "postgres":
         # both files insert the shared row at the same moment: the later one merges into it
-        real = bulk.PostgresWriter.insert_rows
-        barrier = threading.Barrier(2, timeout=60)
-        waited: set[int] = set()
-
-        def racing(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() not in waited:
-                waited.add(threading.get_ident())
-                barrier.wait()
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(bulk.PostgresWriter, "insert_rows", racing)
+        monkeypatch.setattr(bulk.PostgresWriter, "insert_rows", meet_at_first_call(bulk.PostgresWriter.insert_rows))
     with ThreadPoolExecutor(2) as pool:
         out = list(pool.map(lambda body: send(client, tokens["insurer"], body), (first, second)))
     assert len(stored(session_factory)) == 3  # the shared row once

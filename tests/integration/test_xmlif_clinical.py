@@ -12,10 +12,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from clinic_terminal.client import CardClient
 from clinic_terminal.xmlif.face import write_face_result
 from clinic_terminal.xmlif.schema import validation_errors
-from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.eligibility import EligibilityResult
@@ -23,6 +21,7 @@ from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
 from tests.conftest import FACILITY_CODE
 from tests.factories import INSURER_A
+from tests.folder_terminal import folder_terminal
 from tests.integration.test_card_api import by_card
 from tests.integration.test_consent_api import card, consent
 
@@ -65,11 +64,7 @@ def test_drug_and_checkup_files_under_the_patients_consent(
     client: TestClient, tokens: dict[str, str], card: IssuedCertificate, tmp_path: Path
 ) -> None:
     root = tmp_path / "oqs"
-    with (
-        CardClient("http://testserver", tokens["physician"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(client, tokens["physician"], root, encoding="shift_jis") as (watcher, state):
         # no card check of this person on this terminal: nothing to read under
         doc = ask(watcher, root, "OQSsimed01req_0", person())
         assert (doc.findtext(".//SegmentOfResult"), doc.findtext(".//ErrorCode")) == ("9", "consent_required")
@@ -124,11 +119,7 @@ def test_a_bad_range_is_refused_with_an_err_file(
     client: TestClient, tokens: dict[str, str], tmp_path: Path
 ) -> None:
     root = tmp_path / "oqs"
-    with (
-        CardClient("http://testserver", tokens["physician"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(client, tokens["physician"], root, encoding="shift_jis") as (watcher, _):
         (root / "req" / "OQSsimed01req_9.xml").write_bytes(t.document(person("20260301", "20260201")))
         assert watcher.handle("OQSsimed01req_9.xml", complete=True) == "error"
         err = (root / "req" / "OQSsimed01req_9.xml.err").read_text(encoding="utf-8")

@@ -14,15 +14,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from clinic_terminal.client import CardClient
-from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from shikaku_server.consent.models import Consent
 from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
 from tests.conftest import auth
 from tests.factories import INSURER_A
+from tests.folder_terminal import folder_terminal
 from tests.integration.test_card_api import FACTS
 from tests.integration.test_consent_api import card, consent, visit
 
@@ -51,11 +49,7 @@ def test_home_visit_and_online_care_files_through_the_course(
     client: TestClient, tokens: dict[str, str], card: IssuedCertificate, tmp_path: Path, session_factory: Any
 ) -> None:
     root = tmp_path / "oqs"
-    with (
-        CardClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(client, tokens["reception"], root, encoding="shift_jis") as (watcher, state):
         doc = ask(watcher, root, "OQSsihome01req_0")  # no course yet
         assert outcome(doc) == ("9", "consent_required")
         assert doc.find(".//ResultOfQualificationConfirmation") is None

@@ -16,7 +16,6 @@ from lxml import etree
 from clinic_terminal.client import ServerClient
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from shikaku_server.auth.service import add_welfare_office
 from shikaku_server.database import transaction
@@ -24,6 +23,7 @@ from testbed import xmlif_server as t
 from testbed.population import ASSISTANCE_HEADER, assistance_rows, welfare_offices
 from tests.conftest import FACILITY_CODE
 from tests.factories import csv_bytes
+from tests.folder_terminal import folder_terminal
 from tests.integration.test_eligibility_api import upload
 
 TODAY = dt.date.today()
@@ -111,11 +111,9 @@ def test_assistance_single_and_bulk_against_the_real_server(
     client: TestClient, tokens: dict[str, str], tickets: Tickets, tmp_path: Path
 ) -> None:
     root = tmp_path / "oqs"
-    with (
-        ServerClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(
+        client, tokens["reception"], root, server_client=ServerClient, encoding="shift_jis"
+    ) as (watcher, state):
         payer, recipient = tickets.valid[0]
         doc = ask(watcher, root, "OQSsiquc01req_a1", search(f"{payer}", recipient, tickets.birth(tickets.valid[0])))
         assert (doc.findtext(".//SegmentOfResult"), doc.findtext(".//ReferenceClassification")) == ("1", "2")
@@ -171,7 +169,8 @@ def test_assistance_single_and_bulk_against_the_real_server(
         # answered once: the same requests again, and a restarted watcher, answer nothing
         assert watcher.scan() == 0
         before = sorted(p.name for p in (root / "res").iterdir())
-        restarted = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False, mode="poll")
+        terminal = XmlTerminal(watcher.terminal.server, state)
+        restarted = FolderWatcher(root, terminal, encoding="shift_jis", durable=False, mode="poll")
         assert restarted.scan() == 0
         assert sorted(p.name for p in (root / "res").iterdir()) == before
 
@@ -181,11 +180,9 @@ def test_assistance_refusals_and_bad_request_files(
 ) -> None:
     root = tmp_path / "oqs"
     payer, recipient = tickets.valid[0]
-    with (
-        ServerClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="utf-8", durable=False)
+    with folder_terminal(
+        client, tokens["reception"], root, server_client=ServerClient, encoding="utf-8"
+    ) as (watcher, _):
         req = root / "req"
         (req / "OQSsiquc01req_b1.xml").write_bytes(t.document(search(payer, "12345", "19500101"), header=HEADER))
         month = "<MessageBody><QualificationConfirmSearchInfo><MedicalTreatmentMonth>{}</MedicalTreatmentMonth>"
@@ -208,11 +205,7 @@ def test_assistance_refusals_and_bad_request_files(
         assert doc.find(".//BulkConfirmUnit") is None
 
     # a token the server does not know: SegmentOfResult 9 with the server's code, no result
-    with (
-        ServerClient("http://testserver", "not-a-token", transport=client._transport) as server,
-        TerminalState.for_root(tmp_path / "other") as state,
-    ):
-        watcher = FolderWatcher(tmp_path / "other", XmlTerminal(server, state), durable=False)
+    with folder_terminal(client, "not-a-token", tmp_path / "other", server_client=ServerClient) as (watcher, _):
         doc = ask(watcher, tmp_path / "other", "OQSsiquc01req_c1", search(payer, recipient, "19500101"))
         assert (doc.findtext(".//SegmentOfResult"), doc.findtext(".//ErrorCode")) == ("9", "unauthorized")
         assert doc.find(".//QualificationValidity") is None and doc.findtext(".//ProcessingResultStatus") == "2"

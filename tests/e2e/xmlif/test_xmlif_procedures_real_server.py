@@ -12,13 +12,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from lxml import etree
 
-from clinic_terminal.client import CardClient
 from clinic_terminal.xmlif.schema import validation_errors
-from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
+from tests.folder_terminal import folder_terminal
 from tests.integration.test_clinical_procedures import APPENDECTOMY, with_procedures
 from tests.integration.test_consent_api import card, consent
 from tests.integration.test_xmlif_clinical import checked_at_the_reader, person
@@ -41,11 +39,7 @@ def test_procedure_files_under_the_clinical_consent(
     client: TestClient, tokens: dict[str, str], with_procedures: IssuedCertificate, tmp_path: Path
 ) -> None:
     root = tmp_path / "oqs"
-    with (
-        CardClient("http://testserver", tokens["physician"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(client, tokens["physician"], root, encoding="shift_jis") as (watcher, state):
         doc = ask(watcher, root, "OQSsiprc01req_0", person())  # no card check here
         assert (doc.findtext(".//SegmentOfResult"), doc.findtext(".//ErrorCode")) == ("9", "consent_required")
         assert doc.find(".//ProcedureInfo") is None and "診療・手術情報" in (doc.findtext(".//ErrorMessage") or "")

@@ -13,9 +13,6 @@ from lxml import etree
 
 from clinic_terminal.client import ServerClient
 from clinic_terminal.xmlif.schema import validation_errors
-from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
-from clinic_terminal.xmlif.watcher import FolderWatcher
 from shikaku_server.auth.service import add_insurer, add_payer
 from shikaku_server.database import transaction
 from testbed import xmlif_server as t
@@ -27,6 +24,7 @@ from testbed.population import (
     public_expense_rows,
 )
 from tests.factories import csv_bytes
+from tests.folder_terminal import folder_terminal
 from tests.integration.test_eligibility_api import upload
 
 TODAY = dt.date.today()
@@ -76,11 +74,9 @@ def test_public_expenses_in_single_and_bulk_results_under_the_limit_consent(
     person = next(p for p in population.people if (p.insurer_number, p.symbol, p.number, p.branch) == key(row))
 
     root = tmp_path / "oqs"
-    with (
-        ServerClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(
+        client, tokens["reception"], root, server_client=ServerClient, encoding="shift_jis"
+    ) as (watcher, _):
         req = root / "req"
         for name, flag in (("OQSsiquc01req_p1", "1"), ("OQSsiquc01req_p0", "0")):
             body = f"<MessageBody>{search(row, person.birth_date, flag)}</MessageBody>"

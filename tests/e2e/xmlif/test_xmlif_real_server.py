@@ -6,8 +6,6 @@ Uses the suite's ``client`` (a TestClient over the app) and ``tokens`` fixtures;
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -15,57 +13,37 @@ from lxml import etree
 
 from clinic_terminal.client import ServerClient
 from clinic_terminal.xmlif.schema import validation_errors
-from clinic_terminal.xmlif.service import XmlTerminal
-from clinic_terminal.xmlif.state import TerminalState
-from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.identifiers import luhn_check_digit
-from schemas.insurer_files import ELIGIBILITY_COLUMNS
 from testbed import xmlif_server as t
+from tests.factories import eligibility_csv, person
+from tests.folder_terminal import folder_terminal
+from tests.integration.test_eligibility_api import upload
 
 KOKUHO = "13805" + str(luhn_check_digit("13805"))  # 6 digits: space-padded on the wire
 
 
 def _upload(client: TestClient, token: str) -> None:
-    row = {
-        "action": "add",
-        "insurer_number": KOKUHO,
-        "symbol": "１２－３４",
-        "number": "５６７８",
-        "branch": "01",
-        "name": "𠮷田　花子",
-        "name_kana": "ヨシダ　ハナコ",
-        "sex": "2",
-        "birth_date": "1950-04-01",
-        "address": "東京都千代田区霞が関1-2-2",
-        "post_number": "1008916",
-        "personal_family": "1",
-        "card_classification": "01",
-        "valid_from": "2024-04-01",
-        "valid_to": "",
-        "copay_ratio": "30",
-        "reason_of_loss": "",
-    }
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(ELIGIBILITY_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerow({c: row.get(c, "") for c in ELIGIBILITY_COLUMNS})
-    r = client.post(
-        "/v1/uploads?kind=eligibility",
-        content=buf.getvalue().encode("utf-8"),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+    row = person(
+        insurer_number=KOKUHO,
+        symbol="１２－３４",
+        number="５６７８",
+        branch="01",
+        name="𠮷田　花子",
+        name_kana="ヨシダ　ハナコ",
+        sex="2",
+        birth_date="1950-04-01",
+        post_number="1008916",
     )
-    assert r.status_code == 200, r.text
-    assert r.json()["accepted"] == 1, r.text
+    out = upload(client, token, eligibility_csv([row]))
+    assert out["accepted"] == 1, out
 
 
 def test_folder_requests_against_the_real_server(client: TestClient, tokens: dict[str, str], tmp_path: Path) -> None:
     _upload(client, tokens["insurer"])
     root = tmp_path / "oqs"
-    with (
-        ServerClient("http://testserver", tokens["reception"], transport=client._transport) as server,
-        TerminalState.for_root(root) as state,
-    ):
-        watcher = FolderWatcher(root, XmlTerminal(server, state), encoding="shift_jis", durable=False)
+    with folder_terminal(
+        client, tokens["reception"], root, server_client=ServerClient, encoding="shift_jis"
+    ) as (watcher, _):
         req = root / "req"
         search = t.FULL_SEARCH.replace("  138057", f"  {KOKUHO}")
         (req / "OQSsiquc01req_1.xml").write_bytes(t.single(search, "Shift_JIS"))
