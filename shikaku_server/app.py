@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -200,15 +199,11 @@ async def watch_revocations(state: AppState, interval: float) -> None:
     revoke`` in any process): one small query every ``interval`` seconds per process, nothing on
     the request path. A failing database is retried at the next tick."""
 
-    def mark() -> tuple[int, str | None]:
-        with state.read_factory() as session:
-            return revocation_mark(session)
-
     last: tuple[int, str | None] | None = None
     failing = False
     while True:
         try:
-            current = await to_thread.run_sync(mark)
+            current = await state.reads.read(revocation_mark)
         except Exception:
             if not failing:
                 logging.getLogger("shikaku_server").warning("token revocation check failed", exc_info=True)
@@ -247,8 +242,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         factory = make_session_factory(engine)
         read_factory = make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        transactions = ThreadedTransactions(factory)
+        reads = ThreadedTransactions(read_factory)  # autocommit reads (the hot path's)
         pg = make_async_pg(engine, settings.db_pool_size, timeouts)
-        bundles = make_bundle_reader(read_factory, pg)
+        bundles = make_bundle_reader(reads, pg)
         metrics = Metrics()
         writer = AccessLogWriter(make_entry_inserter(factory))
         state = AppState(
@@ -256,17 +253,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             session_factory=factory,
             read_factory=read_factory,
-            transactions=ThreadedTransactions(factory),
+            transactions=transactions,
+            reads=reads,
             stores=stores,
             bundles=bundles,
             bulk_writers=make_bulk_writers(engine),
             card=CardPorts(
                 factory=factory,
+                transactions=transactions,
                 challenges=stores.challenges,
-                verifier=CertificateVerifier(
-                    settings.trust_anchor_paths(), settings.certificate_cache_size, read_factory
-                ),
-                cards=make_card_store(factory, pg),
+                verifier=CertificateVerifier(settings.trust_anchor_paths(), settings.certificate_cache_size, reads),
+                cards=make_card_store(transactions, pg),
                 cache=stores.cache,
                 bundles=bundles,
                 challenge_ttl=settings.challenge_ttl_seconds,

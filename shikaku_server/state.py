@@ -29,6 +29,7 @@ class AppState:
     session_factory: sessionmaker[Session]
     read_factory: sessionmaker[Session]  # autocommit, for single-statement reads on the hot path
     transactions: Transactions  # units of work of async services and routes (session_factory's)
+    reads: Transactions  # read_factory's: the hot path's reads from async code (``Transactions.read``)
     stores: Stores  # the cache, the challenge store and the rate-limit counters
     bundles: BundleReader
     bulk_writers: BulkWriters  # the uploads' (PostgreSQL's COPY, or one writer at a time)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from adapter import AsyncpgPG  # type: ignore[import-not-found]  # beside this file
 
 from bench.common import PG
-from shikaku_server.database import make_engine, make_session_factory
+from shikaku_server.database import ThreadedTransactions, make_engine, make_session_factory
 from shikaku_server.eligibility.reader import PostgresBundleReader
 from shikaku_server.pgasync import AsyncPG
 
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     engine = make_engine(f"{PG}/{args.db}")
-    factory = make_session_factory(engine)
+    reads = ThreadedTransactions(make_session_factory(engine))
     with engine.connect() as c:
         keys = [tuple(r) for r in c.execute(sa.text("SELECT insurer_number, symbol_norm, number_norm FROM insured"))]
     bare = AsyncpgPG(engine, 4)
@@ -59,11 +59,11 @@ def main() -> None:
 
     async def run() -> None:
         for pg in drivers.values():  # warm: connections open, statements prepared
-            await _drive(PostgresBundleReader(factory, pg), keys, 500, args.concurrency)
+            await _drive(PostgresBundleReader(reads, pg), keys, 500, args.concurrency)
         for _ in range(args.rounds):
             for name, pg in drivers.items():
                 wall, cpu = time.perf_counter(), time.process_time()
-                await _drive(PostgresBundleReader(factory, pg), keys, args.reads, args.concurrency)
+                await _drive(PostgresBundleReader(reads, pg), keys, args.reads, args.concurrency)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 out[name].append({"reads_per_s": args.reads / wall, "cpu_us_per_read": cpu / args.reads * 1e6})
         for pg in drivers.values():  # on the loop, as the app's lifespan closes it

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from anyio import to_thread
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -48,7 +47,7 @@ from shikaku_server.cache import Cache, ChallengeStore
 from shikaku_server.card import verify
 from shikaku_server.card.models import CardLink, CardLinkAudit, RevokedCertificate, TrustAnchor
 from shikaku_server.card.store import CardFacts, CardStore
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import Transactions, transaction, utcnow
 from shikaku_server.digests import from_hex, serial_text, sha256_text
 from shikaku_server.eligibility.models import EligibilityPeriod
 from shikaku_server.eligibility.models import Insured as InsuredRow
@@ -138,8 +137,8 @@ class CheckedCertificate:
 class CertificateVerifier:
     """Chain checks cached per fingerprint; revocation always from the database."""
 
-    def __init__(self, anchor_files: list[Path], size: int, factory: sessionmaker[Session] | None = None) -> None:
-        self._factory = factory  # where the trust anchors of the database are re-read (``check_chain``)
+    def __init__(self, anchor_files: list[Path], size: int, reads: Transactions | None = None) -> None:
+        self._reads = reads  # where the trust anchors of the database are re-read (``check_chain``)
         self._files = anchor_files
         self._size = size
         self._lock = threading.Lock()
@@ -174,16 +173,12 @@ class CertificateVerifier:
         """True when the next check must look at the anchors in the database first."""
         return self._anchor_stamp is None or time.monotonic() - self._checked_at >= ANCHOR_RECHECK_SECONDS
 
-    def refresh_anchors(self) -> None:
-        assert self._factory is not None, "a verifier that checks chains is built with its session factory"
-        with self._factory() as session:
-            self.anchors(session)
-
     async def check_chain(self, cert_der: bytes, today: dt.date) -> tuple[verify.VerifiedCertificate, str]:
-        """The chain check on the event loop (the anchors re-read in a thread when due); the
-        caller looks revocation up (``CardStore.card_facts``) and then calls ``checked``."""
+        """The chain check on the event loop (the anchors re-read through ``reads`` when due);
+        the caller looks revocation up (``CardStore.card_facts``) and then calls ``checked``."""
         if self.anchors_due():
-            await to_thread.run_sync(self.refresh_anchors)
+            assert self._reads is not None, "a verifier that checks chains is built with its reads"
+            await self._reads.read(self.anchors)
         return self.verified(self._anchors, cert_der, today)
 
     def checked(self, verified: verify.VerifiedCertificate, fingerprint: str, today: dt.date) -> CheckedCertificate:
@@ -242,7 +237,8 @@ def add_trust_anchor(session: Session, data: bytes) -> str:
 class CardPorts:
     """What the card service works with, built once in the app's lifespan."""
 
-    factory: sessionmaker[Session]  # read-write sessions (registration, the patient's log)
+    factory: sessionmaker[Session]  # read-write sessions (registration's audits of their own)
+    transactions: Transactions  # units of work on ``factory``'s sessions (registration)
     challenges: ChallengeStore
     verifier: CertificateVerifier
     cards: CardStore
@@ -410,7 +406,8 @@ async def check_card(
     the card proven (``prove_card``), the person's cached bundle (the one the by-number lookups
     cache, same invalidation) evaluated, the visit and its access-log entry committed before the
     answer. On PostgreSQL all on the event loop except the anchors' re-read (every few seconds)
-    and the rare "newer eligibility" check; on SQLite the database calls go to a thread."""
+    and the rare "newer eligibility" check; on SQLite the database calls go through the
+    ``Transactions`` ports (a worker thread)."""
     facility = principal.require_facility()
     person = await prove_card(
         ports,
@@ -566,11 +563,9 @@ async def register(
     if proof.facts.suspended:
         raise CardSuspendedError()
 
-    def link() -> Registered:
-        with transaction(ports.factory) as session:
-            return _link(session, ports.factory, principal, proof.checked, facts, facility)
-
-    return await to_thread.run_sync(link)
+    return await ports.transactions.run(
+        lambda session: _link(session, ports.factory, principal, proof.checked, facts, facility)
+    )
 
 
 def _link(

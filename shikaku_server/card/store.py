@@ -1,7 +1,7 @@
 """What the card check reads and writes in the database, behind ``CardStore``:
 
-- ``SQLCardStore``: any SQLAlchemy database (SQLite, the embedded default), each call in a
-  worker thread;
+- ``SQLCardStore``: any SQLAlchemy database (SQLite, the embedded default), each call through
+  the ``Transactions`` port (``database.ThreadedTransactions``: a worker thread);
 - ``PostgresCardStore``: on the event loop (``pgasync``), the card's facts in one prepared
   statement, the visit and its access-log entry in another (autocommit: committed when it
   returns).
@@ -14,16 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from anyio import to_thread
 from sqlalchemy import and_, bindparam, exists, insert, literal_column, select, true
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from shikaku_server.access_log import service as access_log
 from shikaku_server.auth.models import Terminal
 from shikaku_server.card.models import CardLink, RevokedCertificate
 from shikaku_server.consent.models import Consent, Visit
 from shikaku_server.consent.service import consent_in_force, latest_consent_query, live_consent
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import Transactions, utcnow
 from shikaku_server.eligibility.models import Insured as InsuredRow
 from shikaku_server.me.suspension import is_suspended, suspended
 from shikaku_server.pgasync import AsyncPG, Prepared
@@ -67,57 +66,62 @@ class CardStore(Protocol):
         ...
 
 
-class SQLCardStore:
-    def __init__(self, factory: sessionmaker[Session]) -> None:
-        self.factory = factory
-
-    def _facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
-        with self.factory() as session:
-            revoked = session.execute(
-                select(RevokedCertificate.id).where(
-                    RevokedCertificate.issuer == issuer, RevokedCertificate.serial == serial_hex
-                )
-            ).first()
-            row = session.execute(
-                select(CardLink.insured_id, InsuredRow.insurer_number, InsuredRow.symbol_norm, InsuredRow.number_norm)
-                .join(InsuredRow, InsuredRow.id == CardLink.insured_id)
-                .where(CardLink.issuer == issuer, CardLink.serial == serial_hex)
-            ).first()
-            consent = None
-            if row is not None and facility_code is not None:
-                consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
-            card_suspended = is_suspended(session, issuer, serial_hex)
-        return CardFacts(
-            revoked=revoked is not None,
-            suspended=card_suspended,
-            insured_id=row[0] if row is not None else None,
-            insurer_number=row[1] if row is not None else None,
-            symbol_norm=row[2] if row is not None else None,
-            number_norm=row[3] if row is not None else None,
-            consent_id=consent.id if consent is not None else None,
+def _facts(session: Session, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
+    """``CardStore.card_facts`` through SQLAlchemy, on ``session``."""
+    revoked = session.execute(
+        select(RevokedCertificate.id).where(
+            RevokedCertificate.issuer == issuer, RevokedCertificate.serial == serial_hex
         )
+    ).first()
+    row = session.execute(
+        select(CardLink.insured_id, InsuredRow.insurer_number, InsuredRow.symbol_norm, InsuredRow.number_norm)
+        .join(InsuredRow, InsuredRow.id == CardLink.insured_id)
+        .where(CardLink.issuer == issuer, CardLink.serial == serial_hex)
+    ).first()
+    consent = None
+    if row is not None and facility_code is not None:
+        consent = live_consent(session, insured_id=row[0], facility_code=facility_code)
+    card_suspended = is_suspended(session, issuer, serial_hex)
+    return CardFacts(
+        revoked=revoked is not None,
+        suspended=card_suspended,
+        insured_id=row[0] if row is not None else None,
+        insurer_number=row[1] if row is not None else None,
+        symbol_norm=row[2] if row is not None else None,
+        number_norm=row[3] if row is not None else None,
+        consent_id=consent.id if consent is not None else None,
+    )
+
+
+def _terminal(session: Session, terminal_id: str) -> TerminalKey | None:
+    terminal = session.get(Terminal, terminal_id)
+    if terminal is None:
+        return None
+    return TerminalKey(terminal.facility_code, terminal.public_key_pem, terminal.revoked_at is not None)
+
+
+def _record(session: Session, visit: dict[str, Any], entry: dict[str, Any]) -> None:
+    session.execute(insert(Visit).values(**visit))
+    access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
+
+
+class SQLCardStore:
+    """Through ``transactions``: the reads on sessions that commit nothing (``read``), the visit
+    and its access-log entry in one committed transaction (``run``)."""
+
+    def __init__(self, transactions: Transactions) -> None:
+        self.transactions = transactions
 
     async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
-        return await to_thread.run_sync(self._facts, issuer, serial_hex, facility_code)
-
-    def _terminal(self, terminal_id: str) -> TerminalKey | None:
-        with self.factory() as session:
-            terminal = session.get(Terminal, terminal_id)
-            if terminal is None:
-                return None
-            return TerminalKey(terminal.facility_code, terminal.public_key_pem, terminal.revoked_at is not None)
+        return await self.transactions.read(lambda s: _facts(s, issuer, serial_hex, facility_code))
 
     async def terminal(self, terminal_id: str) -> TerminalKey | None:
-        return await to_thread.run_sync(self._terminal, terminal_id)
-
-    def _record(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
-        with transaction(self.factory) as session:
-            session.execute(insert(Visit).values(**visit))
-            access_log.record_many(session, [{**entry, "visit_id": visit["id"]}])
+        return await self.transactions.read(lambda s: _terminal(s, terminal_id))
 
     async def record_visit(self, visit: dict[str, Any], entry: dict[str, Any]) -> None:
         now = utcnow()
-        await to_thread.run_sync(self._record, {"created_at": now, **visit}, {"at": now, **entry})
+        visit, entry = {"created_at": now, **visit}, {"at": now, **entry}
+        await self.transactions.run(lambda s: _record(s, visit, entry))
 
 
 _LATEST_CONSENT = latest_consent_query(
@@ -166,8 +170,8 @@ class PostgresCardStore(SQLCardStore):
     visit and its access-log entry in another, committed (autocommit) before it returns — no
     thread hop, no session, no pool checkout."""
 
-    def __init__(self, factory: sessionmaker[Session], pg: AsyncPG) -> None:
-        super().__init__(factory)
+    def __init__(self, transactions: Transactions, pg: AsyncPG) -> None:
+        super().__init__(transactions)
         self.pg = pg
 
     async def card_facts(self, issuer: str, serial_hex: str, facility_code: str | None) -> CardFacts:
@@ -194,6 +198,7 @@ class PostgresCardStore(SQLCardStore):
         await self.pg.execute(_PG_VISIT_INSERT, params)
 
 
-def make_card_store(factory: sessionmaker[Session], pg: AsyncPG | None) -> CardStore:
-    """PostgreSQL's store when ``pg`` is given (``pgasync.make_async_pg``), else threads."""
-    return PostgresCardStore(factory, pg) if pg is not None else SQLCardStore(factory)
+def make_card_store(transactions: Transactions, pg: AsyncPG | None) -> CardStore:
+    """PostgreSQL's store when ``pg`` is given (``pgasync.make_async_pg``), else SQLAlchemy
+    through ``transactions``."""
+    return PostgresCardStore(transactions, pg) if pg is not None else SQLCardStore(transactions)

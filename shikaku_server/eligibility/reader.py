@@ -1,7 +1,7 @@
 """The ``BundleReader`` implementations: where a by-number or by-card lookup reads on a cache miss.
 
-- ``SQLBundleReader``: any SQLAlchemy database (SQLite, the embedded default): the reads in a
-  worker thread, off the event loop.
+- ``SQLBundleReader``: any SQLAlchemy database (SQLite, the embedded default): the reads through
+  the ``Transactions`` port (``database.ThreadedTransactions``: a worker thread, off the event loop).
 - ``PostgresBundleReader``: the same statements prepared on the event loop's own PostgreSQL
   connections (``pgasync``): no thread hop, no per-query parse and plan.
 
@@ -15,9 +15,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from anyio import to_thread
-from sqlalchemy.orm import Session, sessionmaker
-
+from shikaku_server.database import Transactions
 from shikaku_server.eligibility.service import (
     _BUNDLE_QUERY,
     _INSURER_NAME_QUERY,
@@ -34,26 +32,19 @@ from shikaku_server.public_expense import service as public_expense
 
 
 class SQLBundleReader:
-    """Reads through SQLAlchemy sessions of ``factory`` (autocommit reads), each in a thread."""
+    """Reads through ``reads`` (``Transactions.read``: sessions that commit nothing; the app's
+    are its autocommit read sessions)."""
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
-        self.factory = factory
-
-    def _bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-        with self.factory() as session:
-            return load_bundle(session, insurer_number, symbol_norm, number_norm)
+    def __init__(self, reads: Transactions) -> None:
+        self.reads = reads
 
     async def bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
-        return await to_thread.run_sync(self._bundle, insurer_number, symbol_norm, number_norm)
-
-    def _newer(self, evaluation: Evaluation, as_of: dt.date) -> bool:
-        with self.factory() as session:
-            return newer_eligibility_exists(session, evaluation, as_of)
+        return await self.reads.read(lambda s: load_bundle(s, insurer_number, symbol_norm, number_norm))
 
     async def newer_eligibility_exists(self, evaluation: Evaluation, as_of: dt.date) -> bool:
         if evaluation.period is None or not evaluation.period.get("address_norm"):
             return False  # nothing to compare: no thread hop
-        return await to_thread.run_sync(self._newer, evaluation, as_of)
+        return await self.reads.read(lambda s: newer_eligibility_exists(s, evaluation, as_of))
 
 
 _PG_BUNDLE = Prepared("shikaku_bundle", _BUNDLE_QUERY)
@@ -62,10 +53,10 @@ _PG_INSURER_NAME = Prepared("shikaku_insurer_name", _INSURER_NAME_QUERY)
 
 class PostgresBundleReader(SQLBundleReader):
     """The bundle on the event loop (``pgasync``); the rare "newer eligibility" count through
-    SQLAlchemy in a thread (it is the one statement of ``newer_eligibility_exists``)."""
+    SQLAlchemy through ``reads`` (it is the one statement of ``newer_eligibility_exists``)."""
 
-    def __init__(self, factory: sessionmaker[Session], pg: AsyncPG) -> None:
-        super().__init__(factory)
+    def __init__(self, reads: Transactions, pg: AsyncPG) -> None:
+        super().__init__(reads)
         self.pg = pg
 
     async def bundle(self, insurer_number: str, symbol_norm: str, number_norm: str) -> dict[str, Any]:
@@ -80,6 +71,7 @@ class PostgresBundleReader(SQLBundleReader):
         return public_expense.attach(bundle_from_rows(rows, name), certificates)
 
 
-def make_bundle_reader(factory: sessionmaker[Session], pg: AsyncPG | None) -> BundleReader:
-    """PostgreSQL's event-loop reader when ``pg`` is given (see ``make_async_pg``), else threads."""
-    return PostgresBundleReader(factory, pg) if pg is not None else SQLBundleReader(factory)
+def make_bundle_reader(reads: Transactions, pg: AsyncPG | None) -> BundleReader:
+    """PostgreSQL's event-loop reader when ``pg`` is given (see ``make_async_pg``), else SQLAlchemy
+    through ``reads``."""
+    return PostgresBundleReader(reads, pg) if pg is not None else SQLBundleReader(reads)

@@ -36,10 +36,11 @@ QUERY = {"insurer_number": INSURER_A, "symbol": "123", "number": "4567", "branch
 
 def runner(factory: Any) -> dict[str, Any]:
     """``run_batch``'s and ``recover``'s ports, through SQLAlchemy (either backend)."""
+    transactions = ThreadedTransactions(factory)
     return {
-        "transactions": ThreadedTransactions(factory),
+        "transactions": transactions,
         "cache": InMemoryCache(),
-        "bundles": SQLBundleReader(factory),
+        "bundles": SQLBundleReader(transactions),
         "ttl": 60,
     }
 

@@ -189,3 +189,65 @@ def test_services_import_no_web_framework() -> None:
     assert len(services) > 10
     offending = {str(p.relative_to(REPO)): _third_party(p) & {"fastapi", "starlette"} for p in services}
     assert {p: names for p, names in offending.items() if names} == {}
+
+
+# ---------------------------------------------------------------- the one way to a thread
+
+THREAD_HOPS = {"to_thread", "run_in_threadpool", "run_in_executor"}  # anyio's, asyncio's, Starlette's, the loop's
+THREAD_HOP_MODULES = {"anyio.to_thread", "starlette.concurrency", "fastapi.concurrency"}
+# the modules that may hand work to a thread themselves, and why
+THREAD_HOPS_ALLOWED = {
+    "shikaku_server.database": "ThreadedTransactions: the Transactions port itself",
+    "shikaku_server.upload.views": "the upload's bridge from the request body's queue to the loading thread",
+}
+
+
+def _thread_hops(source: str) -> list[str]:
+    """Where ``source`` imports or calls a way to run work on a thread (``line: what``)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{node.lineno}: import {a.name}"
+                for a in node.names
+                if a.name in THREAD_HOP_MODULES or a.name.rpartition(".")[2] in THREAD_HOPS
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in THREAD_HOP_MODULES:
+                found.append(f"{node.lineno}: from {node.module} import …")
+            found += [f"{node.lineno}: from {node.module} import {a.name}" for a in node.names if a.name in THREAD_HOPS]
+        elif isinstance(node, ast.Attribute) and node.attr in THREAD_HOPS:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_thread_hop_checker_finds_each_way_to_a_thread() -> None:
+    offending = {
+        "from anyio import to_thread\n": 1,
+        "import anyio\nasync def f(g): return await anyio.to_thread.run_sync(g)\n": 1,
+        "import anyio.to_thread\n": 1,
+        "from anyio.to_thread import run_sync\n": 1,
+        "import asyncio\nasync def f(g): return await asyncio.to_thread(g)\n": 1,
+        "from asyncio import to_thread\n": 1,
+        "from starlette.concurrency import run_in_threadpool\n": 2,  # the module and the name
+        "from fastapi.concurrency import run_in_threadpool\n": 2,
+        "async def f(loop, g): return await loop.run_in_executor(None, g)\n": 1,
+        "def f():\n    from anyio import to_thread\n": 1,  # inside a function too
+    }
+    for source, hops in offending.items():
+        assert len(_thread_hops(source)) == hops, source
+    allowed = "from anyio import from_thread\nfrom shikaku_server.database import ThreadedTransactions\n"
+    assert _thread_hops(allowed) == []
+
+
+def test_the_database_reaches_threads_only_through_the_transactions_port() -> None:
+    """Async code hands the database to a thread only through ``database.Transactions`` (issue 11:
+    one path per use case, behind ports): no reader, store or service hops to a thread itself."""
+    hops = {
+        module: found
+        for module, path in MODULES.items()
+        if module.split(".")[0] == "shikaku_server" and (found := _thread_hops(path.read_text(encoding="utf-8")))
+    }
+    for module in THREAD_HOPS_ALLOWED:
+        assert module in hops, f"{module} no longer hops to a thread: drop it from THREAD_HOPS_ALLOWED"
+    assert {m: found for m, found in hops.items() if m not in THREAD_HOPS_ALLOWED} == {}

@@ -16,7 +16,7 @@ from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.card.models import CardLink, RevokedCertificate
 from shikaku_server.card.store import CardFacts, CardStore, PostgresCardStore, SQLCardStore
 from shikaku_server.consent.models import Consent, Visit
-from shikaku_server.database import transaction, utcnow
+from shikaku_server.database import ThreadedTransactions, transaction, utcnow
 from shikaku_server.eligibility.models import EligibilityPeriod, Insured
 from shikaku_server.eligibility.reader import PostgresBundleReader, SQLBundleReader
 from shikaku_server.eligibility.service import BundleReader, Evaluation, evaluate
@@ -89,16 +89,16 @@ def pg(backend: str, session_factory: Any) -> Iterator[AsyncPG | None]:
 
 
 def _readers(session_factory: Any, pg: AsyncPG | None) -> list[BundleReader]:
-    readers: list[BundleReader] = [SQLBundleReader(session_factory)]
+    readers: list[BundleReader] = [SQLBundleReader(ThreadedTransactions(session_factory))]
     if pg is not None:
-        readers.append(PostgresBundleReader(session_factory, pg))
+        readers.append(PostgresBundleReader(ThreadedTransactions(session_factory), pg))
     return readers
 
 
 def _stores(session_factory: Any, pg: AsyncPG | None) -> list[CardStore]:
-    stores: list[CardStore] = [SQLCardStore(session_factory)]
+    stores: list[CardStore] = [SQLCardStore(ThreadedTransactions(session_factory))]
     if pg is not None:
-        stores.append(PostgresCardStore(session_factory, pg))
+        stores.append(PostgresCardStore(ThreadedTransactions(session_factory), pg))
     return stores
 
 
@@ -221,7 +221,7 @@ def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
     """``AsyncPG.execute`` retries once on a fresh connection when a reused one was lost; a retry
     of a write whose commit went through (same visit id) writes nothing twice."""
     assert pg is not None
-    store = PostgresCardStore(session_factory, pg)
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
     visit = {
         "id": "visit-x",
         "facility_code": FACILITY_CODE,
