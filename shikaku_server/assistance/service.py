@@ -39,6 +39,7 @@ from schemas.insurer_files import AssistanceRecord, RowError
 from shikaku_server.assistance.models import AssistanceRead, AssistanceTicket
 from shikaku_server.eligibility.rules import covers
 from shikaku_server.errors import UnavailableError
+from shikaku_server.upload.bulk import BulkWriter
 from shikaku_server.upload.errors import ConcurrentUploadError
 
 _FIELDS = (
@@ -64,9 +65,9 @@ class AssistanceApplier:
     again is ``unchanged``. A ticket of another office's recipient (the same 公費負担者番号 and
     受給者番号 written by another office) is rejected (``insurer_not_permitted``)."""
 
-    def __init__(self, session: Session, upload_id: str) -> None:
-        self.session = session
-        self.upload_id = upload_id
+    def __init__(self, session: Session, upload_id: str, writer: BulkWriter) -> None:
+        self.session = session  # row by row through the ORM (a few thousand tickets a month):
+        self.upload_id = upload_id  # ``writer``, the upload's bulk writer, is not needed here
 
     def prepare(self, records: list[AssistanceRecord]) -> None:
         return None
