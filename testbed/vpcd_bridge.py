@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Protocol, Self, runtime_checkable
+
+from clinic_terminal.closing import Closing
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_READER", "EmulatedCard", "VpcdBridge", "VpcdBridgeError"]
 
@@ -67,7 +68,7 @@ def reader_name_for_port(port: int) -> str:
     return f"Virtual PCD 00 {port - DEFAULT_PORT:02d}"
 
 
-class VpcdBridge:
+class VpcdBridge(Closing):
     """One virtual card slot. ``insert(card)`` connects, ``remove()`` disconnects.
 
     Usable as a context manager; ``close()`` removes the card and releases the slot lock.
@@ -199,14 +200,6 @@ class VpcdBridge:
         """Take the slot (waiting up to ``slot_timeout`` for another process to release it)."""
         self._acquire_slot(self.slot_timeout)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the wire ----------------------------------------------------------------------------
     @staticmethod
