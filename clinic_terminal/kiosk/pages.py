@@ -17,6 +17,7 @@ _STATIC = {
     "staff.js": "text/javascript; charset=utf-8",
     "staff.css": "text/css; charset=utf-8",
     "common.css": "text/css; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
     "portal.js": "text/javascript; charset=utf-8",
     "portal.css": "text/css; charset=utf-8",
     "visit.js": "text/javascript; charset=utf-8",
