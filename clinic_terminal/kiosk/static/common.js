@@ -22,6 +22,20 @@
     document.querySelectorAll("[data-pin=ok]").forEach((b) => { b.disabled = length !== 4; });
   }
 
+  // The consent toggles as `choices` has them ({ drug: true, … }): of each row's 提供する / 提供しない the chosen
+  // one selected, the row a radio group for screen readers.
+  function drawConsent(choices) {
+    document.querySelectorAll(".consent").forEach((row) => {
+      const on = choices[row.dataset.category];
+      row.querySelectorAll(".toggle button").forEach((b) => {
+        const selected = (b.dataset.value === "yes") === on;
+        b.classList.toggle("selected", selected);
+        b.setAttribute("aria-checked", selected ? "true" : "false");
+        b.setAttribute("role", "radio");
+      });
+    });
+  }
+
   // The pads, drawn in place of <template data-pinpad="…">: keys 1–9, then clear, 0, ok.
   const DOTS = '<div class="pin-dots" aria-label="入力した桁数"><span></span><span></span><span></span><span></span></div>';
   const PADS = {
@@ -53,5 +67,5 @@
     slot.remove();
   });
 
-  window.common = Object.freeze({ call: call, drawPin: drawPin });
+  window.common = Object.freeze({ call: call, drawPin: drawPin, drawConsent: drawConsent });
 })();

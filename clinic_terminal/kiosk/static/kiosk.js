@@ -93,17 +93,7 @@
     drawConsent();
   }
 
-  function drawConsent() {
-    $$(".consent").forEach((row) => {
-      const on = consent[row.dataset.category];
-      $$(".toggle button", row).forEach((b) => {
-        const selected = (b.dataset.value === "yes") === on;
-        b.classList.toggle("selected", selected);
-        b.setAttribute("aria-checked", selected ? "true" : "false");
-        b.setAttribute("role", "radio");
-      });
-    });
-  }
+  function drawConsent() { window.common.drawConsent(consent); }
 
   function fill(section, state) {
     $$("[data-field]", section).forEach((el) => {

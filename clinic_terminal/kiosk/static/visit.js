@@ -183,15 +183,7 @@
   }
 
   function drawConsent() {
-    $$(".consent").forEach((row) => {
-      const on = consent[row.dataset.category];
-      $$(".toggle button", row).forEach((b) => {
-        const selected = (b.dataset.value === "yes") === on;
-        b.classList.toggle("selected", selected);
-        b.setAttribute("role", "radio");
-        b.setAttribute("aria-checked", selected ? "true" : "false");
-      });
-    });
+    window.common.drawConsent(consent);
     $("#course-fields").hidden = !$("#course-on").checked;
   }
 
