@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol, Self, runtime_checkable
 
+from clinic_terminal.card.inprocess import EmulatedCard  # the same card object the in-process transport drives
 from clinic_terminal.closing import Closing
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_READER", "EmulatedCard", "VpcdBridge", "VpcdBridgeError"]
@@ -41,13 +42,6 @@ _POWER_OFF = 0x00
 _POWER_ON = 0x01
 _RESET = 0x02
 _GET_ATR = 0x04
-
-
-class EmulatedCard(Protocol):
-    @property
-    def atr(self) -> bytes: ...
-
-    def process_apdu(self, apdu: bytes) -> bytes: ...
 
 
 @runtime_checkable
