@@ -306,7 +306,18 @@
     showError("#number-searched", "");
     showError("#number-info", "");
     showFieldErrors(form, {});
-    const r = await call("POST", "/api/staff/by-number", data);
+    // one check at a time: the form waits for the answer, so a number typed meanwhile is not
+    // wiped by the earlier answer's reset (nor a second click sent twice)
+    const controls = Array.from(form.elements);
+    controls.forEach((c) => { c.disabled = true; });
+    form.setAttribute("aria-busy", "true");
+    let r;
+    try {
+      r = await call("POST", "/api/staff/by-number", data);
+    } finally {
+      controls.forEach((c) => { c.disabled = false; });
+      form.removeAttribute("aria-busy");
+    }
     if (!r.ok) {
       if (r.status === 422 && r.data && r.data.fields) {
         showFieldErrors(form, r.data.fields);
