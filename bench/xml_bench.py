@@ -32,9 +32,8 @@ from typing import Any
 from inotify_simple import INotify, flags
 
 from clinic_terminal.client import ServerClient
+from clinic_terminal.xmlif.documents import parse_request, to_json
 from clinic_terminal.xmlif.model import SingleRequest, XmlEncoding
-from clinic_terminal.xmlif.parse import parse_request
-from clinic_terminal.xmlif.render import to_json
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher

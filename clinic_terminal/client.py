@@ -9,10 +9,11 @@ staff screen and the XML interface go to outage mode (``clinic_terminal.outage``
 
 from __future__ import annotations
 
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import httpx
 
+from clinic_terminal.closing import Closing
 from schemas.assistance import AssistanceMonth, AssistanceMonthQuery, AssistanceQuery, AssistanceResult
 from schemas.card import (
     AccessLog,
@@ -48,7 +49,7 @@ class ServerError(Exception):
         self.body = body
 
 
-class ServerClient:
+class ServerClient(Closing):
     def __init__(
         self,
         base_url: str,
@@ -60,12 +61,6 @@ class ServerClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.has_token = bool(token)
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._http.close()

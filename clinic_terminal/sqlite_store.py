@@ -9,10 +9,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+
+from clinic_terminal.closing import Closing
 
 
-class SQLiteStore:
+class SQLiteStore(Closing):
     def __init__(self, path: Path, schema: str, *, busy_timeout_ms: int) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
@@ -26,12 +27,6 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -24,8 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Protocol, Self, runtime_checkable
+
+from clinic_terminal.card.inprocess import EmulatedCard  # the same card object the in-process transport drives
+from clinic_terminal.closing import Closing
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_READER", "EmulatedCard", "VpcdBridge", "VpcdBridgeError"]
 
@@ -40,13 +42,6 @@ _POWER_OFF = 0x00
 _POWER_ON = 0x01
 _RESET = 0x02
 _GET_ATR = 0x04
-
-
-class EmulatedCard(Protocol):
-    @property
-    def atr(self) -> bytes: ...
-
-    def process_apdu(self, apdu: bytes) -> bytes: ...
 
 
 @runtime_checkable
@@ -67,7 +62,7 @@ def reader_name_for_port(port: int) -> str:
     return f"Virtual PCD 00 {port - DEFAULT_PORT:02d}"
 
 
-class VpcdBridge:
+class VpcdBridge(Closing):
     """One virtual card slot. ``insert(card)`` connects, ``remove()`` disconnects.
 
     Usable as a context manager; ``close()`` removes the card and releases the slot lock.
@@ -199,14 +194,6 @@ class VpcdBridge:
         """Take the slot (waiting up to ``slot_timeout`` for another process to release it)."""
         self._acquire_slot(self.slot_timeout)
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the wire ----------------------------------------------------------------------------
     @staticmethod

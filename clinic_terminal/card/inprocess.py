@@ -9,10 +9,10 @@ slot so tests can insert and remove cards, including in the middle of a read.
 from __future__ import annotations
 
 import threading
-from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from clinic_terminal.card.errors import CardProtocolError, CardRemovedError, NoCardError
+from clinic_terminal.closing import Closing
 
 
 class EmulatedCard(Protocol):
@@ -87,7 +87,7 @@ class InProcessReader:
         return card.process_apdu(apdu)
 
 
-class InProcessTransport:
+class InProcessTransport(Closing):
     """A :class:`~clinic_terminal.card.transport.CardTransport` over an emulated card."""
 
     def __init__(self, card: EmulatedCard, *, reader: InProcessReader | None = None) -> None:
@@ -114,14 +114,3 @@ class InProcessTransport:
 
     def close(self) -> None:
         self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
 from typing import Protocol, Self
 
 from clinic_terminal.card.inprocess import InProcessReader
+from clinic_terminal.closing import Closing
 
 
 class CardEventKind(StrEnum):
@@ -90,7 +90,7 @@ class InProcessCardMonitor:
             self._reader.changed.notify_all()
 
 
-class CardWatcher:
+class CardWatcher(Closing):
     """Runs a monitor in a daemon thread and calls ``on_event`` for every change."""
 
     def __init__(self, monitor: CardMonitor, on_event: Callable[[CardEvent], None]) -> None:
@@ -114,13 +114,9 @@ class CardWatcher:
         self._monitor.close()
         self._thread.join(timeout=5.0)
 
+    def close(self) -> None:
+        """Leaving ``with``: :meth:`stop`."""
+        self.stop()
+
     def __enter__(self) -> Self:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -6,8 +6,7 @@ precisely into our :mod:`~clinic_terminal.card.errors` (no pyscard exception esc
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from smartcard import scard
 
@@ -18,6 +17,7 @@ from clinic_terminal.card.errors import (
     NoCardError,
     NoReaderError,
 )
+from clinic_terminal.closing import Closing
 
 DEFAULT_READER_HINT = "Virtual PCD"
 
@@ -90,7 +90,7 @@ def choose_reader(names: list[str], reader: str | None, hint: str = DEFAULT_READ
     raise NoReaderError(f"no reader containing {hint!r} among {names}")
 
 
-class PyscardTransport:
+class PyscardTransport(Closing):
     """A :class:`~clinic_terminal.card.transport.CardTransport` to the card in a PC/SC reader.
 
     Connecting raises ``NoReaderError`` (no pcscd / no such reader) or ``NoCardError``; a card
@@ -164,14 +164,3 @@ class PyscardTransport:
         if self._context is not None:
             release_context(self._context)
             self._context = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Protocol, Self
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 
-class CardTransport(Protocol):
+class CardTransport(AbstractContextManager["CardTransport", None], Protocol):
     """A connection to one card. ``transmit`` returns ``(response data, SW1SW2 as an int)``.
 
     Implementations raise :class:`~clinic_terminal.card.errors.CardError` subclasses only
     (``NoCardError``, ``CardRemovedError``, ``NoReaderError``); never backend exceptions.
+    Leaving ``with`` closes it.
     """
 
     @property
@@ -19,12 +20,3 @@ class CardTransport(Protocol):
     def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
 
     def close(self) -> None: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

@@ -8,13 +8,14 @@ Frames are BGR ``uint8`` arrays of shape (height, width, 3), kept in memory only
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from types import TracebackType
+from contextlib import AbstractContextManager
 from typing import Protocol, Self, runtime_checkable
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from clinic_terminal.closing import Closing
 from clinic_terminal.face.errors import CameraError
 
 Frame = npt.NDArray[np.uint8]
@@ -22,17 +23,8 @@ DEVICE_WARMUP_FRAMES = 5
 
 
 @runtime_checkable
-class CameraSource(Protocol):
+class CameraSource(AbstractContextManager["CameraSource", None], Protocol):
     """Something that yields BGR frames; used as a context manager."""
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
     def read(self) -> Frame | None:
         """The next BGR frame, or ``None`` at the end of the stream."""
@@ -57,7 +49,7 @@ def _parse_source(source: str | int) -> str | int:
     return text
 
 
-class OpenCVCamera:
+class OpenCVCamera(Closing):
     """``cv2.VideoCapture`` on a device index (``0`` or ``"0"``), a video file or a stream URL."""
 
     def __init__(self, source: str | int, *, warmup_frames: int | None = None) -> None:
@@ -94,14 +86,6 @@ class OpenCVCamera:
         self.open()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def rewind(self) -> bool:
         """A recording (a video file) starts again from its first frame; a live device or stream
         goes on. True if it started again."""
@@ -127,7 +111,7 @@ class OpenCVCamera:
         return result
 
 
-class InMemoryCamera:
+class InMemoryCamera(Closing):
     """A camera that plays back a list of BGR frames (fast tests, no codec involved)."""
 
     def __init__(self, frames: Sequence[Frame], *, fail_on_open: bool = False) -> None:
@@ -146,12 +130,7 @@ class InMemoryCamera:
         self._index = 0
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._open = False
 
     def rewind(self) -> bool:

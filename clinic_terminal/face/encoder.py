@@ -27,13 +27,12 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import dlib
 import numpy as np
 import numpy.typing as npt
 
+from clinic_terminal.closing import Closing
 from clinic_terminal.face import _dlib
 
 logger = logging.getLogger(__name__)
@@ -247,7 +246,7 @@ def stop_encoder_worker() -> None:
         worker.stop()
 
 
-class Encodings:
+class Encodings(Closing):
     """The encodings one check needs, in the order they were submitted.
 
     :meth:`submit` queues a chip; :meth:`pump` (called between frames; never blocks) hands queued
@@ -263,17 +262,6 @@ class Encodings:
         self._queued: list[int] = []  # submitted, not sent
         self._sent: dict[int, int] = {}  # worker job -> index
         self.remote = 0  # encodings the worker computed (diagnostics)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def submit(self, chip: Chip) -> int:
         self._chips.append(chip)

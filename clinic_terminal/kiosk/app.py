@@ -9,9 +9,8 @@ the PIN or a keyed 照合番号B); nothing logs a body.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -24,6 +23,7 @@ from clinic_terminal.kiosk import messages as msg
 from clinic_terminal.kiosk.flow import CheckFlow, ConsentChoice, FlowBusyError, Screen
 from clinic_terminal.kiosk.history import checkups_json, medications_json
 from clinic_terminal.kiosk.homecare import HomeCareService
+from clinic_terminal.kiosk.pages import page, serve_static
 from clinic_terminal.kiosk.preview import LivePreview
 from clinic_terminal.kiosk.reception import ReceptionNotices, entry_json
 from clinic_terminal.kiosk.staff import (
@@ -39,31 +39,9 @@ from clinic_terminal.kiosk.staff import (
     result_json,
 )
 from clinic_terminal.portal.session import MySession
+from clinic_terminal.portal.web import add_portal
 from schemas.card import Setting
 from schemas.homecare import Care, VisualCheckRequest
-
-_STATIC = {
-    "kiosk.js": "text/javascript; charset=utf-8",
-    "kiosk.css": "text/css; charset=utf-8",
-    "staff.js": "text/javascript; charset=utf-8",
-    "staff.css": "text/css; charset=utf-8",
-    "common.css": "text/css; charset=utf-8",
-    "portal.js": "text/javascript; charset=utf-8",
-    "portal.css": "text/css; charset=utf-8",
-    "visit.js": "text/javascript; charset=utf-8",
-    "visit.css": "text/css; charset=utf-8",
-}
-_SECURITY_HEADERS = {
-    "Cache-Control": "no-store, max-age=0",
-    "Pragma": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-}
 
 STAFF_ERRORS = {
     "unavailable": "中央のサーバーに接続できません。",
@@ -136,29 +114,6 @@ class KioskInfo:
     demo: bool = False
     facility_name: str | None = None
     facility_code: str | None = None  # with the name: the drug history names this terminal's own facility
-
-
-def page(name: str) -> str:
-    return resources.files("clinic_terminal.kiosk").joinpath("static", name).read_text(encoding="utf-8")
-
-
-def serve_static(app: FastAPI) -> None:
-    """The local screens' common ground: the security headers on every answer (no-store, CSP)
-    and ``/static/*`` — the kiosk app and the patient portal app both."""
-    static = {name: page(name) for name in _STATIC}
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        for key, value in _SECURITY_HEADERS.items():
-            response.headers[key] = value
-        return response
-
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
-        if name not in static:
-            return JSONResponse({"code": "not_found"}, status_code=404)
-        return Response(static[name], media_type=_STATIC[name])
 
 
 def create_kiosk_app(
@@ -371,8 +326,6 @@ def create_kiosk_app(
         def visit_page() -> HTMLResponse:
             return HTMLResponse(pages["visit"])
     if mine is not None:
-        from clinic_terminal.portal.web import add_portal
-
         add_portal(app, mine, path="/me", home="/", facility_names=facility_names, demo=info.demo)
     return app
 

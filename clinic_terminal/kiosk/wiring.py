@@ -36,6 +36,7 @@ from clinic_terminal.kiosk.reception import ReceptionNotices
 from clinic_terminal.kiosk.staff import ReceptionBoard, Role, StaffService
 from clinic_terminal.outage import Backoff, OutageEntry, OutageJournal, Rechecker
 from clinic_terminal.portal.session import MySession
+from clinic_terminal.portal.web import create_portal_app
 from schemas.card import Challenge, ConsentRecord, Setting
 from schemas.eligibility import EligibilityResult
 
@@ -330,8 +331,6 @@ def build_portal(
     """``clinic-terminal portal``: the patient's own screens on a PC with a reader. No facility
     token: every call is proven by the card alone (``/v1/me/challenges``). ``demo``: an already
     loaded virtual card (tests share the kiosk's)."""
-    from clinic_terminal.portal.web import create_portal_app
-
     client = CardClient(server_url, None, transport=transport)
     if demo is not None:
         connect_card: Callable[[], CardTransport] = demo.connect

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from clinic_terminal.kiosk import messages as msg
-from clinic_terminal.kiosk.app import page, serve_static
 from clinic_terminal.kiosk.history import checkups_json, medications_json
+from clinic_terminal.kiosk.pages import page, serve_static
 from clinic_terminal.portal.session import MeError, MySession
 from schemas.card import AccessLog
 from schemas.me import MyCheckups, MyConsents, MyMedications

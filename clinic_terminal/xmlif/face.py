@@ -8,9 +8,10 @@ import threading
 from pathlib import Path
 
 from clinic_terminal.xmlif.clinical import remember_visit
+from clinic_terminal.xmlif.documents import render_xml, to_json
 from clinic_terminal.xmlif.files import write_atomic
 from clinic_terminal.xmlif.model import ConsentChoices, XmlEncoding
-from clinic_terminal.xmlif.render import JST, render_xml, to_json
+from clinic_terminal.xmlif.render import JST
 from clinic_terminal.xmlif.service import card_result
 from clinic_terminal.xmlif.state import TerminalState
 from schemas.eligibility import EligibilityResult

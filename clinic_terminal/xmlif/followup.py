@@ -21,10 +21,11 @@ import logging
 from pathlib import Path
 
 from clinic_terminal.outage.journal import OutageEntry
+from clinic_terminal.xmlif.documents import render_xml, to_json
 from clinic_terminal.xmlif.face import FACE_DIR, face_file_id, release_face_file_id, write_face_result
 from clinic_terminal.xmlif.files import RESULT_FILE_MODE, write_atomic
 from clinic_terminal.xmlif.model import SEGMENT_ABNORMAL, ResultHeader, TerminalResult, XmlEncoding
-from clinic_terminal.xmlif.render import JST, render_xml, to_json
+from clinic_terminal.xmlif.render import JST
 from clinic_terminal.xmlif.service import (
     FOLLOWUP_SUFFIX,
     eligibility_person_key,

@@ -3,7 +3,7 @@
 Mount with ``app.include_router(make_router(root))``:
 ``GET /api/results`` (newest first; ``?kind=single|face|followup|bulk_registration|bulk_download|
 reference_registration|medications|checkups|procedures|assistance|assistance_bulk_download``,
-``?limit=``) and ``GET /api/results/{file_id}`` (``render.to_json`` of
+``?limit=``) and ``GET /api/results/{file_id}`` (``documents.to_json`` of
 the result whose XML is ``<file_id>.xml``).
 """
 

@@ -1,7 +1,7 @@
 """The terminal's result model: one model, rendered as JSON (new software) and as XML (clinic software).
 
 Everything the folder interface answers is one of the result types of ``AnyResult``, each carrying a
-``ResultHeader``. ``render.to_json`` and ``render.render_xml`` read the same objects; nothing
+``ResultHeader``. ``documents.to_json`` and ``documents.render_xml`` read the same objects; nothing
 about a result exists in only one of the two renderings.
 """
 

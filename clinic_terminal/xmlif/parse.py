@@ -14,14 +14,12 @@ from lxml import etree
 
 from clinic_terminal.xmlif.codec import EncodingProblemError, decode_request
 from clinic_terminal.xmlif.model import (
-    AnyRequest,
     BulkDownloadRequest,
     BulkRegistrationRequest,
     ReferenceRegistrationRequest,
     RequestHeader,
     RequestKind,
     SearchInfo,
-    SingleRequest,
 )
 from schemas.identifiers import MY_NUMBER_MESSAGE, facility_code_problem, insurer_number_problem, my_number_in
 
@@ -161,7 +159,7 @@ def _section(root: etree._Element, name: str) -> etree._Element:
     return found[0]
 
 
-def _header(root: etree._Element, *, date_required: bool) -> RequestHeader:
+def request_header(root: etree._Element, *, date_required: bool) -> RequestHeader:
     header = _section(root, "MessageHeader")
     facility = unicodedata.normalize("NFKC", _required(header, "MedicalInstitutionCode")).strip()
     problem = facility_code_problem(facility)
@@ -210,37 +208,31 @@ def parse_search_info(el: etree._Element) -> SearchInfo:
     return info
 
 
-def parse_request(name: str, data: bytes) -> AnyRequest:
-    """Read one request file. Raises ``RequestError`` with a reason fit for the ``.err`` file."""
+def read_request(name: str, data: bytes) -> tuple[RequestKind, etree._Element, etree._Element]:
+    """A request file's kind (from its name), its root and its ``MessageBody``; which family's
+    parser reads them is ``documents.parse_request``'s choice (the families that build on this
+    module are put together with it there)."""
     kind = request_kind(name)
     root = _root(data)
-    body = _section(root, "MessageBody")
-    if kind in ("home_visit", "online_care"):
-        from clinic_terminal.xmlif.homecare import parse_home_care  # it builds on this module
+    return kind, root, _section(root, "MessageBody")
 
-        return parse_home_care(kind, _header(root, date_required=False), body)
-    if kind in ("medications", "checkups", "procedures"):
-        from clinic_terminal.xmlif.clinical import parse_clinical  # it builds on this module
 
-        return parse_clinical(kind, _header(root, date_required=False), body)
-    if kind in ("assistance_bulk_registration", "assistance_bulk_download"):
-        from clinic_terminal.xmlif.assistance import parse_assistance_bulk  # it builds on this module
+def parse_single(root: etree._Element, body: etree._Element) -> tuple[RequestHeader, SearchInfo]:
+    """An ``OQSsiquc01req``'s header and its one search (a 公費負担者番号's is 医療扶助's)."""
+    infos = _descendants(body, "QualificationConfirmSearchInfo")
+    if len(infos) != 1:
+        raise RequestError(
+            "MessageBody/QualificationConfirmSearchInfo is missing"
+            if not infos
+            else f"{len(infos)} QualificationConfirmSearchInfo in a single query"
+        )
+    return request_header(root, date_required=True), parse_search_info(infos[0])
 
-        return parse_assistance_bulk(kind, _header(root, date_required=False), root, body)
-    if kind == "single":
-        infos = _descendants(body, "QualificationConfirmSearchInfo")
-        if len(infos) != 1:
-            raise RequestError(
-                "MessageBody/QualificationConfirmSearchInfo is missing"
-                if not infos
-                else f"{len(infos)} QualificationConfirmSearchInfo in a single query"
-            )
-        header, info = _header(root, date_required=True), parse_search_info(infos[0])
-        from clinic_terminal.xmlif.assistance import assistance_request, is_assistance_number
 
-        if is_assistance_number(info.insurer_number):  # a 公費負担者番号: 医療扶助 (xmlif/assistance.py)
-            return assistance_request(header, info)
-        return SingleRequest(header, info)
+def parse_base(
+    kind: RequestKind, root: etree._Element, body: etree._Element
+) -> BulkRegistrationRequest | BulkDownloadRequest | ReferenceRegistrationRequest:
+    """The base families but the single query: 一括照会 (registration, download), 参照番号登録."""
     if kind == "bulk_registration":
         infos = _descendants(body, "QualificationConfirmSearchInfo")
         if not infos:
@@ -253,12 +245,12 @@ def parse_request(name: str, data: bytes) -> AnyRequest:
                 parsed.append(parse_search_info(el))
             except RequestError as exc:
                 raise RequestError(f"QualificationConfirmSearchInfo #{i}: {exc}") from exc
-        return BulkRegistrationRequest(_header(root, date_required=True), tuple(parsed))
+        return BulkRegistrationRequest(request_header(root, date_required=True), tuple(parsed))
     if kind == "bulk_download":
-        header = _header(root, date_required=False)
+        header = request_header(root, date_required=False)
         reception = _required(root, "ReceptionNumber", deep=True).strip()
         return BulkDownloadRequest(header, reception)
-    header = _header(root, date_required=False)
+    header = request_header(root, date_required=False)
     units = _descendants(body, "ReferenceNumberRegistrationInfo") or [body]
     if len(units) != 1:
         raise RequestError(f"{len(units)} ReferenceNumberRegistrationInfo: one per OQSsiimm01req")

@@ -1,4 +1,7 @@
-"""The two renderings of a result: ``to_json`` (new software) and ``render_xml`` (clinic software).
+"""The two renderings of a result, their generic core: the XML (``build_base``) and JSON
+(``base_json``) of the base families and the pieces every family's renderer builds on (field
+formats, the result header). ``documents.render_xml`` (clinic software) and ``documents.to_json``
+(new software) choose the family's renderer.
 
 Both read the same model objects (``model.py``). XML element order is the one of the reference
 layout (docs/xml-interface.md); the XSDs under ``xsd/`` pin it.
@@ -13,18 +16,13 @@ from typing import Any
 
 from lxml import etree
 
-from clinic_terminal.xmlif.codec import CHARACTER_CODE_IDENTIFIER, encode_document
+from clinic_terminal.xmlif.codec import CHARACTER_CODE_IDENTIFIER
 from clinic_terminal.xmlif.kana import to_halfwidth_kana
 from clinic_terminal.xmlif.model import (
-    AnyResult,
-    AssistanceDownloadResult,
-    AssistanceXmlResult,
     BulkDownloadResult,
     BulkRegistrationResult,
     BulkUnit,
-    ClinicalResult,
     ConsentChoices,
-    HomeCareResult,
     Processing,
     ReferenceRegistrationResult,
     ResultHeader,
@@ -306,21 +304,13 @@ def _bulk_unit(parent: etree._Element, unit: BulkUnit, header: ResultHeader, enc
     _add(el, "LimitApplicationCertificateChanged", "1" if unit.limit_certificate_changed else "0")
 
 
-def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
-    root = etree.Element("XmlMsg")
-    if isinstance(result, AssistanceXmlResult | AssistanceDownloadResult):
-        from clinic_terminal.xmlif.assistance import build_assistance  # it builds on this module
+BaseResult = TerminalResult | BulkRegistrationResult | BulkDownloadResult | ReferenceRegistrationResult
 
-        build_assistance(root, result, encoding)
-    elif isinstance(result, ClinicalResult):
-        from clinic_terminal.xmlif.clinical import build_clinical  # it builds on this module
 
-        build_clinical(root, result, encoding)
-    elif isinstance(result, HomeCareResult):
-        from clinic_terminal.xmlif.homecare import build_home_care  # it builds on this module
-
-        build_home_care(root, result, encoding)
-    elif isinstance(result, TerminalResult):
+def build_base(root: etree._Element, result: BaseResult, encoding: XmlEncoding) -> None:
+    """The base families' documents under ``root`` (``<XmlMsg>``); the families that build on
+    this module write theirs themselves (``documents.build_tree`` chooses)."""
+    if isinstance(result, TerminalResult):
         _single(root, result, encoding)
     elif isinstance(result, BulkRegistrationResult):
         _header(root, result.header, encoding, reception_number=result.reception_number)
@@ -337,13 +327,6 @@ def build_tree(result: AnyResult, encoding: XmlEncoding) -> etree._Element:
         body = _add(root, "MessageBody")
         _processing(body, result.processing)
         _opt(body, "ReferenceNumber", result.reference_number)
-    return root
-
-
-def render_xml(result: AnyResult, encoding: XmlEncoding = "utf-8") -> bytes:
-    """The result file's bytes: ``<?xml ... standalone="no"?>`` + the document in ``encoding``."""
-    body = etree.tostring(build_tree(result, encoding), encoding="unicode", pretty_print=True)
-    return encode_document(body, encoding)
 
 
 # --- JSON
@@ -353,7 +336,7 @@ def _iso(value: dt.date | dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _header_json(header: ResultHeader) -> dict[str, Any]:
+def header_json(header: ResultHeader) -> dict[str, Any]:
     return {
         "execution_time": _iso(header.execution_time),
         "confirmation_date": _iso(header.confirmation_date),
@@ -439,26 +422,6 @@ _BODIES: dict[type, Callable[[Any], dict[str, Any]]] = {
 }
 
 
-def to_json(result: AnyResult) -> dict[str, Any]:
-    """The JSON-able dict of a result (what ``GET /api/results/{file_id}`` serves)."""
-    if isinstance(result, HomeCareResult):
-        from clinic_terminal.xmlif.homecare import home_care_json  # it builds on this module
-
-        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
-                **home_care_json(result)}
-    if isinstance(result, AssistanceXmlResult | AssistanceDownloadResult):
-        from clinic_terminal.xmlif.assistance import assistance_json  # it builds on this module
-
-        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
-                **assistance_json(result)}
-    if isinstance(result, ClinicalResult):
-        from clinic_terminal.xmlif.clinical import clinical_json  # it builds on this module
-
-        return {"file_id": result.file_id, "kind": result.kind, "header": _header_json(result.header),
-                **clinical_json(result)}
-    return {
-        "file_id": result.file_id,
-        "kind": result.kind,
-        "header": _header_json(result.header),
-        **_BODIES[type(result)](result),
-    }
+def base_json(result: BaseResult) -> dict[str, Any]:
+    """A base family's result body (``documents.to_json`` adds the file id, kind and header)."""
+    return _BODIES[type(result)](result)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from clinic_terminal.xmlif.documents import parse_request, render_xml, to_json
 from clinic_terminal.xmlif.files import (
     RESULT_FILE_MODE,
     UnsafeFile,
@@ -44,8 +45,7 @@ from clinic_terminal.xmlif.files import (
     write_temp,
 )
 from clinic_terminal.xmlif.model import XmlEncoding
-from clinic_terminal.xmlif.parse import MAX_REQUEST_BYTES, RequestError, parse_request, result_name
-from clinic_terminal.xmlif.render import render_xml, to_json
+from clinic_terminal.xmlif.parse import MAX_REQUEST_BYTES, RequestError, result_name
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import JournalEntry
 from schemas.identifiers import withhold_my_number

@@ -16,17 +16,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("shikaku_server", "clinic_terminal", "hokensha_loader", "schemas", "testbed")
 
-# importer -> imported, each inside a function, each closing a cycle (another helper's area at
-# the time of writing; to be removed)
-KNOWN_LAZY_CYCLES = {
-    ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.clinical"),  # clinical builds on parse
-    ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.clinical"),  # clinical builds on render
-    ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.assistance"),  # assistance builds on parse
-    ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.assistance"),  # assistance builds on render
-    ("clinic_terminal.xmlif.parse", "clinic_terminal.xmlif.homecare"),  # homecare builds on parse
-    ("clinic_terminal.xmlif.render", "clinic_terminal.xmlif.homecare"),  # homecare builds on render
-    ("clinic_terminal.kiosk.app", "clinic_terminal.portal.web"),  # the portal builds on the kiosk's pages
-}
+# importer -> imported, each inside a function, each closing a cycle (none left: a new one is a
+# cycle to remove, not to list)
+KNOWN_LAZY_CYCLES: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -18,18 +18,7 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
-  async function call(method, path, body) {
-    const response = await fetch(path, {
-      method: method,
-      cache: "no-store",
-      credentials: "omit",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    return { ok: response.ok, status: response.status, data: data };
-  }
+  const call = window.common.call;  // common.js
 
   function setBusy(on) {
     $("#busy").hidden = !on;
@@ -82,10 +71,7 @@
     drawPin();
   }
 
-  function drawPin() {
-    $$(".pin-dots span").forEach((dot, i) => dot.classList.toggle("on", i < pin.length));
-    $$("[data-pin=ok]").forEach((b) => { b.disabled = pin.length !== 4; });
-  }
+  function drawPin() { window.common.drawPin(pin.length); }
 
   function clearKeyed() {
     keyed = "";
@@ -107,17 +93,7 @@
     drawConsent();
   }
 
-  function drawConsent() {
-    $$(".consent").forEach((row) => {
-      const on = consent[row.dataset.category];
-      $$(".toggle button", row).forEach((b) => {
-        const selected = (b.dataset.value === "yes") === on;
-        b.classList.toggle("selected", selected);
-        b.setAttribute("aria-checked", selected ? "true" : "false");
-        b.setAttribute("role", "radio");
-      });
-    });
-  }
+  function drawConsent() { window.common.drawConsent(consent); }
 
   function fill(section, state) {
     $$("[data-field]", section).forEach((el) => {

@@ -23,16 +23,7 @@
     return node;
   }
 
-  async function call(method, path, body) {
-    const response = await fetch(path, {
-      method: method, cache: "no-store", credentials: "omit",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    return { ok: response.ok, data: data };
-  }
+  const call = window.common.call;  // common.js
 
   async function act(method, path, body) {
     if (inFlight) return null;
@@ -50,10 +41,7 @@
   }
 
   function clearPin() { pin = ""; drawPin(); }
-  function drawPin() {
-    $$(".pin-dots span").forEach((dot, i) => dot.classList.toggle("on", i < pin.length));
-    $$("[data-pin=ok]").forEach((b) => { b.disabled = pin.length !== 4; });
-  }
+  function drawPin() { window.common.drawPin(pin.length); }
 
   function setState(next) {
     const changed = !state || state.screen !== next.screen;

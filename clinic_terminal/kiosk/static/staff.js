@@ -11,16 +11,7 @@
   const ROLE = { reception: "受付", physician: "医師", dentist: "歯科医師", pharmacist: "薬剤師" };
   const METHOD = { pin: "暗証番号", face: "顔認証", number: "番号" };
 
-  async function call(method, path, body) {
-    const response = await fetch(path, {
-      method: method, cache: "no-store", credentials: "omit",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    return { ok: response.ok, status: response.status, data: data };
-  }
+  const call = window.common.call;  // common.js
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -315,7 +306,18 @@
     showError("#number-searched", "");
     showError("#number-info", "");
     showFieldErrors(form, {});
-    const r = await call("POST", "/api/staff/by-number", data);
+    // one check at a time: the form waits for the answer, so a number typed meanwhile is not
+    // wiped by the earlier answer's reset (nor a second click sent twice)
+    const controls = Array.from(form.elements);
+    controls.forEach((c) => { c.disabled = true; });
+    form.setAttribute("aria-busy", "true");
+    let r;
+    try {
+      r = await call("POST", "/api/staff/by-number", data);
+    } finally {
+      controls.forEach((c) => { c.disabled = false; });
+      form.removeAttribute("aria-busy");
+    }
     if (!r.ok) {
       if (r.status === 422 && r.data && r.data.fields) {
         showFieldErrors(form, r.data.fields);

@@ -23,16 +23,7 @@
     return e;
   };
 
-  async function call(method, path, body) {
-    const response = await fetch(path, {
-      method: method, cache: "no-store", credentials: "omit",
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    return { ok: response.ok, status: response.status, data: data };
-  }
+  const call = window.common.call;  // common.js
 
   async function busy(work) {
     if (inFlight) return null;
@@ -58,10 +49,7 @@
 
   // ---------------------------------------------------------------- the card flow
 
-  function drawPin() {
-    $$(".pin-dots span").forEach((dot, i) => dot.classList.toggle("on", i < pin.length));
-    $$("[data-pin=ok]").forEach((b) => { b.disabled = pin.length !== 4; });
-  }
+  function drawPin() { window.common.drawPin(pin.length); }
 
   function drawFlow(state) {
     const changed = !flow || flow.seq !== state.seq;
@@ -195,15 +183,7 @@
   }
 
   function drawConsent() {
-    $$(".consent").forEach((row) => {
-      const on = consent[row.dataset.category];
-      $$(".toggle button", row).forEach((b) => {
-        const selected = (b.dataset.value === "yes") === on;
-        b.classList.toggle("selected", selected);
-        b.setAttribute("role", "radio");
-        b.setAttribute("aria-checked", selected ? "true" : "false");
-      });
-    });
+    window.common.drawConsent(consent);
     $("#course-fields").hidden = !$("#course-on").checked;
   }
 

@@ -72,7 +72,7 @@ def test_every_response_is_no_store(client: TestClient) -> None:
 
 
 def test_pages_use_no_browser_storage(client: TestClient) -> None:
-    for name in ("kiosk.js", "staff.js", "visit.js"):
+    for name in ("common.js", "kiosk.js", "staff.js", "visit.js", "portal.js"):
         text = client.get(f"/static/{name}").text
         for api in ("localStorage", "sessionStorage", "indexedDB", "document.cookie"):
             assert api not in text, (name, api)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from clinic_terminal.xmlif.parse import parse_request
+from clinic_terminal.xmlif.documents import parse_request
 
 REQUESTS = Path(__file__).parent / "golden" / "requests"
 HEADER = {"facility_code": "0110113719", "confirmation_date": dt.date(2026, 11, 28)}

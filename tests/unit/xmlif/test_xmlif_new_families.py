@@ -14,6 +14,7 @@ from lxml import etree
 
 from clinic_terminal.client import ServerError
 from clinic_terminal.outage.journal import OutageJournal
+from clinic_terminal.xmlif.documents import parse_request, render_xml, to_json
 from clinic_terminal.xmlif.model import (
     AssistanceBulkRequest,
     AssistanceDownloadRequest,
@@ -23,8 +24,7 @@ from clinic_terminal.xmlif.model import (
     ResultHeader,
     SingleRequest,
 )
-from clinic_terminal.xmlif.parse import RequestError, parse_request
-from clinic_terminal.xmlif.render import render_xml, to_json
+from clinic_terminal.xmlif.parse import RequestError
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState

@@ -11,10 +11,9 @@ from lxml import etree
 
 from clinic_terminal.client import ServerError
 from clinic_terminal.outage import OutageJournal, Rechecker
+from clinic_terminal.xmlif.documents import parse_request, render_xml
 from clinic_terminal.xmlif.followup import write_followup
 from clinic_terminal.xmlif.model import TerminalResult, XmlEncoding
-from clinic_terminal.xmlif.parse import parse_request
-from clinic_terminal.xmlif.render import render_xml
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState

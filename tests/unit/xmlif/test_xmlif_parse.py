@@ -7,13 +7,14 @@ import re
 
 import pytest
 
+from clinic_terminal.xmlif.documents import parse_request
 from clinic_terminal.xmlif.model import (
     BulkDownloadRequest,
     BulkRegistrationRequest,
     ReferenceRegistrationRequest,
     SingleRequest,
 )
-from clinic_terminal.xmlif.parse import RequestError, parse_request, result_name
+from clinic_terminal.xmlif.parse import RequestError, result_name
 from schemas.identifiers import my_number_in
 from testbed import xmlif_server as t
 

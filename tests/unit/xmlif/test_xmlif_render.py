@@ -10,17 +10,9 @@ import pytest
 from lxml import etree
 
 from clinic_terminal.client import ServerError
+from clinic_terminal.xmlif.documents import parse_request, render_xml, to_json
 from clinic_terminal.xmlif.model import AnyResult, ConsentChoices, TerminalResult, XmlEncoding
-from clinic_terminal.xmlif.parse import parse_request
-from clinic_terminal.xmlif.render import (
-    GAIJI_NS,
-    fmt_insurer_number,
-    fmt_post_number,
-    fmt_ratio,
-    fmt_time,
-    render_xml,
-    to_json,
-)
+from clinic_terminal.xmlif.render import GAIJI_NS, fmt_insurer_number, fmt_post_number, fmt_ratio, fmt_time
 from clinic_terminal.xmlif.schema import family_of, validation_errors
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState

@@ -6,9 +6,8 @@ import httpx
 from lxml import etree
 
 from clinic_terminal.client import ServerClient, ServerError
+from clinic_terminal.xmlif.documents import parse_request, render_xml
 from clinic_terminal.xmlif.model import BulkDownloadResult, BulkRegistrationResult, TerminalResult
-from clinic_terminal.xmlif.parse import parse_request
-from clinic_terminal.xmlif.render import render_xml
 from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.state import TerminalState
 from schemas.eligibility import LimitCertificate
