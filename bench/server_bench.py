@@ -25,6 +25,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -423,15 +424,36 @@ def lookup_bench(
     if args.warm_every_key:  # the steady state: each person's bundle cached once before measuring
         report["warm_every_key_s"] = warm_every_key(base, facility_token, queries, args.connections)
     misses_before = _cached_bundles()
+    stores = _Stores(os.environ["SHIKAKU_DATABASE_URL"])
+
+    def measured(**kwargs: Any) -> dict[str, float]:
+        """One wrk phase, with the server side's CPU per request (app workers + the bench
+        database's backends + Redis): what the machine spends per request whatever else runs."""
+        processes = [*_server_processes(base), *stores.processes()]
+        before = _cpu_seconds(processes)
+        result = wrk(duration=args.duration, connections=args.connections, **kwargs)
+        cpu = _cpu_delta(before, _cpu_seconds(processes))
+        result["server_cpu_ms_per_request"] = round(1000 * cpu / (result["requests_per_s"] * args.duration), 4)
+        return result
+
     rounds = []
     for _ in range(args.rounds):  # alternating: both kinds see the same background load
-        bare = wrk(f"{base}/healthz", duration=args.duration, connections=args.connections)
-        lookups = wrk(base, duration=args.duration, connections=args.connections, script=script)
+        bare = measured(url=f"{base}/healthz")
+        lookups = measured(url=base, script=script)
         rounds.append({"bare_healthz": bare, "by_number": lookups})
     for kind in ("bare_healthz", "by_number"):
         report[kind] = {key: statistics.median(r[kind][key] for r in rounds) for key in rounds[0][kind]}
     report["ratio_lookup_vs_bare"] = round(
         report["by_number"]["requests_per_s"] / report["bare_healthz"]["requests_per_s"], 3
+    )
+    # the capacity ratio: server CPU per /healthz over per lookup, median of the rounds (the
+    # throughput ratio above also carries wrk's share of the two cores and the machine's noise)
+    report["ratio_server_cpu_bare_vs_lookup"] = round(
+        statistics.median(
+            r["bare_healthz"]["server_cpu_ms_per_request"] / r["by_number"]["server_cpu_ms_per_request"]
+            for r in rounds
+        ),
+        3,
     )
     lookups = sum(r["by_number"]["requests_per_s"] * args.duration for r in rounds)
     misses = _cached_bundles()
@@ -448,6 +470,8 @@ def lookup_bench(
                 "lookups_per_s": r["by_number"]["requests_per_s"],
                 "lookup_p99_ms": r["by_number"].get("p99_ms"),
                 "ratio": round(r["by_number"]["requests_per_s"] / r["bare_healthz"]["requests_per_s"], 3),
+                "server_cpu_ms_healthz": r["bare_healthz"]["server_cpu_ms_per_request"],
+                "server_cpu_ms_lookup": r["by_number"]["server_cpu_ms_per_request"],
             }
             for r in rounds
         ]
@@ -493,8 +517,6 @@ def main() -> None:
 
     url = f"{PG}/{name}" if loaded else fresh_database(name)
     redis.Redis.from_url(REDIS).flushdb()
-    import os
-
     os.environ["SHIKAKU_DATABASE_URL"] = url
     work = Path(tempfile.mkdtemp(prefix="shikaku-bench-"))
     facility_token, queries, extra = load(url, args.people, work, distinct=args.distinct, write_csv=not loaded)
