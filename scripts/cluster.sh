@@ -126,7 +126,9 @@ up_patroni() {
     chown postgres:postgres "$STATE/pg/pg$i/patroni.yml"
     touch "$RUN/pg$i.pid" "$LOGS/pg$i.log"
     chown postgres "$RUN/pg$i.pid" "$LOGS/pg$i.log"
-    setsid runuser -u postgres -- sh -c "echo \$\$ >'$RUN/pg$i.pid'; exec patroni '$STATE/pg/pg$i/patroni.yml'" \
+    # from the member's own directory: the caller's (a clone in a 0700 mktemp directory, say) may
+    # be closed to postgres, and Patroni's getcwd() then fails on every bootstrap step
+    setsid runuser -u postgres -- sh -c "cd '$STATE/pg/pg$i' && echo \$\$ >'$RUN/pg$i.pid' && exec patroni '$STATE/pg/pg$i/patroni.yml'" \
       </dev/null >>"$LOGS/pg$i.log" 2>&1 &
   done
 }

@@ -48,8 +48,10 @@ def cluster(*args: str, timeout: float = 400) -> str:
     # the load drives one facility token at hundreds of lookups a second: limits that never refuse
     env |= {f"SHIKAKU_RATE_LIMIT_{name}": "1000000000" for name in RATE_LIMITS}
     out = subprocess.run(
-        [str(SCRIPT), *args], check=True, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
     )
+    if out.returncode:  # the script's own words (which component, which log) in the failure
+        raise AssertionError(f"cluster.sh {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}")
     return out.stdout
 
 
