@@ -125,9 +125,10 @@ class RateCounters(Protocol):
         Raises ``CacheError`` when the store fails."""
         ...
 
-    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
-        """``incr_windows`` sent now, its reply awaited later, so that the next command shares
-        its round trip; None when that is not possible (then use ``incr_windows``)."""
+    def incr_windows_nowait(self, windows: Sequence[Window]) -> PendingCounts | None:
+        """``incr_windows`` of every window sent now as one command, its reply (the counts of
+        every key, in order) awaited later, so that the next command shares its round trip;
+        None when that is not possible (then use ``incr_windows``)."""
         ...
 
 
@@ -217,7 +218,7 @@ class InMemoryCounters:
     async def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
         return self.add(keys, amount, ttl)
 
-    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
+    def incr_windows_nowait(self, windows: Sequence[Window]) -> PendingCounts | None:
         return None  # nothing to share a round trip with
 
 
@@ -227,15 +228,19 @@ return {v, redis.call('GET', ARGV[1] .. v .. ':' .. ARGV[2])}
 """
 
 
-# rate-limit counters: INCRBY each key, (re)set its time to live; the new values
+# rate-limit counters: INCRBY each key by its amount, (re)set its time to live; the new values
+# (ARGV: amount and time to live of KEYS[1], then of KEYS[2], …)
 _INCR_WINDOWS = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  out[i] = redis.call('INCRBY', key, ARGV[1])
-  redis.call('EXPIRE', key, ARGV[2])
+  out[i] = redis.call('INCRBY', key, ARGV[2 * i - 1])
+  redis.call('EXPIRE', key, ARGV[2 * i])
 end
 return out
 """
+
+# one window's counters: (keys, amount, time to live in seconds)
+Window = tuple[Sequence[str], int, int]
 
 
 class _ReplyError(Exception):
@@ -424,14 +429,22 @@ class PendingCounts:
     def __init__(self, waiter: asyncio.Future[Any], again: Callable[[], Awaitable[list[int]]]) -> None:
         self._waiter = waiter
         self._again = again  # when Redis did not know the script (NOSCRIPT: after its restart)
+        self._counts: list[int] | None = None
 
     async def counts(self) -> list[int]:
-        reply = await self._waiter
-        if isinstance(reply, _ReplyError) and str(reply).startswith("NOSCRIPT"):
-            return await self._again()
-        if isinstance(reply, _ReplyError) or not isinstance(reply, list):
-            raise CacheError(f"unexpected reply to the counters: {reply!r}")
-        return [int(n) for n in reply]
+        """The counts (awaited once: the windows of one command may be read by several ``Hit``s,
+        and a NOSCRIPT must be counted again once, not once per reader)."""
+        if self._counts is None:
+            reply = await self._waiter
+            if isinstance(reply, _ReplyError) and str(reply).startswith("NOSCRIPT"):
+                counts = await self._again()
+            elif isinstance(reply, _ReplyError) or not isinstance(reply, list):
+                raise CacheError(f"unexpected reply to the counters: {reply!r}")
+            else:
+                counts = [int(n) for n in reply]
+            if self._counts is None:
+                self._counts = counts
+        return self._counts
 
     def discard(self) -> None:
         def retrieve(waiter: asyncio.Future[Any]) -> None:
@@ -635,22 +648,32 @@ class RedisCounters:
         self.client = client
 
     async def incr_windows(self, keys: Sequence[str], amount: int, ttl: int) -> list[int]:
-        reply = await self.client.script(_INCR_WINDOWS_SCRIPT, keys, [str(amount).encode(), str(ttl).encode()])
+        return await self._incr([(keys, amount, ttl)])
+
+    async def _incr(self, windows: Sequence[Window]) -> list[int]:
+        keys = [key for window in windows for key in window[0]]
+        reply = await self.client.script(_INCR_WINDOWS_SCRIPT, keys, _window_args(windows))
         return [int(n) for n in reply]
 
-    def incr_windows_nowait(self, keys: Sequence[str], amount: int, ttl: int) -> PendingCounts | None:
-        command = (
-            b"EVALSHA",
-            _INCR_WINDOWS_SCRIPT.sha,
-            str(len(keys)).encode(),
-            *(self.client.k(k).encode() for k in keys),
-            str(amount).encode(),
-            str(ttl).encode(),
+    def incr_windows_nowait(self, windows: Sequence[Window]) -> PendingCounts | None:
+        k = self.client.k
+        keys = [k(key).encode() for window in windows for key in window[0]]
+        waiter = self.client.send_nowait(
+            b"EVALSHA", _INCR_WINDOWS_SCRIPT.sha, str(len(keys)).encode(), *keys, *_window_args(windows)
         )
-        waiter = self.client.send_nowait(*command)
         if waiter is None:
             return None
-        return PendingCounts(waiter, lambda: self.incr_windows(keys, amount, ttl))  # EVAL, then by its SHA
+        return PendingCounts(waiter, lambda: self._incr(windows))  # EVAL, then by its SHA
+
+
+def _window_args(windows: Sequence[Window]) -> list[bytes]:
+    """The script's ARGV: each key's amount and time to live."""
+    out: list[bytes] = []
+    for keys, amount, ttl in windows:
+        pair = (str(amount).encode(), str(ttl).encode())
+        for _ in keys:
+            out += pair
+    return out
 
 
 @dataclass(frozen=True)

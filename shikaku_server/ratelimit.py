@@ -103,7 +103,7 @@ class Hit:
     """One request's counting in flight (``RateLimiter.begin``): ``await check()`` raises
     ``RateLimitedError`` when over a limit; ``discard()`` when the request failed anyway."""
 
-    __slots__ = ("_counted", "_counts", "_limiter", "_pending")
+    __slots__ = ("_counted", "_counts", "_limiter", "_offset", "_pending")
 
     def __init__(
         self,
@@ -111,8 +111,10 @@ class Hit:
         counted: _Counted | None,
         counts: list[int] | None = None,
         pending: PendingCounts | None = None,
+        offset: int = 0,  # where this request's counts start in ``pending``'s (one command, several windows)
     ) -> None:
         self._limiter, self._counted, self._counts, self._pending = limiter, counted, counts, pending
+        self._offset = offset
 
     async def check(self) -> None:
         counted = self._counted
@@ -122,7 +124,7 @@ class Hit:
         if counts is None:
             assert self._pending is not None
             try:
-                counts = await self._pending.counts()
+                counts = (await self._pending.counts())[self._offset : self._offset + len(counted.keys)]
             except CacheError:
                 counts = self._limiter.local_counts(counted)
         await self._limiter.verdict(counted, counts)
@@ -227,21 +229,25 @@ class RateLimiter:
         if counted is not None:
             counted.keys = [f"rl:{action}:client:{address}:{key.rsplit(':', 1)[1]}" for key in counted.keys]
             counted.scopes = ["client address"] * len(counted.keys)
-            await (await self._begin(counted)).check()
+            (hit,) = await self._begin(counted)
+            await hit.check()
 
     async def begin(self, action: str, principal: Principal, amount: int = 1) -> Hit:
         """Start counting a request: on the event-loop Redis client the counters are sent now and
         read by ``Hit.check``, so a cache read sent in between shares their round trip."""
-        return await self._begin(self._counted(action, principal, amount))
+        (hit,) = await self._begin(self._counted(action, principal, amount))
+        return hit
 
-    async def begin_failures(self, principal: Principal) -> Hit:
-        """Read this token's and facility's counters of failed lookups (sent now, like ``begin``):
-        ``Hit.check`` refuses once either has reached its limit. Failures are added afterwards,
-        by ``count_failure``, only when the lookup matched nobody."""
-        counted = self._counted("lookup_failure", principal, 0)
-        if counted is not None:
-            counted.reached = True
-        return await self._begin(counted)
+    async def begin_lookup(self, principal: Principal) -> tuple[Hit, Hit]:
+        """``begin("lookup")`` and the read of this token's and facility's counters of failed
+        lookups, in one command: the second ``Hit.check`` refuses once either failure counter has
+        reached its limit. Failures are added afterwards, by ``count_failure``, only when the
+        lookup matched nobody."""
+        failures = self._counted("lookup_failure", principal, 0)
+        if failures is not None:
+            failures.reached = True
+        hit, failed = await self._begin(self._counted("lookup", principal, 1), failures)
+        return hit, failed
 
     async def count_failure(self, principal: Principal) -> None:
         """One more failed lookup (no verdict: the lookup that failed has had its answer)."""
@@ -249,13 +255,22 @@ class RateLimiter:
         if counted is not None:
             await self._counts(counted)
 
-    async def _begin(self, counted: _Counted | None) -> Hit:
-        if counted is None:
-            return Hit(self, None)
+    async def _begin(self, *requests: _Counted | None) -> list[Hit]:
+        """One ``Hit`` per request, all of their counters in one command where the store can."""
+        counted = [c for c in requests if c is not None]
+        pending = None
         try:
-            pending = self.counters.incr_windows_nowait(counted.keys, counted.amount, counted.rule.window)
+            if counted:
+                pending = self.counters.incr_windows_nowait([(c.keys, c.amount, c.rule.window) for c in counted])
         except CacheError:
-            return Hit(self, counted, counts=self.local_counts(counted))
-        if pending is not None:
-            return Hit(self, counted, pending=pending)
-        return Hit(self, counted, counts=await self._counts(counted))
+            return [Hit(self, c, counts=self.local_counts(c)) if c is not None else Hit(self, None) for c in requests]
+        hits, offset = [], 0
+        for c in requests:
+            if c is None:
+                hits.append(Hit(self, None))
+            elif pending is not None:
+                hits.append(Hit(self, c, pending=pending, offset=offset))
+                offset += len(c.keys)
+            else:
+                hits.append(Hit(self, c, counts=await self._counts(c)))
+        return hits

@@ -456,8 +456,7 @@ async def lookup(ports: LookupPorts, principal: Principal, query: ByNumberQuery)
     guessed birth date shows in the victim's access log, and counted in /metrics."""
     facility = principal.require_facility()
     limiter = ports.limiter
-    hit = await limiter.begin("lookup", principal)
-    failures = await limiter.begin_failures(principal)
+    hit, failures = await limiter.begin_lookup(principal)
     try:
         answer = await answer_by_number(query, cache=ports.cache, bundles=ports.bundles, ttl=ports.ttl)
     except BaseException:

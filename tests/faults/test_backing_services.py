@@ -262,6 +262,41 @@ def test_access_log_writer_gives_up_on_a_frozen_database_and_keeps_its_entries(s
         engine.dispose()
 
 
+def test_the_counters_of_several_windows_leave_in_one_command_each_with_its_amount_and_ttl(
+    private_redis: PrivateRedis,
+) -> None:
+    """A lookup's volume counters (+1, a minute) and its failure counters (read: +0, an hour)
+    are one script call; each key gets its own amount and time to live, and after a NOSCRIPT the
+    windows are counted once, however many ``Hit``s read the reply."""
+    direct = redis.Redis(port=private_redis.port)
+    client = RedisClient(private_redis.unix_url, prefix="p:")
+    counters = RedisCounters(client)
+    direct.set("p:f1", 4)
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        await client.call(b"PING")
+        try:
+            pending = counters.incr_windows_nowait([(["v1", "v2"], 1, 60), (["f1"], 0, 3600)])
+            assert pending is not None
+            first = await pending.counts()
+            direct.script_flush()
+            pending = counters.incr_windows_nowait([(["v1", "v2"], 2, 60), (["f1"], 0, 3600)])
+            assert pending is not None
+            again = [await pending.counts(), await pending.counts()]  # two readers of one reply
+            assert again[0] == again[1]
+        finally:
+            client.close()
+        return first, again[0], int(direct.info("commandstats")["cmdstat_evalsha"]["calls"])
+
+    first, after_flush, evalsha = asyncio.run(scenario())
+    assert first == [1, 1, 4]
+    assert after_flush == [3, 3, 4]  # counted once after the NOSCRIPT, not once per reader
+    assert 55 <= direct.ttl("p:v1") <= 60 and 55 <= direct.ttl("p:v2") <= 60
+    assert 3590 <= direct.ttl("p:f1") <= 3600
+    assert int(direct.get("p:f1") or 0) == 4  # a read adds nothing
+    assert evalsha >= 2
+
+
 def test_rate_counters_go_by_the_scripts_sha_and_load_it_again_after_a_redis_restart(
     private_redis: PrivateRedis,
 ) -> None:
@@ -282,7 +317,7 @@ def test_rate_counters_go_by_the_scripts_sha_and_load_it_again_after_a_redis_res
             for flush in (False, False, True):
                 if flush:
                     direct.script_flush()  # what a restart of Redis does to its scripts
-                pending = counters.incr_windows_nowait(["rl:a", "rl:b"], 1, 60)
+                pending = counters.incr_windows_nowait([(["rl:a", "rl:b"], 1, 60)])
                 assert pending is not None
                 seen.append((await pending.counts(), calls("evalsha"), calls("eval")))
         finally:

@@ -232,7 +232,7 @@ def test_in_memory_counters_live_ttl_after_their_last_change() -> None:
     assert counters.add(["a"], 2, 60) == [3]
     timer.now += 50  # "b" last changed 100 s ago, "a" 50 s ago
     assert asyncio.run(counters.incr_windows(["a", "b"], -1, 60)) == [2, -1]
-    assert counters.incr_windows_nowait(["a"], 1, 60) is None  # no round trip to share
+    assert counters.incr_windows_nowait([(["a"], 1, 60)]) is None  # no round trip to share
 
 
 def test_in_memory_challenge_store_is_single_use_on_its_timer() -> None:
@@ -254,4 +254,4 @@ def test_in_memory_challenge_store_is_single_use_on_its_timer() -> None:
 
 def test_redis_counters_share_a_round_trip_only_on_the_small_client() -> None:
     client, _ = _client(lambda *args: [1])
-    assert RedisCounters(client).incr_windows_nowait(["a"], 1, 60) is None  # not the pipelined connection
+    assert RedisCounters(client).incr_windows_nowait([(["a"], 1, 60)]) is None  # not the pipelined connection
