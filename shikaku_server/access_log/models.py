@@ -1,11 +1,12 @@
 """情報提供等記録: every read of a person's data. Append-only (database triggers refuse
-UPDATE and DELETE; see the migration)."""
+UPDATE and DELETE; see the migrations). ``insured_id`` is not a foreign key (migration 0008): a
+lookup's entry must not lock the person's row."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String, false
+from sqlalchemy import Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shikaku_server.database import Base, utcnow
@@ -16,7 +17,7 @@ class AccessLogEntry(Base):
     __table_args__ = (Index("ix_access_log_insured_at", "insured_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    insured_id: Mapped[int] = mapped_column(ForeignKey("insured.id"))
+    insured_id: Mapped[int]  # the person read (no foreign key: see above)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     facility_code: Mapped[str | None] = mapped_column(String(10))
     role: Mapped[str] = mapped_column(String(16))  # reception / physician / ... / patient
