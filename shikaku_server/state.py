@@ -5,6 +5,7 @@ tests/unit/test_no_service_locator.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +16,7 @@ from shikaku_server.cache import Cache, Stores
 from shikaku_server.card.service import CardPorts
 from shikaku_server.config import Settings
 from shikaku_server.database import Transactions
-from shikaku_server.eligibility.service import BundleReader
+from shikaku_server.eligibility.service import BundleReader, LookupPorts
 from shikaku_server.metrics import Metrics
 from shikaku_server.pgasync import AsyncPG
 from shikaku_server.ratelimit import RateLimiter
@@ -43,3 +44,15 @@ class AppState:
     @property
     def cache(self) -> Cache:
         return self.stores.cache
+
+    @cached_property
+    def lookup(self) -> LookupPorts:
+        """What a by-number lookup works with (``eligibility.service.lookup``), built once."""
+        return LookupPorts(
+            limiter=self.limiter,
+            cache=self.cache,
+            bundles=self.bundles,
+            ttl=self.settings.eligibility_cache_ttl_seconds,
+            access_log=self.access_log,
+            metrics=self.metrics,
+        )

@@ -12,21 +12,9 @@ from shikaku_server.state import AppState
 router = APIRouter(prefix="/v1/eligibility", tags=["eligibility"])
 
 
-def lookup_ports(state: AppState) -> service.LookupPorts:
-    """The app's parts a by-number lookup works with (``service.lookup``)."""
-    return service.LookupPorts(
-        limiter=state.limiter,
-        cache=state.cache,
-        bundles=state.bundles,
-        ttl=state.settings.eligibility_cache_ttl_seconds,
-        access_log=state.access_log,
-        metrics=state.metrics,
-    )
-
-
 async def lookup(state: AppState, principal: Principal, query: ByNumberQuery) -> bytes:
     """``service.lookup`` with the app's parts: the route below and its fast path (``FAST``)."""
-    return await service.lookup(lookup_ports(state), principal, query)
+    return await service.lookup(state.lookup, principal, query)
 
 
 @router.post("/by-number", response_model=EligibilityResult)

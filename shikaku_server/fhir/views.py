@@ -19,7 +19,6 @@ from starlette.requests import ClientDisconnect
 from shikaku_server.auth.service import Principal
 from shikaku_server.cache import CacheError
 from shikaku_server.deps import get_principal
-from shikaku_server.eligibility.views import lookup_ports
 from shikaku_server.errors import DomainError, UnavailableError, ValidationFailedError
 from shikaku_server.fhir import codes, mapping, service
 from shikaku_server.fhir.mapping import InvalidResourceError, Validated
@@ -124,7 +123,7 @@ async def coverage_eligibility(request: Request) -> Response:
     async def work() -> Validated:
         principal = await _principal(request)
         data, raw = await _resource(request)
-        return await service.eligibility_body(lookup_ports(_state(request)), principal, data, raw)
+        return await service.eligibility_body(_state(request).lookup, principal, data, raw)
 
     return await guarded(work)
 
@@ -136,7 +135,7 @@ async def system_batch(request: Request) -> Response:
         data, _ = await _resource(request)
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
             raise ValidationFailedError("a Bundle of type batch is expected")
-        return await service.batch(lookup_ports(_state(request)), principal, data)
+        return await service.batch(_state(request).lookup, principal, data)
 
     return await guarded(work)
 
