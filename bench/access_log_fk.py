@@ -2,8 +2,8 @@
 migration 0008), and with ``COPY`` instead of the writer's ``unnest`` insert.
 
 The entries go, in groups of 150 (what the group-commit writer inserts every 50 ms at ~3,000
-lookups/s), for random persons of a loaded bench database, into two TEMP copies of
-``access_log``: one with the foreign key the table had before 0008, one without. The figure is
+lookups/s), for random persons of a loaded bench database, into two copies of
+``access_log`` (dropped at the end): one with the foreign key the table had before 0008, one without. The figure is
 the backend's own CPU (``/proc``, psutil) per entry, rounds alternating, medians::
 
     .venv/bin/python -m bench.access_log_fk [--db shikaku_bench_lookup_1000000] [--rounds 5]
@@ -27,6 +27,7 @@ import psycopg2  # type: ignore[import-untyped]  # no stubs installed (psycopg2-
 from bench.common import PG
 
 GROUP, GROUPS = 150, 100
+TABLES = ("bench_al_fk", "bench_al_plain")
 _COLUMNS = "insured_id, at, facility_code, role, what, query_kind"
 _ROW = ("0110113719", "reception", "eligibility", "number")
 _INSERT = (
@@ -54,9 +55,19 @@ def main() -> None:
     cur = conn.cursor()
     cur.execute("SELECT id FROM insured ORDER BY random() LIMIT 20000")
     ids = [row[0] for row in cur.fetchall()]
-    for table in ("al_fk", "al_plain"):
-        cur.execute(f"CREATE TEMP TABLE {table} (LIKE access_log INCLUDING DEFAULTS INCLUDING INDEXES)")
-    cur.execute("ALTER TABLE al_fk ADD FOREIGN KEY (insured_id) REFERENCES insured (id)")
+    for table in TABLES:  # plain tables (a TEMP table cannot reference insured), dropped at the end
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (LIKE access_log INCLUDING DEFAULTS INCLUDING INDEXES)")
+    cur.execute("ALTER TABLE bench_al_fk ADD FOREIGN KEY (insured_id) REFERENCES insured (id)")
+    try:
+        report = _measure(cur, ids, args.rounds)
+    finally:
+        for table in TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+    print(json.dumps(report, indent=2))
+
+
+def _measure(cur: Any, ids: list[int], rounds: int) -> dict[str, Any]:
     cur.execute("SELECT pg_backend_pid()")
     backend = psutil.Process(cur.fetchone()[0])
 
@@ -65,20 +76,19 @@ def main() -> None:
         return float(t.user + t.system)
 
     rng = random.Random(11)
-    variants = [(table, how) for how in ("insert", "copy") for table in ("al_fk", "al_plain")]
+    variants = [(table, how) for how in ("insert", "copy") for table in TABLES]
     seen: dict[str, list[float]] = {f"{table} {how}": [] for table, how in variants}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for table, how in variants:
             start = cpu()
             for _ in range(GROUPS):
                 _write(cur, table, how, rng.sample(ids, GROUP), dt.datetime.now(dt.UTC))
             seen[f"{table} {how}"].append(1e6 * (cpu() - start) / (GROUPS * GROUP))
-    report = {
+    return {
         "backend_cpu_us_per_entry": {k: round(statistics.median(v), 1) for k, v in seen.items()},
         "rounds": {k: [round(x, 1) for x in v] for k, v in seen.items()},
         "group": GROUP,
     }
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
