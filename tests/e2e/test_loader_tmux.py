@@ -5,7 +5,6 @@ own line, and stay on the screen with the summary."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from shikaku_server.config import Settings
+from shikaku_server.eligibility.service import today_jst
 from testbed.population import Insurer, PopulationConfig, generate_population, write_eligibility_csv
 from tests.factories import INSURER_A, INSURER_KOKUHO
 from tests.serving import wait_until_serving
@@ -87,7 +87,7 @@ def test_the_operator_sees_the_servers_phases_in_order(
 ) -> None:
     insurers = (Insurer(INSURER_A, "全国健康保険協会 東京支部", "kyokai"),
                 Insurer(INSURER_KOKUHO, "国民健康保険", "kokuho"))
-    population = generate_population(3000, seed=5, today=dt.date.today(), config=PopulationConfig(insurers=insurers))
+    population = generate_population(3000, seed=5, today=today_jst(), config=PopulationConfig(insurers=insurers))
     path = tmp_path / "eligibility.csv"
     rows = write_eligibility_csv(path, population.people)
     loader = (f"{sys.executable} -c 'from hokensha_loader.cli import main; main()' eligibility {path}"

@@ -26,6 +26,7 @@ from clinic_terminal.client import CardClient
 from schemas.card import Registered
 from schemas.eligibility import EligibilityResult
 from shikaku_server.config import Settings
+from shikaku_server.eligibility.service import today_jst
 from testbed.card_emulator import (
     CardState,
     ForeignCardEmulator,
@@ -190,7 +191,7 @@ def test_revoked_certificate(
 
 
 def test_expired_certificate(vpcd_bridge: VpcdBridge, make_card: MakeCard, server: CardClient, insured: None) -> None:
-    today = dt.date.today()
+    today = today_jst()
     # Past the grace period too: 3 months after the end of the month of expiry.
     vpcd_bridge.insert(make_card(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=200)))
     assert server_code(lambda: pin_check(vpcd_bridge.reader_name, server)) == "certificate_expired"

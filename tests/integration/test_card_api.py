@@ -15,6 +15,7 @@ from shikaku_server.card.models import CardLinkAudit
 from shikaku_server.card.service import CertificateVerifier
 from shikaku_server.config import Settings
 from shikaku_server.database import transaction
+from shikaku_server.eligibility.service import today_jst
 from testbed.pki import CardPrivateKey, IssuedCertificate, TestCA, card_signature, rsa_key
 from tests.conftest import auth
 from tests.factories import eligibility_csv, family_member, person
@@ -203,7 +204,7 @@ def test_revoked_certificate_after_crl_import(
 def test_expired_certificate_and_notices(
     client: TestClient, tokens: dict[str, str], test_ca: TestCA, loaded: None
 ) -> None:
-    today = dt.date.today()
+    today = today_jst()
     expired = test_ca.issue_auth_certificate(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=200))
     assert problem_code(by_card(client, tokens["reception"], expired)) == "certificate_expired"
     grace = test_ca.issue_auth_certificate(not_before=dt.date(2019, 1, 1), not_after=today - dt.timedelta(days=2))

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from schemas.insurer_files import PROCEDURE_COLUMNS
 from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.config import get_settings
+from shikaku_server.eligibility.service import today_jst
 from testbed.pki import IssuedCertificate
 from tests.conftest import FACILITY_CODE, auth
 from tests.factories import INSURER_A, csv_bytes
@@ -27,7 +28,7 @@ from tests.integration.test_me_api import me
 
 __all__ = ["card"]  # the fixture, shared with test_consent_api
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 APPENDECTOMY = "虫垂切除術（虫垂周囲膿瘍を伴わないもの）"
 
 

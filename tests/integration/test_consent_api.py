@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from shikaku_server.consent.models import Consent
+from shikaku_server.eligibility.service import today_jst
 from testbed.pki import IssuedCertificate, TestCA
 from tests.conftest import PHARMACY_CODE, auth
 from tests.factories import INSURER_A, csv_bytes, eligibility_csv, person
 from tests.integration.test_card_api import b64, by_card, challenge, problem_code, register, sign
 from tests.integration.test_eligibility_api import upload
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 MED_COLUMNS = [
     "insurer_number",
     "symbol",

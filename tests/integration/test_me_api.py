@@ -16,6 +16,7 @@ from shikaku_server.access_log.models import AccessLogEntry
 from shikaku_server.card.models import CardSuspension
 from shikaku_server.database import transaction
 from shikaku_server.eligibility.models import Insured
+from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.models import EmergencyRead
 from shikaku_server.emergency.service import set_emergency
 from shikaku_server.me.suspension import resume_person
@@ -27,7 +28,7 @@ from tests.integration.test_card_api import FACTS, another_key, b64, by_card, ch
 from tests.integration.test_consent_api import MED_COLUMNS, consent, drug_history, med
 from tests.integration.test_eligibility_api import upload
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 OTHER_FACTS = {"name": "佐藤 次郎", "birth_date": "1975-07-07", "sex": "1", "address": "大阪府大阪市北区1-1"}
 OTHER_DRUG = "ワルファリンK錠1mg"
 FAMILY_DRUG = "カロナール錠200"

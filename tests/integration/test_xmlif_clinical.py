@@ -17,6 +17,7 @@ from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.state import TerminalState
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from schemas.eligibility import EligibilityResult
+from shikaku_server.eligibility.service import today_jst
 from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
 from tests.conftest import FACILITY_CODE
@@ -27,7 +28,7 @@ from tests.integration.test_consent_api import card, consent
 
 __all__ = ["card"]  # the fixture: 山田 太郎 (INSURER_A 123 / 4567 / 00) with drugs and a checkup
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 
 
 def person(start: str = "", end: str = "", number: str = "4567") -> str:

@@ -16,6 +16,7 @@ from lxml import etree
 
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from shikaku_server.consent.models import Consent
+from shikaku_server.eligibility.service import today_jst
 from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
 from tests.conftest import auth
@@ -59,7 +60,7 @@ def test_home_visit_and_online_care_files_through_the_course(
         r = client.post("/v1/visits/visual", headers=auth(tokens["physician"]),
                         json={"confirmed_by": "訪問 看護師", "four_facts": FACTS})
         v = r.json()["visit_id"]
-        until = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+        until = (today_jst() + dt.timedelta(days=30)).isoformat()
         assert consent(client, tokens["physician"], v, setting="home", limit_certificate=True, online_care=False,
                        course_until=until).status_code == 200
         doc = ask(watcher, root, "OQSsihome01req_1")

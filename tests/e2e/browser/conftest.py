@@ -33,6 +33,7 @@ from shikaku_server.app import create_app
 from shikaku_server.auth.service import add_facility, add_insurer, add_terminal
 from shikaku_server.config import Settings
 from shikaku_server.database import make_engine, make_session_factory, transaction
+from shikaku_server.eligibility.service import today_jst
 from shikaku_server.migrate import upgrade
 from testbed.card_emulator import BasicFactsRecord, build_card
 from testbed.kiosk_demo import write_profile
@@ -138,7 +139,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert settings.trust_anchors == str(anchors)
     central = ServerThread(create_app(settings), free_port()).start()
 
-    today = dt.date.today()
+    today = today_jst()
     _upload(central.url, insurer, "eligibility", eligibility_csv([
         person(elderly_ratio="", limit_kind="01", limit_class="A03", limit_valid_from="2024-04-01"),
         person(branch="01", name="山田 花子", name_kana="ヤマダ ハナコ", sex="2", birth_date="1982-02-02",

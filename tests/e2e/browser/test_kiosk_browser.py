@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
+from shikaku_server.eligibility.service import today_jst
 from testbed.card_emulator import PIN_TRIES, MyNumberCardEmulator
 from tests.e2e.browser.conftest import PIN, Stack
 
@@ -409,7 +410,7 @@ def test_staff_board_at_a_glance_and_at_phone_width(browser: Browser, stack: Sta
     _by_number(page, **hanako)
     expect(page.locator("#checks tbody tr").first).to_contain_text("山田 花子", timeout=TIMEOUT)
     # the insurer changes her copay; the desk checks her again: the board says what changed
-    today = dt.date.today().isoformat()
+    today = today_jst().isoformat()
     answer = httpx.post(f"{stack.server_url}/v1/uploads?kind=eligibility", timeout=30,
                         content=eligibility_csv([change(branch="01", valid_from=today, copay_ratio="20")]),
                         headers={"Authorization": f"Bearer {stack.insurer_token}", "Content-Type": "text/csv"})

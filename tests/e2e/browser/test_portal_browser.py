@@ -8,7 +8,6 @@ link); a card the kiosk module has not linked yet is linked here first, through 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from clinic_terminal.kiosk.wiring import build_portal
 from schemas.insurer_files import EXPENSE_COLUMNS
 from shikaku_server.database import make_engine, make_session_factory, transaction
 from shikaku_server.eligibility.models import Insured
+from shikaku_server.eligibility.service import today_jst
 from shikaku_server.emergency.service import set_emergency
 from shikaku_server.me.suspension import resume_person
 from tests.e2e.browser.conftest import FACILITY_CODE, PIN, ServerThread, Stack, _upload, free_port
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.browser
 
 SCREEN = ViewportSize(width=1366, height=768)  # a common laptop screen
 TIMEOUT = 15_000
-YEAR = dt.date.today().year - 1
+YEAR = today_jst().year - 1
 PHARMACY = "1341234563"
 
 

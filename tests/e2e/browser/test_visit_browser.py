@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from shikaku_server.consent.models import Consent
 from shikaku_server.database import make_engine
+from shikaku_server.eligibility.service import today_jst
 from tests.e2e.browser.conftest import PIN, Stack
 
 pytestmark = pytest.mark.browser
@@ -123,7 +124,7 @@ def test_first_visits_courses_and_recheck_on_a_phone(browser: Browser, stack: St
     form.get_by_role("button", name="資格を確認する").click()
     _view(page, "consent")
     expect(page.locator("#first-result")).to_contain_text("確認方法：目視確認")
-    until = (dt.date.today() + dt.timedelta(days=90)).isoformat()
+    until = (today_jst() + dt.timedelta(days=90)).isoformat()
     page.locator("#care-online").uncheck()
     page.locator("#course-until").fill(until)
     _shot(page, screenshots / "visit-visual-consent.png", full_page=True)

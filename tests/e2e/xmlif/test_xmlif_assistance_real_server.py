@@ -5,7 +5,6 @@ the 一括照会 by 診療年月 (``OQSmutic01`` / ``OQSmutic02``); bad request 
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from clinic_terminal.xmlif.service import XmlTerminal
 from clinic_terminal.xmlif.watcher import FolderWatcher
 from shikaku_server.auth.service import add_welfare_office
 from shikaku_server.database import transaction
+from shikaku_server.eligibility.service import today_jst
 from testbed import xmlif_server as t
 from testbed.population import ASSISTANCE_HEADER, assistance_rows, welfare_offices
 from tests.conftest import FACILITY_CODE
@@ -26,7 +26,7 @@ from tests.factories import csv_bytes
 from tests.folder_terminal import folder_terminal
 from tests.integration.test_eligibility_api import upload
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 MONTH = TODAY.strftime("%Y%m")
 GAIJI = {"name": "𠮷田\u3000一郎", "name_kana": "ヨシダ\u3000イチロウ"}
 G = "{urn:shikaku:xmlif:gaiji}"

@@ -14,6 +14,7 @@ from lxml import etree
 
 from clinic_terminal.xmlif.schema import validation_errors
 from clinic_terminal.xmlif.watcher import FolderWatcher
+from shikaku_server.eligibility.service import today_jst
 from testbed import xmlif_server as t
 from testbed.pki import IssuedCertificate
 from tests.folder_terminal import folder_terminal
@@ -23,7 +24,7 @@ from tests.integration.test_xmlif_clinical import checked_at_the_reader, person
 
 __all__ = ["card", "with_procedures"]  # fixtures: 山田 太郎 with a surgery, a 診療 and one too old
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 
 
 def ask(watcher: FolderWatcher, root: Path, name: str, body: str) -> Any:

@@ -15,6 +15,7 @@ from clinic_terminal.client import ServerClient
 from clinic_terminal.xmlif.schema import validation_errors
 from shikaku_server.auth.service import add_insurer, add_payer
 from shikaku_server.database import transaction
+from shikaku_server.eligibility.service import today_jst
 from testbed import xmlif_server as t
 from testbed.population import (
     ELIGIBILITY_HEADER,
@@ -27,7 +28,7 @@ from tests.factories import csv_bytes
 from tests.folder_terminal import folder_terminal
 from tests.integration.test_eligibility_api import upload
 
-TODAY = dt.date.today()
+TODAY = today_jst()
 
 
 def search(row: dict[str, Any], birth: dt.date, flag: str) -> str:

@@ -18,6 +18,7 @@ from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.client import CardClient
 from clinic_terminal.kiosk.flow import CheckFlow, CheckRecord, ConsentChoice
 from clinic_terminal.kiosk.staff import ReceptionBoard, StaffService
+from shikaku_server.eligibility.service import today_jst
 from testbed.card_emulator import BasicFactsRecord, MyNumberCardEmulator, assert_no_violations, build_card
 from testbed.pki import TestCA
 from tests.conftest import auth
@@ -56,7 +57,7 @@ def card(test_ca: TestCA) -> Iterator[MyNumberCardEmulator]:
 @pytest.fixture
 def loaded(client: TestClient, tokens: dict[str, str]) -> None:
     _upload(client, tokens["insurer"], "eligibility", eligibility_csv([person()]))
-    today = dt.date.today()
+    today = today_jst()
     _upload(client, tokens["insurer"], "medications", csv_bytes(MEDICATION_COLUMNS, [{
         "insurer_number": INSURER_A, "symbol": "１２３", "number": "４５６７", "branch": "00",
         "dispensed_on": (today - dt.timedelta(days=30)).isoformat(), "facility_code": "1341234563",

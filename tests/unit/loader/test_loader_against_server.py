@@ -18,6 +18,7 @@ from hokensha_loader.client import UploadClient
 from hokensha_loader.commands import load as load_command
 from hokensha_loader.core import default_report_path, upload_file
 from hokensha_loader.status_codes import ExitCode
+from shikaku_server.eligibility.service import today_jst
 from testbed.population import (
     Insurer,
     Person,
@@ -32,7 +33,7 @@ from tests.factories import INSURER_A, INSURER_B, INSURER_KOKUHO
 
 from .helpers import MY_NUMBER, Result, csv_text, row
 
-TODAY = dt.date.today()  # the server answers "as of" a date; the population is built around today
+TODAY = today_jst()  # the server answers "as of" a date; the population is built around today
 INSURERS = (Insurer(INSURER_A, "全国健康保険協会 東京支部", "kyokai"),
             Insurer(INSURER_KOKUHO, "国民健康保険", "kokuho"))
 
