@@ -432,18 +432,16 @@ class PendingCounts:
         self._counts: list[int] | None = None
 
     async def counts(self) -> list[int]:
-        """The counts (awaited once: the windows of one command may be read by several ``Hit``s,
-        and a NOSCRIPT must be counted again once, not once per reader)."""
+        """The counts, read once and kept: the ``Hit``s of one request read them one after the
+        other, and after a NOSCRIPT the windows must be counted again once, not once per reader."""
         if self._counts is None:
             reply = await self._waiter
             if isinstance(reply, _ReplyError) and str(reply).startswith("NOSCRIPT"):
-                counts = await self._again()
+                self._counts = await self._again()
             elif isinstance(reply, _ReplyError) or not isinstance(reply, list):
                 raise CacheError(f"unexpected reply to the counters: {reply!r}")
             else:
-                counts = [int(n) for n in reply]
-            if self._counts is None:
-                self._counts = counts
+                self._counts = [int(n) for n in reply]
         return self._counts
 
     def discard(self) -> None:
