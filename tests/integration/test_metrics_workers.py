@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,15 +23,14 @@ from tests.serving import wait_until_serving
 pytestmark = pytest.mark.slow
 
 
+def _records(log: Path) -> list[dict[str, Any]]:
+    """The server's JSON log records so far: whole lines only (a worker may be writing the last)."""
+    return [json.loads(line) for line in log.read_text().split("\n")[:-1]]
+
+
 def _served_by(log: Path, route: str) -> list[int]:
     """The pid of the worker that answered each request of ``route`` so far (request log lines)."""
-    pids = []
-    # only whole lines: a worker may be writing the last one while it is read
-    for line in log.read_text().split("\n")[:-1]:
-        record = json.loads(line)
-        if record.get("msg") == "request" and record.get("route") == route:
-            pids.append(record["pid"])
-    return pids
+    return [r["pid"] for r in _records(log) if r.get("msg") == "request" and r.get("route") == route]
 
 
 def test_two_workers_count_every_request_in_every_scrape(redis_url: str, tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_two_workers_count_every_request_in_every_scrape(redis_url: str, tmp_pat
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until_serving(base, proc, log.read_text, path="/readyz")
-            said = [json.loads(line)["msg"] for line in log.read_text().splitlines()]
+            said = [r["msg"] for r in _records(log)]
             metrics_dirs = [Path(m.rsplit(" ", 1)[1]) for m in said if m.startswith("metrics of the 2 workers in ")]
 
             # N requests, each on a new connection, until both workers have answered some
