@@ -30,6 +30,7 @@ import hashlib
 import logging
 import queue
 import secrets
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -357,13 +358,41 @@ class _Unit:
     prepared: Any = None  # the applier's ``prepare`` of ``records``, done in the reading thread
 
 
+SWITCH_INTERVAL = 0.0005
+"""The interpreter's thread switch interval (seconds) while an upload's pipeline runs. The worker
+gets the GIL back each time PostgreSQL answers (a probe, a COPY piece: a few hundred times per 100k
+rows) while the reading thread runs Python: at the default 5 ms each such wait is up to 5 ms of the
+upload's critical path. 0.5 ms made a 300k-row first load 13 % faster (bench/README.md)."""
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _fast_switching(on: bool) -> None:
+    """Lower the switch interval while at least one pipeline runs; restore it after the last."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if on:
+            if _switch_users == 0:
+                _switch_saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+            _switch_users += 1
+        else:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 class _Pipeline:
     """Applies units in order, one at a time, in a worker thread, so that reading and
     validating the next batch (Python) overlaps with writing the previous one (the database;
     the driver releases the GIL while it waits). Only the worker uses the session until
-    ``finish``/``abort`` return; at most one unit waits in the queue, so memory stays flat."""
+    ``finish``/``abort`` return; at most one unit waits in the queue, so memory stays flat.
+    While it runs, threads switch every ``SWITCH_INTERVAL`` (see there)."""
 
     def __init__(self, work: Callable[[_Unit], None]) -> None:
+        _fast_switching(True)
         self.work = work
         self.queue: queue.Queue[_Unit | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
@@ -401,7 +430,11 @@ class _Pipeline:
     def _close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.queue.put(None)  # the worker always drains, so this returns
+            try:
+                self.queue.put(None)  # the worker always drains, so this returns
+                self.thread.join()
+            finally:
+                _fast_switching(False)
         self.thread.join()
 
     def finish(self) -> None:
