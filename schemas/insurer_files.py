@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -1439,7 +1439,6 @@ _FAST_TEXT = (
     rf'[^\s,"\x00](?:[^,"\x00\r\n]{{0,{MAX_TEXT - 2}}}[^\s,"\x00])?'
 )
 _FAST_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8}"
-_FAST_ALPHANUM = "[0-9A-Za-z]"
 _IDEOGRAPHIC_SPACE = "\u3000"
 
 
@@ -1459,11 +1458,13 @@ def _fast_codes(allowed: frozenset[str], width: int = 0) -> str:
     return "|".join(re.escape(v) for v in sorted(same, key=lambda v: (-len(v), v)))
 
 
+_FAST_RATIO = "|".join(str(r) for r in sorted(COPAY_RATIOS, reverse=True))
+_FAST_OPTIONAL_DATE = f"(?:{_FAST_DATE})?"
 _FAST_PATTERNS: dict[str, str] = {
     "action": "add",
     "insurer_number": "[0-9]{8}|[0-9]{6}",
-    "symbol": _FAST_ALPHANUM + "{0,11}",
-    "number": _FAST_ALPHANUM + "{1,11}",
+    "symbol": "[0-9A-Za-z]{0,11}",
+    "number": "[0-9A-Za-z]{1,11}",
     "branch": "[0-9]{2}",
     "name": _FAST_TEXT,
     "name_kana": _FAST_TEXT,
@@ -1475,12 +1476,40 @@ _FAST_PATTERNS: dict[str, str] = {
     "card_classification": _fast_codes(CARD_CLASSIFICATIONS, 2),
     "valid_from": _FAST_DATE,
     "valid_to": f"(?:{_FAST_DATE})?",
-    "copay_ratio": "|".join(str(r) for r in sorted(COPAY_RATIOS, reverse=True)),
+    "copay_ratio": _FAST_RATIO,
     "reason_of_loss": f"(?:{_fast_codes(REASONS_OF_LOSS, 2)})?",
-    # the optional groups: only when all empty (a row that uses them takes the full path)
+    # the optional groups: all empty (a row that uses the specific-disease group takes the full path)
     **dict.fromkeys(ELIGIBILITY_OPTIONAL, ""),
 }
+# the second pattern, tried on a line the first one misses: 記号・番号 may hold full-width digits
+# too (stored as written, compared by ``normalize_key_text``, as ``_RowCheck.key`` does; at most 11
+# characters, so never 12 digits), and the 高齢受給者 and 限度額 groups are captured, each value as
+# ``_RowCheck`` takes it unchanged, or empty; ``fast`` takes a group only when it is whole (any
+# other mix takes the full path). Kept apart so the plain line pays for none of it.
+_RICH_KEY_CHAR = "[0-9A-Za-z\uff10-\uff19]"
+_RICH_PATTERNS: dict[str, str] = {
+    **_FAST_PATTERNS,
+    "symbol": _RICH_KEY_CHAR + "{0,11}",
+    "number": _RICH_KEY_CHAR + "{1,11}",
+    "elderly_ratio": f"(?:{_FAST_RATIO})?",
+    "elderly_valid_from": _FAST_OPTIONAL_DATE,
+    "elderly_valid_to": _FAST_OPTIONAL_DATE,
+    "limit_kind": f"(?:{_fast_codes(LIMIT_KINDS, 2)})?",
+    "limit_class": f"(?:{_fast_codes(LIMIT_CLASSES)})?",
+    "limit_valid_from": _FAST_OPTIONAL_DATE,
+    "limit_valid_to": _FAST_OPTIONAL_DATE,
+}
 _FAST_FIELDS = tuple(c for c in ELIGIBILITY_COLUMNS if c != "action")  # what a fast-path line captures
+_FAST_GROUPS = ELIGIBILITY_OPTIONAL[:7]  # what the second pattern captures too: elderly and limit
+
+
+def _line_pattern(columns: list[str], patterns: dict[str, str], captured: Collection[str]) -> re.Pattern[str]:
+    """One line of these columns; a group for each of ``captured``, in column order."""
+    return re.compile(
+        ",".join(f"({patterns[c]})" if c in captured else f"(?:{patterns[c]})" for c in columns) + "\r?\n?"
+    )
+
+
 FastPath = Callable[[int, str], EligibilityRecord | None]
 _FAST_CACHE: dict[tuple[str, ...], FastPath | None] = {}
 
@@ -1505,13 +1534,17 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
     if any(c not in _FAST_PATTERNS for c in columns) or len(set(columns)) != len(columns):
         _FAST_CACHE[key] = None
         return None
-    picked = [c for c in columns if c in _FAST_FIELDS]  # captured, in column order
-    pattern = re.compile(
-        ",".join(f"({_FAST_PATTERNS[c]})" if c in _FAST_FIELDS else f"(?:{_FAST_PATTERNS[c]})" for c in columns)
-        + "\r?\n?"
-    )
-    at = {c: i + 1 for i, c in enumerate(picked)}
+    at = {c: i + 1 for i, c in enumerate(c for c in columns if c in _FAST_FIELDS)}
     picks = tuple(at[c] for c in _FAST_FIELDS)
+    rich_captured = (*_FAST_FIELDS, *_FAST_GROUPS)
+    rich_at = {c: i + 1 for i, c in enumerate(c for c in columns if c in rich_captured)}
+    group_picks = tuple(rich_at.get(c, 0) for c in _FAST_GROUPS)  # 0: the file lacks the column
+    all_groups = all(group_picks)
+    # one call for every capture: the required fields, then the groups' when the file has them all
+    rich_picks = tuple(rich_at[c] for c in _FAST_FIELDS) + (group_picks if all_groups else ())
+    pattern = _line_pattern(columns, _FAST_PATTERNS, _FAST_FIELDS)
+    rich_match = _line_pattern(columns, _RICH_PATTERNS, rich_captured).fullmatch
+    key_text = normalize_key_text
     match = pattern.fullmatch
     problem = insurer_number_problem
     nfkc = unicodedata.normalize
@@ -1520,10 +1553,16 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
 
     def fast(line: int, text: str) -> EligibilityRecord | None:
         m = match(text)
+        rich = m is None
         if m is None:
-            return None
+            m = rich_match(text)
+            if m is None:
+                return None
+            values = m.group(*rich_picks)
+        else:
+            values = m.group(*picks)
         (insurer, symbol, number, branch, name, kana, sex, birth_s, address, post, family, card,
-         from_s, to_s, ratio, reason) = m.group(*picks)
+         from_s, to_s, ratio, reason) = values[:16]
         if problem(insurer) is not None:
             return None
         birth = date_of(birth_s)
@@ -1535,6 +1574,37 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
             valid_to = date_of(to_s)
             if valid_to is None or valid_to < valid_from:
                 return None
+        e_ratio = l_kind = l_class = None
+        e_from = e_to = l_from = l_to = None
+        symbol_norm, number_norm = symbol, number  # the first pattern: ASCII letters and digits
+        if rich:
+            symbol_norm, number_norm = key_text(symbol), key_text(number)
+            if all_groups:
+                er, ef, et, lk, lc, lf, lt = values[16:]
+            else:
+                er, ef, et, lk, lc, lf, lt = (m.group(i) if i else "" for i in group_picks)
+            if er or ef or et:  # 高齢受給者: a ratio and its start, maybe an end not before it
+                if not (er and ef):
+                    return None
+                e_from = date_of(ef)
+                if e_from is None:
+                    return None
+                if et:
+                    e_to = date_of(et)
+                    if e_to is None or e_to < e_from:
+                        return None
+                e_ratio = int(er)
+            if lk or lc or lf or lt:  # 限度額適用: a kind, a class and a start, maybe an end
+                if not (lk and lc and lf):
+                    return None
+                l_from = date_of(lf)
+                if l_from is None:
+                    return None
+                if lt:
+                    l_to = date_of(lt)
+                    if l_to is None or l_to < l_from:
+                        return None
+                l_kind, l_class = lk, lc
         if post and len(post) == 7:
             post = f"{post[:3]}-{post[3:]}"
         # normalize_kana: NFKC maps U+3000 to a space anyway; replacing it first lets NFKC's
@@ -1547,8 +1617,8 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
             symbol,
             number,
             branch,
-            symbol,
-            number,
+            symbol_norm,
+            number_norm,
             name,
             kana,
             sex,
@@ -1561,6 +1631,13 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
             valid_to,
             int(ratio),
             reason or None,
+            e_ratio,
+            e_from,
+            e_to,
+            l_kind,
+            l_class,
+            l_from,
+            l_to,
         )
 
     if len(_FAST_CACHE) < 64:

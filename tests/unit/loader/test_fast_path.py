@@ -4,6 +4,7 @@ the very records and errors of the full path (csv reader + ``validate_eligibilit
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from pathlib import Path
 
@@ -36,8 +37,9 @@ TEMPLATE = {
 TRICKY: dict[str, list[str]] = {
     "action": ["ADD", " add", "change", "loss", "", "ad"],
     "insurer_number": ["06139998", "０６１３９９９２", "139998", "06139992 ", "0613999", "061399920"],
-    "symbol": ["", "１０００", "10 00", "A-1", "x" * 11, "x" * 12, "記号"],
-    "number": ["", "１", "0000001 ", "x" * 11, "x" * 41, "123456789018"],
+    "symbol": ["", "１０００", "１２37", "１" * 11, "１" * 12, "ＡＢ1", "10 00", "A-1", "x" * 11, "x" * 12, "記号"],
+    "number": ["", "１", "１２３４５６７８９０１", "1２３４５６７８９０１8", "0000001 ", "x" * 11, "x" * 41,
+               "123456789018"],
     "branch": ["0", "０１", "001", "ab", ""],
     "name": ["", " 佐藤", "佐藤 ", "x" * 200, "x" * 201, "a\tb", "山田123456789012", "山田12345678901",
              "1234-5678-9018", "ヴ", "カ\u3099", "佐藤\u3000\u3099幹", "\u3000佐藤"],
@@ -54,8 +56,13 @@ TRICKY: dict[str, list[str]] = {
     "valid_to": ["2020-02-17", "2020-02-18", "20991231", "2020-13-01", " "],
     "copay_ratio": ["10", "20", "15", "030", "30.0", "", "３０"],
     "reason_of_loss": ["01", "1", "99", "98", " "],
-    "elderly_ratio": ["20", "", " "],
-    "limit_kind": ["01", ""],
+    "elderly_ratio": ["20", "10", "30", "", " ", "２０", "15", "020"],
+    "elderly_valid_from": ["2023-12-01", "20231201", "", "2023-13-01", " 2023-12-01", "2019-01-01"],
+    "elderly_valid_to": ["2024-11-30", "2023-11-30", "2023-12-01", "", "2024-02-30", "２０２４-11-30"],
+    "limit_kind": ["01", "02", "03", "1", "04", "", "０１"],
+    "limit_class": ["A03", "B10", "a03", "A00", "", "Ａ03"],
+    "limit_valid_from": ["2024-04-01", "20240401", "", "2024-04-31"],
+    "limit_valid_to": ["2025-03-31", "2024-03-31", "", "2025/03/31"],
     "disease_category": ["1", "1|2", ""],
     "disease_valid_from": ["2021-01-01", ""],
 }
@@ -129,3 +136,46 @@ def test_undecodable_lines_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     data = b"\n".join([header, good, good.replace(b"01", b"\x81\x0a", 1), good, b"\xff\xfe" + good, good])
     checked = _same(monkeypatch, data)
     assert any(e.code == "encoding" for c in checked for e in c.errors)
+
+
+GROUPS = {
+    "elderly": ("elderly_ratio", "elderly_valid_from", "elderly_valid_to"),
+    "limit": ("limit_kind", "limit_class", "limit_valid_from", "limit_valid_to"),
+}
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_mix_of_an_optional_group_agrees(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    """高齢受給者 and 限度額: every combination of the tricky values of the group's columns (whole,
+    partial, empty, out of order, malformed) gives the full path's record or errors; the whole and
+    valid groups are taken by the fast path itself."""
+    header = ELIGIBILITY_HEADER
+    columns = GROUPS[group]
+    rows = [dict(zip(columns, values, strict=True)) for values in itertools.product(*(TRICKY[c] for c in columns))]
+    lines = [_csv_line({**TEMPLATE, **row}, header) for row in rows]
+    _same(monkeypatch, "\n".join([",".join(header), *lines]).encode())
+    fast = files.fast_eligibility(list(header))
+    assert fast is not None
+    whole = {
+        "elderly": {"elderly_ratio": "20", "elderly_valid_from": "2023-12-01", "elderly_valid_to": "2024-11-30"},
+        "limit": {"limit_kind": "01", "limit_class": "A03", "limit_valid_from": "2024-04-01",
+                  "limit_valid_to": "2025-03-31"},
+    }[group]
+    record = fast(2, _csv_line({**TEMPLATE, **whole}, header) + "\n")
+    assert record is not None
+    assert [getattr(record, c) for c in columns] == [
+        int(v) if c.endswith("ratio") else dt.date.fromisoformat(v) if "valid" in c else v
+        for c, v in whole.items()
+    ]
+    taken = sum(fast(i, line + "\n") is not None for i, line in enumerate(lines, 2))
+    assert 0 < taken < len(lines)
+
+
+def test_full_width_digits_in_the_key_take_the_fast_path_with_their_folded_form() -> None:
+    header = ELIGIBILITY_HEADER
+    fast = files.fast_eligibility(list(header))
+    assert fast is not None
+    record = fast(2, _csv_line({**TEMPLATE, "symbol": "１２37", "number": "０００１"}, header) + "\n")
+    assert record is not None
+    stored = (record.symbol, record.number, record.symbol_norm, record.number_norm)
+    assert stored == ("１２37", "０００１", "1237", "0001")
