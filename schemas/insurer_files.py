@@ -1524,6 +1524,21 @@ def _fast_date(value: str) -> dt.date | None:
         return None
 
 
+def _fast_span(start: str, end: str) -> tuple[dt.date, dt.date | None] | None:
+    """A group's start date and its optional end, not before the start (values of ``_FAST_DATE``'s
+    shapes or empty); None when the start is missing or either is not a date or the end is
+    before the start: the full path words why."""
+    begin = _fast_date(start) if start else None
+    if begin is None:
+        return None
+    if not end:
+        return begin, None
+    finish = _fast_date(end)
+    if finish is None or finish < begin:
+        return None
+    return begin, finish
+
+
 def fast_eligibility(columns: list[str]) -> FastPath | None:
     """For a CSV eligibility file with these (normalized) columns: a function of a physical line
     that returns the record of a plainly valid ``add`` row — exactly what ``validate_eligibility``
@@ -1583,28 +1598,16 @@ def fast_eligibility(columns: list[str]) -> FastPath | None:
                 er, ef, et, lk, lc, lf, lt = values[16:]
             else:
                 er, ef, et, lk, lc, lf, lt = (m.group(i) if i else "" for i in group_picks)
-            if er or ef or et:  # 高齢受給者: a ratio and its start, maybe an end not before it
-                if not (er and ef):
+            if er or ef or et:  # 高齢受給者: a ratio and its start, maybe an end
+                span = _fast_span(ef, et) if er else None
+                if span is None:
                     return None
-                e_from = date_of(ef)
-                if e_from is None:
-                    return None
-                if et:
-                    e_to = date_of(et)
-                    if e_to is None or e_to < e_from:
-                        return None
-                e_ratio = int(er)
+                e_ratio, (e_from, e_to) = int(er), span
             if lk or lc or lf or lt:  # 限度額適用: a kind, a class and a start, maybe an end
-                if not (lk and lc and lf):
+                span = _fast_span(lf, lt) if lk and lc else None
+                if span is None:
                     return None
-                l_from = date_of(lf)
-                if l_from is None:
-                    return None
-                if lt:
-                    l_to = date_of(lt)
-                    if l_to is None or l_to < l_from:
-                        return None
-                l_kind, l_class = lk, lc
+                l_kind, l_class, (l_from, l_to) = lk, lc, span
         if post and len(post) == 7:
             post = f"{post[:3]}-{post[3:]}"
         # normalize_kana: NFKC maps U+3000 to a space anyway; replacing it first lets NFKC's
