@@ -1500,7 +1500,16 @@ _RICH_PATTERNS: dict[str, str] = {
     "limit_valid_to": _FAST_OPTIONAL_DATE,
 }
 _FAST_FIELDS = tuple(c for c in ELIGIBILITY_COLUMNS if c != "action")  # what a fast-path line captures
-_FAST_GROUPS = ELIGIBILITY_OPTIONAL[:7]  # what the second pattern captures too: elderly and limit
+# what the second pattern captures too, in the order ``fast`` unpacks them: elderly, then limit
+_FAST_GROUPS = (
+    "elderly_ratio",
+    "elderly_valid_from",
+    "elderly_valid_to",
+    "limit_kind",
+    "limit_class",
+    "limit_valid_from",
+    "limit_valid_to",
+)
 
 
 def _line_pattern(columns: list[str], patterns: dict[str, str], captured: Collection[str]) -> re.Pattern[str]:
