@@ -40,7 +40,11 @@ def clock() -> Clock:
 
 @contextmanager
 def started(settings: Settings, clock: Clock, **limits: int) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.model_copy(update=limits))) as c:
+    """The app with these limits. Redis may take up to 5 s to answer here, not 0.5: these tests
+    count on Redis (a stall on a loaded CI machine would send the counting to the in-process
+    fallback mid-test, which has its own test below, and change the outcome)."""
+    update: dict[str, Any] = {"redis_timeout_seconds": 5.0, **limits}
+    with TestClient(create_app(settings.model_copy(update=update))) as c:
         c.app.state.shikaku.limiter.clock = clock  # type: ignore[attr-defined]
         yield c
 
