@@ -5,6 +5,7 @@ The PC/SC monitor lives in :mod:`clinic_terminal.card.pyscard_monitor` (it impor
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,8 +13,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, Self
 
+from clinic_terminal.card.errors import CardError
 from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.closing import Closing
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 0.5
+"""How long the watcher waits after the reader or pcscd failed to answer, before it asks again."""
 
 
 class CardEventKind(StrEnum):
@@ -105,7 +112,14 @@ class CardWatcher(Closing):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            event = self._monitor.wait_for_change(0.5)
+            try:
+                event = self._monitor.wait_for_change(0.5)
+            except CardError as exc:
+                # the reader unplugged for a moment, or pcscd not answering: the kiosk keeps
+                # watching (a watcher that died would never see the next card)
+                log.warning("card watcher: %s; asking again", exc, extra={"code": "card_watch_failed"})
+                self._stop.wait(RETRY_SECONDS)
+                continue
             if event is not None and not self._stop.is_set():
                 self._on_event(event)
 

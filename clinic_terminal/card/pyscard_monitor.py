@@ -62,6 +62,7 @@ class PyscardCardMonitor:
         except NoReaderError:
             if self._context is None:  # closed by another thread while we waited
                 return None
+            self._renew_context(context)  # after a transport error the old one may be dead
             raise
         self._state, self._atr = state, atr
         if self.present == before:
@@ -69,6 +70,19 @@ class PyscardCardMonitor:
         if self.present:
             return CardEvent(CardEventKind.INSERTED, self.reader, atr)
         return CardEvent(CardEventKind.REMOVED, self.reader)
+
+    def _renew_context(self, failed: Any) -> None:
+        """A fresh PC/SC context in place of ``failed`` (unless closed meanwhile); the watcher
+        asks again with it."""
+        with self._lock:
+            if self._context is not failed:
+                return
+            try:
+                fresh = establish_context()
+            except NoReaderError:
+                return  # pcscd still away: the next failure tries again
+            release_context(failed)
+            self._context = fresh
 
     def close(self) -> None:
         with self._lock:

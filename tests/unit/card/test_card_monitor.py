@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from clinic_terminal.card.errors import NoReaderError
 from clinic_terminal.card.inprocess import InProcessReader
 from clinic_terminal.card.monitor import CardEvent, CardEventKind, CardWatcher, InProcessCardMonitor, wait_for
 from testbed.card_emulator import MyNumberCardEmulator
@@ -64,3 +65,42 @@ def test_watcher_calls_back_from_its_thread(card: MyNumberCardEmulator) -> None:
         reader.remove()
         assert seen_two.wait(2.0)
     assert events == [CardEventKind.INSERTED, CardEventKind.REMOVED]
+
+
+class _FlakyMonitor:
+    """Fails once, as pcscd does on an RPC transport error, then reports one insertion."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.closed = threading.Event()
+
+    @property
+    def present(self) -> bool:
+        return self.calls > 1
+
+    def wait_for_change(self, timeout: float) -> CardEvent | None:
+        self.calls += 1
+        if self.calls == 1:
+            raise NoReaderError("Virtual PCD 00 00: RPC transport error.")
+        if self.calls == 2:
+            return CardEvent(CardEventKind.INSERTED, "Virtual PCD 00 00")
+        self.closed.wait(timeout)
+        return None
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_the_watcher_keeps_watching_after_the_reader_fails_to_answer(caplog: pytest.LogCaptureFixture) -> None:
+    events: list[CardEvent] = []
+    seen = threading.Event()
+
+    def on_event(event: CardEvent) -> None:
+        events.append(event)
+        seen.set()
+
+    monitor = _FlakyMonitor()
+    with CardWatcher(monitor, on_event):
+        assert seen.wait(5.0)
+    assert [e.kind for e in events] == [CardEventKind.INSERTED]
+    assert any(r.__dict__.get("code") == "card_watch_failed" for r in caplog.records)
