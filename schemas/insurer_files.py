@@ -1501,15 +1501,7 @@ _RICH_PATTERNS: dict[str, str] = {
 }
 _FAST_FIELDS = tuple(c for c in ELIGIBILITY_COLUMNS if c != "action")  # what a fast-path line captures
 # what the second pattern captures too, in the order ``fast`` unpacks them: elderly, then limit
-_FAST_GROUPS = (
-    "elderly_ratio",
-    "elderly_valid_from",
-    "elderly_valid_to",
-    "limit_kind",
-    "limit_class",
-    "limit_valid_from",
-    "limit_valid_to",
-)
+_FAST_GROUPS = tuple(c for c in ELIGIBILITY_OPTIONAL if c not in _DISEASE_COLUMNS)
 
 
 def _line_pattern(columns: list[str], patterns: dict[str, str], captured: Collection[str]) -> re.Pattern[str]:
