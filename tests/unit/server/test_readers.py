@@ -266,3 +266,133 @@ def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
         assert counts() == (2, 2)
 
     asyncio.run(run())
+
+
+def _group_row(visit_id: str, insured_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    visit = {
+        "id": visit_id,
+        "facility_code": FACILITY_CODE,
+        "insured_id": insured_id,
+        "auth_method": "pin",
+        "card_classification": "01",
+        "as_of": dt.date(2025, 1, 1),
+    }
+    entry = {
+        "insured_id": insured_id,
+        "facility_code": FACILITY_CODE,
+        "role": "reception",
+        "what": "eligibility",
+        "query_kind": "card",
+        "consent_id": None,
+    }
+    return visit, entry
+
+
+def _visits_with_entries(session_factory: Any) -> list[str]:
+    """The visit ids of the access-log entries, in the log's own order (its ids)."""
+    with session_factory() as s:
+        rows = s.execute(
+            sa.select(Visit.id).join(AccessLogEntry, AccessLogEntry.visit_id == Visit.id).order_by(AccessLogEntry.id)
+        ).all()
+    return [r[0] for r in rows]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # group commit is PostgreSQL's
+def test_concurrent_visits_commit_in_groups_each_answered_after_its_own_commit(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """Thirty checks at once: fewer statements than checks, every visit and entry written once,
+    the entries in the order the checks came, and no check back before its row is readable."""
+    assert pg is not None
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
+    statements = 0
+    real_execute = pg.execute
+
+    async def counting_execute(statement: Any, params: dict[str, Any]) -> None:
+        nonlocal statements
+        statements += 1
+        await real_execute(statement, params)
+
+    pg.execute = counting_execute  # type: ignore[method-assign]
+    ids = [f"visit-{n:02d}" for n in range(30)]
+
+    async def one(visit_id: str) -> None:
+        await store.record_visit(*_group_row(visit_id, people["01"]))
+        assert visit_id in _visits_with_entries(session_factory)  # committed before it returned
+
+    async def run() -> None:
+        await store.record_visit(*_group_row("visit-alone", people["01"]))  # alone: one statement
+        assert statements == 1
+        await asyncio.gather(*(one(v) for v in ids))
+
+    asyncio.run(run())
+    assert _visits_with_entries(session_factory) == ["visit-alone", *ids]
+    assert 2 <= statements <= 1 + 15  # the first of the thirty alone, the rest in groups
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_bad_visit_in_a_group_fails_only_its_own_check(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """A row the database refuses (here a person who does not exist: the foreign key) fails its
+    own check; the checks grouped with it are written and answered."""
+    assert pg is not None
+    import psycopg2  # type: ignore[import-untyped]
+
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
+
+    async def run() -> list[BaseException | None]:
+        calls = [store.record_visit(*_group_row(f"visit-{n}", people["01"])) for n in range(6)]
+        calls.insert(3, store.record_visit(*_group_row("visit-bad", 987_654_321)))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert [type(o) for o in outcomes].count(psycopg2.errors.ForeignKeyViolation) == 1
+    assert isinstance(outcomes[3], psycopg2.errors.ForeignKeyViolation)
+    assert [o for n, o in enumerate(outcomes) if n != 3] == [None] * 6
+    assert _visits_with_entries(session_factory) == [f"visit-{n}" for n in range(6)]
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_cancelled_check_takes_no_other_check_s_visit_with_it(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """The client of one check goes away (its task is cancelled) while its group is in flight:
+    the others of the group are committed and answered all the same."""
+    assert pg is not None
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
+
+    async def run() -> list[BaseException | None]:
+        tasks = [asyncio.create_task(store.record_visit(*_group_row(f"visit-{n}", people["01"]))) for n in range(5)]
+        await asyncio.sleep(0)  # all five queued, the first statement sent
+        tasks[0].cancel()
+        tasks[3].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(run())
+    assert isinstance(outcomes[0], asyncio.CancelledError) and isinstance(outcomes[3], asyncio.CancelledError)
+    assert [outcomes[n] for n in (1, 2, 4)] == [None] * 3
+    written = _visits_with_entries(session_factory)
+    assert {"visit-1", "visit-2", "visit-4"} <= set(written)
+    assert len(written) == len(set(written))
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_every_check_of_a_group_fails_when_the_database_does(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """No connection to be had: each check of the group gets the database's error (503 at the
+    app's boundary), none hangs."""
+    assert pg is not None
+    import psycopg2
+
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
+    pg.close()
+
+    async def run() -> list[BaseException | None]:
+        calls = [store.record_visit(*_group_row(f"visit-{n}", people["01"])) for n in range(4)]
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, psycopg2.InterfaceError) for o in outcomes), outcomes
+    assert _visits_with_entries(session_factory) == []
