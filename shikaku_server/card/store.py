@@ -201,7 +201,9 @@ class VisitGroups:
         """``row``: the values of ``_GROUP_COLUMNS``; returns once it is committed."""
         done = asyncio.get_running_loop().create_future()
         self._pending.append((row, done))
-        if self._writer is None:
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not done.get_loop():
+            # (a writer of another event loop: one that was closed under it, as between tests)
             self._writer = asyncio.create_task(self._run())
         await done
 
@@ -211,7 +213,8 @@ class VisitGroups:
                 group, self._pending = self._pending[: self.max_group], self._pending[self.max_group :]
                 await self._commit(group)
         finally:
-            self._writer = None
+            if self._writer is asyncio.current_task():
+                self._writer = None
             left, self._pending = self._pending, []
             for _, done in left:  # only when the task itself was cancelled (the app shutting down)
                 if not done.done():
@@ -227,9 +230,12 @@ class VisitGroups:
             for one in group:  # one row's data failed the group: each alone, its own outcome
                 await self._commit([one])
             return
-        except BaseException as exc:
-            _settle(group, exc)
+        except asyncio.CancelledError:  # the writer cancelled (the app shutting down) mid-statement
+            _settle(group, UnavailableError("the server is shutting down"))
             raise
+        except Exception as exc:  # no connection to be had (a closed pool), or a fault of ours
+            _settle(group, exc)
+            return
         _settle(group, None)
 
 

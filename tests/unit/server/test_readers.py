@@ -396,3 +396,30 @@ def test_every_check_of_a_group_fails_when_the_database_does(
     outcomes = asyncio.run(run())
     assert all(isinstance(o, psycopg2.InterfaceError) for o in outcomes), outcomes
     assert _visits_with_entries(session_factory) == []
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_checks_waiting_on_a_group_get_503_when_the_server_shuts_down(
+    backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
+) -> None:
+    """The group's task cancelled mid-statement (the app's loop ending): its checks and the ones
+    queued behind it are answered "unavailable" rather than left waiting."""
+    assert pg is not None
+    from shikaku_server.errors import UnavailableError
+
+    store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
+
+    async def run() -> list[BaseException | None]:
+        tasks = [asyncio.create_task(store.record_visit(*_group_row(f"visit-{n}", people["01"]))) for n in range(4)]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        writer = store.visits._writer
+        assert writer is not None
+        writer.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        await store.record_visit(*_group_row("visit-after", people["01"]))  # a new writer for the next one
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert all(isinstance(o, UnavailableError) for o in outcomes), outcomes
+    assert "visit-after" in _visits_with_entries(session_factory)
