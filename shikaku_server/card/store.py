@@ -157,6 +157,16 @@ _PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
 _VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
 _ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
 _GROUP_COLUMNS = tuple(f"visit_{c}" for c in _VISIT_COLUMNS) + tuple(f"entry_{c}" for c in _ENTRY_COLUMNS)
+# one visit and its access-log entry (a group of one: scalar parameters, which psycopg2 adapts
+# and PostgreSQL parses for less than one-element arrays), idempotent under the visit's id
+_PG_VISIT_INSERT = Prepared(
+    "shikaku_card_visit",
+    "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
+    "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING id) "
+    "INSERT INTO access_log (at, insured_id, facility_code, role, what, query_kind, consent_id, visit_id) "
+    "SELECT $8, $9, $10, $11, $12, $13, $14, visit_row.id FROM visit_row",
+    _GROUP_COLUMNS,
+)
 # the visits of concurrent card checks and their access-log entries in one statement, one array
 # per column (``unnest``, in the order of ``_GROUP_COLUMNS``), prepared per connection;
 # idempotent under each visit's random id (``AsyncPG.execute`` may retry it on a fresh
@@ -222,7 +232,10 @@ class VisitGroups:
 
     async def _commit(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
         try:
-            await self.pg.execute(_PG_VISITS_INSERT, _columns([row for row, _ in group]))
+            if len(group) == 1:
+                await self.pg.execute(_PG_VISIT_INSERT, group[0][0])
+            else:
+                await self.pg.execute(_PG_VISITS_INSERT, _columns([row for row, _ in group]))
         except psycopg2.DatabaseError as exc:
             if len(group) == 1 or isinstance(exc, psycopg2.OperationalError):
                 _settle(group, exc)  # the connection or the server: every check of the group fails
