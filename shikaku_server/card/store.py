@@ -157,8 +157,8 @@ _PG_FACTS = Prepared("shikaku_card_facts", _FACTS_QUERY)
 _VISIT_COLUMNS = ("id", "facility_code", "insured_id", "auth_method", "card_classification", "as_of", "created_at")
 _ENTRY_COLUMNS = ("at", "insured_id", "facility_code", "role", "what", "query_kind", "consent_id")
 _GROUP_COLUMNS = tuple(f"visit_{c}" for c in _VISIT_COLUMNS) + tuple(f"entry_{c}" for c in _ENTRY_COLUMNS)
-# one visit and its access-log entry (a group of one: scalar parameters, which psycopg2 adapts
-# and PostgreSQL parses for less than one-element arrays), idempotent under the visit's id
+# one visit and its access-log entry (a group of one: scalar parameters cost psycopg2 and
+# PostgreSQL less than one-element arrays), idempotent under the visit's random id
 _PG_VISIT_INSERT = Prepared(
     "shikaku_card_visit",
     "WITH visit_row AS (INSERT INTO visit (id, facility_code, insured_id, auth_method, card_classification, as_of, "
