@@ -214,6 +214,27 @@ def test_card_stores_commit_the_visit_with_its_log_entry(
     assert len(rows) == len(_stores(session_factory, pg))
 
 
+def _visit_and_entry(visit_id: str, insured_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A PIN visit at the test facility and its access-log entry, as `record_visit` takes them."""
+    visit = {
+        "id": visit_id,
+        "facility_code": FACILITY_CODE,
+        "insured_id": insured_id,
+        "auth_method": "pin",
+        "card_classification": "01",
+        "as_of": dt.date(2025, 1, 1),
+    }
+    entry = {
+        "insured_id": insured_id,
+        "facility_code": FACILITY_CODE,
+        "role": "reception",
+        "what": "eligibility",
+        "query_kind": "card",
+        "consent_id": None,
+    }
+    return visit, entry
+
+
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # the event-loop write is PostgreSQL's
 def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
     backend: str, session_factory: Any, pg: AsyncPG | None, people: dict[str, int]
@@ -222,22 +243,7 @@ def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
     of a write whose commit went through (same visit id) writes nothing twice."""
     assert pg is not None
     store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
-    visit = {
-        "id": "visit-x",
-        "facility_code": FACILITY_CODE,
-        "insured_id": people["01"],
-        "auth_method": "pin",
-        "card_classification": "01",
-        "as_of": dt.date(2025, 1, 1),
-    }
-    entry = {
-        "insured_id": people["01"],
-        "facility_code": FACILITY_CODE,
-        "role": "reception",
-        "what": "eligibility",
-        "query_kind": "card",
-        "consent_id": None,
-    }
+    visit, entry = _visit_and_entry("visit-x", people["01"])
 
     def counts() -> tuple[int, int]:
         with session_factory() as s:
@@ -266,26 +272,6 @@ def test_the_visit_write_survives_a_lost_connection_and_is_never_doubled(
         assert counts() == (2, 2)
 
     asyncio.run(run())
-
-
-def _group_row(visit_id: str, insured_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    visit = {
-        "id": visit_id,
-        "facility_code": FACILITY_CODE,
-        "insured_id": insured_id,
-        "auth_method": "pin",
-        "card_classification": "01",
-        "as_of": dt.date(2025, 1, 1),
-    }
-    entry = {
-        "insured_id": insured_id,
-        "facility_code": FACILITY_CODE,
-        "role": "reception",
-        "what": "eligibility",
-        "query_kind": "card",
-        "consent_id": None,
-    }
-    return visit, entry
 
 
 def _visits_with_entries(session_factory: Any) -> list[str]:
@@ -317,11 +303,11 @@ def test_concurrent_visits_commit_in_groups_each_answered_after_its_own_commit(
     ids = [f"visit-{n:02d}" for n in range(30)]
 
     async def one(visit_id: str) -> None:
-        await store.record_visit(*_group_row(visit_id, people["01"]))
+        await store.record_visit(*_visit_and_entry(visit_id, people["01"]))
         assert visit_id in _visits_with_entries(session_factory)  # committed before it returned
 
     async def run() -> None:
-        await store.record_visit(*_group_row("visit-alone", people["01"]))  # alone: one statement
+        await store.record_visit(*_visit_and_entry("visit-alone", people["01"]))  # alone: one statement
         assert statements == 1
         await asyncio.gather(*(one(v) for v in ids))
 
@@ -342,8 +328,8 @@ def test_a_bad_visit_in_a_group_fails_only_its_own_check(
     store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
 
     async def run() -> list[BaseException | None]:
-        calls = [store.record_visit(*_group_row(f"visit-{n}", people["01"])) for n in range(6)]
-        calls.insert(3, store.record_visit(*_group_row("visit-bad", 987_654_321)))
+        calls = [store.record_visit(*_visit_and_entry(f"visit-{n}", people["01"])) for n in range(6)]
+        calls.insert(3, store.record_visit(*_visit_and_entry("visit-bad", 987_654_321)))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     outcomes = asyncio.run(run())
@@ -363,7 +349,8 @@ def test_a_cancelled_check_takes_no_other_check_s_visit_with_it(
     store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
 
     async def run() -> list[BaseException | None]:
-        tasks = [asyncio.create_task(store.record_visit(*_group_row(f"visit-{n}", people["01"]))) for n in range(5)]
+        rows = [_visit_and_entry(f"visit-{n}", people["01"]) for n in range(5)]
+        tasks = [asyncio.create_task(store.record_visit(*row)) for row in rows]
         await asyncio.sleep(0)  # all five queued, the first statement sent
         tasks[0].cancel()
         tasks[3].cancel()
@@ -390,7 +377,7 @@ def test_every_check_of_a_group_fails_when_the_database_does(
     pg.close()
 
     async def run() -> list[BaseException | None]:
-        calls = [store.record_visit(*_group_row(f"visit-{n}", people["01"])) for n in range(4)]
+        calls = [store.record_visit(*_visit_and_entry(f"visit-{n}", people["01"])) for n in range(4)]
         return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
 
     outcomes = asyncio.run(run())
@@ -410,14 +397,15 @@ def test_checks_waiting_on_a_group_get_503_when_the_server_shuts_down(
     store = PostgresCardStore(ThreadedTransactions(session_factory), pg)
 
     async def run() -> list[BaseException | None]:
-        tasks = [asyncio.create_task(store.record_visit(*_group_row(f"visit-{n}", people["01"]))) for n in range(4)]
+        rows = [_visit_and_entry(f"visit-{n}", people["01"]) for n in range(4)]
+        tasks = [asyncio.create_task(store.record_visit(*row)) for row in rows]
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         writer = store.visits._writer
         assert writer is not None
         writer.cancel()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        await store.record_visit(*_group_row("visit-after", people["01"]))  # a new writer for the next one
+        await store.record_visit(*_visit_and_entry("visit-after", people["01"]))  # a new writer for the next one
         return outcomes
 
     outcomes = asyncio.run(run())
